@@ -1,0 +1,161 @@
+"""A strict CBOR subset for trunkkey's own objects.
+
+trunkkey objects use only unsigned and negative integers, byte and text
+strings, arrays and maps, in the core deterministic encoding of RFC 8949
+§4.2.1. Anything else is refused rather than interpreted, because two
+decoders that read the same bytes differently are how signed-data formats get
+broken: so there are no tags (except where a caller peels one off first), no
+floats, no simple values, no indefinite lengths, no non-shortest arguments, no
+duplicate or unordered map keys, no trailing bytes, and nesting is bounded.
+
+``decode`` allocates nothing larger than its input: a declared length is only
+believed once that many bytes are actually present.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from .errors import DecodeError
+
+#: Deepest nesting trunkkey objects ever need (a geofence inside a claim set
+#: inside a chain needs 3); the cap keeps hostile input from recursing.
+MAX_DEPTH = 8
+
+_from_bytes = int.from_bytes
+
+# Smallest argument that may use each long form; anything below must have
+# been encoded shorter.
+_MIN_ARG = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
+_ARG_LEN = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+def _long_arg(data: bytes, pos: int, info: int) -> tuple[int, int]:
+    size = _ARG_LEN.get(info)
+    if size is None:
+        # 28-30 are reserved, 31 is an indefinite length: both refused.
+        raise DecodeError("indefinite length or reserved additional information")
+    end = pos + size
+    if end > len(data):
+        raise DecodeError("truncated argument")
+    arg = _from_bytes(data[pos:end], "big")
+    if arg < _MIN_ARG[info]:
+        raise DecodeError("argument not in shortest form")
+    return arg, end
+
+
+def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    ib = data[pos]
+    pos += 1
+    info = ib & 0x1F
+    if info < 24:
+        arg = info
+    else:
+        arg, pos = _long_arg(data, pos, info)
+    major = ib >> 5
+    if major == 0:
+        return arg, pos
+    if major == 1:
+        return -1 - arg, pos
+    if major == 2:
+        end = pos + arg
+        if end > len(data):
+            raise DecodeError("truncated byte string")
+        return data[pos:end], end
+    if major == 3:
+        end = pos + arg
+        if end > len(data):
+            raise DecodeError("truncated text string")
+        return data[pos:end].decode("utf-8"), end
+    if depth == 0:
+        raise DecodeError("nesting too deep")
+    if major == 4:
+        # Each element takes at least one byte: a longer declared count is a lie.
+        if arg > len(data) - pos:
+            raise DecodeError("truncated array")
+        out = []
+        for _ in range(arg):
+            value, pos = _item(data, pos, depth - 1)
+            out.append(value)
+        return out, pos
+    if major == 5:
+        if arg > (len(data) - pos) // 2:
+            raise DecodeError("truncated map")
+        result: dict[Any, Any] = {}
+        previous = b""
+        for _ in range(arg):
+            key, key_end = _item(data, pos, depth - 1)
+            if type(key) not in (int, str):
+                raise DecodeError("map key is neither an integer nor a text string")
+            encoded_key = data[pos:key_end]
+            # Deterministic encoding sorts keys by their encoded bytes; a key
+            # that is not strictly greater is a duplicate or out of order.
+            if encoded_key <= previous:
+                raise DecodeError("map keys duplicated or not in deterministic order")
+            previous = encoded_key
+            result[key], pos = _item(data, key_end, depth - 1)
+        return result, pos
+    if major == 6:
+        raise DecodeError("unexpected tag")
+    raise DecodeError("floats and simple values are not allowed")
+
+
+def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Decode one strictly, deterministically encoded CBOR item from ``data``.
+
+    Raises :class:`DecodeError` for anything outside the subset, including
+    trailing bytes.
+    """
+    if type(data) is not bytes:
+        raise DecodeError("expected bytes")
+    if not data:
+        raise DecodeError("empty input")
+    try:
+        value, pos = _item(data, 0, max_depth)
+    except IndexError:
+        raise DecodeError("truncated item") from None
+    except UnicodeDecodeError:
+        raise DecodeError("text string is not valid UTF-8") from None
+    if pos != len(data):
+        raise DecodeError("trailing bytes after the item")
+    return value
+
+
+def head(major: int, arg: int) -> bytes:
+    """Encode a CBOR initial byte and argument in shortest form."""
+    mt = major << 5
+    if arg < 24:
+        return bytes((mt | arg,))
+    if arg < 0x100:
+        return bytes((mt | 24, arg))
+    if arg < 0x10000:
+        return bytes((mt | 25,)) + arg.to_bytes(2, "big")
+    if arg < 0x100000000:
+        return bytes((mt | 26,)) + arg.to_bytes(4, "big")
+    if arg < 0x10000000000000000:
+        return bytes((mt | 27,)) + arg.to_bytes(8, "big")
+    raise ValueError("integer out of CBOR range")
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` deterministically (RFC 8949 §4.2.1), in the same subset."""
+    kind = type(value)
+    if kind is int:
+        number: int = value
+        return head(0, number) if number >= 0 else head(1, -1 - number)
+    if kind is bytes:
+        raw_bytes: bytes = value
+        return head(2, len(raw_bytes)) + raw_bytes
+    if kind is str:
+        raw: bytes = value.encode("utf-8")
+        return head(3, len(raw)) + raw
+    if kind is list or kind is tuple:
+        return head(4, len(value)) + b"".join(encode(v) for v in value)
+    if kind is dict:
+        items = sorted((encode(k), encode(v)) for k, v in value.items())
+        for (a, _), (b, _) in itertools.pairwise(items):
+            if a == b:
+                raise ValueError("duplicate map key")
+        return head(5, len(items)) + b"".join(k + v for k, v in items)
+    raise TypeError(f"cannot encode {kind.__name__} in trunkkey's CBOR subset")

@@ -1,0 +1,200 @@
+"""The claims a trunkkey token carries, and their CWT encoding.
+
+Registered CWT claims (RFC 8392) keep their labels; trunkkey's own profile
+claims use labels from the CWT "Private Use" range (below -65536), so they can
+never collide with a registered claim. The set is closed: a token with any
+other claim is malformed, because a claim a verifier ignores is a restriction
+an issuer thought it imposed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from . import cbor
+from .errors import DecodeError, InvalidRequest
+from .geo import Geofence
+from .keys import VerificationKey
+
+# Registered CWT claim labels (RFC 8392 §4, RFC 8747 §3.1).
+ISS, AUD, EXP, NBF, IAT, CTI, CNF = 1, 3, 4, 5, 6, 7, 8
+# trunkkey profile claims (Private Use range).
+ACCESS = -65537  #: access bits: one action bit | one purpose bit
+GEOFENCE = -65538  #: [lat_e7, lon_e7, radius_m]
+ORDER = -65539  #: opaque order reference, bstr
+#: cnf member carrying a COSE_Key (RFC 8747 §3.2).
+CNF_COSE_KEY = 1
+
+TOKEN_ID_LENGTH = 16  #: 128 random bits
+MAX_NAME_BYTES = 64  #: issuer names and vehicle ids, UTF-8
+MAX_ORDER_BYTES = 64
+MAX_TIME = 2**40  #: year 36812: any larger NumericDate is nonsense
+_REQUIRED = frozenset({ISS, AUD, EXP, NBF, IAT, CTI, ACCESS})
+_KNOWN = _REQUIRED | {CNF, GEOFENCE, ORDER}
+
+
+class Action(StrEnum):
+    """What a token opens. Nothing else exists: no token can start or drive a car."""
+
+    TRUNK = "trunk"  #: the trunk only; the cabin stays locked
+    UNLOCK_RELOCK = "unlock-relock"  #: doors unlocked once, then relocked
+
+    @property
+    def bit(self) -> int:
+        return _ACTION_BITS[self]
+
+
+class Purpose(StrEnum):
+    """Why the token was issued; carried into the delivery receipt."""
+
+    DELIVERY = "delivery"
+    RETURN_PICKUP = "return-pickup"
+
+    @property
+    def bit(self) -> int:
+        return _PURPOSE_BITS[self]
+
+
+# The access claim is a bit set: bits 0-1 name actions, bits 2-3 purposes,
+# every other bit is reserved and must be zero. A token sets exactly one bit
+# of each kind (values 5, 6, 9, 10 — one byte on the wire); a consent grant
+# (a later profile) sets any non-empty subset, and narrowing is a subset test.
+_ACTION_BITS = {Action.TRUNK: 0x01, Action.UNLOCK_RELOCK: 0x02}
+_PURPOSE_BITS = {Purpose.DELIVERY: 0x04, Purpose.RETURN_PICKUP: 0x08}
+ACTION_MASK = 0x03
+PURPOSE_MASK = 0x0C
+_BIT_TO_ACTION = {v: k for k, v in _ACTION_BITS.items()}
+_BIT_TO_PURPOSE = {v: k for k, v in _PURPOSE_BITS.items()}
+
+
+def access_bits(action: Action, purpose: Purpose) -> int:
+    return _ACTION_BITS[action] | _PURPOSE_BITS[purpose]
+
+
+def check_name(value: object, what: str) -> str:
+    """Validate an issuer name or vehicle id supplied by a caller."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{what} must be a non-empty string")
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidRequest(f"{what} must be at most {MAX_NAME_BYTES} bytes of UTF-8")
+    if not value.isprintable():
+        raise InvalidRequest(f"{what} must not contain control characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenClaims:
+    """The content of a trunkkey token.
+
+    A ``TokenClaims`` on its own proves nothing: only a
+    :class:`~trunkkey.Decision` from a :class:`~trunkkey.Verifier` says that a
+    signature over it was checked.
+    """
+
+    issuer: str
+    vehicle_id: str
+    not_before: int
+    expires: int
+    issued_at: int
+    token_id: bytes
+    action: Action
+    purpose: Purpose
+    geofence: Geofence | None = None
+    courier_key: VerificationKey | None = None
+    order_ref: bytes | None = None
+
+    @property
+    def lifetime(self) -> int:
+        return self.expires - self.not_before
+
+
+def encode_claims(claims: TokenClaims) -> bytes:
+    """The deterministic CWT claims set for ``claims``."""
+    members: dict[int, Any] = {
+        ISS: claims.issuer,
+        AUD: claims.vehicle_id,
+        EXP: claims.expires,
+        NBF: claims.not_before,
+        IAT: claims.issued_at,
+        CTI: claims.token_id,
+        ACCESS: access_bits(claims.action, claims.purpose),
+    }
+    if claims.courier_key is not None:
+        members[CNF] = {CNF_COSE_KEY: claims.courier_key.cose_key_map()}
+    if claims.geofence is not None:
+        g = claims.geofence
+        members[GEOFENCE] = [g.lat_e7, g.lon_e7, g.radius_m]
+    if claims.order_ref is not None:
+        members[ORDER] = claims.order_ref
+    return cbor.encode(members)
+
+
+def _text(value: Any, what: str) -> str:
+    if type(value) is not str or not value or len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        raise DecodeError(f"{what} must be a text string of 1 to {MAX_NAME_BYTES} bytes")
+    return value
+
+
+def _time(value: Any, what: str) -> int:
+    if type(value) is not int or not (0 <= value < MAX_TIME):
+        raise DecodeError(f"{what} must be an unsigned integer NumericDate")
+    return value
+
+
+def decode_claims(payload: bytes) -> TokenClaims:
+    """Strictly decode a claims set; raise :class:`DecodeError` on anything off-profile."""
+    members = cbor.decode(payload)
+    if type(members) is not dict:
+        raise DecodeError("claims set must be a map")
+    keys = members.keys()
+    if not keys >= _REQUIRED:
+        raise DecodeError(f"missing claims: {sorted(_REQUIRED - keys)}")
+    if not keys <= _KNOWN:
+        raise DecodeError(f"unknown claims: {sorted(keys - _KNOWN)}")
+    token_id = members[CTI]
+    if type(token_id) is not bytes or len(token_id) != TOKEN_ID_LENGTH:
+        raise DecodeError(f"cti must be {TOKEN_ID_LENGTH} bytes")
+    access = members[ACCESS]
+    if type(access) is not int or access & ~(ACTION_MASK | PURPOSE_MASK):
+        raise DecodeError("access must be an unsigned integer with no reserved bits set")
+    action = _BIT_TO_ACTION.get(access & ACTION_MASK)
+    purpose = _BIT_TO_PURPOSE.get(access & PURPOSE_MASK)
+    if action is None:
+        raise DecodeError("access must name exactly one action")
+    if purpose is None:
+        raise DecodeError("access must name exactly one purpose")
+    geofence = None
+    if GEOFENCE in members:
+        g = members[GEOFENCE]
+        if type(g) is not list or len(g) != 3 or any(type(v) is not int for v in g):
+            raise DecodeError("geofence must be [lat_e7, lon_e7, radius_m]")
+        try:
+            geofence = Geofence(lat_e7=g[0], lon_e7=g[1], radius_m=g[2])
+        except InvalidRequest as exc:
+            raise DecodeError(f"geofence out of range: {exc}") from None
+    courier_key = None
+    if CNF in members:
+        cnf = members[CNF]
+        if type(cnf) is not dict or set(cnf) != {CNF_COSE_KEY}:
+            raise DecodeError("cnf must hold exactly one COSE_Key")
+        courier_key = VerificationKey.from_cose_key(cnf[CNF_COSE_KEY])
+    order_ref = None
+    if ORDER in members:
+        order_ref = members[ORDER]
+        if type(order_ref) is not bytes or not (0 < len(order_ref) <= MAX_ORDER_BYTES):
+            raise DecodeError(f"order reference must be 1 to {MAX_ORDER_BYTES} bytes")
+    return TokenClaims(
+        issuer=_text(members[ISS], "iss"),
+        vehicle_id=_text(members[AUD], "aud"),
+        not_before=_time(members[NBF], "nbf"),
+        expires=_time(members[EXP], "exp"),
+        issued_at=_time(members[IAT], "iat"),
+        token_id=token_id,
+        action=action,
+        purpose=purpose,
+        geofence=geofence,
+        courier_key=courier_key,
+        order_ref=order_ref,
+    )

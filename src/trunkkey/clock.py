@@ -1,0 +1,71 @@
+"""Clocks, injected everywhere time matters.
+
+trunkkey reads time through a :class:`Clock` passed in by the caller, once per
+decision, so tests never sleep and never patch global time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from .errors import InvalidRequest
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything with a ``now()`` that returns Unix time in whole seconds."""
+
+    def now(self) -> int: ...
+
+
+class SystemClock:
+    """The host's wall clock (``time.time()``), floored to whole seconds."""
+
+    def now(self) -> int:
+        return int(time.time())
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+class ManualClock:
+    """A clock that moves only when told to: for tests and simulations."""
+
+    def __init__(self, start: int | datetime) -> None:
+        self._now = to_unix(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> int:
+        return self._now
+
+    def set(self, when: int | datetime) -> None:
+        with self._lock:
+            self._now = to_unix(when)
+
+    def advance(self, seconds: int) -> int:
+        with self._lock:
+            self._now += int(seconds)
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"ManualClock({self._now})"
+
+
+def to_unix(when: int | datetime) -> int:
+    """Whole Unix seconds from an int or a timezone-aware datetime.
+
+    A naive datetime is refused: its meaning depends on the host's time zone,
+    and a token window off by hours is a security bug.
+    """
+    if isinstance(when, bool):
+        raise InvalidRequest("a time is an int of Unix seconds or an aware datetime")
+    if isinstance(when, int):
+        return when
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise InvalidRequest("naive datetime refused: give it a timezone")
+        return int(when.timestamp())
+    raise InvalidRequest("a time is an int of Unix seconds or an aware datetime")

@@ -1,0 +1,251 @@
+"""COSE_Sign1 (RFC 9052 §4.2) for trunkkey.
+
+Two layers:
+
+* the **strict profile** that every trunkkey object uses: a tagged
+  COSE_Sign1 in deterministic CBOR whose protected header holds exactly
+  ``alg``, optionally ``kid``, and ``typ`` (RFC 9596), whose unprotected header
+  is empty — COSE does not sign it, so nothing may live there — and whose
+  signature is 64 bytes. Parsing the envelope is hand-written because it is on
+  the hot path and its shape is fixed.
+* a **standard verifier** (:func:`verify_sign1`) that accepts what RFC 9052
+  allows — untagged messages, ``alg`` in the unprotected bucket, other
+  headers — when the caller's key fixes the algorithm. It exists for
+  conformance with other implementations, never for trunkkey tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import cbor2
+
+from . import cbor
+from .errors import DecodeError, SignatureError
+from .keys import Algorithm, SigningKey, VerificationKey
+
+COSE_SIGN1_TAG = 18
+HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP = 1, 2, 3, 4, 16
+
+_SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # ["Signature1", ...
+
+
+class Typ(IntEnum):
+    """``typ`` values (RFC 9596) that separate trunkkey's signed objects.
+
+    Values are CoAP Content-Formats from the Experimental Use range
+    (65000-65535), which costs 3 bytes where a media-type string would cost 30.
+    Every object a key signs carries its own, so a grant, a receipt or a
+    time-sync message can never be passed off as a token, or the reverse.
+    Media-type names, for documentation: ``application/trunkkey-<name>+cose``.
+    """
+
+    TOKEN = 65301
+    PROOF = 65302
+    GRANT = 65303
+    RECEIPT = 65304
+    TIME_SYNC = 65305
+    REVOCATION_LIST = 65306
+    TRUST_UPDATE = 65307
+
+
+def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
+    """The bytes a COSE_Sign1 signature covers (RFC 9052 §4.4)."""
+    return (
+        _SIG_STRUCTURE_PREFIX
+        + cbor.head(2, len(protected)) + protected
+        + cbor.head(2, len(external_aad)) + external_aad
+        + cbor.head(2, len(payload)) + payload
+    )
+
+
+def protected_header(algorithm: Algorithm, typ: Typ, kid: bytes | None) -> bytes:
+    members: dict[int, Any] = {HDR_ALG: int(algorithm), HDR_TYP: int(typ)}
+    if kid is not None:
+        members[HDR_KID] = kid
+    return cbor.encode(members)
+
+
+def sign1(
+    key: SigningKey, payload: bytes, *, typ: Typ, include_kid: bool = True,
+    external_aad: bytes = b"",
+) -> bytes:
+    """A strict-profile, tagged COSE_Sign1 over ``payload``."""
+    protected = protected_header(key.algorithm, typ, key.kid if include_kid else None)
+    signature = key.sign(sig_structure(protected, payload, external_aad))
+    return (
+        b"\xd2\x84"
+        + cbor.head(2, len(protected)) + protected
+        + b"\xa0"
+        + cbor.head(2, len(payload)) + payload
+        + cbor.head(2, len(signature)) + signature
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sign1Parts:
+    """The pieces of a strict-profile COSE_Sign1, not yet verified."""
+
+    protected: bytes
+    payload: bytes
+    signature: bytes
+    #: The message bytes that the Sig_structure reuses verbatim: the protected
+    #: bstr with its head, and the payload bstr with its head.
+    protected_item: bytes
+    payload_item: bytes
+
+    def to_be_signed(self, external_aad: bytes = b"") -> bytes:
+        if external_aad:
+            return sig_structure(self.protected, self.payload, external_aad)
+        return _SIG_STRUCTURE_PREFIX + self.protected_item + b"\x40" + self.payload_item
+
+
+def _bstr_at(data: bytes, pos: int) -> tuple[int, int]:
+    """Start and end of the content of the byte string whose head is at ``pos``."""
+    ib = data[pos]
+    if ib >> 5 != 2:
+        raise DecodeError("expected a byte string")
+    info = ib & 0x1F
+    if info < 24:
+        start, length = pos + 1, info
+    elif info == 24:
+        start, length = pos + 2, data[pos + 1]
+        if length < 24:
+            raise DecodeError("argument not in shortest form")
+    elif info == 25:
+        start, length = pos + 3, int.from_bytes(data[pos + 1 : pos + 3], "big")
+        if length < 0x100:
+            raise DecodeError("argument not in shortest form")
+    else:
+        # A 64 KiB+ byte string never fits the size caps of trunkkey objects.
+        raise DecodeError("byte string length out of range")
+    end = start + length
+    if end > len(data):
+        raise DecodeError("truncated byte string")
+    return start, end
+
+
+def parse_sign1(data: bytes) -> Sign1Parts:
+    """Split a strict-profile COSE_Sign1; raise :class:`DecodeError` if it is not one."""
+    try:
+        if data[0] != 0xD2:
+            raise DecodeError("not a tagged COSE_Sign1 (tag 18)")
+        if data[1] != 0x84:
+            raise DecodeError("COSE_Sign1 must be an array of four items")
+        p_start, p_end = _bstr_at(data, 2)
+        if data[p_end] != 0xA0:
+            raise DecodeError("unprotected header must be an empty map")
+        pl_start, pl_end = _bstr_at(data, p_end + 1)
+        s_start, s_end = _bstr_at(data, pl_end)
+    except IndexError:
+        raise DecodeError("truncated COSE_Sign1") from None
+    if s_end != len(data):
+        raise DecodeError("trailing bytes after COSE_Sign1")
+    if s_end - s_start != 64:
+        raise DecodeError("signature must be 64 bytes")
+    return Sign1Parts(
+        protected=data[p_start:p_end],
+        payload=data[pl_start:pl_end],
+        signature=data[s_start:s_end],
+        protected_item=data[2:p_end],
+        payload_item=data[p_end + 1 : pl_end],
+    )
+
+
+class HeaderProblem(IntEnum):
+    """Why a strict protected header was refused (mapped to reason codes by callers)."""
+
+    MALFORMED = 1
+    UNSUPPORTED = 2
+    WRONG_TYPE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedHeader:
+    alg: int
+    typ: int
+    kid: bytes | None
+
+
+def decode_protected(protected: bytes) -> ProtectedHeader | HeaderProblem:
+    """Decode a strict-profile protected header, or say what is wrong with it."""
+    try:
+        members = cbor.decode(protected)
+    except DecodeError:
+        return HeaderProblem.MALFORMED
+    if type(members) is not dict:
+        return HeaderProblem.MALFORMED
+    if HDR_CRIT in members or not set(members) <= {HDR_ALG, HDR_KID, HDR_TYP}:
+        # trunkkey v1 defines no critical or extra headers: refuse rather than ignore.
+        return HeaderProblem.UNSUPPORTED
+    alg, typ, kid = members.get(HDR_ALG), members.get(HDR_TYP), members.get(HDR_KID)
+    if type(alg) is not int or (kid is not None and type(kid) is not bytes):
+        return HeaderProblem.MALFORMED
+    if type(typ) is not int:
+        return HeaderProblem.WRONG_TYPE
+    return ProtectedHeader(alg=alg, typ=typ, kid=kid)
+
+
+# -- The standard (RFC 9052) verifier, for conformance -----------------------
+
+#: Header parameters the standard verifier understands (RFC 9052 §3.1, RFC 9596).
+_UNDERSTOOD = frozenset({HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, 5, 6, HDR_TYP})
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return cbor2.loads(data)
+    except Exception as exc:  # noqa: BLE001 -- cbor2 raises many types on hostile input
+        raise DecodeError(f"not CBOR: {type(exc).__name__}") from None
+
+
+def verify_sign1(
+    message: bytes, key: VerificationKey, *, external_aad: bytes = b"",
+    detached_payload: bytes | None = None,
+) -> bytes:
+    """Verify a standard COSE_Sign1 with ``key`` and return its payload.
+
+    RFC 9052 allows more than trunkkey's profile: the tag may be absent, and
+    ``alg`` may sit in either bucket. The key fixes the algorithm: an ``alg``
+    anywhere that differs from the key's is an error, never a switch.
+    """
+    if len(message) > 65536:
+        raise DecodeError("COSE message too large")
+    item = _loads(message)
+    if isinstance(item, cbor2.CBORTag):
+        if item.tag != COSE_SIGN1_TAG:
+            raise DecodeError(f"CBOR tag {item.tag} is not COSE_Sign1")
+        item = item.value
+    if type(item) is not list or len(item) != 4:
+        raise DecodeError("COSE_Sign1 must be an array of four items")
+    protected_bytes, unprotected, payload, signature = item
+    if type(protected_bytes) is not bytes or type(unprotected) is not dict:
+        raise DecodeError("malformed COSE_Sign1 headers")
+    protected = _loads(protected_bytes) if protected_bytes else {}
+    if type(protected) is not dict:
+        raise DecodeError("protected header must be a map")
+    if set(protected) & set(unprotected):
+        raise DecodeError("a header parameter appears in both buckets")
+    if HDR_CRIT in unprotected:
+        raise DecodeError("crit must be protected")
+    crit = protected.get(HDR_CRIT, [])
+    if type(crit) is not list or (not crit and HDR_CRIT in protected):
+        raise DecodeError("crit must be a non-empty array")
+    for label in crit:
+        if label not in _UNDERSTOOD or label not in protected:
+            raise DecodeError(f"critical header {label!r} not understood")
+    alg = protected.get(HDR_ALG, unprotected.get(HDR_ALG))
+    if alg is not None and alg != int(key.algorithm):
+        raise SignatureError("alg does not match the verification key")
+    if payload is None:
+        if detached_payload is None:
+            raise DecodeError("detached payload not supplied")
+        payload = detached_payload
+    elif detached_payload is not None:
+        raise DecodeError("payload is attached; do not supply a detached one")
+    if type(payload) is not bytes or type(signature) is not bytes:
+        raise DecodeError("payload and signature must be byte strings")
+    key.verify(signature, sig_structure(protected_bytes, payload, external_aad))
+    return payload

@@ -1,0 +1,35 @@
+"""Reading a token without verifying it — for debugging, never for decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .claims import TokenClaims, decode_claims
+from .cose import HeaderProblem, ProtectedHeader, decode_protected, parse_sign1
+from .errors import DecodeError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnverifiedToken:
+    """A token's header and claims as they claim to be. NOTHING here is verified."""
+
+    header: ProtectedHeader
+    claims: TokenClaims
+    signature: bytes
+    size: int
+
+
+def inspect_unverified(token: bytes) -> UnverifiedToken:
+    """Decode ``token`` WITHOUT checking its signature, its key or anything else.
+
+    The name is loud on purpose: use this to debug, log or display a token,
+    never to decide anything. Raises :class:`DecodeError` if it does not parse.
+    """
+    parts = parse_sign1(token)
+    header = decode_protected(parts.protected)
+    if isinstance(header, HeaderProblem):
+        raise DecodeError(f"protected header refused: {header.name.lower()}")
+    return UnverifiedToken(
+        header=header, claims=decode_claims(parts.payload), signature=parts.signature,
+        size=len(token),
+    )

@@ -1,0 +1,474 @@
+"""Signing and verification keys that know their algorithm.
+
+A key is made for exactly one algorithm and verification never takes the
+algorithm from a message: the key decides (the lesson of JWT ``alg: none`` and
+of algorithm confusion). Ed25519 runs on libsodium through PyNaCl, measured
+faster than OpenSSL for both signing and verifying (see ``benchmarks/``);
+ECDSA P-256, the curve automotive secure elements always offer, runs on
+OpenSSL through ``cryptography``.
+
+Private key material never appears in ``repr``/``str``, refuses to be pickled,
+is exported only through methods that say so, and is written to files that
+only the owner can read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn
+
+import nacl.bindings
+import nacl.exceptions
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from . import cbor
+from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, SignatureError
+
+#: Length of a trunkkey key id: the RFC 9679 COSE key thumbprint (SHA-256)
+#: truncated to its first 8 bytes. Collisions cannot grant access (the
+#: signature is still checked with the key found), and a trust store refuses
+#: two keys with the same id.
+KID_LENGTH = 8
+
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+# COSE_Key labels and values (RFC 9052 §7, RFC 9053 §7).
+_KTY, _KID, _ALG, _CRV, _X, _Y, _D = 1, 2, 3, -1, -2, -3, -4
+_KTY_OKP, _KTY_EC2 = 1, 2
+_CRV_P256, _CRV_ED25519 = 1, 6
+
+
+class Algorithm(IntEnum):
+    """COSE algorithm identifiers trunkkey signs and verifies with."""
+
+    EDDSA = -8  #: EdDSA with Ed25519 (the default)
+    ES256 = -7  #: ECDSA P-256 with SHA-256, signature as raw r || s
+
+    @property
+    def cose_name(self) -> str:
+        return "EdDSA" if self is Algorithm.EDDSA else "ES256"
+
+    @property
+    def signature_length(self) -> int:
+        return 64
+
+
+def _forbid_pickle(obj: object) -> NoReturn:
+    raise TypeError(f"{type(obj).__name__} cannot be pickled: export it explicitly")
+
+
+class VerificationKey:
+    """A public key bound to one algorithm. Immutable and hashable."""
+
+    __slots__ = ("_algorithm", "_ec", "_kid", "_raw", "_thumbprint")
+
+    def __init__(self, algorithm: Algorithm, raw: bytes) -> None:
+        """Build from raw public bytes: 32 bytes (Ed25519) or x || y (P-256, 64 bytes)."""
+        if not isinstance(algorithm, Algorithm):
+            raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
+        raw = bytes(raw)
+        self._ec: ec.EllipticCurvePublicKey | None = None
+        if algorithm is Algorithm.EDDSA:
+            if len(raw) != 32:
+                raise InvalidRequest("an Ed25519 public key is 32 bytes")
+            ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        else:
+            if len(raw) != 64:
+                raise InvalidRequest("a P-256 public key is x || y, 64 bytes")
+            try:
+                self._ec = ec.EllipticCurvePublicKey.from_encoded_point(
+                    ec.SECP256R1(), b"\x04" + raw
+                )
+            except ValueError:
+                raise InvalidRequest("not a point on P-256") from None
+        self._algorithm = algorithm
+        self._raw = raw
+        self._thumbprint = hashlib.sha256(cbor.encode(self._thumbprint_members())).digest()
+        self._kid = self._thumbprint[:KID_LENGTH]
+
+    # -- identity -----------------------------------------------------------
+    @property
+    def algorithm(self) -> Algorithm:
+        return self._algorithm
+
+    @property
+    def raw(self) -> bytes:
+        """The raw public key bytes (Ed25519: 32 bytes; P-256: x || y)."""
+        return self._raw
+
+    @property
+    def kid(self) -> bytes:
+        """Key id: the first 8 bytes of the RFC 9679 thumbprint."""
+        return self._kid
+
+    def thumbprint(self) -> bytes:
+        """The full RFC 9679 COSE key thumbprint (SHA-256)."""
+        return self._thumbprint
+
+    def _thumbprint_members(self) -> dict[int, Any]:
+        if self._algorithm is Algorithm.EDDSA:
+            return {_KTY: _KTY_OKP, _CRV: _CRV_ED25519, _X: self._raw}
+        return {_KTY: _KTY_EC2, _CRV: _CRV_P256, _X: self._raw[:32], _Y: self._raw[32:]}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VerificationKey):
+            return NotImplemented
+        return self._algorithm is other._algorithm and self._raw == other._raw
+
+    def __hash__(self) -> int:
+        return hash((self._algorithm, self._raw))
+
+    def __repr__(self) -> str:
+        return f"VerificationKey(alg={self._algorithm.cose_name}, kid={self._kid.hex()})"
+
+    def __reduce__(self) -> tuple[type[VerificationKey], tuple[Algorithm, bytes]]:
+        return (VerificationKey, (self._algorithm, self._raw))
+
+    # -- verification -------------------------------------------------------
+    def verify(self, signature: bytes, message: bytes) -> None:
+        """Return ``None`` if ``signature`` is valid over ``message``; raise otherwise."""
+        if not self.is_valid_signature(signature, message):
+            raise SignatureError("signature does not verify")
+
+    def is_valid_signature(self, signature: bytes, message: bytes) -> bool:
+        """The boolean form of :meth:`verify`, for hot paths that branch anyway."""
+        if type(signature) is not bytes or len(signature) != 64:
+            return False
+        if self._algorithm is Algorithm.EDDSA:
+            try:
+                nacl.bindings.crypto_sign_open(signature + message, self._raw)
+            except nacl.exceptions.BadSignatureError:
+                return False
+            return True
+        r = int.from_bytes(signature[:32], "big")
+        s = int.from_bytes(signature[32:], "big")
+        if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+            return False
+        if self._ec is None:
+            return False
+        try:
+            self._ec.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+    # -- export / import ----------------------------------------------------
+    def to_cose_key(self, *, include_kid: bool = True, include_alg: bool = True) -> bytes:
+        """The public key as a deterministically encoded COSE_Key."""
+        members = self._thumbprint_members()
+        if include_kid:
+            members[_KID] = self._kid
+        if include_alg:
+            members[_ALG] = int(self._algorithm)
+        return cbor.encode(members)
+
+    def cose_key_map(self) -> dict[int, Any]:
+        """The minimal COSE_Key map (kty, crv, x[, y]) as used inside ``cnf``."""
+        return self._thumbprint_members()
+
+    @classmethod
+    def from_cose_key(cls, data: bytes | dict[int, Any]) -> VerificationKey:
+        """Read a public COSE_Key (bytes in trunkkey's strict encoding, or a decoded map)."""
+        members = cbor.decode(data) if isinstance(data, bytes) else data
+        return cls._from_cose_map(members, private=False)  # type: ignore[return-value]
+
+    @classmethod
+    def _from_cose_map(cls, members: Any, *, private: bool) -> VerificationKey | SigningKey:
+        if type(members) is not dict:
+            raise DecodeError("a COSE_Key is a map")
+        kty, crv, alg = members.get(_KTY), members.get(_CRV), members.get(_ALG)
+        allowed = {_KTY, _KID, _ALG, _CRV, _X, _Y, _D}
+        if not set(members) <= allowed:
+            raise DecodeError("COSE_Key has parameters trunkkey does not use")
+        if (_D in members) != private:
+            raise DecodeError("expected a private key" if private else "expected a public key")
+        if _KID in members and type(members[_KID]) is not bytes:
+            raise DecodeError("COSE_Key kid must be a byte string")
+        if kty == _KTY_OKP and crv == _CRV_ED25519 and _Y not in members:
+            algorithm = Algorithm.EDDSA
+        elif kty == _KTY_EC2 and crv == _CRV_P256:
+            algorithm = Algorithm.ES256
+        else:
+            raise DecodeError("unsupported COSE_Key type or curve")
+        if alg is not None and alg != int(algorithm):
+            raise DecodeError("COSE_Key alg does not match its key type")
+        x = members.get(_X)
+        if type(x) is not bytes or len(x) != 32:
+            raise DecodeError("COSE_Key x must be 32 bytes")
+        raw = x
+        if algorithm is Algorithm.ES256:
+            y = members.get(_Y)
+            if type(y) is not bytes or len(y) != 32:
+                raise DecodeError("COSE_Key y must be 32 bytes")
+            raw = x + y
+        try:
+            public = cls(algorithm, raw)
+        except (InvalidRequest, ValueError):
+            raise DecodeError("COSE_Key does not hold a valid public key") from None
+        if _KID in members and members[_KID] != public.kid:
+            raise DecodeError("COSE_Key kid is not this key's thumbprint id")
+        if not private:
+            return public
+        d = members[_D]
+        if type(d) is not bytes or len(d) != 32:
+            raise DecodeError("COSE_Key d must be 32 bytes")
+        signing = SigningKey._from_private_scalar(algorithm, d)
+        if signing.public_key != public:
+            raise DecodeError("COSE_Key private part does not match its public part")
+        return signing
+
+    def to_pem(self) -> bytes:
+        """SubjectPublicKeyInfo PEM."""
+        return self._cryptography_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> VerificationKey:
+        try:
+            loaded = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError):
+            raise DecodeError("not a PEM public key") from None
+        return cls.from_cryptography(loaded)
+
+    @classmethod
+    def from_cryptography(cls, key: object) -> VerificationKey:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return cls(
+                Algorithm.EDDSA,
+                key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+            )
+        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+            point = key.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            return cls(Algorithm.ES256, point[1:])
+        raise DecodeError("unsupported key type: trunkkey uses Ed25519 or P-256")
+
+    def _cryptography_key(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+        if self._ec is not None:
+            return self._ec
+        return ed25519.Ed25519PublicKey.from_public_bytes(self._raw)
+
+
+class SigningKey:
+    """A private key bound to one algorithm.
+
+    ``repr`` shows only the algorithm and key id; the object cannot be pickled
+    or copied into a string by accident. Export is explicit:
+    :meth:`private_pem`, :meth:`private_cose_key`, :meth:`save`.
+    """
+
+    __slots__ = ("__secret", "_public")
+    _public: VerificationKey
+    __secret: bytes | ec.EllipticCurvePrivateKey
+
+    def __init__(self, *_: object, **__: object) -> None:
+        raise TypeError("use SigningKey.generate(), SigningKey.load() or SigningKey.from_pem()")
+
+    @classmethod
+    def _make(
+        cls, public: VerificationKey, secret: bytes | ec.EllipticCurvePrivateKey
+    ) -> SigningKey:
+        self = object.__new__(cls)
+        self._public = public
+        # Name-mangled so that it does not show in tab-completion or vars().
+        self.__secret = secret
+        return self
+
+    @classmethod
+    def generate(cls, algorithm: Algorithm = Algorithm.EDDSA) -> SigningKey:
+        """A fresh key from the operating system's CSPRNG."""
+        if algorithm is Algorithm.EDDSA:
+            return cls._from_private_scalar(Algorithm.EDDSA, os.urandom(32))
+        if algorithm is Algorithm.ES256:
+            return cls._from_cryptography_private(ec.generate_private_key(ec.SECP256R1()))
+        raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
+
+    @classmethod
+    def _from_private_scalar(cls, algorithm: Algorithm, d: bytes) -> SigningKey:
+        if algorithm is Algorithm.EDDSA:
+            public_raw, secret = nacl.bindings.crypto_sign_seed_keypair(d)
+            return cls._make(VerificationKey(Algorithm.EDDSA, public_raw), secret)
+        try:
+            private = ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1())
+        except ValueError:
+            raise DecodeError("not a valid P-256 private scalar") from None
+        return cls._from_cryptography_private(private)
+
+    @classmethod
+    def _from_cryptography_private(cls, key: object) -> SigningKey:
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            seed = key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+            return cls._from_private_scalar(Algorithm.EDDSA, seed)
+        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+            return cls._make(VerificationKey.from_cryptography(key.public_key()), key)
+        raise DecodeError("unsupported key type: trunkkey uses Ed25519 or P-256")
+
+    # -- identity -----------------------------------------------------------
+    @property
+    def algorithm(self) -> Algorithm:
+        return self._public.algorithm
+
+    @property
+    def public_key(self) -> VerificationKey:
+        return self._public
+
+    @property
+    def kid(self) -> bytes:
+        return self._public.kid
+
+    def __repr__(self) -> str:
+        return f"SigningKey(alg={self.algorithm.cose_name}, kid={self.kid.hex()})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        _forbid_pickle(self)
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        _forbid_pickle(self)
+
+    def __copy__(self) -> SigningKey:
+        return self
+
+    def __deepcopy__(self, memo: object) -> SigningKey:
+        return self
+
+    # -- signing ------------------------------------------------------------
+    def sign(self, message: bytes) -> bytes:
+        """A 64-byte signature: Ed25519, or ECDSA P-256 as r || s with low s."""
+        secret = self.__secret
+        if isinstance(secret, bytes):
+            signed: bytes = nacl.bindings.crypto_sign(message, secret)
+            return signed[:64]
+        r, s = decode_dss_signature(secret.sign(message, ec.ECDSA(hashes.SHA256())))
+        # Low-s form: ECDSA signatures are malleable (s and n - s both verify);
+        # trunkkey never emits the high form. Replay protection never relies on
+        # signature bytes, only on the signed token id.
+        s = min(s, _P256_ORDER - s)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    # -- export -------------------------------------------------------------
+    def _cryptography_private(self) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey:
+        secret = self.__secret
+        if isinstance(secret, bytes):
+            return ed25519.Ed25519PrivateKey.from_private_bytes(secret[:32])
+        return secret
+
+    def _private_scalar(self) -> bytes:
+        secret = self.__secret
+        if isinstance(secret, bytes):
+            return secret[:32]
+        return secret.private_numbers().private_value.to_bytes(32, "big")
+
+    def private_pem(self, *, password: bytes | None = None) -> bytes:
+        """Export the private key as PKCS#8 PEM (encrypted when ``password`` is given)."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(password)
+            if password
+            else serialization.NoEncryption()
+        )
+        return self._cryptography_private().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    def private_cose_key(self) -> bytes:
+        """Export the private key as a COSE_Key (with kid and alg)."""
+        members = self._public._thumbprint_members()
+        members[_D] = self._private_scalar()
+        members[_KID] = self.kid
+        members[_ALG] = int(self.algorithm)
+        return cbor.encode(members)
+
+    @classmethod
+    def from_pem(cls, data: bytes, *, password: bytes | None = None) -> SigningKey:
+        try:
+            loaded = serialization.load_pem_private_key(data, password=password)
+        except (ValueError, TypeError):
+            # cryptography's message may quote parts of the input: say nothing of it.
+            raise DecodeError("not a PEM private key, or wrong password") from None
+        return cls._from_cryptography_private(loaded)
+
+    @classmethod
+    def from_cose_key(cls, data: bytes) -> SigningKey:
+        try:
+            members = cbor.decode(data)
+        except DecodeError:
+            raise DecodeError("not a COSE_Key private key") from None
+        return VerificationKey._from_cose_map(members, private=True)  # type: ignore[return-value]
+
+    # -- files --------------------------------------------------------------
+    def save(
+        self, path: str | os.PathLike[str], *, password: bytes | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Write the key as PEM to a new file readable only by its owner (mode 0600)."""
+        write_private_file(Path(path), self.private_pem(password=password), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, password: bytes | None = None) -> SigningKey:
+        """Read a PEM or COSE_Key private key file; refuse one that others can read."""
+        data = read_private_file(Path(path))
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return cls.from_pem(data, password=password)
+        return cls.from_cose_key(data)
+
+
+def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+    """Create ``path`` with mode 0600 before any byte is written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if overwrite:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} exists; pass overwrite=True to replace it") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        # The umask cannot widen 0600, but an inherited ACL or odd umask could
+        # narrow it unexpectedly; set it explicitly.
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_private_file(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureKeyFile(
+                f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "run chmod 600 on it"
+            )
+        if info.st_size > 64 * 1024:
+            raise KeyFileError(f"{path} is too large to be a key file")
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

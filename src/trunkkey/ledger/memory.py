@@ -1,0 +1,50 @@
+"""An in-process replay ledger: fast, thread-safe, and gone when the process is."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+
+from .base import check_key
+
+
+class MemoryLedger:
+    """Spent tokens in a dict, expiries in a heap so pruning costs O(pruned · log n).
+
+    Nothing survives a restart: use it in tests, or where a restart also
+    rotates the trust store so old tokens cannot verify anyway.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spent: dict[tuple[str, bytes], int] = {}
+        self._expiries: list[tuple[int, str, bytes]] = []
+
+    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        check_key(vehicle_id, token_id)
+        key = (vehicle_id, token_id)
+        with self._lock:
+            if key in self._spent:
+                return False
+            self._spent[key] = keep_until
+            heapq.heappush(self._expiries, (keep_until, vehicle_id, token_id))
+            return True
+
+    def prune(self, now: int, *, limit: int | None = None) -> int:
+        removed = 0
+        with self._lock:
+            heap = self._expiries
+            while heap and heap[0][0] < now and (limit is None or removed < limit):
+                _, vehicle_id, token_id = heapq.heappop(heap)
+                del self._spent[(vehicle_id, token_id)]
+                removed += 1
+        return removed
+
+    def count(self) -> int:
+        return len(self._spent)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"MemoryLedger({self.count()} spent)"

@@ -1,0 +1,120 @@
+"""The verification keys a verifier trusts, by key id, with validity periods."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from .claims import check_name
+from .clock import to_unix
+from .cose import Typ, protected_header
+from .errors import InvalidRequest
+from .keys import VerificationKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustedKey:
+    """A verification key, the issuer name it speaks for, and when it may be used.
+
+    A token verifies under this key only if its ``iss`` equals ``issuer`` and the
+    verification time lies in ``[not_before, not_after)``, so that keys rotate
+    with an overlap and a retired key stops working on schedule.
+    """
+
+    key: VerificationKey
+    issuer: str
+    not_before: int | None = None
+    not_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, VerificationKey):
+            raise InvalidRequest("TrustedKey.key must be a VerificationKey")
+        check_name(self.issuer, "issuer")
+        if (
+            self.not_before is not None
+            and self.not_after is not None
+            and self.not_after <= self.not_before
+        ):
+            raise InvalidRequest("TrustedKey validity period is empty")
+
+    @classmethod
+    def create(
+        cls, key: VerificationKey, issuer: str, *, not_before: int | datetime | None = None,
+        not_after: int | datetime | None = None,
+    ) -> TrustedKey:
+        return cls(
+            key=key,
+            issuer=issuer,
+            not_before=None if not_before is None else to_unix(not_before),
+            not_after=None if not_after is None else to_unix(not_after),
+        )
+
+    @property
+    def kid(self) -> bytes:
+        return self.key.kid
+
+    def valid_at(self, now: int) -> bool:
+        if self.not_before is not None and now < self.not_before:
+            return False
+        return self.not_after is None or now < self.not_after
+
+
+class TrustStore:
+    """Keys by kid. Safe to share between threads; updates replace whole snapshots."""
+
+    def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
+        self._lock = threading.Lock()
+        self._by_kid: dict[bytes, TrustedKey] = {}
+        self._by_token_header: dict[bytes, TrustedKey] = {}
+        for entry in keys:
+            self.add(entry)
+
+    def add(self, entry: TrustedKey) -> None:
+        """Trust ``entry``; refuse a second key with the same kid."""
+        if not isinstance(entry, TrustedKey):
+            raise InvalidRequest("TrustStore holds TrustedKey entries")
+        with self._lock:
+            if entry.kid in self._by_kid:
+                raise InvalidRequest(f"a key with kid {entry.kid.hex()} is already trusted")
+            by_kid = dict(self._by_kid)
+            by_kid[entry.kid] = entry
+            self._publish(by_kid)
+
+    def remove(self, kid: bytes) -> TrustedKey:
+        """Stop trusting the key ``kid`` (e.g. after a compromise); return its entry."""
+        with self._lock:
+            by_kid = dict(self._by_kid)
+            try:
+                entry = by_kid.pop(kid)
+            except KeyError:
+                raise InvalidRequest(f"no trusted key with kid {kid.hex()}") from None
+            self._publish(by_kid)
+            return entry
+
+    def _publish(self, by_kid: dict[bytes, TrustedKey]) -> None:
+        # The verifier's fast path looks a token's protected header up by its
+        # exact bytes: one dict probe proves alg, kid and typ are all right.
+        by_header = {
+            protected_header(e.key.algorithm, Typ.TOKEN, e.kid): e for e in by_kid.values()
+        }
+        self._by_kid, self._by_token_header = by_kid, by_header
+
+    def get(self, kid: bytes) -> TrustedKey | None:
+        return self._by_kid.get(kid)
+
+    def _for_token_header(self, protected: bytes) -> TrustedKey | None:
+        return self._by_token_header.get(protected)
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self._by_kid
+
+    def __iter__(self) -> Iterator[TrustedKey]:
+        return iter(list(self._by_kid.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_kid)
+
+    def __repr__(self) -> str:
+        return f"TrustStore({len(self)} keys)"

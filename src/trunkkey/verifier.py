@@ -1,0 +1,317 @@
+"""The verifier: the car's telematics unit deciding whether to open.
+
+Every check lives in :meth:`Verifier.verify_at`, in order, each with its own
+reason code. The order is part of the specification (``docs/token-format.md``):
+cheap structural checks first, the signature before any claim is believed,
+then the claims, then the courier's proof, and the ledger last — so a token
+is spent only when every other check has passed, and a ledger that cannot
+write means no access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from .claims import Action, Purpose, TokenClaims, check_name, decode_claims
+from .clock import Clock
+from .cose import HeaderProblem, Typ, decode_protected, parse_sign1
+from .errors import AccessDenied, DecodeError, InvalidRequest
+from .geo import Location
+from .issuer import DEFAULT_MAX_LIFETIME
+from .ledger.base import Ledger
+from .proof import check_proof
+from .reasons import Reason
+from .trust import TrustedKey, TrustStore
+
+DEFAULT_MAX_SKEW = 60
+#: No policy may allow more clock skew than this: a larger allowance turns
+#: a stolen, expired token back into a live one.
+MAX_ALLOWED_SKEW = 300
+DEFAULT_MAX_TOKEN_SIZE = 1024
+
+_SEAL = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifierPolicy:
+    """Limits a verifier enforces whatever the token says."""
+
+    max_skew: int = DEFAULT_MAX_SKEW
+    max_lifetime: int = DEFAULT_MAX_LIFETIME
+    max_token_size: int = DEFAULT_MAX_TOKEN_SIZE
+
+    def __post_init__(self) -> None:
+        if type(self.max_skew) is not int or not (0 <= self.max_skew <= MAX_ALLOWED_SKEW):
+            raise InvalidRequest(f"max_skew must be 0 to {MAX_ALLOWED_SKEW} seconds")
+        if type(self.max_lifetime) is not int or self.max_lifetime <= 0:
+            raise InvalidRequest("max_lifetime must be a positive number of seconds")
+        if type(self.max_token_size) is not int or not (64 <= self.max_token_size <= 65536):
+            raise InvalidRequest("max_token_size must be 64 to 65536 bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What the verifier decided, and why. Only a :class:`Verifier` makes one.
+
+    ``claims`` is set whenever the token's signature verified, even if access
+    was then denied (an expired or replayed but authentic token), so that
+    audits can name the token; it is never set for an unauthenticated one.
+    A decision is deliberately not usable as a bool: test ``.allowed``.
+    """
+
+    reason: Reason
+    detail: str
+    at: int
+    claims: TokenClaims | None = None
+    _seal: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._seal is not _SEAL:
+            raise TypeError("Decisions are made by a Verifier, not constructed")
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is Reason.ALLOWED
+
+    def __bool__(self) -> NoReturn:
+        raise TypeError("test decision.allowed, not the decision itself")
+
+    def raise_for_denial(self) -> None:
+        """Raise :class:`AccessDenied` unless access was allowed."""
+        if self.reason is not Reason.ALLOWED:
+            raise AccessDenied(self.reason, self.detail)
+
+
+def _decision(
+    reason: Reason, detail: str, at: int, claims: TokenClaims | None = None
+) -> Decision:
+    return Decision(reason=reason, detail=detail, at=at, claims=claims, _seal=_SEAL)
+
+
+_HEADER_REASON = {
+    HeaderProblem.MALFORMED: Reason.MALFORMED,
+    HeaderProblem.UNSUPPORTED: Reason.UNSUPPORTED_HEADER,
+    HeaderProblem.WRONG_TYPE: Reason.WRONG_TYPE,
+}
+
+
+class Verifier:
+    """Checks tokens offline against a trust store, a clock, a policy and a ledger."""
+
+    def __init__(
+        self,
+        *,
+        trust_store: TrustStore,
+        ledger: Ledger,
+        clock: Clock,
+        policy: VerifierPolicy | None = None,
+    ) -> None:
+        if not isinstance(trust_store, TrustStore):
+            raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
+        self._trust = trust_store
+        self._ledger = ledger
+        self._clock = clock
+        self._policy = policy if policy is not None else VerifierPolicy()
+
+    @property
+    def policy(self) -> VerifierPolicy:
+        return self._policy
+
+    @property
+    def trust_store(self) -> TrustStore:
+        return self._trust
+
+    def __repr__(self) -> str:
+        return f"Verifier({self._trust!r}, {self._ledger!r}, {self._policy!r})"
+
+    def verify(
+        self,
+        token: bytes,
+        *,
+        vehicle_id: str,
+        action: Action | str,
+        purpose: Purpose | str | None = None,
+        location: Location | None = None,
+        proof: bytes | None = None,
+        challenge: bytes | None = None,
+    ) -> Decision:
+        """Decide on ``token`` now (the clock is read once), spending it if allowed."""
+        return self.verify_at(
+            token,
+            now=self._clock.now(),
+            vehicle_id=vehicle_id,
+            action=action,
+            purpose=purpose,
+            location=location,
+            proof=proof,
+            challenge=challenge,
+        )
+
+    def verify_at(
+        self,
+        token: bytes,
+        *,
+        now: int,
+        vehicle_id: str,
+        action: Action | str,
+        purpose: Purpose | str | None = None,
+        location: Location | None = None,
+        proof: bytes | None = None,
+        challenge: bytes | None = None,
+    ) -> Decision:
+        """Decide on ``token`` at time ``now`` — for a caller that has already
+        read (and sanity-checked) its own clock, like the vehicle unit."""
+        # Arguments come from the caller, not the attacker: misuse raises.
+        check_name(vehicle_id, "vehicle_id")
+        try:
+            wanted_action = Action(action)
+            wanted_purpose = None if purpose is None else Purpose(purpose)
+        except ValueError:
+            raise InvalidRequest("unknown action or purpose") from None
+        if location is not None and not isinstance(location, Location):
+            raise InvalidRequest("location must be a trunkkey.Location")
+        if type(now) is not int:
+            raise InvalidRequest("now must be an int of Unix seconds")
+        try:
+            return self._check(
+                token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge
+            )
+        except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
+            return _decision(
+                Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
+            )
+
+    def _check(  # noqa: PLR0917 -- private hot path: positional, no request object per call
+        self,
+        token: bytes,
+        now: int,
+        vehicle_id: str,
+        action: Action,
+        purpose: Purpose | None,
+        location: Location | None,
+        proof: bytes | None,
+        challenge: bytes | None,
+    ) -> Decision:
+        policy = self._policy
+        # 1. Size, before a single byte is parsed.
+        if type(token) is not bytes:
+            return _decision(Reason.MALFORMED, "token must be bytes", now)
+        if len(token) > policy.max_token_size:
+            return _decision(
+                Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
+            )
+        # 2. The COSE_Sign1 envelope.
+        try:
+            parts = parse_sign1(token)
+        except DecodeError as exc:
+            return _decision(Reason.MALFORMED, str(exc), now)
+        # 3. The protected header: typ, kid, alg. One dict probe on the exact
+        #    bytes settles all three for a well-formed token from a trusted key.
+        entry = self._trust._for_token_header(parts.protected)
+        if entry is None:
+            return self._header_denial(parts.protected, now)
+        # 4. The key's own validity period.
+        if not entry.valid_at(now):
+            return _decision(Reason.KEY_NOT_VALID, "signing key outside its validity period", now)
+        # 5. The signature, before any claim is believed.
+        if not entry.key.is_valid_signature(parts.signature, parts.to_be_signed()):
+            return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
+        # 6. The claims, strictly decoded.
+        try:
+            claims = decode_claims(parts.payload)
+        except DecodeError as exc:
+            return _decision(Reason.MALFORMED, f"claims: {exc}", now)
+        if claims.expires <= claims.not_before:
+            return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
+        # 7. Who issued it, for whom, for what.
+        if claims.issuer != entry.issuer:
+            return _decision(Reason.WRONG_ISSUER, "iss does not match the signing key", now, claims)
+        if claims.vehicle_id != vehicle_id:
+            return _decision(Reason.WRONG_VEHICLE, "token is for another vehicle", now, claims)
+        if claims.action is not action:
+            return _decision(
+                Reason.WRONG_ACTION,
+                f"token grants {claims.action.value}, not {action.value}",
+                now,
+                claims,
+            )
+        if purpose is not None and claims.purpose is not purpose:
+            return _decision(
+                Reason.WRONG_PURPOSE,
+                f"token is for {claims.purpose.value}, not {purpose.value}",
+                now,
+                claims,
+            )
+        # 8. When.
+        if claims.lifetime > policy.max_lifetime:
+            return _decision(
+                Reason.LIFETIME_TOO_LONG,
+                f"window of {claims.lifetime} s exceeds {policy.max_lifetime} s",
+                now,
+                claims,
+            )
+        skew = policy.max_skew
+        if now + skew < claims.not_before or now + skew < claims.issued_at:
+            return _decision(Reason.NOT_YET_VALID, "window has not started", now, claims)
+        if now - skew >= claims.expires:
+            return _decision(Reason.EXPIRED, "window has ended", now, claims)
+        # 9. Where.
+        if claims.geofence is not None:
+            if location is None:
+                return _decision(
+                    Reason.LOCATION_UNKNOWN, "token has a geofence; position unknown", now, claims
+                )
+            if not claims.geofence.contains(location):
+                return _decision(
+                    Reason.OUTSIDE_GEOFENCE, "vehicle is outside the geofence", now, claims
+                )
+        # 10. Who holds it.
+        if claims.courier_key is not None:
+            if proof is None:
+                return _decision(
+                    Reason.PROOF_MISSING, "token is bound to a device; no proof given", now, claims
+                )
+            if challenge is None:
+                return _decision(
+                    Reason.PROOF_INVALID, "no challenge was issued for this proof", now, claims
+                )
+            problem = check_proof(
+                proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
+                challenge=challenge,
+            )
+            if problem is not None:
+                return _decision(Reason.PROOF_INVALID, problem, now, claims)
+        # 11. Single use: last, atomic, and fail closed.
+        try:
+            first_use = self._ledger.consume(
+                claims.vehicle_id, claims.token_id, claims.expires + skew
+            )
+        except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
+            return _decision(
+                Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
+            )
+        if first_use is not True:
+            return _decision(Reason.ALREADY_USED, "token was already used", now, claims)
+        return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+
+    def _header_denial(self, protected: bytes, now: int) -> Decision:
+        """Say precisely why a protected header matched no trusted key."""
+        header = decode_protected(protected)
+        if isinstance(header, HeaderProblem):
+            return _decision(_HEADER_REASON[header], "protected header refused", now)
+        if header.typ != Typ.TOKEN:
+            return _decision(Reason.WRONG_TYPE, f"typ {header.typ} is not a trunkkey token", now)
+        if header.kid is None:
+            return _decision(Reason.MALFORMED, "token has no kid", now)
+        entry: TrustedKey | None = self._trust.get(header.kid)
+        if entry is None:
+            return _decision(Reason.UNKNOWN_KEY, f"no trusted key {header.kid.hex()}", now)
+        if header.alg != int(entry.key.algorithm):
+            return _decision(
+                Reason.ALG_MISMATCH,
+                f"alg {header.alg} is not the key's {entry.key.algorithm.cose_name}",
+                now,
+            )
+        # Every field is right, so only a non-canonical encoding can be left.
+        return _decision(Reason.MALFORMED, "protected header not deterministically encoded", now)
