@@ -112,23 +112,60 @@ class TokenClaims:
 
 def encode_claims(claims: TokenClaims) -> bytes:
     """The deterministic CWT claims set for ``claims``."""
-    members: dict[int, Any] = {
-        ISS: claims.issuer,
-        AUD: claims.vehicle_id,
-        EXP: claims.expires,
-        NBF: claims.not_before,
-        IAT: claims.issued_at,
-        CTI: claims.token_id,
-        ACCESS: access_bits(claims.action, claims.purpose),
-    }
-    if claims.courier_key is not None:
-        members[CNF] = {CNF_COSE_KEY: claims.courier_key.cose_key_map()}
-    if claims.geofence is not None:
-        g = claims.geofence
-        members[GEOFENCE] = [g.lat_e7, g.lon_e7, g.radius_m]
-    if claims.order_ref is not None:
-        members[ORDER] = claims.order_ref
-    return cbor.encode(members)
+    return encode_claim_fields(
+        issuer=claims.issuer,
+        vehicle_id=claims.vehicle_id,
+        expires=claims.expires,
+        not_before=claims.not_before,
+        issued_at=claims.issued_at,
+        token_id=claims.token_id,
+        access=access_bits(claims.action, claims.purpose),
+        courier_key=claims.courier_key,
+        geofence=claims.geofence,
+        order_ref=claims.order_ref,
+    )
+
+
+def encode_claim_fields(
+    *,
+    issuer: str,
+    vehicle_id: str,
+    expires: int,
+    not_before: int,
+    issued_at: int,
+    token_id: bytes,
+    access: int,
+    courier_key: VerificationKey | None,
+    geofence: Geofence | None,
+    order_ref: bytes | None,
+) -> bytes:
+    """Concatenate the claims in deterministic order, without building a map.
+
+    The labels are written in the order RFC 8949 §4.2.1 sorts them (1, 3, 4,
+    5, 6, 7, 8, then -65537, -65538, -65539); a test holds this equal to
+    ``cbor.encode`` of the same map.
+    """
+    head = cbor.head
+    iss = issuer.encode("utf-8")
+    aud = vehicle_id.encode("utf-8")
+    count = 7 + (courier_key is not None) + (geofence is not None) + (order_ref is not None)
+    out = [
+        head(5, count),
+        b"\x01", head(3, len(iss)), iss,
+        b"\x03", head(3, len(aud)), aud,
+        b"\x04", head(0, expires),
+        b"\x05", head(0, not_before),
+        b"\x06", head(0, issued_at),
+        b"\x07", head(2, len(token_id)), token_id,
+    ]
+    if courier_key is not None:
+        out += (b"\x08", cbor.encode({CNF_COSE_KEY: courier_key.cose_key_map()}))
+    out += (_ACCESS_LABEL, head(0, access))
+    if geofence is not None:
+        out += (_GEOFENCE_LABEL, cbor.encode([geofence.lat_e7, geofence.lon_e7, geofence.radius_m]))
+    if order_ref is not None:
+        out += (_ORDER_LABEL, head(2, len(order_ref)), order_ref)
+    return b"".join(out)
 
 
 def _text(value: Any, what: str) -> str:
@@ -145,6 +182,97 @@ def _time(value: Any, what: str) -> int:
 
 def decode_claims(payload: bytes) -> TokenClaims:
     """Strictly decode a claims set; raise :class:`DecodeError` on anything off-profile."""
+    fast = _decode_common_shape(payload)
+    if fast is not None:
+        return fast
+    return _decode_claims_generic(payload)
+
+
+# The bytes between aud and the end of the most common token: exp, nbf, iat as
+# 4-byte NumericDates, a 16-byte cti and the access claim.
+_TAIL_LENGTH = 42
+_ACCESS_LABEL = cbor.encode(ACCESS)
+_GEOFENCE_LABEL = cbor.encode(GEOFENCE)
+_ORDER_LABEL = cbor.encode(ORDER)
+
+
+def _short_text(p: bytes, pos: int) -> tuple[str, int] | None:
+    ib = p[pos]
+    if 0x60 <= ib < 0x78:
+        end = pos + 1 + (ib - 0x60)
+        return p[pos + 1 : end].decode("utf-8"), end
+    if ib == 0x78:
+        length = p[pos + 1]
+        if length < 24 or length > MAX_NAME_BYTES:
+            return None
+        end = pos + 2 + length
+        return p[pos + 2 : end].decode("utf-8"), end
+    return None
+
+
+def _decode_common_shape(p: bytes) -> TokenClaims | None:
+    """Decode the commonest token layout without the generic decoder, or return None.
+
+    This is only a speed-up of the hot path: it accepts a strict subset of
+    what :func:`_decode_claims_generic` accepts and builds the same result
+    (a property test holds the two together). Anything it is unsure of — an
+    optional claim, a short integer form, bad UTF-8 — goes to the generic path,
+    which is the one that decides.
+    """
+    try:
+        if p[0] != 0xA7 or p[1] != 0x01:
+            return None
+        got = _short_text(p, 2)
+        if got is None:
+            return None
+        issuer, pos = got
+        if p[pos] != 0x03:
+            return None
+        got = _short_text(p, pos + 1)
+        if got is None:
+            return None
+        vehicle_id, pos = got
+    except (IndexError, UnicodeDecodeError):
+        return None
+    t = p[pos:]
+    if (
+        len(t) != _TAIL_LENGTH
+        or t[0:2] != b"\x04\x1a"
+        or t[6:8] != b"\x05\x1a"
+        or t[12:14] != b"\x06\x1a"
+        or t[18:20] != b"\x07\x50"
+        or t[36:41] != _ACCESS_LABEL
+    ):
+        return None
+    expires = int.from_bytes(t[2:6], "big")
+    not_before = int.from_bytes(t[8:12], "big")
+    issued_at = int.from_bytes(t[14:18], "big")
+    action = _BIT_TO_ACTION.get(t[41] & ACTION_MASK)
+    purpose = _BIT_TO_PURPOSE.get(t[41] & PURPOSE_MASK)
+    if (
+        # Below 0x10000 the 4-byte form is not the shortest: the generic path refuses it.
+        min(expires, not_before, issued_at) < 0x10000
+        or t[41] >= 24
+        or t[41] & ~(ACTION_MASK | PURPOSE_MASK)
+        or action is None
+        or purpose is None
+        or not issuer
+        or not vehicle_id
+    ):
+        return None
+    return TokenClaims(
+        issuer=issuer,
+        vehicle_id=vehicle_id,
+        not_before=not_before,
+        expires=expires,
+        issued_at=issued_at,
+        token_id=t[20:36],
+        action=action,
+        purpose=purpose,
+    )
+
+
+def _decode_claims_generic(payload: bytes) -> TokenClaims:
     members = cbor.decode(payload)
     if type(members) is not dict:
         raise DecodeError("claims set must be a map")

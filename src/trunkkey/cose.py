@@ -29,7 +29,7 @@ from .keys import Algorithm, SigningKey, VerificationKey
 COSE_SIGN1_TAG = 18
 HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP = 1, 2, 3, 4, 16
 
-_SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # ["Signature1", ...
+SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # ["Signature1", ...
 
 
 class Typ(IntEnum):
@@ -54,7 +54,7 @@ class Typ(IntEnum):
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
     """The bytes a COSE_Sign1 signature covers (RFC 9052 §4.4)."""
     return (
-        _SIG_STRUCTURE_PREFIX
+        SIG_STRUCTURE_PREFIX
         + cbor.head(2, len(protected)) + protected
         + cbor.head(2, len(external_aad)) + external_aad
         + cbor.head(2, len(payload)) + payload
@@ -99,7 +99,7 @@ class Sign1Parts:
     def to_be_signed(self, external_aad: bytes = b"") -> bytes:
         if external_aad:
             return sig_structure(self.protected, self.payload, external_aad)
-        return _SIG_STRUCTURE_PREFIX + self.protected_item + b"\x40" + self.payload_item
+        return SIG_STRUCTURE_PREFIX + self.protected_item + b"\x40" + self.payload_item
 
 
 def _bstr_at(data: bytes, pos: int) -> tuple[int, int]:
@@ -129,6 +129,11 @@ def _bstr_at(data: bytes, pos: int) -> tuple[int, int]:
 
 def parse_sign1(data: bytes) -> Sign1Parts:
     """Split a strict-profile COSE_Sign1; raise :class:`DecodeError` if it is not one."""
+    return Sign1Parts(*split_sign1(data))
+
+
+def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """:func:`parse_sign1` as a plain tuple, in :class:`Sign1Parts` field order (hot path)."""
     try:
         if data[0] != 0xD2:
             raise DecodeError("not a tagged COSE_Sign1 (tag 18)")
@@ -145,12 +150,12 @@ def parse_sign1(data: bytes) -> Sign1Parts:
         raise DecodeError("trailing bytes after COSE_Sign1")
     if s_end - s_start != 64:
         raise DecodeError("signature must be 64 bytes")
-    return Sign1Parts(
-        protected=data[p_start:p_end],
-        payload=data[pl_start:pl_end],
-        signature=data[s_start:s_end],
-        protected_item=data[2:p_end],
-        payload_item=data[p_end + 1 : pl_end],
+    return (
+        data[p_start:p_end],
+        data[pl_start:pl_end],
+        data[s_start:s_end],
+        data[2:p_end],
+        data[p_end + 1 : pl_end],
     )
 
 

@@ -6,17 +6,21 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
+from . import cbor
 from .claims import (
     MAX_ORDER_BYTES,
+    MAX_TIME,
     TOKEN_ID_LENGTH,
     Action,
     Purpose,
     TokenClaims,
+    access_bits,
     check_name,
+    encode_claim_fields,
     encode_claims,
 )
 from .clock import Clock, SystemClock, to_unix
-from .cose import Typ, sign1
+from .cose import SIG_STRUCTURE_PREFIX, Typ, protected_header
 from .errors import InvalidRequest
 from .geo import Geofence
 from .keys import SigningKey, VerificationKey
@@ -50,6 +54,10 @@ class Issuer:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._max_lifetime = max_lifetime
         self._token_ids = _token_ids
+        protected = protected_header(signing_key.algorithm, Typ.TOKEN, signing_key.kid)
+        protected_item = cbor.head(2, len(protected)) + protected
+        self._tbs_prefix = SIG_STRUCTURE_PREFIX + protected_item + b"\x40"
+        self._envelope_prefix = b"\xd2\x84" + protected_item + b"\xa0"
 
     @property
     def name(self) -> str:
@@ -61,6 +69,59 @@ class Issuer:
 
     def __repr__(self) -> str:
         return f"Issuer({self._issuer!r}, {self._key!r})"
+
+    def _validate(  # noqa: PLR0917 -- private; mirrors mint's keywords in order
+        self,
+        vehicle_id: str,
+        action: Action | str,
+        not_before: int | datetime,
+        expires: int | datetime,
+        purpose: Purpose | str,
+        geofence: Geofence | None,
+        courier_key: VerificationKey | None,
+        order_ref: bytes | None,
+    ) -> tuple[Action, Purpose, int, int, int]:
+        check_name(vehicle_id, "vehicle_id")
+        try:
+            action = action if action.__class__ is Action else Action(action)
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown action {action!r}: use 'trunk' or 'unlock-relock'"
+            ) from None
+        try:
+            purpose = purpose if purpose.__class__ is Purpose else Purpose(purpose)
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown purpose {purpose!r}: use 'delivery' or 'return-pickup'"
+            ) from None
+        nbf = not_before if type(not_before) is int else to_unix(not_before)
+        exp = expires if type(expires) is int else to_unix(expires)
+        now = self._clock.now()
+        if exp <= nbf:
+            raise InvalidRequest("window is empty or inverted: expires must be after not_before")
+        if exp - nbf > self._max_lifetime:
+            raise InvalidRequest(
+                f"window of {exp - nbf} s exceeds the maximum of {self._max_lifetime} s"
+            )
+        if exp <= now:
+            raise InvalidRequest("window has already ended")
+        if nbf < 0 or exp >= MAX_TIME:
+            raise InvalidRequest("window must lie between 1970 and the year 36812")
+        if geofence is not None and not isinstance(geofence, Geofence):
+            raise InvalidRequest("geofence must be a trunkkey.Geofence")
+        if courier_key is not None and not isinstance(courier_key, VerificationKey):
+            raise InvalidRequest("courier_key must be a trunkkey.VerificationKey (public)")
+        if order_ref is not None and (
+            type(order_ref) is not bytes or not (0 < len(order_ref) <= MAX_ORDER_BYTES)
+        ):
+            raise InvalidRequest(f"order_ref must be 1 to {MAX_ORDER_BYTES} bytes")
+        return action, purpose, nbf, exp, now
+
+    def _new_token_id(self) -> bytes:
+        token_id = self._token_ids(TOKEN_ID_LENGTH)
+        if type(token_id) is not bytes or len(token_id) != TOKEN_ID_LENGTH:
+            raise InvalidRequest("token id source returned the wrong length")
+        return token_id
 
     def claims_for(
         self,
@@ -74,50 +135,17 @@ class Issuer:
         courier_key: VerificationKey | None = None,
         order_ref: bytes | None = None,
     ) -> TokenClaims:
-        """Validate a request and build its claims (with a fresh token id)."""
-        check_name(vehicle_id, "vehicle_id")
-        try:
-            action = Action(action)
-        except ValueError:
-            raise InvalidRequest(
-                f"unknown action {action!r}: use 'trunk' or 'unlock-relock'"
-            ) from None
-        try:
-            purpose = Purpose(purpose)
-        except ValueError:
-            raise InvalidRequest(
-                f"unknown purpose {purpose!r}: use 'delivery' or 'return-pickup'"
-            ) from None
-        nbf, exp = to_unix(not_before), to_unix(expires)
-        now = self._clock.now()
-        if exp <= nbf:
-            raise InvalidRequest("window is empty or inverted: expires must be after not_before")
-        if exp - nbf > self._max_lifetime:
-            raise InvalidRequest(
-                f"window of {exp - nbf} s exceeds the maximum of {self._max_lifetime} s"
-            )
-        if exp <= now:
-            raise InvalidRequest("window has already ended")
-        if nbf < 0:
-            raise InvalidRequest("not_before must not be before 1970")
-        if geofence is not None and not isinstance(geofence, Geofence):
-            raise InvalidRequest("geofence must be a trunkkey.Geofence")
-        if courier_key is not None and not isinstance(courier_key, VerificationKey):
-            raise InvalidRequest("courier_key must be a trunkkey.VerificationKey (public)")
-        if order_ref is not None and (
-            type(order_ref) is not bytes or not (0 < len(order_ref) <= MAX_ORDER_BYTES)
-        ):
-            raise InvalidRequest(f"order_ref must be 1 to {MAX_ORDER_BYTES} bytes")
-        token_id = self._token_ids(TOKEN_ID_LENGTH)
-        if len(token_id) != TOKEN_ID_LENGTH:
-            raise InvalidRequest("token id source returned the wrong length")
+        """Validate a request and build its claims (with a fresh token id), unsigned."""
+        action, purpose, nbf, exp, now = self._validate(
+            vehicle_id, action, not_before, expires, purpose, geofence, courier_key, order_ref
+        )
         return TokenClaims(
             issuer=self._issuer,
             vehicle_id=vehicle_id,
             not_before=nbf,
             expires=exp,
             issued_at=now,
-            token_id=token_id,
+            token_id=self._new_token_id(),
             action=action,
             purpose=purpose,
             geofence=geofence,
@@ -137,21 +165,38 @@ class Issuer:
         courier_key: VerificationKey | None = None,
         order_ref: bytes | None = None,
     ) -> bytes:
-        """Mint a signed token for one vehicle, one action and one window; return its bytes."""
-        claims = self.claims_for(
+        """Mint a signed token for one vehicle, one action and one window; return its bytes.
+
+        Raises :class:`InvalidRequest` for a request that makes no sense: an
+        empty or inverted window, one longer than ``max_lifetime``, one already
+        over, an empty vehicle id, an unknown action or purpose.
+        """
+        action, purpose, nbf, exp, now = self._validate(
+            vehicle_id, action, not_before, expires, purpose, geofence, courier_key, order_ref
+        )
+        payload = encode_claim_fields(
+            issuer=self._issuer,
             vehicle_id=vehicle_id,
-            action=action,
-            not_before=not_before,
-            expires=expires,
-            purpose=purpose,
-            geofence=geofence,
+            expires=exp,
+            not_before=nbf,
+            issued_at=now,
+            token_id=self._new_token_id(),
+            access=access_bits(action, purpose),
             courier_key=courier_key,
+            geofence=geofence,
             order_ref=order_ref,
         )
-        return self.sign_claims(claims)
+        return self._sign_payload(payload)
 
     def sign_claims(self, claims: TokenClaims) -> bytes:
-        """Sign already-validated claims. Prefer :meth:`mint`."""
+        """Sign already-built claims. Prefer :meth:`mint`, which validates the request."""
         if claims.issuer != self._issuer:
             raise InvalidRequest("claims name another issuer")
-        return sign1(self._key, encode_claims(claims), typ=Typ.TOKEN)
+        return self._sign_payload(encode_claims(claims))
+
+    def _sign_payload(self, payload: bytes) -> bytes:
+        # Same bytes as cose.sign1(key, payload, typ=Typ.TOKEN), with the
+        # constant header parts computed once per issuer.
+        payload_item = cbor.head(2, len(payload)) + payload
+        signature = self._key.sign(self._tbs_prefix + payload_item)
+        return self._envelope_prefix + payload_item + b"\x58\x40" + signature

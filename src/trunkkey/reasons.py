@@ -43,6 +43,25 @@ class Reason(StrEnum):
     # Single use.
     ALREADY_USED = "already_used"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
+    # The vehicle unit (trunkkey.vehicle): checked before or after the verifier.
+    CHALLENGE_UNKNOWN = "challenge_unknown"
+    CHALLENGE_EXPIRED = "challenge_expired"
+    CAR_MOVED = "car_moved"
+    UNIT_BUSY = "unit_busy"
+    ACTUATOR_FAILED = "actuator_failed"
+    # Consent chains (trunkkey.consent): the grants a token hangs from.
+    CHAIN_INVALID = "chain_invalid"
+    SCOPE_WIDENED = "scope_widened"
+    GRANT_NOT_YET_VALID = "grant_not_yet_valid"
+    GRANT_EXPIRED = "grant_expired"
+    DAILY_LIMIT_REACHED = "daily_limit_reached"
+    # Revocation (trunkkey.consent): signed lists from the carmaker.
+    GRANT_REVOKED = "grant_revoked"
+    KEY_REVOKED = "key_revoked"
+    TOKEN_REVOKED = "token_revoked"
+    SUPERSEDED = "superseded"
+    #: A signed update (revocation list, trust update) no newer than the one held.
+    ROLLBACK = "rollback"
 
     @property
     def allowed(self) -> bool:

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from .claims import Action, Purpose, TokenClaims, check_name, decode_claims
 from .clock import Clock
-from .cose import HeaderProblem, Typ, decode_protected, parse_sign1
+from .cose import SIG_STRUCTURE_PREFIX, HeaderProblem, Typ, decode_protected, split_sign1
 from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
@@ -165,8 +165,10 @@ class Verifier:
         # Arguments come from the caller, not the attacker: misuse raises.
         check_name(vehicle_id, "vehicle_id")
         try:
-            wanted_action = Action(action)
-            wanted_purpose = None if purpose is None else Purpose(purpose)
+            wanted_action = action if action.__class__ is Action else Action(action)
+            wanted_purpose = (
+                purpose if purpose is None or purpose.__class__ is Purpose else Purpose(purpose)
+            )
         except ValueError:
             raise InvalidRequest("unknown action or purpose") from None
         if location is not None and not isinstance(location, Location):
@@ -203,23 +205,24 @@ class Verifier:
             )
         # 2. The COSE_Sign1 envelope.
         try:
-            parts = parse_sign1(token)
+            protected, payload, signature, protected_item, payload_item = split_sign1(token)
         except DecodeError as exc:
             return _decision(Reason.MALFORMED, str(exc), now)
         # 3. The protected header: typ, kid, alg. One dict probe on the exact
         #    bytes settles all three for a well-formed token from a trusted key.
-        entry = self._trust._for_token_header(parts.protected)
+        entry = self._trust._for_token_header(protected)
         if entry is None:
-            return self._header_denial(parts.protected, now)
+            return self._header_denial(protected, now)
         # 4. The key's own validity period.
         if not entry.valid_at(now):
             return _decision(Reason.KEY_NOT_VALID, "signing key outside its validity period", now)
         # 5. The signature, before any claim is believed.
-        if not entry.key.is_valid_signature(parts.signature, parts.to_be_signed()):
+        to_be_signed = SIG_STRUCTURE_PREFIX + protected_item + b"\x40" + payload_item
+        if not entry.key.is_valid_signature(signature, to_be_signed):
             return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
         # 6. The claims, strictly decoded.
         try:
-            claims = decode_claims(parts.payload)
+            claims = decode_claims(payload)
         except DecodeError as exc:
             return _decision(Reason.MALFORMED, f"claims: {exc}", now)
         if claims.expires <= claims.not_before:

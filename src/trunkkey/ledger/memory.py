@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 
-from .base import check_key
+from .base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES, check_key
 
 
 class MemoryLedger:
@@ -21,7 +21,16 @@ class MemoryLedger:
         self._expiries: list[tuple[int, str, bytes]] = []
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
-        check_key(vehicle_id, token_id)
+        # An ASCII id's byte length is its length, so the common case skips
+        # encoding it just to measure it.
+        if not (
+            type(vehicle_id) is str
+            and type(token_id) is bytes
+            and 0 < len(vehicle_id) <= MAX_VEHICLE_ID_BYTES
+            and vehicle_id.isascii()
+            and 0 < len(token_id) <= MAX_TOKEN_ID_BYTES
+        ):
+            check_key(vehicle_id, token_id)
         key = (vehicle_id, token_id)
         with self._lock:
             if key in self._spent:

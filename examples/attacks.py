@@ -1,0 +1,317 @@
+"""One scene per attack on a delivery into a parked car, each with its outcome and reason.
+
+Run it with no arguments:  python examples/attacks.py
+
+Every scene builds a fresh world (carmaker, retailer, one car with a durable
+ledger) on simulated time, plays the attack, and compares the reason the car
+gave with the reason it should give. The car must stay locked throughout,
+except for the honest openings each scene uses as a control.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trunkkey import Action, Location, Reason, SigningKey, make_proof
+from trunkkey.cose import Typ, parse_sign1, sign1
+from trunkkey.vehicle import make_time_sync
+from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
+
+START = int(datetime(2027, 6, 1, 9, 0, tzinfo=UTC).timestamp())
+PARKED = Location.from_degrees(52.520008, 13.404954)  # Berlin, Alexanderplatz
+REFUSED, ACCEPTED = "refused", "accepted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    label: str
+    expected: str
+    actual: str
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.actual
+
+
+@dataclass(slots=True, kw_only=True)
+class Scene:
+    key: str
+    title: str
+    story: str
+    attempts: list[Attempt] = field(default_factory=list)
+    #: The car's locks were closed at the end and never opened by the attacker.
+    car_safe: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.car_safe and all(a.ok for a in self.attempts)
+
+    def expect(self, label: str, expected: Reason | str, actual: Reason | str) -> None:
+        self.attempts.append(Attempt(label=label, expected=str(expected), actual=str(actual)))
+
+
+class Stage:
+    """A fresh world with one parked car, a courier and the means to play a scene."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.world = World(start=START, state_dir=state_dir)
+        self.car: Car = self.world.enrol_car("VIN-BER-0001")
+        self.place = self.world.park(self.car, PARKED, radius_m=50)
+        self.courier = SigningKey.generate()
+        self.attacker = SigningKey.generate()
+
+    def token(self, **kwargs: object) -> bytes:
+        kwargs.setdefault("courier", self.courier)
+        kwargs.setdefault("geofence", self.place)
+        return self.world.mint(self.car, **kwargs)  # type: ignore[arg-type]
+
+    def present(self, token: bytes, key: SigningKey | None = None, **kw: object) -> Reason:
+        return courier_present(self.car, token, key or self.courier, **kw).reason  # type: ignore[arg-type]
+
+    def deliver(self, token: bytes) -> Reason:
+        """The honest courier's whole visit: open, put the parcel in, close."""
+        reason = self.present(token)
+        self.world.advance(30)
+        self.car.unit.trunk_closed()
+        return reason
+
+
+def scene_replay(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    challenge = stage.car.unit.challenge()
+    proof = make_proof(stage.courier, token=token, vehicle_id=stage.car.vehicle_id,
+                       challenge=challenge)
+    scene.expect("honest delivery (control)", Reason.ALLOWED,
+                 stage.car.unit.present(token, action=Action.TRUNK, proof=proof,
+                                        challenge=challenge).reason)
+    stage.world.advance(30)
+    stage.car.unit.trunk_closed()
+    stage.world.advance(60)
+    scene.expect("recorded token + proof + challenge replayed", Reason.CHALLENGE_UNKNOWN,
+                 stage.car.unit.present(token, action=Action.TRUNK, proof=proof,
+                                        challenge=challenge).reason)
+    scene.expect("token replayed with a fresh challenge", Reason.ALREADY_USED,
+                 stage.present(token))
+
+
+def scene_other_car(stage: Stage, scene: Scene) -> None:
+    token = stage.world.mint("VIN-BER-0099", courier=stage.courier, geofence=stage.place)
+    scene.expect("token for VIN-BER-0099 at VIN-BER-0001", Reason.WRONG_VEHICLE,
+                 stage.present(token))
+
+
+def scene_sniffed(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    scene.expect("bare sniffed token", Reason.PROOF_MISSING,
+                 courier_present(stage.car, token, None).reason)
+    scene.expect("sniffed token, proof from the thief's own key", Reason.PROOF_INVALID,
+                 stage.present(token, stage.attacker))
+    scene.expect("the real courier still delivers (token unspent)", Reason.ALLOWED,
+                 stage.deliver(token))
+
+
+def scene_relay(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    ttl = stage.car.unit.config.challenge_ttl
+    scene.expect(f"relay adds {ttl + 15} s between challenge and answer",
+                 Reason.CHALLENGE_EXPIRED,
+                 stage.present(token, delay=lambda: stage.world.advance(ttl + 15)))
+    scene.expect("courier at the car, answer in 2 s (token unspent)", Reason.ALLOWED,
+                 stage.present(token, delay=lambda: stage.world.advance(2)))
+    stage.car.unit.trunk_closed()
+
+
+def scene_window(stage: Stage, scene: Scene) -> None:
+    early = stage.token(starts_in=3600, window=3600)
+    scene.expect("an hour before the window opens", Reason.NOT_YET_VALID, stage.present(early))
+    late = stage.token(window=1800)
+    stage.world.advance(1800 + 120)
+    scene.expect("two minutes after the window (beyond the 60 s skew)", Reason.EXPIRED,
+                 stage.present(late))
+
+
+def scene_moved(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    stage.car.gps.position = Location.from_degrees(52.54, 13.404954)  # ~2.2 km north
+    scene.expect("car 2.2 km from the owner's confirmed place", Reason.CAR_MOVED,
+                 stage.present(token))
+    stage.car.gps.position = Location.from_degrees(52.5207, 13.404954)  # ~77 m
+    scene.expect("car reads 77 m from the centre of a 50 m fence", Reason.OUTSIDE_GEOFENCE,
+                 stage.present(token))
+    stage.car.gps.position = None
+    scene.expect("no GPS fix", Reason.LOCATION_UNKNOWN, stage.present(token))
+
+
+def scene_cabin(stage: Stage, scene: Scene) -> None:
+    token = stage.token(action=Action.TRUNK)
+    scene.expect("trunk token asked to unlock the doors", Reason.WRONG_ACTION,
+                 stage.present(token, action=Action.UNLOCK_RELOCK))
+    scene.expect("trunk token opens the trunk (control)", Reason.ALLOWED, stage.present(token))
+    scene.expect("doors stayed locked during the opening", "locked",
+                 "unlocked" if stage.car.body.doors_unlocked else "locked")
+    stage.car.unit.trunk_closed()
+
+
+def scene_clock(stage: Stage, scene: Scene) -> None:
+    world, car = stage.world, stage.car
+    # An old time-sync message, captured yesterday from the carmaker's server.
+    old_nonce = car.unit.time_sync_nonce()
+    captured = make_time_sync(world.carmaker_key, vehicle_id=car.vehicle_id,
+                              nonce=old_nonce, time=world.now)
+    world.time_sync(car)  # the real answer, consumed by the car
+    token = stage.token(window=1800)
+    world.advance(3 * 3600)
+    car.clock.advance(-3 * 3600)  # the attacker sets the car's clock back into the window
+    scene.expect("expired token after the clock was set back 3 h", Reason.CLOCK_UNTRUSTED,
+                 stage.present(token))
+    car.unit.time_sync_nonce()
+    scene.expect("attacker replays a captured time-sync message", REFUSED,
+                 ACCEPTED if car.unit.apply_time_sync(captured).accepted else REFUSED)
+    forged = make_time_sync(stage.attacker, vehicle_id=car.vehicle_id,
+                            nonce=car.unit.time_sync_nonce(), time=world.now - 3 * 3600)
+    scene.expect("attacker signs his own time-sync", REFUSED,
+                 ACCEPTED if car.unit.apply_time_sync(forged).accepted else REFUSED)
+    scene.expect("still refusing before a genuine sync", Reason.CLOCK_UNTRUSTED,
+                 stage.present(token))
+    scene.expect("carmaker's signed, nonce-bound sync", ACCEPTED,
+                 ACCEPTED if world.time_sync(car).accepted else REFUSED)
+    scene.expect("the token, at the true time", Reason.EXPIRED, stage.present(token))
+
+
+def scene_forged(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    parts = parse_sign1(token)
+    tampered = bytearray(token)
+    at = token.index(parts.payload) + len(parts.payload) - 3
+    tampered[at] ^= 0x01
+    scene.expect("one byte of the claims changed", Reason.BAD_SIGNATURE,
+                 stage.present(bytes(tampered)))
+    resigned = sign1(stage.attacker, parts.payload, typ=Typ.TOKEN)
+    scene.expect(f"claims re-signed by the attacker as {RETAILER!r}", Reason.UNKNOWN_KEY,
+                 stage.present(resigned))
+    receipt_key = stage.car.vehicle_key  # the car signs receipts; not tokens
+    as_receipt = sign1(receipt_key, parts.payload, typ=Typ.RECEIPT)
+    scene.expect("a signed receipt passed off as a token", Reason.WRONG_TYPE,
+                 stage.present(as_receipt))
+    scene.expect("the genuine token still works (control)", Reason.ALLOWED, stage.deliver(token))
+
+
+def scene_reboot(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    scene.expect("honest delivery (control)", Reason.ALLOWED, stage.deliver(token))
+    stage.world.reboot(stage.car)
+    scene.expect("same token after a reboot over the same ledger file", Reason.ALREADY_USED,
+                 stage.present(token))
+
+
+def scene_crash(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    stage.car.body.fail_next = "open_trunk"
+    scene.expect("actuator fails after the token was spent", Reason.ACTUATOR_FAILED,
+                 stage.present(token))
+    scene.expect("car after the fault", "locked",
+                 "locked" if stage.car.body.locked else "open")
+    stage.world.reboot(stage.car)
+    scene.expect("the same token after a reboot", Reason.ALREADY_USED, stage.present(token))
+
+
+def scene_enrol(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    scene.expect("honest opening (control)", Reason.ALLOWED, stage.present(token))
+    for request in ("enrol-key", "remove-key", "start-engine", "drive"):
+        scene.expect(f"{request!r} while the trunk is open", Reason.WRONG_ACTION,
+                     stage.present(token, action=request))
+    stage.car.unit.trunk_closed()
+
+
+SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
+    ("replay", "Replay after delivery",
+     "An eavesdropper recorded the courier's whole exchange and plays it back later.",
+     scene_replay),
+    ("other_car", "A token for another car",
+     "A courier's token for one car is tried on the car parked next to it.", scene_other_car),
+    ("sniffed", "Sniffed token without the device key",
+     "The token was copied off the radio link; the courier's device key was not.",
+     scene_sniffed),
+    ("relay", "Relay slower than the challenge lifetime",
+     "A relay stretches the link from a courier far away to the car; it takes time.",
+     scene_relay),
+    ("window", "Outside the delivery window",
+     "Tokens tried before their window opens and after it has closed.", scene_window),
+    ("moved", "The car was moved",
+     "The owner confirmed a place; the car is elsewhere (towed, lent, or GPS spoofed).",
+     scene_moved),
+    ("cabin", "Cabin unlock with a trunk token",
+     "A trunk-only token is used to ask for the doors.", scene_cabin),
+    ("clock", "Clock rolled back",
+     "An attacker sets the car's clock back to revive an expired token (a freeze attack).",
+     scene_clock),
+    ("forged", "Forged or re-signed token",
+     "The claims are edited, re-signed with another key, or another signed object is "
+     "passed off as a token.", scene_forged),
+    ("reboot", "Reboot, then replay",
+     "The unit is power-cycled in the hope that it forgets what it spent.", scene_reboot),
+    ("crash", "Crash between consume and actuation",
+     "The unit spends the token, then the actuator fails before the trunk opens.",
+     scene_crash),
+    ("enrol", "Key enrolment during an opening",
+     "While the trunk is open, the handheld asks to enrol a key or start the car.",
+     scene_enrol),
+]
+
+
+def run(state_dir: str, only: Sequence[str] = ()) -> list[Scene]:
+    scenes = []
+    for key, title, story, play in SCENES:
+        if only and key not in only:
+            continue
+        stage = Stage(Path(state_dir) / key)
+        scene = Scene(key=key, title=title, story=story)
+        body = stage.car.body
+        openings_before = body.trunk_openings + body.door_unlocks
+        play(stage, scene)
+        controls = sum(1 for a in scene.attempts if a.expected == Reason.ALLOWED)
+        openings = body.trunk_openings + body.door_unlocks - openings_before
+        # Safe: locked at the end, and nothing opened beyond the honest controls.
+        scene.car_safe = body.locked and openings == controls
+        stage.car.unit.close()
+        scenes.append(scene)
+    return scenes
+
+
+def render(scenes: Sequence[Scene], say: Callable[[str], None] = print) -> None:
+    for number, scene in enumerate(scenes, 1):
+        say(f"Scene {number}: {scene.title}")
+        say(f"  {scene.story}")
+        for a in scene.attempts:
+            mark = "ok " if a.ok else "BAD"
+            say(f"    {mark} {a.label:<58} -> {a.actual}"
+                + ("" if a.ok else f" (expected {a.expected})"))
+        say(f"  => {'DEFENDED' if scene.ok else 'NOT DEFENDED'}"
+            f"{'' if scene.car_safe else ' (the car was left open or opened!)'}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Play each attack against a parked car.")
+    parser.add_argument("scenes", nargs="*", help=f"scenes to play (default all): "
+                        f"{', '.join(k for k, *_ in SCENES)}")
+    args = parser.parse_args(argv)
+    unknown = set(args.scenes) - {k for k, *_ in SCENES}
+    if unknown:
+        parser.error(f"unknown scenes: {', '.join(sorted(unknown))}")
+    with tempfile.TemporaryDirectory(prefix="trunkkey-attacks-") as state_dir:
+        scenes = run(state_dir, args.scenes)
+    render(scenes)
+    bad = [s for s in scenes if not s.ok]
+    print(f"{len(scenes) - len(bad)}/{len(scenes)} attacks defended.")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

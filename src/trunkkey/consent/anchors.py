@@ -1,0 +1,133 @@
+"""The vehicle's trust anchors: its carmaker's root key(s) and its own key.
+
+Provisioned at enrolment; nothing else is trusted a priori. Roots change only
+through a :mod:`~trunkkey.consent.rotation` update signed by a current root.
+Readers take a snapshot (one attribute read), writers replace it whole, so a
+verification never sees half an update.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..claims import check_name
+from ..cose import HeaderProblem, Typ, decode_protected, parse_sign1, protected_header
+from ..errors import DecodeError, InvalidRequest
+from ..keys import SigningKey, VerificationKey
+from ..reasons import Reason
+from .errors import UpdateRefused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RootKey:
+    """A carmaker root key and the period ``[not_before, not_after)`` it may sign in."""
+
+    key: VerificationKey
+    not_before: int | None = None
+    not_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, VerificationKey):
+            raise InvalidRequest("RootKey.key must be a VerificationKey")
+        if (
+            self.not_before is not None
+            and self.not_after is not None
+            and self.not_after <= self.not_before
+        ):
+            raise InvalidRequest("RootKey validity period is empty")
+
+    @property
+    def kid(self) -> bytes:
+        return self.key.kid
+
+    def valid_at(self, now: int) -> bool:
+        if self.not_before is not None and now < self.not_before:
+            return False
+        return self.not_after is None or now < self.not_after
+
+
+class VehicleAnchors:
+    """A car's anchors: carmaker roots by kid, plus the car's own id and key."""
+
+    def __init__(
+        self, *, vehicle_id: str, vehicle_key: SigningKey, roots: Iterable[RootKey],
+    ) -> None:
+        if not isinstance(vehicle_key, SigningKey):
+            raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+        self._vehicle_id = check_name(vehicle_id, "vehicle_id")
+        self._vehicle_key = vehicle_key
+        self._lock = threading.Lock()
+        by_kid: dict[bytes, RootKey] = {}
+        for root in roots:
+            if not isinstance(root, RootKey):
+                raise InvalidRequest("roots must be RootKey entries")
+            if root.kid in by_kid:
+                raise InvalidRequest(f"root {root.kid.hex()} given twice")
+            by_kid[root.kid] = root
+        if not by_kid:
+            raise InvalidRequest("a vehicle needs at least one carmaker root")
+        self._roots = by_kid
+
+    @property
+    def vehicle_id(self) -> str:
+        return self._vehicle_id
+
+    @property
+    def vehicle_key(self) -> SigningKey:
+        """The car's own key (signs receipts; never leaves the car)."""
+        return self._vehicle_key
+
+    def root(self, kid: bytes) -> RootKey | None:
+        return self._roots.get(kid)
+
+    def roots(self) -> tuple[RootKey, ...]:
+        return tuple(self._roots.values())
+
+    def replace_roots(self, roots: Iterable[RootKey]) -> None:
+        """Swap in a whole new root set (used by a verified trust update)."""
+        by_kid = {root.kid: root for root in roots}
+        if not by_kid:
+            # Removing the last root would brick the car's consent path for good.
+            raise InvalidRequest("an update may not remove every carmaker root")
+        with self._lock:
+            self._roots = by_kid
+
+    def __repr__(self) -> str:
+        return f"VehicleAnchors({self._vehicle_id!r}, {len(self._roots)} roots)"
+
+
+MAX_UPDATE_BYTES = 64 * 1024
+
+
+def open_root_signed(data: bytes, anchors: VehicleAnchors, *, typ: Typ, now: int) -> bytes:
+    """Verify a root-signed object of type ``typ`` and return its payload.
+
+    Raises :class:`UpdateRefused`: the signer must be a root in ``anchors``
+    valid at ``now``, named by ``kid`` in the protected header, whose own
+    algorithm the header repeats.
+    """
+    if type(data) is not bytes or len(data) > MAX_UPDATE_BYTES:
+        raise UpdateRefused(Reason.MALFORMED, "not bytes of a bounded size")
+    try:
+        parts = parse_sign1(data)
+    except DecodeError as exc:
+        raise UpdateRefused(Reason.MALFORMED, str(exc)) from None
+    header = decode_protected(parts.protected)
+    if isinstance(header, HeaderProblem):
+        raise UpdateRefused(Reason.MALFORMED, "protected header refused")
+    if header.typ != typ:
+        raise UpdateRefused(Reason.WRONG_TYPE, f"typ {header.typ} is not {typ.name}")
+    if header.kid is None:
+        raise UpdateRefused(Reason.CHAIN_INVALID, "no kid: cannot tell which root signed")
+    root = anchors.root(header.kid)
+    if root is None:
+        raise UpdateRefused(Reason.UNKNOWN_KEY, f"{header.kid.hex()} is not a carmaker root")
+    if not root.valid_at(now):
+        raise UpdateRefused(Reason.KEY_NOT_VALID, "root outside its validity period")
+    if parts.protected != protected_header(root.key.algorithm, typ, root.kid):
+        raise UpdateRefused(Reason.ALG_MISMATCH, "header is not {root's alg, kid, typ}")
+    if not root.key.is_valid_signature(parts.signature, parts.to_be_signed()):
+        raise UpdateRefused(Reason.BAD_SIGNATURE, "signature does not verify")
+    return parts.payload

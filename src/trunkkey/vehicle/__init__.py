@@ -1,0 +1,59 @@
+"""The vehicle side: the car's telematics unit around the core verifier."""
+
+from .challenge import ChallengeBook as ChallengeBook
+from .challenge import ChallengeRefusal as ChallengeRefusal
+from .events import Event as Event
+from .events import EventBus as EventBus
+from .events import EventKind as EventKind
+from .events import GapDetector as GapDetector
+from .receipt import Receipt as Receipt
+from .receipt import sign_receipt as sign_receipt
+from .receipt import verify_receipt as verify_receipt
+from .timekeeping import FileTimeStore as FileTimeStore
+from .timekeeping import MemoryTimeStore as MemoryTimeStore
+from .timekeeping import SyncOutcome as SyncOutcome
+from .timekeeping import TimeKeeper as TimeKeeper
+from .timekeeping import TimeState as TimeState
+from .timekeeping import TimeStateStore as TimeStateStore
+from .timekeeping import TimeSync as TimeSync
+from .timekeeping import make_time_sync as make_time_sync
+from .timekeeping import read_time_sync as read_time_sync
+from .unit import Actuator as Actuator
+from .unit import Opening as Opening
+from .unit import Outcome as Outcome
+from .unit import Positioning as Positioning
+from .unit import SimulatedBody as SimulatedBody
+from .unit import SimulatedGps as SimulatedGps
+from .unit import UnitConfig as UnitConfig
+from .unit import UnitState as UnitState
+from .unit import VehicleUnit as VehicleUnit
+
+__all__ = [
+    "Actuator",
+    "ChallengeBook",
+    "ChallengeRefusal",
+    "Event",
+    "EventBus",
+    "EventKind",
+    "FileTimeStore",
+    "GapDetector",
+    "MemoryTimeStore",
+    "Opening",
+    "Outcome",
+    "Positioning",
+    "Receipt",
+    "SimulatedBody",
+    "SimulatedGps",
+    "SyncOutcome",
+    "TimeKeeper",
+    "TimeState",
+    "TimeStateStore",
+    "TimeSync",
+    "UnitConfig",
+    "UnitState",
+    "VehicleUnit",
+    "make_time_sync",
+    "read_time_sync",
+    "sign_receipt",
+    "verify_receipt",
+]

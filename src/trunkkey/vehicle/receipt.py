@@ -1,0 +1,126 @@
+"""Signed delivery receipts: the car's own evidence of what happened.
+
+After relocking, the unit signs a receipt with its vehicle key (``typ`` =
+:attr:`Typ.RECEIPT`, so it can never pass as a token, a proof or a time-sync
+message). The retailer verifies it with the vehicle's public key, learned
+from the carmaker at enrolment, as proof of delivery or of a return pickup.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from .. import cbor
+from ..claims import Action, Purpose, check_name
+from ..cose import Typ, parse_sign1, protected_header, sign1
+from ..errors import DecodeError, InvalidRequest, SignatureError
+from ..keys import SigningKey, VerificationKey
+
+MAX_RECEIPT_BYTES = 512
+(_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _CLOSED, _RELOCKED, _CAUSE, _ORDER) = range(1, 10)
+_REQUIRED = frozenset({_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _RELOCKED, _CAUSE})
+_KNOWN = _REQUIRED | {_CLOSED, _ORDER}
+RELOCK_CAUSES = ("closed", "timeout", "clock_untrusted")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """What the car says happened during one opening.
+
+    ``closed_at`` is ``None`` when nobody closed the lid and the car relocked
+    by itself (``relock_cause`` = ``"timeout"``): a delivery the retailer
+    should look at, not one to count as clean.
+    """
+
+    vehicle_id: str
+    token_id: bytes
+    action: Action
+    purpose: Purpose
+    opened_at: int
+    closed_at: int | None
+    relocked_at: int
+    relock_cause: str
+    order_ref: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.relock_cause not in RELOCK_CAUSES:
+            raise InvalidRequest(f"relock_cause must be one of {RELOCK_CAUSES}")
+        if not (self.opened_at <= self.relocked_at):
+            raise InvalidRequest("relocked before opened")
+
+    def encode(self) -> bytes:
+        members: dict[int, object] = {
+            _VEHICLE: self.vehicle_id,
+            _TOKEN: self.token_id,
+            _ACTION: self.action.value,
+            _PURPOSE: self.purpose.value,
+            _OPENED: self.opened_at,
+            _RELOCKED: self.relocked_at,
+            _CAUSE: self.relock_cause,
+        }
+        if self.closed_at is not None:
+            members[_CLOSED] = self.closed_at
+        if self.order_ref is not None:
+            members[_ORDER] = self.order_ref
+        return cbor.encode(members)
+
+
+def sign_receipt(vehicle_key: SigningKey, receipt: Receipt) -> bytes:
+    if not isinstance(vehicle_key, SigningKey):
+        raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+    check_name(receipt.vehicle_id, "vehicle_id")
+    return sign1(vehicle_key, receipt.encode(), typ=Typ.RECEIPT)
+
+
+def _int(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:
+        raise DecodeError(f"receipt {what} must be an unsigned int")
+    return value
+
+
+def verify_receipt(
+    data: bytes,
+    vehicle_key: VerificationKey,
+    *,
+    vehicle_id: str | None = None,
+    token_id: bytes | None = None,
+) -> Receipt:
+    """Verify a receipt under the vehicle's public key and return its content.
+
+    Raise :class:`SignatureError` if the vehicle did not sign it, and
+    :class:`DecodeError` if it is malformed or names another vehicle or token
+    than the ones given.
+    """
+    if type(data) is not bytes or len(data) > MAX_RECEIPT_BYTES:
+        raise DecodeError("receipt is not bytes of a bounded size")
+    parts = parse_sign1(data)
+    expected = protected_header(vehicle_key.algorithm, Typ.RECEIPT, vehicle_key.kid)
+    if not hmac.compare_digest(parts.protected, expected):
+        raise SignatureError("not a receipt signed by this vehicle's key")
+    if not vehicle_key.is_valid_signature(parts.signature, parts.to_be_signed()):
+        raise SignatureError("receipt signature does not verify")
+    body = cbor.decode(parts.payload)
+    if type(body) is not dict or not (_REQUIRED <= body.keys() <= _KNOWN):
+        raise DecodeError("receipt has the wrong members")
+    try:
+        receipt = Receipt(
+            vehicle_id=body[_VEHICLE] if type(body[_VEHICLE]) is str else "",
+            token_id=body[_TOKEN] if type(body[_TOKEN]) is bytes else b"",
+            action=Action(body[_ACTION]),
+            purpose=Purpose(body[_PURPOSE]),
+            opened_at=_int(body[_OPENED], "opened"),
+            closed_at=None if _CLOSED not in body else _int(body[_CLOSED], "closed"),
+            relocked_at=_int(body[_RELOCKED], "relocked"),
+            relock_cause=body[_CAUSE] if type(body[_CAUSE]) is str else "",
+            order_ref=body.get(_ORDER) if type(body.get(_ORDER)) is bytes else None,
+        )
+    except ValueError as exc:  # InvalidRequest and the enums' ValueError
+        raise DecodeError(f"receipt content invalid: {exc}") from None
+    if not receipt.vehicle_id or not receipt.token_id:
+        raise DecodeError("receipt names no vehicle or token")
+    if vehicle_id is not None and receipt.vehicle_id != vehicle_id:
+        raise DecodeError("receipt is for another vehicle")
+    if token_id is not None and not hmac.compare_digest(receipt.token_id, token_id):
+        raise DecodeError("receipt is for another token")
+    return receipt

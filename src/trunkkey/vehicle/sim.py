@@ -1,0 +1,182 @@
+"""A small world of parties for simulations and tests: carmaker, retailer, cars, couriers.
+
+Everything here runs on simulated time (``ManualClock``) and simulated
+hardware; only the cryptography and the ledger are real. The examples in
+``examples/`` and the tests build their stories from it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..claims import Action, Purpose
+from ..clock import ManualClock
+from ..errors import AccessDenied, InvalidRequest
+from ..geo import Geofence, Location
+from ..issuer import Issuer
+from ..keys import SigningKey
+from ..ledger.base import Ledger
+from ..ledger.memory import MemoryLedger
+from ..ledger.sqlite import SqliteLedger
+from ..proof import make_proof
+from ..trust import TrustedKey, TrustStore
+from .timekeeping import FileTimeStore, MemoryTimeStore, SyncOutcome, TimeStateStore, make_time_sync
+from .unit import Outcome, SimulatedBody, SimulatedGps, UnitConfig, VehicleUnit
+
+RETAILER = "retailer.example"
+
+
+@dataclass(slots=True, kw_only=True)
+class Car:
+    """A car the carmaker enrolled: its hardware, its own clock, and its unit."""
+
+    vehicle_id: str
+    vehicle_key: SigningKey
+    body: SimulatedBody
+    gps: SimulatedGps
+    clock: ManualClock
+    ledger: Ledger
+    time_store: TimeStateStore
+    unit: VehicleUnit
+    parked_at: Location | None = None
+
+
+class World:
+    """Parties and shared true time. ``ledger`` is ``"sqlite"`` (durable) or ``"memory"``."""
+
+    def __init__(
+        self,
+        *,
+        start: int,
+        state_dir: str | os.PathLike[str] | None = None,
+        ledger: str = "sqlite",
+        config: UnitConfig | None = None,
+        randomness: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> None:
+        if ledger == "sqlite" and state_dir is None:
+            raise InvalidRequest("a sqlite world needs a state_dir")
+        self.true_clock = ManualClock(start)
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        self.ledger_kind = ledger
+        self.config = config
+        self.randomness = randomness
+        self.carmaker_key = SigningKey.generate()
+        self.retailer_key = SigningKey.generate()
+        self.retailer = Issuer(self.retailer_key, RETAILER, clock=self.true_clock)
+        self.trust_store = TrustStore([TrustedKey.create(self.retailer_key.public_key, RETAILER)])
+        self.cars: dict[str, Car] = {}
+
+    @property
+    def now(self) -> int:
+        return self.true_clock.now()
+
+    # -- carmaker -------------------------------------------------------------
+    def enrol_car(self, vehicle_id: str, *, position: Location | None = None) -> Car:
+        """The carmaker provisions a car: its key, its trust anchors, its unit."""
+        if self.state_dir is not None and self.ledger_kind == "sqlite":
+            directory = self.state_dir / vehicle_id
+            directory.mkdir(parents=True, exist_ok=True)
+            ledger: Ledger = SqliteLedger(directory / "ledger.sqlite")
+            store: TimeStateStore = FileTimeStore(directory / "time.json")
+        else:
+            ledger, store = MemoryLedger(), MemoryTimeStore()
+        car = Car(
+            vehicle_id=vehicle_id, vehicle_key=SigningKey.generate(), body=SimulatedBody(),
+            gps=SimulatedGps(position), clock=ManualClock(self.now), ledger=ledger,
+            time_store=store, unit=None,  # type: ignore[arg-type]
+        )
+        car.unit = self._boot(car)
+        self.cars[vehicle_id] = car
+        return car
+
+    def _boot(self, car: Car) -> VehicleUnit:
+        return VehicleUnit(
+            vehicle_id=car.vehicle_id, vehicle_key=car.vehicle_key,
+            trust_store=self.trust_store, carmaker_key=self.carmaker_key.public_key,
+            ledger=car.ledger, time_store=car.time_store, clock=car.clock,
+            actuator=car.body, gps=car.gps, randomness=self.randomness, config=self.config,
+        )
+
+    def reboot(self, car: Car) -> VehicleUnit:
+        """Power-cycle the unit: a new one over the same ledger and time files."""
+        if isinstance(car.ledger, SqliteLedger):
+            path = car.ledger.path
+            car.unit.close()
+            car.ledger = SqliteLedger(path)
+        car.unit = self._boot(car)
+        return car.unit
+
+    def time_sync(self, car: Car) -> SyncOutcome:
+        """The carmaker's time server answers the car's nonce with true time."""
+        nonce = car.unit.time_sync_nonce()
+        message = make_time_sync(
+            self.carmaker_key, vehicle_id=car.vehicle_id, nonce=nonce, time=self.now
+        )
+        return car.unit.apply_time_sync(message)
+
+    # -- owner ------------------------------------------------------------------
+    def park(self, car: Car, where: Location, *, radius_m: int = 50) -> Geofence:
+        """The owner parks and confirms the place: that place becomes the geofence."""
+        car.gps.position = where
+        car.parked_at = where
+        return Geofence(lat_e7=where.lat_e7, lon_e7=where.lon_e7, radius_m=radius_m)
+
+    # -- retailer ---------------------------------------------------------------
+    def mint(
+        self,
+        car: Car | str,
+        *,
+        courier: SigningKey | None,
+        geofence: Geofence | None = None,
+        action: Action = Action.TRUNK,
+        purpose: Purpose = Purpose.DELIVERY,
+        starts_in: int = 0,
+        window: int = 4 * 3600,
+        order_ref: bytes | None = None,
+    ) -> bytes:
+        vehicle_id = car if isinstance(car, str) else car.vehicle_id
+        return self.retailer.mint(
+            vehicle_id=vehicle_id, action=action, purpose=purpose,
+            not_before=self.now + starts_in, expires=self.now + starts_in + window,
+            geofence=geofence, courier_key=None if courier is None else courier.public_key,
+            order_ref=order_ref,
+        )
+
+    # -- time -------------------------------------------------------------------
+    def advance(self, seconds: int) -> None:
+        """True time moves; every car's clock follows and every unit ticks."""
+        self.true_clock.advance(seconds)
+        for car in self.cars.values():
+            car.clock.advance(seconds)
+            car.unit.tick()
+
+
+def courier_present(
+    car: Car,
+    token: bytes,
+    device_key: SigningKey | None,
+    *,
+    action: Action | str = Action.TRUNK,
+    delay: Callable[[], None] | None = None,
+) -> Outcome:
+    """The courier's handheld: ask for a challenge, sign it, present the token.
+
+    ``delay`` runs between the challenge and the answer (a relay's latency).
+    With no device key the handheld presents the bare token (a sniffer's copy).
+    """
+    try:
+        challenge = car.unit.challenge()
+    except AccessDenied:
+        # No challenge while the car distrusts its clock: the bare token is
+        # still presented, and the unit says why it refuses.
+        return car.unit.present(token, action=action)
+    if delay is not None:
+        delay()
+    if device_key is None:
+        return car.unit.present(token, action=action)
+    proof = make_proof(device_key, token=token, vehicle_id=car.vehicle_id, challenge=challenge)
+    return car.unit.present(token, action=action, proof=proof, challenge=challenge)

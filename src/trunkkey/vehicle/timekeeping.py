@@ -1,0 +1,304 @@
+"""Trusted time for the vehicle unit: a persisted floor and signed re-synchronisation.
+
+A car's real-time clock can be set back (a flat battery, a workshop tool, an
+attacker); set back far enough, an expired token looks valid again — Uptane's
+freeze attack. The unit therefore keeps a *floor*: the latest time it has
+trusted, persisted across reboots. Time never goes below the floor; a clock
+reading more than the allowed skew below it makes the unit fail closed
+(``clock_untrusted``) until the carmaker's time server re-synchronises it
+with a message signed by the carmaker's key and bound to a nonce the unit
+issued (so an old sync message cannot be replayed).
+
+A clock that runs *fast* is not detected: it makes tokens expire early (a
+failed delivery, never an extra opening), and the floor it leaves behind can
+only be brought back by the carmaker's service — see ``docs/vehicle.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from .. import cbor
+from ..claims import MAX_TIME, check_name
+from ..clock import Clock
+from ..cose import Typ, parse_sign1, protected_header, sign1
+from ..errors import DecodeError, InvalidRequest, SignatureError
+from ..keys import SigningKey, VerificationKey
+
+SYNC_NONCE_BYTES = 16
+MAX_SYNC_BYTES = 256
+#: Payload labels of a time-sync message.
+_SYNC_VEHICLE, _SYNC_NONCE, _SYNC_TIME = 1, 2, 3
+#: The floor is written to disk when it has moved at least this much, and on
+#: every acceptance; a reboot can lose at most this much of it.
+DEFAULT_PERSIST_EVERY = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeState:
+    """What the unit persists about time (and how many times it has booted)."""
+
+    floor: int = 0
+    offset: int = 0
+    untrusted: bool = False
+    boot: int = 0
+
+
+class TimeStateStore(Protocol):
+    """Where the :class:`TimeState` lives between boots."""
+
+    def load(self) -> TimeState | None:
+        """The saved state; ``None`` if never saved. Raise if unreadable."""
+        ...
+
+    def save(self, state: TimeState) -> None: ...
+
+
+class MemoryTimeStore:
+    """A store for tests and simulations; share one between 'reboots'."""
+
+    def __init__(self) -> None:
+        self._state: TimeState | None = None
+
+    def load(self) -> TimeState | None:
+        return self._state
+
+    def save(self, state: TimeState) -> None:
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"MemoryTimeStore({self._state!r})"
+
+
+class FileTimeStore:
+    """A small JSON file, replaced atomically and fsynced on every save."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"FileTimeStore({str(self._path)!r})"
+
+    def load(self) -> TimeState | None:
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return None
+        data = json.loads(raw)
+        fields = {"floor": int, "offset": int, "untrusted": bool, "boot": int}
+        if type(data) is not dict or set(data) != set(fields):
+            raise DecodeError("time state file has the wrong fields")
+        for name, kind in fields.items():
+            if type(data[name]) is not kind:
+                raise DecodeError(f"time state field {name} has the wrong type")
+        return TimeState(**data)
+
+    def save(self, state: TimeState) -> None:
+        data = json.dumps(
+            {"floor": state.floor, "offset": state.offset,
+             "untrusted": state.untrusted, "boot": state.boot},
+            sort_keys=True,
+        ).encode()
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # Rename is atomic: after a crash the file holds the old or the new state.
+        os.replace(tmp, self._path)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+# -- The time-sync message ---------------------------------------------------
+
+def make_time_sync(
+    carmaker_key: SigningKey, *, vehicle_id: str, nonce: bytes, time: int
+) -> bytes:
+    """The carmaker's time server's answer to ``nonce`` from ``vehicle_id``."""
+    if not isinstance(carmaker_key, SigningKey):
+        raise InvalidRequest("carmaker_key must be a trunkkey.SigningKey")
+    check_name(vehicle_id, "vehicle_id")
+    if type(nonce) is not bytes or len(nonce) != SYNC_NONCE_BYTES:
+        raise InvalidRequest(f"nonce must be {SYNC_NONCE_BYTES} bytes")
+    if type(time) is not int or not (0 <= time < MAX_TIME):
+        raise InvalidRequest("time must be an int of Unix seconds")
+    payload = cbor.encode({_SYNC_VEHICLE: vehicle_id, _SYNC_NONCE: nonce, _SYNC_TIME: time})
+    return sign1(carmaker_key, payload, typ=Typ.TIME_SYNC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeSync:
+    """A verified time-sync message's content."""
+
+    vehicle_id: str
+    nonce: bytes
+    time: int
+
+
+def read_time_sync(message: bytes, carmaker_key: VerificationKey) -> TimeSync:
+    """Verify ``message`` under ``carmaker_key``; raise DecodeError/SignatureError."""
+    if type(message) is not bytes or len(message) > MAX_SYNC_BYTES:
+        raise DecodeError("time-sync message is not bytes of a bounded size")
+    parts = parse_sign1(message)
+    expected = protected_header(carmaker_key.algorithm, Typ.TIME_SYNC, carmaker_key.kid)
+    if not hmac.compare_digest(parts.protected, expected):
+        raise SignatureError("not a time-sync message from the carmaker's key")
+    if not carmaker_key.is_valid_signature(parts.signature, parts.to_be_signed()):
+        raise SignatureError("time-sync signature does not verify")
+    body = cbor.decode(parts.payload)
+    if type(body) is not dict or set(body) != {_SYNC_VEHICLE, _SYNC_NONCE, _SYNC_TIME}:
+        raise DecodeError("time-sync payload has the wrong members")
+    vehicle, nonce, time = body[_SYNC_VEHICLE], body[_SYNC_NONCE], body[_SYNC_TIME]
+    if type(vehicle) is not str or type(nonce) is not bytes or type(time) is not int:
+        raise DecodeError("time-sync payload members have the wrong types")
+    if not (0 <= time < MAX_TIME):
+        raise DecodeError("time-sync time out of range")
+    return TimeSync(vehicle_id=vehicle, nonce=nonce, time=time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncOutcome:
+    """What the unit did with a time-sync message."""
+
+    accepted: bool
+    detail: str
+    time: int | None = None
+
+
+# -- The keeper ----------------------------------------------------------------
+
+class TimeKeeper:
+    """The unit's view of time: ``now()`` is trusted time, or ``None`` (fail closed)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        store: TimeStateStore,
+        carmaker_key: VerificationKey,
+        vehicle_id: str,
+        max_skew: int,
+        randomness: Callable[[int], bytes],
+        persist_every: int = DEFAULT_PERSIST_EVERY,
+    ) -> None:
+        if not isinstance(carmaker_key, VerificationKey):
+            raise InvalidRequest("carmaker_key must be a trunkkey.VerificationKey")
+        self._clock = clock
+        self._store = store
+        self._carmaker = carmaker_key
+        self._vehicle = check_name(vehicle_id, "vehicle_id")
+        self._skew = max_skew
+        self._random = randomness
+        self._persist_every = persist_every
+        self._nonce: bytes | None = None
+        try:
+            loaded = store.load()
+        except Exception:  # noqa: BLE001 -- an unreadable floor is an unknown floor
+            loaded = TimeState(untrusted=True)
+        state = loaded if loaded is not None else TimeState()
+        self._state = self._persisted = state
+        self._save(replace(state, boot=state.boot + 1))
+
+    def __repr__(self) -> str:
+        s = self._state
+        return f"TimeKeeper(floor={s.floor}, trusted={not s.untrusted}, boot={s.boot})"
+
+    @property
+    def boot(self) -> int:
+        """How many times a unit has started over this store (1 for the first)."""
+        return self._state.boot
+
+    @property
+    def floor(self) -> int:
+        return self._state.floor
+
+    @property
+    def trusted(self) -> bool:
+        return not self._state.untrusted
+
+    def now(self) -> int | None:
+        """Trusted time, never below the floor; ``None`` if the clock went back."""
+        state = self._state
+        if state.untrusted:
+            return None
+        reading = self._clock.now() + state.offset
+        if reading < state.floor - self._skew:
+            self._save(replace(state, untrusted=True))
+            return None
+        if reading > state.floor:
+            new = replace(state, floor=reading)
+            if reading - self._saved_floor >= self._persist_every:
+                self._save(new)
+            else:
+                self._state = new
+        return self._state.floor
+
+    def checkpoint(self) -> None:
+        """Persist the floor now (the unit calls this before it actuates)."""
+        if self._state.floor != self._saved_floor:
+            self._save(self._state)
+
+    def sync_nonce(self) -> bytes:
+        """A nonce for the carmaker's time server; a newer one replaces the older."""
+        nonce = self._random(SYNC_NONCE_BYTES)
+        if type(nonce) is not bytes or len(nonce) != SYNC_NONCE_BYTES:
+            raise InvalidRequest("randomness source returned the wrong length")
+        self._nonce = nonce
+        return nonce
+
+    def apply_sync(self, message: bytes) -> SyncOutcome:
+        """Re-synchronise from a signed, nonce-bound time-sync message."""
+        try:
+            sync = read_time_sync(message, self._carmaker)
+        except (DecodeError, SignatureError) as exc:
+            return SyncOutcome(accepted=False, detail=str(exc))
+        if sync.vehicle_id != self._vehicle:
+            return SyncOutcome(accepted=False, detail="time sync is for another vehicle")
+        if self._nonce is None or not hmac.compare_digest(sync.nonce, self._nonce):
+            return SyncOutcome(
+                accepted=False, detail="time sync answers no outstanding nonce (replayed?)"
+            )
+        self._nonce = None
+        state = self._state
+        if sync.time < state.floor - self._skew:
+            # The floor never moves back, not even for the carmaker: spent
+            # ledger entries are kept by time, and an earlier time revives them.
+            return SyncOutcome(
+                accepted=False, detail="time sync is below the trusted floor", time=sync.time
+            )
+        self._save(
+            replace(
+                state,
+                offset=sync.time - self._clock.now(),
+                floor=max(state.floor, sync.time),
+                untrusted=False,
+            )
+        )
+        return SyncOutcome(accepted=True, detail="clock re-synchronised", time=sync.time)
+
+    @property
+    def _saved_floor(self) -> int:
+        return self._persisted.floor
+
+    def _save(self, state: TimeState) -> None:
+        self._store.save(state)
+        self._state = state
+        self._persisted = state

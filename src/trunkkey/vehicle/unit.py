@@ -1,0 +1,501 @@
+"""The car's telematics unit: a state machine around the core verifier.
+
+The unit can do three things to the car — open the trunk, unlock the doors,
+lock everything — through an injected :class:`Actuator`. It has no operation
+that starts or drives the car or touches its keys, so no token, proof or
+message can reach one (the 2022 key-card enrolment window is the warning).
+
+One opening at a time, in this order:
+
+1. trusted time (:mod:`.timekeeping`), or ``clock_untrusted``;
+2. the challenge the courier's device answered (:mod:`.challenge`):
+   issued here, unused, younger than its time to live;
+3. the core :class:`~trunkkey.Verifier`, which spends the token in the
+   durable ledger as its last step;
+4. only then the actuator. If it fails — or the unit dies — between the
+   ledger write and the actuation, the token is spent and the car stays
+   locked: the safe way round (a failed delivery, never a second opening).
+
+The trunk or doors relock when closed, or by themselves when ``tick()`` finds
+the relock timeout passed, or at once if the clock stops being trustworthy.
+Time only moves through the injected clock: no threads, no sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import NoReturn, Protocol
+
+from ..claims import Action, Purpose, TokenClaims, check_name
+from ..clock import Clock
+from ..errors import AccessDenied, InvalidRequest
+from ..geo import Location, distance_m
+from ..keys import SigningKey, VerificationKey
+from ..ledger.base import Ledger
+from ..ledger.sqlite import SqliteLedger
+from ..reasons import Reason
+from ..trust import TrustStore
+from ..verifier import Decision, Verifier, VerifierPolicy
+from .challenge import DEFAULT_CHALLENGE_TTL, ChallengeBook
+from .events import EventBus, EventKind, Subscriber
+from .receipt import Receipt, sign_receipt
+from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
+
+DEFAULT_RELOCK_TIMEOUT = 120
+#: How far beyond the geofence's edge the car may read before the unit says
+#: "the car was moved" rather than "just outside": a few GPS errors.
+DEFAULT_MOVED_MARGIN_M = 250
+
+
+class UnitState(StrEnum):
+    LOCKED = "locked"
+    TRUNK_OPEN = "trunk_open"
+    DOORS_UNLOCKED = "doors_unlocked"
+
+
+class Actuator(Protocol):
+    """The car's body controller, as far as trunkkey may drive it."""
+
+    def open_trunk(self) -> None: ...
+
+    def unlock_doors(self) -> None: ...
+
+    def lock_all(self) -> None: ...
+
+
+Positioning = Callable[[], Location | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitConfig:
+    relock_timeout: int = DEFAULT_RELOCK_TIMEOUT
+    challenge_ttl: int = DEFAULT_CHALLENGE_TTL
+    moved_margin_m: int = DEFAULT_MOVED_MARGIN_M
+    policy: VerifierPolicy = field(default_factory=VerifierPolicy)
+
+    def __post_init__(self) -> None:
+        if type(self.relock_timeout) is not int or not (5 <= self.relock_timeout <= 600):
+            raise InvalidRequest("relock_timeout must be 5 to 600 seconds")
+        if type(self.moved_margin_m) is not int or self.moved_margin_m < 0:
+            raise InvalidRequest("moved_margin_m must be a non-negative int")
+        if not isinstance(self.policy, VerifierPolicy):
+            raise InvalidRequest("policy must be a trunkkey.VerifierPolicy")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Opening:
+    """The opening in progress."""
+
+    token_id: bytes
+    action: Action
+    purpose: Purpose
+    opened_at: int
+    relock_deadline: int
+    order_ref: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What the unit did with one presentation. Test ``.allowed``, not the object."""
+
+    reason: Reason
+    detail: str
+    token_id: bytes | None = None
+    decision: Decision | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is Reason.ALLOWED
+
+    def __bool__(self) -> NoReturn:
+        raise TypeError("test outcome.allowed, not the outcome itself")
+
+
+class VehicleUnit:
+    """One car's telematics unit. See the module docstring for the order of checks."""
+
+    def __init__(
+        self,
+        *,
+        vehicle_id: str,
+        vehicle_key: SigningKey,
+        trust_store: TrustStore,
+        carmaker_key: VerificationKey,
+        ledger: Ledger,
+        time_store: TimeStateStore,
+        clock: Clock,
+        actuator: Actuator,
+        gps: Positioning,
+        randomness: Callable[[int], bytes] = secrets.token_bytes,
+        config: UnitConfig | None = None,
+    ) -> None:
+        self._vehicle = check_name(vehicle_id, "vehicle_id")
+        if not isinstance(vehicle_key, SigningKey):
+            raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+        self._key = vehicle_key
+        self._config = config if config is not None else UnitConfig()
+        self._ledger = ledger
+        self._verifier = Verifier(
+            trust_store=trust_store, ledger=ledger, clock=clock, policy=self._config.policy
+        )
+        self._time = TimeKeeper(
+            clock=clock, store=time_store, carmaker_key=carmaker_key, vehicle_id=vehicle_id,
+            max_skew=self._config.policy.max_skew, randomness=randomness,
+        )
+        self._challenges = ChallengeBook(randomness=randomness, ttl=self._config.challenge_ttl)
+        self._actuator = actuator
+        self._gps = gps
+        self._events = EventBus(vehicle_id=vehicle_id, boot=self._time.boot)
+        self._opening: Opening | None = None
+        self._receipts: list[bytes] = []
+        self._clock_alarm_raised = False
+        # Whatever the car was doing when the last unit died, it starts locked.
+        try:
+            actuator.lock_all()
+        except Exception:  # noqa: BLE001 -- nothing was opened by this unit yet
+            self._events.emit(EventKind.ACTUATOR_FAILED, at=None, detail="lock at boot failed")
+
+    @classmethod
+    def boot(
+        cls, state_dir: str | os.PathLike[str], **kwargs: object
+    ) -> VehicleUnit:
+        """A unit whose ledger and trusted time live in ``state_dir`` (durable).
+
+        Booting again over the same directory is a reboot: every token the
+        previous unit accepted stays spent, and the time floor stays.
+        """
+        path = Path(state_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(
+            ledger=SqliteLedger(path / "ledger.sqlite"),
+            time_store=FileTimeStore(path / "time.json"),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def close(self) -> None:
+        """Release the ledger (a simulated power-off; nothing is unlocked)."""
+        self._ledger.close()
+
+    def __repr__(self) -> str:
+        return f"VehicleUnit({self._vehicle!r}, {self.state.value}, boot={self._time.boot})"
+
+    # -- what the outside may see --------------------------------------------
+    @property
+    def vehicle_id(self) -> str:
+        return self._vehicle
+
+    @property
+    def public_key(self) -> VerificationKey:
+        """The vehicle key that signs receipts (the retailer verifies with it)."""
+        return self._key.public_key
+
+    @property
+    def state(self) -> UnitState:
+        if self._opening is None:
+            return UnitState.LOCKED
+        if self._opening.action is Action.TRUNK:
+            return UnitState.TRUNK_OPEN
+        return UnitState.DOORS_UNLOCKED
+
+    @property
+    def opening(self) -> Opening | None:
+        return self._opening
+
+    @property
+    def clock_trusted(self) -> bool:
+        return self._time.trusted
+
+    @property
+    def trusted_time_floor(self) -> int:
+        return self._time.floor
+
+    @property
+    def boot_number(self) -> int:
+        return self._time.boot
+
+    @property
+    def receipts(self) -> tuple[bytes, ...]:
+        return tuple(self._receipts)
+
+    @property
+    def config(self) -> UnitConfig:
+        return self._config
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        return self._events.subscribe(subscriber)
+
+    # -- the courier's exchange ---------------------------------------------
+    def challenge(self) -> bytes:
+        """A fresh challenge for the courier's device to sign."""
+        now = self._now()
+        if now is None:
+            self._events.emit(
+                EventKind.ACCESS_DENIED, at=None, reason=Reason.CLOCK_UNTRUSTED,
+                detail="no challenge while the clock is untrusted",
+            )
+            raise AccessDenied(Reason.CLOCK_UNTRUSTED, "clock went back; awaiting time sync")
+        challenge = self._challenges.issue(now)
+        self._events.emit(EventKind.CHALLENGE_ISSUED, at=now)
+        return challenge
+
+    def present(
+        self,
+        token: bytes,
+        *,
+        action: Action | str,
+        proof: bytes | None = None,
+        challenge: bytes | None = None,
+        purpose: Purpose | str | None = None,
+    ) -> Outcome:
+        """Decide on a token from the courier's device and, if allowed, actuate once."""
+        now = self._now()
+        if now is None:
+            return self._deny(None, Reason.CLOCK_UNTRUSTED, "clock went back; awaiting time sync")
+        try:
+            wanted = Action(action)
+            wanted_purpose = None if purpose is None else Purpose(purpose)
+        except ValueError:
+            # The courier's request is untrusted input: deny, do not raise. No
+            # other operation exists, during an opening or at any other time.
+            return self._deny(
+                now, Reason.WRONG_ACTION,
+                "the unit only opens the trunk or unlocks the doors; nothing else exists",
+            )
+        self._expire(now)
+        if self._opening is not None:
+            return self._deny(now, Reason.UNIT_BUSY, "an opening is already in progress")
+        if challenge is not None:
+            refusal = self._challenges.redeem(challenge, now)
+            if refusal is not None:
+                return self._deny(now, refusal.reason, refusal.detail)
+        location = self._position()
+        decision = self._verifier.verify_at(
+            token, now=now, vehicle_id=self._vehicle, action=wanted, purpose=wanted_purpose,
+            location=location, proof=proof, challenge=challenge,
+        )
+        claims = decision.claims
+        if not decision.allowed or claims is None:
+            reason, detail = self._refine(decision, location)
+            return self._deny(now, reason, detail, claims, decision)
+        # The ledger has recorded the token as spent (durably) by now; the
+        # floor goes to disk too, before anything moves.
+        self._time.checkpoint()
+        self._events.emit(EventKind.TOKEN_ACCEPTED, at=now, token_id=claims.token_id)
+        try:
+            if wanted is Action.TRUNK:
+                self._actuator.open_trunk()
+            else:
+                self._actuator.unlock_doors()
+        except Exception as exc:  # noqa: BLE001 -- any actuator fault leaves the car locked
+            self._lock_quietly()
+            self._events.emit(
+                EventKind.ACTUATOR_FAILED, at=now, token_id=claims.token_id,
+                detail=f"{type(exc).__name__}; token stays spent, car stays locked",
+            )
+            return self._deny(
+                now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
+                claims, decision,
+            )
+        self._opening = Opening(
+            token_id=claims.token_id, action=wanted, purpose=claims.purpose, opened_at=now,
+            relock_deadline=now + self._config.relock_timeout, order_ref=claims.order_ref,
+        )
+        kind = EventKind.TRUNK_OPENED if wanted is Action.TRUNK else EventKind.DOORS_UNLOCKED
+        self._events.emit(kind, at=now, token_id=claims.token_id)
+        return Outcome(
+            reason=Reason.ALLOWED, detail="opened", token_id=claims.token_id, decision=decision
+        )
+
+    # -- sensors and time ----------------------------------------------------
+    def trunk_closed(self) -> bool:
+        """The trunk's latch sensor reports closed; relock. ``False`` if nothing was open."""
+        return self._closed(Action.TRUNK, EventKind.TRUNK_CLOSED)
+
+    def doors_closed(self) -> bool:
+        """The doors report closed after an unlock-relock opening; relock."""
+        return self._closed(Action.UNLOCK_RELOCK, EventKind.DOORS_CLOSED)
+
+    def tick(self) -> None:
+        """Let time act: relock after the timeout, or at once if the clock is untrusted."""
+        self._expire(self._now())
+
+    def time_sync_nonce(self) -> bytes:
+        """A nonce to send to the carmaker's time server."""
+        return self._time.sync_nonce()
+
+    def apply_time_sync(self, message: bytes) -> SyncOutcome:
+        """Re-synchronise trusted time from the carmaker's signed answer."""
+        outcome = self._time.apply_sync(message)
+        if outcome.accepted:
+            self._clock_alarm_raised = False
+            self._events.emit(EventKind.CLOCK_SYNCED, at=self._time.floor, detail=outcome.detail)
+        else:
+            self._events.emit(
+                EventKind.ACCESS_DENIED, at=None, reason=Reason.CLOCK_UNTRUSTED,
+                detail=f"time sync refused: {outcome.detail}",
+            )
+        return outcome
+
+    # -- internals -------------------------------------------------------------
+    def _now(self) -> int | None:
+        now = self._time.now()
+        if now is None and not self._clock_alarm_raised:
+            self._clock_alarm_raised = True
+            self._events.emit(
+                EventKind.CLOCK_UNTRUSTED, at=None,
+                detail=f"clock below trusted floor {self._time.floor}",
+            )
+        return now
+
+    def _position(self) -> Location | None:
+        try:
+            where = self._gps()
+        except Exception:  # noqa: BLE001 -- no fix is an unknown position, not a crash
+            return None
+        return where if isinstance(where, Location) else None
+
+    def _refine(self, decision: Decision, location: Location | None) -> tuple[Reason, str]:
+        """Tell "the car was moved" from "the car reads just outside the fence"."""
+        claims = decision.claims
+        if (
+            decision.reason is Reason.OUTSIDE_GEOFENCE
+            and claims is not None
+            and claims.geofence is not None
+            and location is not None
+        ):
+            fence = claims.geofence
+            away = distance_m(fence.centre, location)
+            if away > fence.radius_m + self._config.moved_margin_m:
+                return (
+                    Reason.CAR_MOVED,
+                    f"car is {away:.0f} m from the place the owner confirmed "
+                    f"(radius {fence.radius_m} m)",
+                )
+        return decision.reason, decision.detail
+
+    def _deny(
+        self, now: int | None, reason: Reason, detail: str,
+        claims: TokenClaims | None = None, decision: Decision | None = None,
+    ) -> Outcome:
+        token_id = None if claims is None else claims.token_id
+        self._events.emit(
+            EventKind.ACCESS_DENIED, at=now, token_id=token_id, reason=reason, detail=detail
+        )
+        return Outcome(reason=reason, detail=detail, token_id=token_id, decision=decision)
+
+    def _closed(self, action: Action, kind: EventKind) -> bool:
+        opening = self._opening
+        if opening is None or opening.action is not action:
+            return False
+        now = self._now()
+        at = self._time.floor if now is None else now
+        self._events.emit(kind, at=at, token_id=opening.token_id)
+        self._relock(at, "closed" if now is not None else "clock_untrusted", closed_at=at)
+        return True
+
+    def _expire(self, now: int | None) -> None:
+        opening = self._opening
+        if opening is None:
+            return
+        if now is None:
+            self._relock(self._time.floor, "clock_untrusted", closed_at=None)
+        elif now >= opening.relock_deadline:
+            self._relock(now, "timeout", closed_at=None)
+
+    def _relock(self, at: int, cause: str, *, closed_at: int | None) -> None:
+        opening = self._opening
+        if opening is None:
+            return
+        try:
+            self._actuator.lock_all()
+        except Exception as exc:  # noqa: BLE001 -- retried on the next tick
+            self._events.emit(
+                EventKind.ACTUATOR_FAILED, at=at, token_id=opening.token_id,
+                detail=f"relock failed ({type(exc).__name__}); retrying",
+            )
+            return
+        self._opening = None
+        self._events.emit(EventKind.RELOCKED, at=at, token_id=opening.token_id, detail=cause)
+        receipt = sign_receipt(
+            self._key,
+            Receipt(
+                vehicle_id=self._vehicle, token_id=opening.token_id, action=opening.action,
+                purpose=opening.purpose, opened_at=opening.opened_at, closed_at=closed_at,
+                relocked_at=max(at, opening.opened_at), relock_cause=cause,
+                order_ref=opening.order_ref,
+            ),
+        )
+        self._receipts.append(receipt)
+        self._events.emit(
+            EventKind.RECEIPT_SIGNED, at=at, token_id=opening.token_id, receipt=receipt
+        )
+
+    def _lock_quietly(self) -> None:
+        # The open never happened; a failing lock here leaves nothing to undo.
+        with contextlib.suppress(Exception):
+            self._actuator.lock_all()
+
+
+# -- Simulated hardware, for tests and the examples ------------------------------
+
+class SimulatedBody:
+    """The car's locks as hardware would hold them, with fault injection."""
+
+    def __init__(self) -> None:
+        self.trunk_unlatched = False
+        self.doors_unlocked = False
+        self.trunk_openings = 0
+        self.door_unlocks = 0
+        #: Name of the next operation that should raise (``"open_trunk"`` …).
+        self.fail_next: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SimulatedBody(trunk_unlatched={self.trunk_unlatched}, "
+            f"doors_unlocked={self.doors_unlocked})"
+        )
+
+    def _maybe_fail(self, operation: str) -> None:
+        if self.fail_next == operation:
+            self.fail_next = None
+            raise OSError(f"simulated {operation} fault")
+
+    @property
+    def locked(self) -> bool:
+        return not (self.trunk_unlatched or self.doors_unlocked)
+
+    def open_trunk(self) -> None:
+        self._maybe_fail("open_trunk")
+        self.trunk_unlatched = True
+        self.trunk_openings += 1
+
+    def unlock_doors(self) -> None:
+        self._maybe_fail("unlock_doors")
+        self.doors_unlocked = True
+        self.door_unlocks += 1
+
+    def lock_all(self) -> None:
+        self._maybe_fail("lock_all")
+        self.trunk_unlatched = False
+        self.doors_unlocked = False
+
+
+class SimulatedGps:
+    """A GPS receiver that reports whatever ``position`` is set to (or no fix)."""
+
+    def __init__(self, position: Location | None = None) -> None:
+        self.position = position
+
+    def __call__(self) -> Location | None:
+        return self.position
+
+    def __repr__(self) -> str:
+        return f"SimulatedGps({self.position!r})"
+
+

@@ -1,0 +1,52 @@
+"""Helpers shared by the tests: fixed constants and a ready-made world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trunkkey import (
+    Algorithm,
+    Issuer,
+    ManualClock,
+    MemoryLedger,
+    SigningKey,
+    TrustedKey,
+    TrustStore,
+    Verifier,
+)
+
+NOW = 1_800_000_000
+VEHICLE = "1HGCM82633A004352"
+ISSUER = "retailer"
+
+
+@dataclass
+class World:
+    clock: ManualClock
+    key: SigningKey
+    issuer: Issuer
+    store: TrustStore
+    ledger: MemoryLedger
+    verifier: Verifier
+
+    def mint(self, **overrides: object) -> bytes:
+        request: dict[str, object] = {
+            "vehicle_id": VEHICLE,
+            "action": "trunk",
+            "not_before": NOW,
+            "expires": NOW + 4 * 3600,
+        }
+        request.update(overrides)
+        return self.issuer.mint(**request)  # type: ignore[arg-type]
+
+
+def make_world(algorithm: Algorithm = Algorithm.EDDSA) -> World:
+    clock = ManualClock(NOW)
+    key = SigningKey.generate(algorithm)
+    issuer = Issuer(key, ISSUER, clock=clock)
+    store = TrustStore([TrustedKey.create(key.public_key, ISSUER)])
+    ledger = MemoryLedger()
+    verifier = Verifier(trust_store=store, ledger=ledger, clock=clock)
+    return World(clock, key, issuer, store, ledger, verifier)
+
+

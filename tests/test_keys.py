@@ -1,0 +1,242 @@
+"""Keys: algorithm binding, thumbprint ids, import/export, and secret hygiene."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import pickle
+import stat
+import traceback
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from trunkkey import (
+    Algorithm,
+    DecodeError,
+    InsecureKeyFile,
+    InvalidRequest,
+    KeyFileError,
+    SignatureError,
+    SigningKey,
+    VerificationKey,
+)
+
+ALGS = [Algorithm.EDDSA, Algorithm.ES256]
+
+
+def test_rfc9679_example_thumbprint() -> None:
+    # RFC 9679 section 6: the example EC2 key and its SHA-256 thumbprint.
+    key = VerificationKey(
+        Algorithm.ES256,
+        bytes.fromhex(
+            "65eda5a12577c2bae829437fe338701a10aaa375e1bb5b5de108de439c08551d"
+            "1e52ed75701163f7f9e40ddf9f341b3dc9ba860af7e0ca7ca7e9eecd0084d19c"
+        ),
+    )
+    expected = "496bd8afadf307e5b08c64b0421bf9dc01528a344a43bda88fadd1669da253ec"
+    assert key.thumbprint().hex() == expected
+    assert key.kid == bytes.fromhex(expected)[:8]
+
+
+def test_rfc8032_test1_signature_is_reproduced() -> None:
+    # Ed25519 is deterministic: RFC 8032 7.1 TEST 1 (empty message).
+    secret = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    key = SigningKey.from_pem(
+        ed25519.Ed25519PrivateKey.from_private_bytes(secret).private_bytes(
+            *_pem_pkcs8_args()
+        )
+    )
+    assert key.public_key.raw.hex() == (
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    )
+    assert key.sign(b"").hex() == (
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+    )
+
+
+def _pem_pkcs8_args() -> tuple[object, object, object]:
+    from cryptography.hazmat.primitives import serialization
+
+    return (
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_sign_verify_and_the_key_decides_the_algorithm(alg: Algorithm) -> None:
+    key = SigningKey.generate(alg)
+    assert key.algorithm is alg
+    signature = key.sign(b"message")
+    assert len(signature) == 64
+    key.public_key.verify(signature, b"message")
+    with pytest.raises(SignatureError):
+        key.public_key.verify(signature, b"messagE")
+    other = SigningKey.generate(alg)
+    assert not other.public_key.is_valid_signature(signature, b"message")
+
+
+def test_a_signature_of_one_algorithm_never_verifies_under_the_other() -> None:
+    ed, p256 = SigningKey.generate(Algorithm.EDDSA), SigningKey.generate(Algorithm.ES256)
+    assert not p256.public_key.is_valid_signature(ed.sign(b"m"), b"m")
+    assert not ed.public_key.is_valid_signature(p256.sign(b"m"), b"m")
+
+
+def test_p256_signatures_are_low_s() -> None:
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    key = SigningKey.generate(Algorithm.ES256)
+    for i in range(50):
+        s = int.from_bytes(key.sign(i.to_bytes(2, "big"))[32:], "big")
+        assert s <= order // 2
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_signature_of_wrong_length_or_type_is_invalid(alg: Algorithm) -> None:
+    key = SigningKey.generate(alg)
+    sig = key.sign(b"m")
+    for bad in (sig[:-1], sig + b"\x00", b"", bytearray(sig)):
+        assert not key.public_key.is_valid_signature(bad, b"m")  # type: ignore[arg-type]
+
+
+def test_p256_zero_or_out_of_range_r_s_are_invalid() -> None:
+    key = SigningKey.generate(Algorithm.ES256)
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    for r, s in [(0, 1), (1, 0), (order, 1), (1, order)]:
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        assert not key.public_key.is_valid_signature(sig, b"m")
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_pem_and_cose_key_round_trips(alg: Algorithm) -> None:
+    key = SigningKey.generate(alg)
+    public = key.public_key
+    assert VerificationKey.from_pem(public.to_pem()) == public
+    assert VerificationKey.from_cose_key(public.to_cose_key()) == public
+    assert SigningKey.from_pem(key.private_pem()).public_key == public
+    assert SigningKey.from_pem(key.private_pem(password=b"pw"), password=b"pw").public_key == public
+    assert SigningKey.from_cose_key(key.private_cose_key()).public_key == public
+    assert pickle.loads(pickle.dumps(public)) == public  # noqa: S301 -- our own bytes
+
+
+def test_cose_key_with_a_wrong_kid_or_alg_is_refused() -> None:
+    from trunkkey import cbor
+
+    public = SigningKey.generate().public_key
+    members = cbor.decode(public.to_cose_key())
+    members[2] = b"\x00" * 8
+    with pytest.raises(DecodeError, match="kid"):
+        VerificationKey.from_cose_key(cbor.encode(members))
+    members = cbor.decode(public.to_cose_key())
+    members[3] = -7
+    with pytest.raises(DecodeError, match="alg"):
+        VerificationKey.from_cose_key(cbor.encode(members))
+
+
+def test_cose_key_public_loader_refuses_private_material_and_vice_versa() -> None:
+    key = SigningKey.generate()
+    with pytest.raises(DecodeError):
+        VerificationKey.from_cose_key(key.private_cose_key())
+    with pytest.raises(DecodeError):
+        SigningKey.from_cose_key(key.public_key.to_cose_key())
+
+
+def test_invalid_public_keys_are_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        VerificationKey(Algorithm.EDDSA, b"\x00" * 31)
+    with pytest.raises(InvalidRequest):
+        VerificationKey(Algorithm.ES256, b"\x01" * 64)  # not on the curve
+    with pytest.raises(InvalidRequest):
+        VerificationKey(-8, b"\x00" * 32)  # type: ignore[arg-type]
+
+
+def test_signing_key_cannot_be_constructed_directly() -> None:
+    with pytest.raises(TypeError):
+        SigningKey()
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_private_key_never_in_repr_str_pickle_or_copies(alg: Algorithm) -> None:
+    key = SigningKey.generate(alg)
+    secret_hex = key.private_cose_key().hex()[-64:]  # ends with d? check both forms below
+    scalar = key._private_scalar()
+    for text in (repr(key), str(key), f"{key}", repr([key]), repr(key.public_key)):
+        assert scalar.hex() not in text
+        assert scalar.hex().upper() not in text
+        assert "kid=" in text or "VerificationKey" in text
+    assert secret_hex  # the export path exists and is explicit
+    with pytest.raises(TypeError, match="pickled"):
+        pickle.dumps(key)
+    assert copy.copy(key) is key
+    assert copy.deepcopy(key) is key
+
+
+def test_private_key_never_in_logs_or_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    key = SigningKey.generate()
+    scalar = key._private_scalar().hex()
+    logging.getLogger("app").warning("using %s and %r", key, key)
+    try:
+        raise RuntimeError(f"failed with {key}")
+    except RuntimeError:
+        trace = traceback.format_exc()
+    assert scalar not in caplog.text
+    assert scalar not in trace
+
+
+def test_wrong_pem_password_error_does_not_echo_input() -> None:
+    key = SigningKey.generate()
+    pem = key.private_pem(password=b"right")
+    with pytest.raises(DecodeError) as info:
+        SigningKey.from_pem(pem, password=b"wrong")
+    assert "BEGIN" not in str(info.value)
+
+
+def test_save_writes_owner_only_and_refuses_to_clobber(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    path = tmp_path / "issuer.pem"
+    old_umask = os.umask(0)  # the most permissive umask must still give 0600
+    try:
+        key.save(path)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert SigningKey.load(path).public_key == key.public_key
+    with pytest.raises(KeyFileError, match="exists"):
+        key.save(path)
+    other = SigningKey.generate()
+    other.save(path, overwrite=True)
+    assert SigningKey.load(path).public_key == other.public_key
+
+
+def test_load_refuses_a_world_readable_key(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    path = tmp_path / "k.pem"
+    key.save(path)
+    path.chmod(0o644)
+    with pytest.raises(InsecureKeyFile, match="chmod 600"):
+        SigningKey.load(path)
+
+
+def test_load_cose_key_file_and_missing_file(tmp_path: Path) -> None:
+    from trunkkey.keys import write_private_file
+
+    key = SigningKey.generate(Algorithm.ES256)
+    path = tmp_path / "k.cose"
+    write_private_file(path, key.private_cose_key())
+    assert SigningKey.load(path).public_key == key.public_key
+    with pytest.raises(KeyFileError):
+        SigningKey.load(tmp_path / "absent.pem")
+
+
+def test_load_refuses_a_symlink(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    real = tmp_path / "real.pem"
+    key.save(real)
+    link = tmp_path / "link.pem"
+    link.symlink_to(real)
+    with pytest.raises(KeyFileError):
+        SigningKey.load(link)

@@ -1,0 +1,258 @@
+"""Properties that must hold for every input, not just the examples we thought of."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from support import NOW, VEHICLE, World, make_world
+from trunkkey import (
+    Action,
+    Algorithm,
+    Geofence,
+    Purpose,
+    Reason,
+    SigningKey,
+    SqliteLedger,
+    TokenClaims,
+    Verifier,
+    cbor,
+    inspect_unverified,
+    make_proof,
+)
+from trunkkey.claims import (
+    _decode_claims_generic,
+    access_bits,
+    decode_claims,
+    encode_claims,
+)
+
+names = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")),
+    min_size=1,
+    max_size=16,
+).filter(str.isprintable)
+times = st.integers(min_value=0, max_value=2**40 - 2)
+geofences = st.builds(
+    Geofence,
+    lat_e7=st.integers(-900_000_000, 900_000_000),
+    lon_e7=st.integers(-1_800_000_000, 1_800_000_000),
+    radius_m=st.integers(5, 50_000),
+)
+COURIER_KEYS = [SigningKey.generate(a).public_key for a in (Algorithm.EDDSA, Algorithm.ES256)]
+
+
+@st.composite
+def claim_sets(draw: st.DrawFn) -> TokenClaims:
+    nbf = draw(times)
+    return TokenClaims(
+        issuer=draw(names),
+        vehicle_id=draw(names),
+        not_before=nbf,
+        expires=draw(st.integers(min_value=nbf + 1, max_value=2**40 - 1)),
+        issued_at=draw(times),
+        token_id=draw(st.binary(min_size=16, max_size=16)),
+        action=draw(st.sampled_from(Action)),
+        purpose=draw(st.sampled_from(Purpose)),
+        geofence=draw(st.none() | geofences),
+        courier_key=draw(st.none() | st.sampled_from(COURIER_KEYS)),
+        order_ref=draw(st.none() | st.binary(min_size=1, max_size=64)),
+    )
+
+
+@given(claim_sets())
+def test_any_valid_claim_set_round_trips(claims: TokenClaims) -> None:
+    payload = encode_claims(claims)
+    assert decode_claims(payload) == claims
+    assert _decode_claims_generic(payload) == claims
+
+
+@given(claim_sets())
+def test_hand_ordered_encoding_equals_the_generic_deterministic_encoder(
+    claims: TokenClaims,
+) -> None:
+    members: dict[int, object] = {
+        1: claims.issuer, 3: claims.vehicle_id, 4: claims.expires, 5: claims.not_before,
+        6: claims.issued_at, 7: claims.token_id,
+        -65537: access_bits(claims.action, claims.purpose),
+    }
+    if claims.courier_key is not None:
+        members[8] = {1: claims.courier_key.cose_key_map()}
+    if claims.geofence is not None:
+        g = claims.geofence
+        members[-65538] = [g.lat_e7, g.lon_e7, g.radius_m]
+    if claims.order_ref is not None:
+        members[-65539] = claims.order_ref
+    assert encode_claims(claims) == cbor.encode(members)
+
+
+@given(st.binary(min_size=1, max_size=120))
+def test_fast_claims_path_never_disagrees_with_the_generic_one(noise: bytes) -> None:
+    # Splice noise into a real payload so the fast path sees near-misses.
+    base = encode_claims(
+        TokenClaims(issuer="retailer", vehicle_id=VEHICLE, not_before=NOW, expires=NOW + 60,
+                    issued_at=NOW, token_id=b"\x01" * 16, action=Action.TRUNK,
+                    purpose=Purpose.DELIVERY)
+    )
+    for candidate in (noise, base[: len(noise) % len(base)] + noise, base[:-1] + noise[:1]):
+        try:
+            generic: object = _decode_claims_generic(candidate)
+        except Exception as exc:  # noqa: BLE001 -- comparing outcomes, whatever they are
+            generic = type(exc)
+        try:
+            fast: object = decode_claims(candidate)
+        except Exception as exc:  # noqa: BLE001
+            fast = type(exc)
+        assert fast == generic
+
+
+@given(claim_sets(), st.sampled_from([Algorithm.EDDSA, Algorithm.ES256]))
+def test_signed_tokens_verify_and_inspect_to_the_same_claims(
+    claims: TokenClaims, alg: Algorithm
+) -> None:
+    world = make_world(alg)
+    claims = TokenClaims(**{**_fields(claims), "issuer": "retailer"})
+    token = world.issuer.sign_claims(claims)
+    assert inspect_unverified(token).claims == claims
+    if claims.courier_key is None and claims.geofence is None and claims.lifetime <= 86400:
+        d = world.verifier.verify_at(token, now=claims.not_before, vehicle_id=claims.vehicle_id,
+                                     action=claims.action)
+        assert d.reason in (Reason.ALLOWED, Reason.NOT_YET_VALID)  # iat may lie in the future
+        if d.allowed:
+            assert d.claims == claims
+
+
+def _fields(claims: TokenClaims) -> dict[str, object]:
+    return {name: getattr(claims, name) for name in TokenClaims.__dataclass_fields__}
+
+
+def _flips(data: bytes) -> list[bytes]:
+    out = []
+    for i in range(len(data)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[i] ^= 1 << bit
+            out.append(bytes(flipped))
+    return out
+
+
+@pytest.mark.parametrize("alg", [Algorithm.EDDSA, Algorithm.ES256], ids=["ed25519", "p256"])
+def test_every_single_bit_flip_of_a_token_is_denied(alg: Algorithm) -> None:
+    world = make_world(alg)
+    device = SigningKey.generate()
+    plain = world.mint()
+    rich = world.mint(courier_key=device.public_key, order_ref=b"order-7",
+                      geofence=Geofence.from_degrees(52.52, 13.405, 200))
+    for token in (plain, rich):
+        denied = Counter()
+        for flipped in _flips(token):
+            # Give every flip its best chance: right place, a fresh valid proof.
+            proof = make_proof(device, token=flipped, vehicle_id=VEHICLE, challenge=b"n" * 16)
+            d = world.verifier.verify(flipped, vehicle_id=VEHICLE, action="trunk",
+                                      location=_at_berlin(), proof=proof, challenge=b"n" * 16)
+            assert not d.allowed, f"flip accepted: {flipped.hex()}"
+            denied[d.reason] += 1
+        assert sum(denied.values()) == 8 * len(token)
+        assert Reason.MALFORMED not in denied or denied[Reason.BAD_SIGNATURE] > 0
+
+
+def test_every_single_bit_flip_of_a_proof_is_denied() -> None:
+    world = make_world()
+    device = SigningKey.generate()
+    challenge = b"n" * 16
+    token = world.mint(courier_key=device.public_key)
+    proof = make_proof(device, token=token, vehicle_id=VEHICLE, challenge=challenge)
+    for flipped in _flips(proof):
+        d = world.verifier.verify(token, vehicle_id=VEHICLE, action="trunk", proof=flipped,
+                                  challenge=challenge)
+        assert d.reason is Reason.PROOF_INVALID
+    assert world.verifier.verify(token, vehicle_id=VEHICLE, action="trunk", proof=proof,
+                                 challenge=challenge).allowed
+
+
+def _at_berlin():
+    from trunkkey import Location
+
+    return Location.from_degrees(52.52, 13.405)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_are_denied_never_raised(data: bytes) -> None:
+    world = _shared_world()
+    d = world.verifier.verify(data, vehicle_id=VEHICLE, action="trunk")
+    assert not d.allowed
+    assert "unexpected error" not in d.detail
+
+
+_WORLD: list[World] = []
+
+
+def _shared_world() -> World:
+    if not _WORLD:
+        _WORLD.append(make_world())
+    return _WORLD[0]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=7), min_size=1, max_size=40))
+def test_no_token_is_ever_allowed_twice_in_any_order(order: list[int]) -> None:
+    world = make_world()
+    tokens = [world.mint() for _ in range(8)]
+    allowed = Counter()
+    for index in order:
+        d = world.verifier.verify(tokens[index], vehicle_id=VEHICLE, action="trunk")
+        if d.allowed:
+            allowed[index] += 1
+        else:
+            assert d.reason is Reason.ALREADY_USED
+            assert allowed[index] == 1
+    assert set(allowed) == set(order)
+    assert all(count == 1 for count in allowed.values())
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_no_token_is_allowed_twice_under_threads(backend: str, tmp_path: Path) -> None:
+    world = make_world()
+    if backend == "sqlite":
+        ledger = SqliteLedger(tmp_path / "ledger.db")
+        verifier = Verifier(trust_store=world.store, ledger=ledger, clock=world.clock)
+    else:
+        verifier = world.verifier
+    tokens = [world.mint() for _ in range(60)]
+    wins: Counter[bytes] = Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def present() -> None:
+        barrier.wait()
+        for token in tokens:
+            if verifier.verify(token, vehicle_id=VEHICLE, action="trunk").allowed:
+                with lock:
+                    wins[token] += 1
+
+    threads = [threading.Thread(target=present) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == len(tokens)
+    assert set(wins.values()) == {1}
+
+
+def test_sqlite_ledger_survives_reopen_so_a_reboot_refuses_replays(tmp_path: Path) -> None:
+    world = make_world()
+    path = tmp_path / "car.db"
+    token = world.mint()
+    first = SqliteLedger(path)
+    assert Verifier(trust_store=world.store, ledger=first, clock=world.clock).verify(
+        token, vehicle_id=VEHICLE, action="trunk").allowed
+    first.close()
+    rebooted = SqliteLedger(path)
+    d = Verifier(trust_store=world.store, ledger=rebooted, clock=world.clock).verify(
+        token, vehicle_id=VEHICLE, action="trunk")
+    assert d.reason is Reason.ALREADY_USED
+    rebooted.close()

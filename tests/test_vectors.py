@@ -1,0 +1,211 @@
+"""``docs/test-vectors.json``: replayed through the real verifier, complete and fresh.
+
+The file is trunkkey's promise to other implementations, so three things are
+checked: every vector gives its expected reason through :class:`Verifier`
+(with both ledgers), every reason code is covered or explicitly excused, and
+the checked-in file is byte for byte what ``scripts/make_test_vectors.py``
+writes today — so it cannot silently drift from the code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from trunkkey import (
+    LedgerError,
+    Location,
+    ManualClock,
+    MemoryLedger,
+    Reason,
+    SqliteLedger,
+    TrustedKey,
+    TrustStore,
+    VerificationKey,
+    Verifier,
+    VerifierPolicy,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS_FILE = ROOT / "docs" / "test-vectors.json"
+SCRIPT = ROOT / "scripts" / "make_test_vectors.py"
+DATA: dict[str, Any] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
+
+#: Reasons decided before the signature is checked: such a denial must never
+#: carry claims, because nothing in the token has been authenticated yet.
+UNAUTHENTICATED = {
+    Reason.TOO_LARGE, Reason.WRONG_TYPE, Reason.UNSUPPORTED_HEADER, Reason.UNKNOWN_KEY,
+    Reason.KEY_NOT_VALID, Reason.ALG_MISMATCH, Reason.BAD_SIGNATURE,
+}
+#: Reasons decided after the signature: the decision names the authentic token.
+AUTHENTICATED = {
+    Reason.ALLOWED, Reason.WRONG_ISSUER, Reason.WRONG_VEHICLE, Reason.WRONG_ACTION,
+    Reason.WRONG_PURPOSE, Reason.LIFETIME_TOO_LONG, Reason.NOT_YET_VALID, Reason.EXPIRED,
+    Reason.LOCATION_UNKNOWN, Reason.OUTSIDE_GEOFENCE, Reason.PROOF_MISSING,
+    Reason.PROOF_INVALID, Reason.ALREADY_USED, Reason.LEDGER_UNAVAILABLE,
+}
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_test_vectors", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FailingLedger:
+    """A ledger whose storage is gone: every call raises, as a dead disk would."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, bytes, int]] = []
+
+    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        self.attempts.append((vehicle_id, token_id, keep_until))
+        raise LedgerError("injected fault: ledger storage unavailable")
+
+    def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
+        raise LedgerError("injected fault: ledger storage unavailable")
+
+    def count(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _trust_store(vector: dict[str, Any]) -> TrustStore:
+    return TrustStore(
+        TrustedKey.create(
+            VerificationKey.from_cose_key(bytes.fromhex(entry["cose_key"])),
+            entry["issuer"],
+            not_before=entry["not_before"],
+            not_after=entry["not_after"],
+        )
+        for entry in vector["trusted_keys"]
+    )
+
+
+def _hex(value: str | None) -> bytes | None:
+    return None if value is None else bytes.fromhex(value)
+
+
+LedgerFactory = Callable[[Path], Any]
+LEDGERS: dict[str, LedgerFactory] = {
+    "memory": lambda _tmp: MemoryLedger(),
+    "sqlite": lambda tmp: SqliteLedger(tmp / "ledger.db"),
+}
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for vector in DATA["vectors"]:
+        kinds = ["failing"] if vector["context"]["ledger"] == "failing" else list(LEDGERS)
+        cases.extend(
+            pytest.param(vector, kind, id=f"{vector['name']}-{kind}") for kind in kinds
+        )
+    return cases
+
+
+@pytest.mark.parametrize(("vector", "ledger_kind"), _cases())
+def test_vector_replays_to_its_reason(
+    vector: dict[str, Any], ledger_kind: str, tmp_path: Path
+) -> None:
+    ctx = vector["context"]
+    expected = Reason(vector["reason"])
+    ledger: Any
+    if ledger_kind == "failing":
+        ledger = FailingLedger()
+    else:
+        ledger = LEDGERS[ledger_kind](tmp_path)
+        for spent in ctx["ledger"]["spent"]:
+            assert ledger.consume(spent["vehicle_id"], bytes.fromhex(spent["token_id"]),
+                                  ctx["now"] + 10**6)
+    seeded = ledger.count()
+    verifier = Verifier(
+        trust_store=_trust_store(vector),
+        ledger=ledger,
+        clock=ManualClock(ctx["now"]),
+        policy=VerifierPolicy(**DATA["policy"]),
+    )
+    token = bytes.fromhex(vector["token"])
+    location = None if ctx["location"] is None else Location(**ctx["location"])
+    decisions = [
+        verifier.verify(
+            token,
+            vehicle_id=ctx["vehicle_id"],
+            action=ctx["action"],
+            purpose=ctx["purpose"],
+            location=location,
+            proof=_hex(ctx["proof"]),
+            challenge=_hex(ctx["challenge"]),
+        )
+        for _ in range(ctx["presentations"])
+    ]
+    try:
+        assert [d.reason for d in decisions[:-1]] == [Reason.ALLOWED] * (len(decisions) - 1)
+        final = decisions[-1]
+        assert final.reason is expected, final.detail
+        assert final.at == ctx["now"]
+        if expected in UNAUTHENTICATED:
+            assert final.claims is None
+        if expected in AUTHENTICATED:
+            assert final.claims is not None
+            assert final.claims.issuer == vector["trusted_keys"][0]["issuer"] or (
+                expected is Reason.WRONG_ISSUER
+            )
+        # The ledger is written only when every other check passed.
+        allowed = sum(d.allowed for d in decisions)
+        assert ledger.count() == seeded + allowed
+        if ledger_kind == "failing":
+            # It was asked to keep the token until it could no longer be valid.
+            claims = final.claims
+            assert claims is not None
+            assert ledger.attempts == [(
+                claims.vehicle_id, claims.token_id, claims.expires + DATA["policy"]["max_skew"]
+            )]
+    finally:
+        ledger.close()
+
+
+def test_every_reason_is_covered_or_excused() -> None:
+    covered = {v["reason"] for v in DATA["vectors"]}
+    excused = set(DATA["not_covered"])
+    every = {r.value for r in Reason}
+    assert covered | excused == every, {
+        "neither covered nor excused": sorted(every - covered - excused),
+        "not a Reason": sorted((covered | excused) - every),
+    }
+    assert not covered & excused, "a covered reason is also listed as not covered"
+    assert all(DATA["not_covered"][r].strip() for r in excused)
+    assert DATA["reasons"] == [r.value for r in Reason]
+
+
+def test_vector_names_are_unique_and_described() -> None:
+    names = [v["name"] for v in DATA["vectors"]]
+    assert len(names) == len(set(names))
+    assert all(v["description"] for v in DATA["vectors"])
+
+
+def test_file_is_what_the_script_writes_now() -> None:
+    generator = _generator()
+    fresh = generator.render(generator.build())
+    assert VECTORS_FILE.read_text(encoding="utf-8") == fresh, (
+        "docs/test-vectors.json is stale: run `python scripts/make_test_vectors.py`"
+    )
+
+
+def test_script_check_mode_reports_staleness(tmp_path: Path) -> None:
+    generator = _generator()
+    target = tmp_path / "vectors.json"
+    assert generator.main(["--output", str(target), "--check"]) == 1
+    assert generator.main(["--output", str(target)]) == 0
+    assert generator.main(["--output", str(target), "--check"]) == 0
+    assert target.read_text(encoding="utf-8") == VECTORS_FILE.read_text(encoding="utf-8")

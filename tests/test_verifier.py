@@ -1,0 +1,436 @@
+"""The verifier: every reason code, in the documented order, from real tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from support import ISSUER, NOW, VEHICLE, World, make_world
+from trunkkey import (
+    AccessDenied,
+    Action,
+    Algorithm,
+    Decision,
+    Geofence,
+    InvalidRequest,
+    Location,
+    ManualClock,
+    MemoryLedger,
+    Reason,
+    SigningKey,
+    TrustedKey,
+    TrustStore,
+    Typ,
+    Verifier,
+    VerifierPolicy,
+    cbor,
+    make_proof,
+)
+from trunkkey.claims import encode_claims
+from trunkkey.cose import sig_structure, sign1
+
+CHALLENGE = b"c" * 16
+
+
+def verify(world: World, token: bytes, **context: object) -> Decision:
+    args: dict[str, object] = {"vehicle_id": VEHICLE, "action": Action.TRUNK}
+    args.update(context)
+    return world.verifier.verify(token, **args)  # type: ignore[arg-type]
+
+
+def resign(world: World, protected: dict[int, object], payload: bytes,
+           unprotected: bytes = b"\xa0") -> bytes:
+    """A correctly signed COSE_Sign1 with a hand-made header: the forger's tool."""
+    prot = cbor.encode(protected)
+    sig = world.key.sign(sig_structure(prot, payload))
+    return (b"\xd2\x84" + cbor.head(2, len(prot)) + prot + unprotected
+            + cbor.head(2, len(payload)) + payload + b"\x58\x40" + sig)
+
+
+def payload_of(world: World, **overrides: object) -> bytes:
+    claims = world.issuer.claims_for(
+        vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 3600
+    )
+    return encode_claims(claims)
+
+
+def test_allowed_once_then_already_used(world: World) -> None:
+    token = world.mint()
+    first = verify(world, token)
+    assert first.allowed
+    assert first.reason is Reason.ALLOWED
+    assert first.claims is not None
+    assert first.claims.vehicle_id == VEHICLE
+    assert first.at == NOW
+    second = verify(world, token)
+    assert second.reason is Reason.ALREADY_USED
+    assert second.claims == first.claims  # authentic, so audits can name it
+
+
+def test_decision_is_not_a_bool_and_cannot_be_forged() -> None:
+    world = make_world()
+    decision = verify(world, world.mint())
+    with pytest.raises(TypeError):
+        bool(decision)
+    with pytest.raises(TypeError):
+        Decision(reason=Reason.ALLOWED, detail="forged", at=0)
+    decision.raise_for_denial()
+    denied = verify(world, world.mint(), vehicle_id="OTHER")
+    with pytest.raises(AccessDenied) as info:
+        denied.raise_for_denial()
+    assert info.value.reason is Reason.WRONG_VEHICLE
+
+
+def test_too_large_before_parsing(ed_world: World) -> None:
+    assert verify(ed_world, b"\xd2" * 1025).reason is Reason.TOO_LARGE
+    small = Verifier(trust_store=ed_world.store, ledger=MemoryLedger(), clock=ed_world.clock,
+                     policy=VerifierPolicy(max_token_size=128))
+    d = small.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
+    assert d.reason is Reason.TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[1:],  # untagged
+        lambda t: b"\xd3" + t[1:],  # COSE_Mac0 tag
+        lambda t: t + b"\x00",  # trailing byte
+        lambda t: t[:-1],  # chopped
+        lambda t: b"",
+        lambda t: b"\xd2\x83" + t[2:],  # three-item array
+        lambda t: t[:2] + b"\x5f" + t[3:],  # indefinite-length protected bstr
+    ],
+)
+def test_malformed_envelopes(ed_world: World, mutate: object) -> None:
+    token = mutate(ed_world.mint())  # type: ignore[operator]
+    assert verify(ed_world, token).reason is Reason.MALFORMED
+
+
+def test_non_bytes_token_is_malformed(ed_world: World) -> None:
+    token = ed_world.mint()
+    assert verify(ed_world, bytearray(token)).reason is Reason.MALFORMED
+    assert verify(ed_world, token.hex()).reason is Reason.MALFORMED
+
+
+def test_unprotected_header_must_be_empty(ed_world: World) -> None:
+    kid = ed_world.key.kid
+    token = resign(ed_world, {1: int(ed_world.key.algorithm), 4: kid, 16: int(Typ.TOKEN)},
+                   payload_of(ed_world), unprotected=b"\xa1\x04" + cbor.encode(kid))
+    assert verify(ed_world, token).reason is Reason.MALFORMED
+
+
+def test_wrong_type_other_signed_objects_from_the_same_key(ed_world: World) -> None:
+    payload = payload_of(ed_world)
+    for typ in (Typ.GRANT, Typ.RECEIPT, Typ.TIME_SYNC, Typ.PROOF, Typ.REVOCATION_LIST, 61):
+        token = sign1(ed_world.key, payload, typ=typ)  # type: ignore[arg-type]
+        assert verify(ed_world, token).reason is Reason.WRONG_TYPE, typ
+    no_typ = resign(ed_world, {1: -8, 4: ed_world.key.kid}, payload)
+    assert verify(ed_world, no_typ).reason is Reason.WRONG_TYPE
+    text_typ = resign(ed_world, {1: -8, 4: ed_world.key.kid, 16: "application/cwt"}, payload)
+    assert verify(ed_world, text_typ).reason is Reason.WRONG_TYPE
+
+
+def test_critical_and_unknown_headers_are_unsupported(ed_world: World) -> None:
+    payload = payload_of(ed_world)
+    base = {1: -8, 4: ed_world.key.kid, 16: int(Typ.TOKEN)}
+    crit = resign(ed_world, {**base, 2: [99], 99: 1}, payload)
+    assert verify(ed_world, crit).reason is Reason.UNSUPPORTED_HEADER
+    extra = resign(ed_world, {**base, 3: 0}, payload)  # content type
+    assert verify(ed_world, extra).reason is Reason.UNSUPPORTED_HEADER
+
+
+def test_unknown_key_and_missing_kid(ed_world: World) -> None:
+    stranger = make_world()
+    token = stranger.mint()
+    assert verify(ed_world, token).reason is Reason.UNKNOWN_KEY
+    payload = payload_of(ed_world)
+    no_kid = resign(ed_world, {1: -8, 16: int(Typ.TOKEN)}, payload)
+    assert verify(ed_world, no_kid).reason is Reason.MALFORMED
+
+
+def test_alg_in_token_never_switches_the_algorithm(ed_world: World) -> None:
+    payload = payload_of(ed_world)
+    kid = ed_world.key.kid
+    for alg in (-7, -35, 0, -257, 5):
+        token = resign(ed_world, {1: alg, 4: kid, 16: int(Typ.TOKEN)}, payload)
+        assert verify(ed_world, token).reason is Reason.ALG_MISMATCH, alg
+    text_alg = resign(ed_world, {1: "EdDSA", 4: kid, 16: int(Typ.TOKEN)}, payload)
+    assert verify(ed_world, text_alg).reason is Reason.MALFORMED
+
+
+def test_kid_pointing_at_another_trusted_key_is_a_bad_signature() -> None:
+    world = make_world()
+    other = SigningKey.generate()
+    world.store.add(TrustedKey.create(other.public_key, "other"))
+    token = world.mint()
+    forged = token.replace(world.key.kid, other.kid)
+    assert verify(world, forged).reason is Reason.BAD_SIGNATURE
+
+
+def test_key_of_the_wrong_type_for_its_kid() -> None:
+    # A P-256 token whose kid names an Ed25519 key: the key, not the token, decides.
+    world = make_world(Algorithm.EDDSA)
+    p256 = SigningKey.generate(Algorithm.ES256)
+    payload = payload_of(world)
+    prot = cbor.encode({1: -7, 4: world.key.kid, 16: int(Typ.TOKEN)})
+    sig = p256.sign(sig_structure(prot, payload))
+    token = (b"\xd2\x84" + cbor.head(2, len(prot)) + prot + b"\xa0"
+             + cbor.head(2, len(payload)) + payload + b"\x58\x40" + sig)
+    assert verify(world, token).reason is Reason.ALG_MISMATCH
+
+
+def test_non_canonical_protected_header_is_malformed(ed_world: World) -> None:
+    payload = payload_of(ed_world)
+    kid = ed_world.key.kid
+    # Same fields, typ written with a needlessly long integer: 0x1a 0000ff15.
+    prot = b"\xa3\x01\x27\x04\x48" + kid + b"\x10\x1a\x00\x00\xff\x15"
+    sig = ed_world.key.sign(sig_structure(prot, payload))
+    token = (b"\xd2\x84" + cbor.head(2, len(prot)) + prot + b"\xa0"
+             + cbor.head(2, len(payload)) + payload + b"\x58\x40" + sig)
+    assert verify(ed_world, token).reason is Reason.MALFORMED
+
+
+def test_bad_signature(world: World) -> None:
+    token = bytearray(world.mint())
+    token[-1] ^= 0x01
+    assert verify(world, bytes(token)).reason is Reason.BAD_SIGNATURE
+
+
+def test_key_validity_period() -> None:
+    clock = ManualClock(NOW)
+    key = SigningKey.generate()
+    store = TrustStore([TrustedKey.create(key.public_key, ISSUER, not_before=NOW + 10,
+                                          not_after=NOW + 100)])
+    verifier = Verifier(trust_store=store, ledger=MemoryLedger(), clock=clock)
+    from trunkkey import Issuer
+
+    token = Issuer(key, ISSUER, clock=clock).mint(
+        vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 3600)
+    assert verifier.verify(token, vehicle_id=VEHICLE, action="trunk").reason is Reason.KEY_NOT_VALID
+    clock.set(NOW + 100)
+    assert verifier.verify(token, vehicle_id=VEHICLE, action="trunk").reason is Reason.KEY_NOT_VALID
+    clock.set(NOW + 10)
+    assert verifier.verify(token, vehicle_id=VEHICLE, action="trunk").allowed
+
+
+def test_malformed_claims_under_a_valid_signature(ed_world: World) -> None:
+    kid = ed_world.key.kid
+    header = {1: -8, 4: kid, 16: int(Typ.TOKEN)}
+    good = cbor.decode(payload_of(ed_world))
+    cases = {
+        "missing cti": {k: v for k, v in good.items() if k != 7},
+        "unknown claim": {**good, 99: 1},
+        "short cti": {**good, 7: b"x" * 8},
+        "text cti": {**good, 7: "x" * 16},
+        "negative exp": {**good, 4: -5},
+        "two actions": {**good, -65537: 0x07},
+        "reserved bit": {**good, -65537: 0x15},
+        "no purpose": {**good, -65537: 0x01},
+        "inverted window": {**good, 4: NOW, 5: NOW + 10},
+        "empty issuer": {**good, 1: ""},
+        "cnf junk": {**good, 8: {1: {1: 1}}},
+        "geofence radius 0": {**good, -65538: [0, 0, 0]},
+        "geofence radius below minimum": {**good, -65538: [0, 0, 1]},
+        "order empty": {**good, -65539: b""},
+    }
+    for name, members in cases.items():
+        token = resign(ed_world, header, cbor.encode(members))
+        assert verify(ed_world, token).reason is Reason.MALFORMED, name
+    # Payloads our encoder cannot even express: floats, duplicates, tags.
+    raw_cases = {
+        "float exp": b"\xa1\x04\xfb\x41\xda\xd2\x74\x80\x00\x00\x00",
+        "duplicate key": b"\xa2\x01\x61a\x01\x61b",
+        "tagged time": b"\xa1\x04\xc1\x1a\x6b\x49\xd2\x00",
+        "indefinite map": b"\xbf\x01\x61a\xff",
+    }
+    for name, payload in raw_cases.items():
+        token = resign(ed_world, header, payload)
+        assert verify(ed_world, token).reason is Reason.MALFORMED, name
+
+
+def test_wrong_issuer_for_the_key(ed_world: World) -> None:
+    # The trusted key speaks for "retailer"; a token it signs naming another issuer fails.
+    from trunkkey import Issuer
+
+    liar = Issuer(ed_world.key, "carmaker", clock=ed_world.clock)
+    token = liar.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 60)
+    assert verify(ed_world, token).reason is Reason.WRONG_ISSUER
+
+
+def test_wrong_vehicle_action_purpose(world: World) -> None:
+    token = world.mint()
+    assert verify(world, token, vehicle_id="5YJ3E1EA7JF000001").reason is Reason.WRONG_VEHICLE
+    assert verify(world, token, action=Action.UNLOCK_RELOCK).reason is Reason.WRONG_ACTION
+    assert verify(world, token, purpose="return-pickup").reason is Reason.WRONG_PURPOSE
+    # None of those refusals spent the token.
+    assert verify(world, token, purpose="delivery").allowed
+
+
+def test_unlock_token_does_not_open_the_trunk(world: World) -> None:
+    token = world.mint(action="unlock-relock")
+    assert verify(world, token, action="trunk").reason is Reason.WRONG_ACTION
+    assert verify(world, token, action="unlock-relock").allowed
+
+
+def test_window_edges_with_skew(ed_world: World) -> None:
+    start, end, skew = NOW + 1000, NOW + 2000, 60
+    cases = [
+        (start - skew - 1, Reason.NOT_YET_VALID),
+        (start - skew, Reason.ALLOWED),
+        (end + skew - 1, Reason.ALLOWED),
+        (end + skew, Reason.EXPIRED),
+    ]
+    tokens = [ed_world.mint(not_before=start, expires=end) for _ in cases]
+    for token, (at, expected) in zip(tokens, cases, strict=True):
+        ed_world.clock.set(at)
+        assert verify(ed_world, token).reason is expected, at
+
+
+def test_issued_in_the_future_is_not_yet_valid(ed_world: World) -> None:
+    token = ed_world.mint(not_before=NOW + 10_000, expires=NOW + 20_000)
+    ed_world.clock.set(NOW + 15_000)
+    assert verify(ed_world, token).allowed
+    ed_world.clock.set(NOW + 10_000)
+    from trunkkey import Issuer
+
+    future_issuer = Issuer(ed_world.key, ISSUER, clock=ManualClock(NOW + 12_000))
+    token = future_issuer.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW + 10_000,
+                               expires=NOW + 20_000)
+    assert verify(ed_world, token).reason is Reason.NOT_YET_VALID
+
+
+def test_lifetime_cap_of_the_verifier(ed_world: World) -> None:
+    strict = Verifier(trust_store=ed_world.store, ledger=MemoryLedger(), clock=ed_world.clock,
+                      policy=VerifierPolicy(max_lifetime=3600))
+    token = ed_world.mint(expires=NOW + 3601)
+    d = strict.verify(token, vehicle_id=VEHICLE, action="trunk")
+    assert d.reason is Reason.LIFETIME_TOO_LONG
+
+
+def test_geofence(ed_world: World) -> None:
+    fence = Geofence.from_degrees(48.137400, 11.575500, 100)
+    inside = Location.from_degrees(48.137400, 11.576700)  # about 89 m east
+    outside = Location.from_degrees(48.137400, 11.577000)  # about 111 m east
+    token = ed_world.mint(geofence=fence)
+    assert verify(ed_world, token).reason is Reason.LOCATION_UNKNOWN
+    assert verify(ed_world, token, location=outside).reason is Reason.OUTSIDE_GEOFENCE
+    assert verify(ed_world, token, location=inside).allowed
+
+
+def test_proof_of_possession(world: World) -> None:
+    device = SigningKey.generate()
+    token = world.mint(courier_key=device.public_key)
+    assert verify(world, token).reason is Reason.PROOF_MISSING
+    proof = make_proof(device, token=token, vehicle_id=VEHICLE, challenge=CHALLENGE)
+    assert verify(world, token, proof=proof).reason is Reason.PROOF_INVALID  # no challenge
+    other_challenge = b"d" * 16
+    assert verify(world, token, proof=proof, challenge=other_challenge).reason is (
+        Reason.PROOF_INVALID)
+    thief = SigningKey.generate()
+    stolen = make_proof(thief, token=token, vehicle_id=VEHICLE, challenge=CHALLENGE)
+    assert verify(world, token, proof=stolen, challenge=CHALLENGE).reason is Reason.PROOF_INVALID
+    other_token = world.mint(courier_key=device.public_key)
+    misbound = make_proof(device, token=other_token, vehicle_id=VEHICLE, challenge=CHALLENGE)
+    assert verify(world, token, proof=misbound, challenge=CHALLENGE).reason is (
+        Reason.PROOF_INVALID)
+    elsewhere = make_proof(device, token=token, vehicle_id="OTHER", challenge=CHALLENGE)
+    assert verify(world, token, proof=elsewhere, challenge=CHALLENGE).reason is (
+        Reason.PROOF_INVALID)
+    assert verify(world, token, proof=b"junk", challenge=CHALLENGE).reason is Reason.PROOF_INVALID
+    assert verify(world, token, proof=proof, challenge=CHALLENGE).allowed
+
+
+def test_proof_by_a_p256_device_key() -> None:
+    world = make_world()
+    device = SigningKey.generate(Algorithm.ES256)
+    token = world.mint(courier_key=device.public_key)
+    proof = make_proof(device, token=token, vehicle_id=VEHICLE, challenge=CHALLENGE)
+    assert verify(world, token, proof=proof, challenge=CHALLENGE).allowed
+
+
+class _BrokenLedger:
+    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        raise OSError("disk full")
+
+    def prune(self, now: int, *, limit: int | None = None) -> int:
+        raise OSError("disk full")
+
+    def count(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class _LyingLedger(_BrokenLedger):
+    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        return 1  # type: ignore[return-value]  # truthy but not True: not a clear yes
+
+
+def test_ledger_failure_denies(ed_world: World) -> None:
+    for ledger in (_BrokenLedger(), _LyingLedger()):
+        verifier = Verifier(trust_store=ed_world.store, ledger=ledger, clock=ed_world.clock)
+        d = verifier.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
+        assert not d.allowed
+        assert d.reason in (Reason.LEDGER_UNAVAILABLE, Reason.ALREADY_USED)
+    broken = Verifier(trust_store=ed_world.store, ledger=_BrokenLedger(), clock=ed_world.clock)
+    d = broken.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
+    assert d.reason is Reason.LEDGER_UNAVAILABLE
+    assert "disk full" not in d.detail  # the type is reported, not arbitrary text
+
+
+def test_ledger_is_consulted_last_and_only_when_all_else_passed(ed_world: World) -> None:
+    token = ed_world.mint(courier_key=SigningKey.generate().public_key)
+    for _ in range(3):
+        assert verify(ed_world, token).reason is Reason.PROOF_MISSING
+    assert ed_world.ledger.count() == 0
+    assert verify(ed_world, ed_world.mint(), vehicle_id="OTHER").reason is Reason.WRONG_VEHICLE
+    assert ed_world.ledger.count() == 0
+
+
+def test_keep_until_is_expiry_plus_skew(ed_world: World) -> None:
+    token = ed_world.mint(expires=NOW + 600)
+    assert verify(ed_world, token).allowed
+    assert ed_world.ledger.prune(NOW + 600 + 60) == 0
+    assert ed_world.ledger.prune(NOW + 600 + 61) == 1
+
+
+def test_caller_mistakes_raise_not_deny(ed_world: World) -> None:
+    token = ed_world.mint()
+    with pytest.raises(InvalidRequest):
+        verify(ed_world, token, vehicle_id="")
+    with pytest.raises(InvalidRequest):
+        verify(ed_world, token, vehicle_id=None)
+    with pytest.raises(InvalidRequest):
+        verify(ed_world, token, action="open-everything")
+    with pytest.raises(InvalidRequest):
+        verify(ed_world, token, location=(48.0, 11.0))
+    with pytest.raises(InvalidRequest):
+        ed_world.verifier.verify_at(token, now=1.5, vehicle_id=VEHICLE, action="trunk")  # type: ignore[arg-type]
+
+
+def test_policy_bounds() -> None:
+    with pytest.raises(InvalidRequest):
+        VerifierPolicy(max_skew=301)
+    with pytest.raises(InvalidRequest):
+        VerifierPolicy(max_skew=-1)
+    with pytest.raises(InvalidRequest):
+        VerifierPolicy(max_lifetime=0)
+    with pytest.raises(InvalidRequest):
+        VerifierPolicy(max_token_size=10)
+
+
+def test_verify_at_uses_the_given_time_and_reads_no_clock(ed_world: World) -> None:
+    class ExplodingClock:
+        def now(self) -> int:
+            raise AssertionError("clock read")
+
+    verifier = Verifier(trust_store=ed_world.store, ledger=MemoryLedger(), clock=ExplodingClock())
+    d = verifier.verify_at(ed_world.mint(), now=NOW + 5, vehicle_id=VEHICLE, action="trunk")
+    assert d.allowed
+    assert d.at == NOW + 5
+
+
+def test_removed_key_stops_verifying(ed_world: World) -> None:
+    token = ed_world.mint()
+    ed_world.store.remove(ed_world.key.kid)
+    assert verify(ed_world, token).reason is Reason.UNKNOWN_KEY
