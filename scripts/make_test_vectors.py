@@ -509,7 +509,15 @@ FORMAT = {
 
 _VEHICLE_UNIT = (
     "produced by the vehicle unit (trunkkey.vehicle) around the core verifier, not by the "
-    "core token verifier, which these vectors exercise"
+    "core token verifier these vectors exercise"
+)
+_CONSENT = (
+    "produced by consent-chain checks (trunkkey.consent) on the grants a token hangs from; "
+    "the core token verifier knows no grants"
+)
+_REVOCATION = (
+    "produced by revocation-list checks (trunkkey.consent); the core token verifier takes "
+    "no revocation list"
 )
 #: Reason codes no vector here can produce, each with why. Plain strings, so
 #: that a renamed member shows up as a test failure rather than an import error.
@@ -523,6 +531,19 @@ NOT_COVERED = {
     "car_moved": _VEHICLE_UNIT,
     "unit_busy": _VEHICLE_UNIT,
     "actuator_failed": f"{_VEHICLE_UNIT}: the lock actuator failed",
+    "chain_invalid": _CONSENT,
+    "scope_widened": _CONSENT,
+    "grant_not_yet_valid": _CONSENT,
+    "grant_expired": _CONSENT,
+    "daily_limit_reached": _CONSENT,
+    "grant_revoked": _REVOCATION,
+    "key_revoked": _REVOCATION,
+    "token_revoked": _REVOCATION,
+    "superseded": _REVOCATION,
+    "rollback": (
+        "produced when a signed update (revocation list, trust update) is no newer than the "
+        "one held; the core token verifier takes no signed updates"
+    ),
 }
 
 

@@ -71,7 +71,7 @@ class FailingLedger:
         self.attempts.append((vehicle_id, token_id, keep_until))
         raise LedgerError("injected fault: ledger storage unavailable")
 
-    def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
+    def prune(self, now: int, *, limit: int | None = None) -> int:
         raise LedgerError("injected fault: ledger storage unavailable")
 
     def count(self) -> int:

@@ -9,6 +9,7 @@ an issuer thought it imposed.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -189,8 +190,8 @@ def decode_claims(payload: bytes) -> TokenClaims:
 
 
 # The bytes between aud and the end of the most common token: exp, nbf, iat as
-# 4-byte NumericDates, a 16-byte cti and the access claim.
-_TAIL_LENGTH = 42
+# 4-byte NumericDates, a 16-byte cti and the access claim (label, 1-byte value).
+_TAIL = struct.Struct(">2sI2sI2sI2s16s5sB")
 _ACCESS_LABEL = cbor.encode(ACCESS)
 _GEOFENCE_LABEL = cbor.encode(GEOFENCE)
 _ORDER_LABEL = cbor.encode(ORDER)
@@ -234,26 +235,24 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
         vehicle_id, pos = got
     except (IndexError, UnicodeDecodeError):
         return None
-    t = p[pos:]
-    if (
-        len(t) != _TAIL_LENGTH
-        or t[0:2] != b"\x04\x1a"
-        or t[6:8] != b"\x05\x1a"
-        or t[12:14] != b"\x06\x1a"
-        or t[18:20] != b"\x07\x50"
-        or t[36:41] != _ACCESS_LABEL
-    ):
+    if len(p) - pos != _TAIL.size:
         return None
-    expires = int.from_bytes(t[2:6], "big")
-    not_before = int.from_bytes(t[8:12], "big")
-    issued_at = int.from_bytes(t[14:18], "big")
-    action = _BIT_TO_ACTION.get(t[41] & ACTION_MASK)
-    purpose = _BIT_TO_PURPOSE.get(t[41] & PURPOSE_MASK)
+    (exp_label, expires, nbf_label, not_before, iat_label, issued_at, cti_label, token_id,
+     access_label, access) = _TAIL.unpack_from(p, pos)
+    action = _BIT_TO_ACTION.get(access & ACTION_MASK)
+    purpose = _BIT_TO_PURPOSE.get(access & PURPOSE_MASK)
     if (
+        exp_label != b"\x04\x1a"
+        or nbf_label != b"\x05\x1a"
+        or iat_label != b"\x06\x1a"
+        or cti_label != b"\x07\x50"
+        or access_label != _ACCESS_LABEL
         # Below 0x10000 the 4-byte form is not the shortest: the generic path refuses it.
-        min(expires, not_before, issued_at) < 0x10000
-        or t[41] >= 24
-        or t[41] & ~(ACTION_MASK | PURPOSE_MASK)
+        or expires < 0x10000
+        or not_before < 0x10000
+        or issued_at < 0x10000
+        or access >= 24
+        or access & ~(ACTION_MASK | PURPOSE_MASK)
         or action is None
         or purpose is None
         or not issuer
@@ -266,7 +265,7 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
         not_before=not_before,
         expires=expires,
         issued_at=issued_at,
-        token_id=t[20:36],
+        token_id=token_id,
         action=action,
         purpose=purpose,
     )

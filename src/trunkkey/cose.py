@@ -252,5 +252,8 @@ def verify_sign1(
         raise DecodeError("payload is attached; do not supply a detached one")
     if type(payload) is not bytes or type(signature) is not bytes:
         raise DecodeError("payload and signature must be byte strings")
-    key.verify(signature, sig_structure(protected_bytes, payload, external_aad))
+    # RFC 9052 4.4: a protected bucket with no attributes enters the
+    # Sig_structure as a zero-length bstr, even if the message sent h'A0'.
+    key.verify(signature, sig_structure(protected_bytes if protected else b"", payload,
+                                        external_aad))
     return payload

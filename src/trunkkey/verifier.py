@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from .claims import Action, Purpose, TokenClaims, check_name, decode_claims
 from .clock import Clock
+from .consent.chain import ConsentVerifier, ResolvedChain
 from .cose import SIG_STRUCTURE_PREFIX, HeaderProblem, Typ, decode_protected, split_sign1
 from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
@@ -106,13 +107,18 @@ class Verifier:
         ledger: Ledger,
         clock: Clock,
         policy: VerifierPolicy | None = None,
+        consent: ConsentVerifier | None = None,
     ) -> None:
         if not isinstance(trust_store, TrustStore):
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
+        if consent is not None and not isinstance(consent, ConsentVerifier):
+            raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
         self._trust = trust_store
         self._ledger = ledger
         self._clock = clock
         self._policy = policy if policy is not None else VerifierPolicy()
+        #: Resolves consent chains; without it a token presented with a chain is refused.
+        self._consent = consent
 
     @property
     def policy(self) -> VerifierPolicy:
@@ -135,8 +141,14 @@ class Verifier:
         location: Location | None = None,
         proof: bytes | None = None,
         challenge: bytes | None = None,
+        chain: bytes | None = None,
     ) -> Decision:
-        """Decide on ``token`` now (the clock is read once), spending it if allowed."""
+        """Decide on ``token`` now (the clock is read once), spending it if allowed.
+
+        ``chain`` is the consent chain the token hangs from (see
+        :mod:`trunkkey.consent`); without one the token's signer must be in
+        the trust store.
+        """
         return self.verify_at(
             token,
             now=self._clock.now(),
@@ -146,6 +158,7 @@ class Verifier:
             location=location,
             proof=proof,
             challenge=challenge,
+            chain=chain,
         )
 
     def verify_at(
@@ -159,6 +172,7 @@ class Verifier:
         location: Location | None = None,
         proof: bytes | None = None,
         challenge: bytes | None = None,
+        chain: bytes | None = None,
     ) -> Decision:
         """Decide on ``token`` at time ``now`` — for a caller that has already
         read (and sanity-checked) its own clock, like the vehicle unit."""
@@ -177,7 +191,8 @@ class Verifier:
             raise InvalidRequest("now must be an int of Unix seconds")
         try:
             return self._check(
-                token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge
+                token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge,
+                chain,
             )
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
@@ -194,6 +209,7 @@ class Verifier:
         location: Location | None,
         proof: bytes | None,
         challenge: bytes | None,
+        chain: bytes | None = None,
     ) -> Decision:
         policy = self._policy
         # 1. Size, before a single byte is parsed.
@@ -210,9 +226,24 @@ class Verifier:
             return _decision(Reason.MALFORMED, str(exc), now)
         # 3. The protected header: typ, kid, alg. One dict probe on the exact
         #    bytes settles all three for a well-formed token from a trusted key.
-        entry = self._trust._for_token_header(protected)
-        if entry is None:
-            return self._header_denial(protected, now)
+        #    With a consent chain, the signer is the chain's last grantee
+        #    instead, once every link from a carmaker root has verified.
+        resolved: ResolvedChain | None = None
+        consent = self._consent
+        if chain is None:
+            entry = self._trust._for_token_header(protected)
+            if entry is None:
+                return self._header_denial(protected, now)
+        else:
+            if consent is None:
+                return _decision(Reason.CHAIN_INVALID, "verifier holds no consent anchors", now)
+            got = consent.resolve(chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew)
+            if not isinstance(got, ResolvedChain):
+                return _decision(got.reason, got.detail, now)
+            resolved, entry = got, got.signer
+            if protected != resolved.token_header:
+                denial = consent.token_header_denial(protected, resolved)
+                return _decision(denial.reason, denial.detail, now)
         # 4. The key's own validity period.
         if not entry.valid_at(now):
             return _decision(Reason.KEY_NOT_VALID, "signing key outside its validity period", now)
@@ -227,6 +258,11 @@ class Verifier:
             return _decision(Reason.MALFORMED, f"claims: {exc}", now)
         if claims.expires <= claims.not_before:
             return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
+        # 6b. Revocation and supersession; under a chain, the chain's narrowest scope.
+        if consent is not None:
+            refused = consent.check_token(claims, resolved)
+            if refused is not None:
+                return _decision(refused.reason, refused.detail, now, claims)
         # 7. Who issued it, for whom, for what.
         if claims.issuer != entry.issuer:
             return _decision(Reason.WRONG_ISSUER, "iss does not match the signing key", now, claims)
@@ -296,6 +332,14 @@ class Verifier:
             )
         if first_use is not True:
             return _decision(Reason.ALREADY_USED, "token was already used", now, claims)
+        if resolved is not None and consent is not None:
+            try:
+                consent.record_use(resolved, now)
+            except Exception as exc:  # noqa: BLE001 -- a limit that cannot be counted denies
+                return _decision(
+                    Reason.LEDGER_UNAVAILABLE, f"usage count failed: {type(exc).__name__}", now,
+                    claims,
+                )
         return _decision(Reason.ALLOWED, "all checks passed", now, claims)
 
     def _header_denial(self, protected: bytes, now: int) -> Decision:

@@ -93,6 +93,7 @@ def _psycopg() -> Any:
     try:
         # Imported here, not at the top: psycopg is an optional extra.
         import psycopg  # noqa: PLC0415
+        import psycopg.conninfo  # noqa: PLC0415
     except ImportError:  # pragma: no cover - depends on the environment
         raise LedgerError(
             "PostgresLedger needs psycopg 3: pip install 'trunkkey[postgres]'"
@@ -160,6 +161,9 @@ class PostgresLedger:
 
     def _connect(self) -> Any:
         ms = int(self._timeout_s * 1000)
+        # The caller's own options (a DSN may carry some) come after ours, so
+        # they are kept, and a setting given there wins.
+        given = self._pg.conninfo.conninfo_to_dict(self._dsn).get("options") or ""
         return self._pg.connect(
             self._dsn,
             autocommit=True,
@@ -167,7 +171,7 @@ class PostgresLedger:
             # Server-side bounds on any one statement, plus a TCP bound on
             # unacknowledged data, so a dead network fails within the timeout.
             options=f"-c statement_timeout={ms} -c lock_timeout={ms} "
-            f"-c idle_in_transaction_session_timeout={ms * 5}",
+            f"-c idle_in_transaction_session_timeout={ms * 5} {given}".strip(),
             tcp_user_timeout=ms,
             keepalives=1,
             keepalives_idle=max(1, round(self._timeout_s)),

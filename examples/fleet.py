@@ -1,0 +1,388 @@
+"""A fleet of parked cars in several cities, many deliveries a day, honest and hostile.
+
+Run it with no arguments:  python examples/fleet.py
+Smaller or bigger:         python examples/fleet.py --cars 40 --deliveries 2 --procs 2
+Machine-readable:          python examples/fleet.py --json
+With a chart:              python examples/fleet.py --plot outcomes.png   (needs matplotlib)
+
+Each car is its own telematics unit with its own durable ledger (or an
+in-memory one with ``--ledger memory``) on simulated time. Couriers present
+tokens; attackers replay, relay, sniff, forge and so on. The cars are split
+into chunks spread over ``--procs`` processes; the summary counts outcomes by
+reason, checks every outcome against what the scenario should produce, and
+measures the units' throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trunkkey import Action, Location, Reason, SigningKey, make_proof
+from trunkkey.vehicle import verify_receipt
+from trunkkey.vehicle.sim import Car, World
+
+START = int(datetime(2027, 6, 1, 7, 0, tzinfo=UTC).timestamp())
+CITIES = [
+    ("Munich", 48.137154, 11.576124),
+    ("Berlin", 52.520008, 13.404954),
+    ("Hamburg", 53.551086, 9.993682),
+    ("Detroit", 42.331429, -83.045753),
+    ("Seattle", 47.606209, -122.332069),
+    ("Gothenburg", 57.708870, 11.974560),
+]
+HONEST = "honest"
+#: Each hostile scenario and the reason the car must give.
+HOSTILE: dict[str, Reason] = {
+    "replay": Reason.ALREADY_USED,
+    "other_car": Reason.WRONG_VEHICLE,
+    "sniffed": Reason.PROOF_MISSING,
+    "stolen_token": Reason.PROOF_INVALID,
+    "relay": Reason.CHALLENGE_EXPIRED,
+    "late": Reason.EXPIRED,
+    "moved": Reason.CAR_MOVED,
+    "cabin": Reason.WRONG_ACTION,
+    "forged": Reason.BAD_SIGNATURE,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chunk:
+    index: int
+    city: str
+    lat: float
+    lon: float
+    cars: int
+    deliveries: int
+    hostile: float
+    seed: int
+    ledger: str
+    state_dir: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ChunkResult:
+    index: int
+    attempts: int = 0
+    presents: int = 0
+    present_seconds: float = 0.0
+    receipts_verified: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    by_scenario: Counter[str] = field(default_factory=Counter)
+    mismatches: list[str] = field(default_factory=list)
+    left_open: int = 0
+
+
+class _Fleet:
+    """One chunk's cars, and the timed calls into their units."""
+
+    def __init__(self, chunk: Chunk, result: ChunkResult) -> None:
+        self.chunk = chunk
+        self.result = result
+        self.rng = random.Random(chunk.seed)  # noqa: S311 -- picks scenarios, not keys
+        state_dir = Path(chunk.state_dir) / f"chunk-{chunk.index}"
+        self.world = World(start=START, state_dir=state_dir, ledger=chunk.ledger)
+        self.cars: list[tuple[Car, object]] = []
+        for n in range(chunk.cars):
+            car = self.world.enrol_car(f"{chunk.city[:3].upper()}-{chunk.index:03d}-{n:03d}")
+            where = Location.from_degrees(
+                chunk.lat + self.rng.uniform(-0.05, 0.05), chunk.lon + self.rng.uniform(-0.05, 0.05)
+            )
+            self.cars.append((car, self.world.park(car, where, radius_m=50)))
+
+    def present(
+        self, car: Car, token: bytes, device: SigningKey | None, *,
+        action: Action = Action.TRUNK, relay_delay: int = 0,
+    ) -> Reason:
+        challenge = car.unit.challenge()
+        proof = None
+        if device is not None:
+            proof = make_proof(device, token=token, vehicle_id=car.vehicle_id,
+                               challenge=challenge)
+        if relay_delay:
+            car.clock.advance(relay_delay)
+        started = time.perf_counter()
+        if proof is None:
+            outcome = car.unit.present(token, action=action)
+        else:
+            outcome = car.unit.present(token, action=action, proof=proof, challenge=challenge)
+        self.result.present_seconds += time.perf_counter() - started
+        self.result.presents += 1
+        if relay_delay:
+            car.clock.advance(-relay_delay)  # the relay's delay was the car's only
+        return outcome.reason
+
+    def visit(self, car: Car, place: object, scenario: str) -> list[tuple[str, Reason, Reason]]:
+        """Play one scenario at one car; return (label, expected, actual) for each attempt."""
+        w, courier = self.world, SigningKey.generate()
+
+        def mint(**kw: object) -> bytes:
+            return w.mint(car, courier=courier, geofence=place, **kw)  # type: ignore[arg-type]
+
+        def honest(token: bytes) -> Reason:
+            reason = self.present(car, token, courier)
+            if reason is Reason.ALLOWED:
+                car.clock.advance(20)
+                car.unit.trunk_closed()
+                car.clock.advance(-20)
+                verify_receipt(car.unit.receipts[-1], car.unit.public_key,
+                               vehicle_id=car.vehicle_id)
+                self.result.receipts_verified += 1
+            return reason
+
+        if scenario == HONEST:
+            return [(HONEST, Reason.ALLOWED, honest(mint()))]
+        if scenario == "replay":
+            token = mint()
+            return [(HONEST, Reason.ALLOWED, honest(token)),
+                    (scenario, Reason.ALREADY_USED, self.present(car, token, courier))]
+        if scenario == "other_car":
+            token = w.mint("ZZZ-999-999", courier=courier, geofence=place)  # type: ignore[arg-type]
+            actual = self.present(car, token, courier)
+        elif scenario == "sniffed":
+            actual = self.present(car, mint(), None)
+        elif scenario == "stolen_token":
+            actual = self.present(car, mint(), SigningKey.generate())
+        elif scenario == "relay":
+            actual = self.present(car, mint(), courier,
+                                  relay_delay=car.unit.config.challenge_ttl + 5)
+        elif scenario == "late":
+            token = w.mint(car, courier=courier, geofence=place, window=60)  # type: ignore[arg-type]
+            car.clock.advance(200)
+            actual = self.present(car, token, courier)
+            car.clock.advance(-200)  # only this car's clock: others stay in step
+        elif scenario == "moved":
+            token, parked = mint(), car.gps.position
+            if parked is None:
+                raise RuntimeError("every fleet car is parked somewhere")
+            car.gps.position = Location(lat_e7=parked.lat_e7 + 200_000, lon_e7=parked.lon_e7)
+            actual = self.present(car, token, courier)
+            car.gps.position = parked
+        elif scenario == "cabin":
+            actual = self.present(car, mint(), courier, action=Action.UNLOCK_RELOCK)
+        else:  # forged
+            forged = bytearray(mint())
+            forged[-70] ^= 0x01  # inside the payload, just before the signature
+            actual = self.present(car, bytes(forged), courier)
+        return [(scenario, HOSTILE[scenario], actual)]
+
+    def run(self) -> None:
+        scenarios = list(HOSTILE)
+        for _ in range(self.chunk.deliveries):
+            # A delivery round: every car gets one visit, then time moves on.
+            for car, place in self.cars:
+                hostile = self.rng.random() < self.chunk.hostile
+                scenario = self.rng.choice(scenarios) if hostile else HONEST
+                for label, expected, actual in self.visit(car, place, scenario):
+                    self.result.attempts += 1
+                    self.result.by_reason[actual.value] += 1
+                    self.result.by_scenario[label] += 1
+                    if expected is not actual:
+                        self.result.mismatches.append(
+                            f"{car.vehicle_id} {label}: expected {expected.value}, "
+                            f"got {actual.value}"
+                        )
+                if not car.body.locked:
+                    self.result.left_open += 1
+            self.world.advance(3600)  # ticks every unit: nothing may stay open
+        for car, _ in self.cars:
+            car.unit.close()
+
+
+def run_chunk(chunk: Chunk) -> ChunkResult:
+    result = ChunkResult(index=chunk.index)
+    _Fleet(chunk, result).run()
+    return result
+
+
+def plan(*, cars: int, deliveries: int, hostile: float, procs: int, seed: int, ledger: str,
+         state_dir: str) -> list[Chunk]:
+    """Cars spread over the cities, cut into chunks (several per process, for balance)."""
+    per_city = [cars // len(CITIES) + (1 if i < cars % len(CITIES) else 0)
+                for i in range(len(CITIES))]
+    size = max(1, math.ceil(cars / (procs * 4)))
+    chunks: list[Chunk] = []
+    for (city, lat, lon), in_city in zip(CITIES, per_city, strict=True):
+        count = in_city
+        while count > 0:
+            take = min(size, count)
+            chunks.append(Chunk(index=len(chunks), city=city, lat=lat, lon=lon, cars=take,
+                                deliveries=deliveries, hostile=hostile,
+                                seed=seed * 1_000_003 + len(chunks), ledger=ledger,
+                                state_dir=state_dir))
+            count -= take
+    return chunks
+
+
+def _results(chunks: list[Chunk], procs: int) -> Iterator[ChunkResult]:
+    if procs == 1:
+        yield from map(run_chunk, chunks)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    # fork needs no importable module name (the tests load this file by path).
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(procs) as pool:
+        yield from pool.imap_unordered(run_chunk, chunks)
+
+
+class Progress:
+    """A plain-text progress bar on stderr."""
+
+    def __init__(self, total: int, *, enabled: bool, width: int = 30) -> None:
+        self.total, self.enabled, self.width, self.done = total, enabled, width, 0
+
+    def step(self, attempts: int) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        filled = self.width * self.done // self.total
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] "
+                         f"{self.done}/{self.total} chunks, {attempts} attempts")
+        if self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    cars: int
+    cities: int
+    rounds: int
+    procs: int
+    ledger: str
+    attempts: int
+    unit_presents: int
+    receipts_verified: int
+    by_reason: dict[str, int]
+    by_scenario: dict[str, int]
+    mismatches: list[str]
+    left_open: int
+    wall_seconds: float
+    presents_per_second_wall: float
+    presents_per_cpu_second: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and self.left_open == 0
+
+
+def run(*, cars: int = 120, deliveries: int = 4, hostile: float = 0.3, procs: int = 1,
+        seed: int = 1, ledger: str = "sqlite", progress: bool = False) -> Summary:
+    with tempfile.TemporaryDirectory(prefix="trunkkey-fleet-") as state_dir:
+        chunks = plan(cars=cars, deliveries=deliveries, hostile=hostile, procs=procs,
+                      seed=seed, ledger=ledger, state_dir=state_dir)
+        bar = Progress(len(chunks), enabled=progress)
+        total = ChunkResult(index=-1)
+        started = time.perf_counter()
+        for result in _results(chunks, procs):
+            total.attempts += result.attempts
+            total.presents += result.presents
+            total.present_seconds += result.present_seconds
+            total.receipts_verified += result.receipts_verified
+            total.by_reason.update(result.by_reason)
+            total.by_scenario.update(result.by_scenario)
+            total.mismatches.extend(result.mismatches)
+            total.left_open += result.left_open
+            bar.step(total.attempts)
+        wall = time.perf_counter() - started
+    return Summary(
+        cars=cars, cities=len(CITIES), rounds=deliveries, procs=procs, ledger=ledger,
+        attempts=total.attempts, unit_presents=total.presents,
+        receipts_verified=total.receipts_verified,
+        by_reason=dict(total.by_reason.most_common()),
+        by_scenario=dict(total.by_scenario.most_common()),
+        mismatches=total.mismatches, left_open=total.left_open, wall_seconds=round(wall, 3),
+        presents_per_second_wall=round(total.presents / wall, 1) if wall else 0.0,
+        presents_per_cpu_second=(round(total.presents / total.present_seconds, 1)
+                                 if total.present_seconds else 0.0),
+    )
+
+
+def table(summary: Summary) -> str:
+    lines = [f"{summary.cars} cars in {summary.cities} cities, {summary.rounds} delivery rounds, "
+             f"{summary.procs} process(es), {summary.ledger} ledger", "",
+             f"{'outcome (reason)':<22}{'count':>8}{'share':>9}"]
+    for reason, count in summary.by_reason.items():
+        lines.append(f"{reason:<22}{count:>8}{count / summary.attempts:>9.1%}")
+    lines += ["", f"{'scenario':<22}{'attempts':>8}"]
+    lines += [f"{name:<22}{count:>8}" for name, count in summary.by_scenario.items()]
+    lines += [
+        "",
+        f"attempts: {summary.attempts}   receipts verified: {summary.receipts_verified}   "
+        f"outcomes not as expected: {len(summary.mismatches)}   "
+        f"cars left open: {summary.left_open}",
+        f"throughput: {summary.presents_per_second_wall:,.0f} verifications/s "
+        f"(wall clock, whole simulation incl. minting and proofs, {summary.procs} proc)",
+        f"            {summary.presents_per_cpu_second:,.0f} verifications/s "
+        f"per process inside the unit (challenge, verifier, ledger, actuation)",
+    ]
+    lines += [f"  MISMATCH {m}" for m in summary.mismatches[:10]]
+    return "\n".join(lines)
+
+
+def plot(summary: Summary, path: str) -> bool:
+    try:
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- optional extra
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    reasons = list(summary.by_reason)
+    ax.barh(reasons, [summary.by_reason[r] for r in reasons],
+            color=["tab:green" if r == Reason.ALLOWED else "tab:red" for r in reasons])
+    ax.invert_yaxis()
+    ax.set_xlabel("attempts")
+    ax.set_title(f"trunkkey fleet: {summary.attempts} attempts at {summary.cars} cars "
+                 f"({summary.presents_per_second_wall:,.0f} verifications/s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Simulate deliveries to a fleet of cars.")
+    parser.add_argument("--cars", type=int, default=120, help="cars in total (default 120)")
+    parser.add_argument("--deliveries", type=int, default=4,
+                        help="delivery rounds per car (default 4: one day)")
+    parser.add_argument("--hostile", type=float, default=0.3,
+                        help="share of visits that are attacks (default 0.3)")
+    parser.add_argument("--procs", type=int, default=os.cpu_count() or 1,
+                        help="worker processes (default: every core)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ledger", choices=("sqlite", "memory"), default="sqlite",
+                        help="sqlite: durable file per chunk (default); memory: in-process")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="write a chart (needs matplotlib)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.cars < 1 or args.deliveries < 1 or args.procs < 1:
+        parser.error("--cars, --deliveries and --procs must be at least 1")
+    if not 0.0 <= args.hostile <= 1.0:
+        parser.error("--hostile must be between 0 and 1")
+    summary = run(cars=args.cars, deliveries=args.deliveries, hostile=args.hostile,
+                  procs=args.procs, seed=args.seed, ledger=args.ledger,
+                  progress=not args.no_progress)
+    print(json.dumps(asdict(summary), indent=2) if args.json else table(summary))
+    if args.plot and not plot(summary, args.plot):
+        print("--plot needs matplotlib: pip install 'trunkkey[plot]'", file=sys.stderr)
+        return 2
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

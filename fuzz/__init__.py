@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris) for every entry point that takes untrusted bytes."""

@@ -1,0 +1,381 @@
+"""One contract, run for every ledger: memory, SQLite, Redis, PostgreSQL.
+
+The Redis and PostgreSQL cases run against the real servers that
+``scripts/start-services.sh`` starts (``TRUNKKEY_REDIS_URL``,
+``TRUNKKEY_POSTGRES_DSN``, and the ``*_REPLICA_*`` read-only replicas). When a
+server is missing they skip with the reason locally, and fail under ``CI``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.faults import fault_proxy
+from harness.ledgers import (
+    DEAD,
+    KINDS,
+    REPLICA_ENV,
+    SERVER_ENV,
+    drop_namespace,
+    new_namespace,
+    open_ledger,
+    server_problem,
+)
+
+from support import NOW, VEHICLE, World, make_world
+from trunkkey import LedgerError, Reason, Verifier
+from trunkkey.errors import InvalidRequest
+from trunkkey.ledger.base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES, Ledger
+from trunkkey.ledger.postgres import PostgresLedger
+from trunkkey.ledger.redis import RedisLedger
+
+SERVER_KINDS = ("redis", "postgres")
+_problems: dict[str, str | None] = {}
+
+
+def require_server(kind: str) -> str:
+    """The server's URL, or skip (locally) / fail (CI) saying why it is missing."""
+    if kind not in _problems:
+        _problems[kind] = server_problem(kind)
+    problem = _problems[kind]
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the {kind} ledger tests: {problem}")
+        pytest.skip(f"no {kind} server: {problem}")
+    return os.environ[SERVER_ENV[kind]]
+
+
+@dataclass
+class Backend:
+    """How to open one kind of ledger, and what that kind promises."""
+
+    kind: str
+    tmp: Path
+    namespace: str = field(default_factory=new_namespace)
+    opened: list[Ledger] = field(default_factory=list)
+
+    @property
+    def persistent(self) -> bool:
+        return self.kind != "memory"
+
+    @property
+    def self_expiring(self) -> bool:
+        """Redis drops entries by itself at keep_until; prune has nothing to do."""
+        return self.kind == "redis"
+
+    def open(self, url: str | None = None) -> Ledger:
+        ledger = open_ledger(
+            self.kind, namespace=self.namespace, path=self.tmp / "ledger.db", url=url
+        )
+        self.opened.append(ledger)
+        return ledger
+
+    def close_all(self) -> None:
+        for ledger in self.opened:
+            ledger.close()
+        if self.kind in SERVER_KINDS:
+            drop_namespace(self.kind, self.namespace)
+
+
+def make_backend(kind: str, tmp: Path) -> Backend:
+    if kind in SERVER_KINDS:
+        require_server(kind)
+    return Backend(kind, tmp)
+
+
+@pytest.fixture(params=KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    made = make_backend(request.param, tmp_path)
+    yield made
+    made.close_all()
+
+
+@pytest.fixture
+def ledger(backend: Backend) -> Ledger:
+    return backend.open()
+
+
+def real_future() -> int:
+    """A keep_until far ahead of real time too (Redis expires by its own clock)."""
+    return int(time.time()) + 86_400
+
+
+class TestLedgerContract:
+    def test_satisfies_protocol(self, ledger: Ledger) -> None:
+        assert isinstance(ledger, Ledger)
+
+    def test_first_consume_wins_second_loses(self, ledger: Ledger) -> None:
+        until = real_future()
+        assert ledger.consume(VEHICLE, b"t" * 16, until) is True
+        assert ledger.consume(VEHICLE, b"t" * 16, until) is False
+        assert ledger.consume(VEHICLE, b"t" * 16, until + 999) is False
+        assert ledger.count() == 1
+
+    def test_vehicle_and_token_are_independent(self, ledger: Ledger) -> None:
+        until = real_future()
+        assert ledger.consume("car-a", b"same-id", until) is True
+        assert ledger.consume("car-b", b"same-id", until) is True
+        assert ledger.consume("car-a", b"other-id", until) is True
+        assert ledger.consume("car-b", b"same-id", until) is False
+        assert ledger.count() == 3
+
+    def test_key_encoding_is_unambiguous(self, ledger: Ledger) -> None:
+        # A naive concatenation would make ("ab", b"c") and ("a", b"bc") one key.
+        until = real_future()
+        assert ledger.consume("ab", b"c", until) is True
+        assert ledger.consume("a", b"bc", until) is True
+        assert ledger.consume("a\u00e9", b"x", until) is True
+        assert ledger.consume("a", "\u00e9x".encode(), until) is True
+
+    def test_reopen_keeps_spent_tokens(self, backend: Backend) -> None:
+        if not backend.persistent:
+            pytest.skip("the memory ledger is documented to forget on restart")
+        until = real_future()
+        first = backend.open()
+        assert first.consume(VEHICLE, b"survivor", until) is True
+        first.close()
+        assert backend.open().consume(VEHICLE, b"survivor", until) is False
+
+    def test_prune_keeps_until_keep_until_then_removes(self, backend: Backend) -> None:
+        ledger = backend.open()
+        if backend.self_expiring:
+            assert isinstance(ledger, RedisLedger)
+            until = real_future()
+            assert ledger.consume(VEHICLE, b"exp", until) is True
+            # Kept through the whole second keep_until, gone right after it.
+            assert ledger.expire_time_ms(VEHICLE, b"exp") == (until + 1) * 1000
+            assert ledger.prune(until + 10) == 0
+            return
+        assert ledger.consume(VEHICLE, b"a", NOW + 100) is True
+        assert ledger.consume(VEHICLE, b"b", NOW + 200) is True
+        assert ledger.prune(NOW) == 0
+        assert ledger.prune(NOW + 100) == 0  # keep_until itself is still kept
+        assert ledger.consume(VEHICLE, b"a", NOW + 100) is False
+        assert ledger.prune(NOW + 101) == 1
+        assert ledger.count() == 1
+        assert ledger.consume(VEHICLE, b"b", NOW + 200) is False
+        assert ledger.prune(NOW + 10_000) == 1
+        assert ledger.count() == 0
+
+    def test_prune_limit_is_honoured(self, backend: Backend) -> None:
+        if backend.self_expiring:
+            pytest.skip("Redis expires entries itself; prune does no work to limit")
+        ledger = backend.open()
+        for i in range(25):
+            assert ledger.consume(VEHICLE, i.to_bytes(2, "big"), NOW + i)
+        assert ledger.prune(NOW + 100, limit=10) == 10
+        assert ledger.count() == 15
+        assert ledger.prune(NOW + 100, limit=0) == 0
+        assert ledger.prune(NOW + 100, limit=100) == 15
+        assert ledger.count() == 0
+
+    def test_prune_limit_takes_the_oldest_first(self, backend: Backend) -> None:
+        if backend.self_expiring:
+            pytest.skip("Redis expires entries itself")
+        ledger = backend.open()
+        for i in range(10):
+            ledger.consume(VEHICLE, bytes([i]), NOW + i)
+        assert ledger.prune(NOW + 100, limit=3) == 3
+        for i in range(3):
+            assert ledger.consume(VEHICLE, bytes([i]), NOW + 1000) is True
+        for i in range(3, 10):
+            assert ledger.consume(VEHICLE, bytes([i]), NOW + 1000) is False
+
+    @pytest.mark.parametrize(
+        ("vehicle", "token"),
+        [
+            ("", b"t"),
+            (VEHICLE, b""),
+            ("v" * (MAX_VEHICLE_ID_BYTES + 1), b"t"),
+            ("\u00e9" * (MAX_VEHICLE_ID_BYTES // 2 + 1), b"t"),  # bound is in bytes
+            (VEHICLE, b"t" * (MAX_TOKEN_ID_BYTES + 1)),
+            (b"bytes-vehicle", b"t"),
+            (VEHICLE, "str-token"),
+            (VEHICLE, bytearray(b"t")),
+        ],
+    )
+    def test_key_bounds(self, ledger: Ledger, vehicle: object, token: object) -> None:
+        with pytest.raises(InvalidRequest):
+            ledger.consume(vehicle, token, real_future())  # type: ignore[arg-type]
+        assert ledger.count() == 0
+
+    def test_largest_keys_are_accepted(self, ledger: Ledger) -> None:
+        assert ledger.consume("v" * MAX_VEHICLE_ID_BYTES, b"t" * MAX_TOKEN_ID_BYTES, real_future())
+
+    def test_closed_ledger_raises(self, ledger: Ledger) -> None:
+        if isinstance(ledger, type(open_ledger("memory"))):
+            pytest.skip("the memory ledger holds no resource to close")
+        ledger.close()
+        with pytest.raises(LedgerError):
+            ledger.consume(VEHICLE, b"after-close", real_future())
+
+
+def _with_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{port}"
+    new = f"{netloc[0]}@{host}" if len(netloc) == 2 else host
+    return urlunsplit(parts._replace(netloc=new))
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    made = make_backend(request.param, tmp_path)
+    yield made
+    made.close_all()
+
+
+def _short(kind: str, url: str, namespace: str) -> Ledger:
+    if kind == "redis":
+        return RedisLedger(url, prefix=namespace.encode() + b":", timeout_s=0.3)
+    return PostgresLedger(url, table=namespace, timeout_s=0.5)
+
+
+class TestServerLedgersFailClosed:
+    """Connection loss, timeouts and read-only replicas raise; nothing is accepted."""
+
+    def test_unreachable_server_raises(self, server: Backend) -> None:
+        def attempt() -> None:
+            # PostgreSQL fails while opening (schema check), Redis on first use: both raise.
+            ledger = _short(server.kind, DEAD[server.kind], server.namespace)
+            ledger.consume(VEHICLE, b"nobody-home", real_future())
+
+        with pytest.raises(LedgerError):
+            attempt()
+
+    def test_read_only_replica_raises(self, server: Backend) -> None:
+        server.open()  # the primary creates the schema, which replicates
+        replica_url = os.environ.get(REPLICA_ENV[server.kind])
+        if not replica_url:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must run the replica test: {REPLICA_ENV[server.kind]} unset")
+            pytest.skip(f"{REPLICA_ENV[server.kind]} is not set")
+        replica = _wait_for_schema(server, replica_url)
+        with pytest.raises(LedgerError):
+            replica.consume(VEHICLE, b"to-a-replica", real_future())
+        replica.close()
+
+    def test_read_only_transactions_raise(self, server: Backend) -> None:
+        if server.kind != "postgres":
+            pytest.skip("default_transaction_read_only is a PostgreSQL setting")
+        server.open()
+        url = os.environ[SERVER_ENV["postgres"]]
+        sep = "&" if "?" in url else "?"
+        ro = PostgresLedger(
+            f"{url}{sep}options=-c%20default_transaction_read_only%3Don", table=server.namespace
+        )
+        with pytest.raises(LedgerError, match="25006"):
+            ro.consume(VEHICLE, b"read-only", real_future())
+        ro.close()
+
+    @pytest.mark.parametrize("fault", ["hang", "cut"])
+    def test_link_failure_mid_request_raises(self, server: Backend, fault: str) -> None:
+        server.open()
+        url = os.environ[SERVER_ENV[server.kind]]
+        port = urlsplit(url).port
+        assert port is not None
+        with fault_proxy("127.0.0.1", port) as proxy:
+            ledger = _short(server.kind, _with_port(url, proxy.port), server.namespace)
+            assert ledger.consume(VEHICLE, b"before", real_future()) is True
+            proxy.mode = fault
+            started = time.monotonic()
+            with pytest.raises(LedgerError):
+                ledger.consume(VEHICLE, b"during", real_future())
+            assert time.monotonic() - started < 3, "a hung server must fail fast, not block"
+            ledger.close()
+        # Nothing was accepted that is not recorded: the token either is in the
+        # ledger (the write landed before the fault) or can still be spent once.
+        check = server.open()
+        assert check.consume(VEHICLE, b"before", real_future()) is False
+
+    def test_recovers_after_connection_loss(self, server: Backend) -> None:
+        server.open()
+        url = os.environ[SERVER_ENV[server.kind]]
+        port = urlsplit(url).port
+        assert port is not None
+        with fault_proxy("127.0.0.1", port) as proxy:
+            ledger = _short(server.kind, _with_port(url, proxy.port), server.namespace)
+            assert ledger.consume(VEHICLE, b"one", real_future()) is True
+            proxy.mode = "cut"
+            with pytest.raises(LedgerError):
+                ledger.consume(VEHICLE, b"two", real_future())
+            proxy.mode = "forward"
+            # A fresh connection is opened; the spent token stays spent.
+            assert ledger.consume(VEHICLE, b"one", real_future()) is False
+            ledger.close()
+
+    def test_errors_do_not_leak_credentials(self, server: Backend) -> None:
+        url = DEAD[server.kind].replace("://", "://user:hunter2secret@")
+        with pytest.raises(LedgerError) as caught:
+            _short(server.kind, url, server.namespace).consume(VEHICLE, b"x", real_future())
+        assert "hunter2secret" not in str(caught.value)
+
+
+def _wait_for_schema(server: Backend, replica_url: str) -> Ledger:
+    """Open the replica once the primary's table has replicated (bounded wait)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return _short(server.kind, replica_url, server.namespace)
+        except LedgerError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # replication lag of a local standby, not a test clock
+
+
+class TestVerifierOverEveryLedger:
+    """A real Verifier, a real token, each ledger: one opening, then denials."""
+
+    @pytest.fixture
+    def world(self) -> World:
+        return make_world()
+
+    @staticmethod
+    def presenter(world: World, ledger: Ledger) -> Callable[[bytes], Reason]:
+        verifier = Verifier(trust_store=world.store, ledger=ledger, clock=world.clock)
+
+        def present(token: bytes) -> Reason:
+            return verifier.verify(token, vehicle_id=VEHICLE, action="trunk").reason
+
+        return present
+
+    def test_second_presentation_is_already_used(self, backend: Backend, world: World) -> None:
+        token = world.mint()
+        present = self.presenter(world, backend.open())
+        assert present(token) is Reason.ALLOWED
+        assert present(token) is Reason.ALREADY_USED
+        if backend.persistent:  # another verifier on the same ledger refuses it too
+            assert self.presenter(world, backend.open())(token) is Reason.ALREADY_USED
+
+    def test_broken_ledger_is_ledger_unavailable(self, backend: Backend, world: World) -> None:
+        if backend.kind == "memory":
+            pytest.skip("the memory ledger cannot fail")
+        token = world.mint()
+        broken = backend.open()
+        broken.close()
+        present = self.presenter(world, broken)
+        assert present(token) is Reason.LEDGER_UNAVAILABLE
+        assert present(token) is Reason.LEDGER_UNAVAILABLE
+        if backend.kind in SERVER_KINDS:  # and a server that drops the connection
+            url = os.environ[SERVER_ENV[backend.kind]]
+            port = urlsplit(url).port
+            assert port is not None
+            with fault_proxy("127.0.0.1", port) as proxy:
+                cut = _short(backend.kind, _with_port(url, proxy.port), backend.namespace)
+                proxy.mode = "cut"
+                assert self.presenter(world, cut)(token) is Reason.LEDGER_UNAVAILABLE
+                cut.close()
+        # The denied token was never recorded, so it still opens, once.
+        present = self.presenter(world, backend.open())
+        assert present(token) is Reason.ALLOWED
+        assert present(token) is Reason.ALREADY_USED
