@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -207,12 +206,16 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     return result
 
 
-def plan(*, cars: int, deliveries: int, hostile: float, procs: int, seed: int, ledger: str,
+#: Cars per chunk: fixed, so that the same seed plays the same story whatever --procs is.
+CHUNK_CARS = 5
+
+
+def plan(*, cars: int, deliveries: int, hostile: float, seed: int, ledger: str,
          state_dir: str) -> list[Chunk]:
-    """Cars spread over the cities, cut into chunks (several per process, for balance)."""
+    """Cars spread over the cities, cut into small chunks the processes share out."""
     per_city = [cars // len(CITIES) + (1 if i < cars % len(CITIES) else 0)
                 for i in range(len(CITIES))]
-    size = max(1, math.ceil(cars / (procs * 4)))
+    size = CHUNK_CARS
     chunks: list[Chunk] = []
     for (city, lat, lon), in_city in zip(CITIES, per_city, strict=True):
         count = in_city
@@ -278,11 +281,11 @@ class Summary:
         return not self.mismatches and self.left_open == 0
 
 
-def run(*, cars: int = 120, deliveries: int = 4, hostile: float = 0.3, procs: int = 1,
+def run(*, cars: int = 300, deliveries: int = 4, hostile: float = 0.3, procs: int = 1,
         seed: int = 1, ledger: str = "sqlite", progress: bool = False) -> Summary:
     with tempfile.TemporaryDirectory(prefix="trunkkey-fleet-") as state_dir:
-        chunks = plan(cars=cars, deliveries=deliveries, hostile=hostile, procs=procs,
-                      seed=seed, ledger=ledger, state_dir=state_dir)
+        chunks = plan(cars=cars, deliveries=deliveries, hostile=hostile, seed=seed,
+                      ledger=ledger, state_dir=state_dir)
         bar = Progress(len(chunks), enabled=progress)
         total = ChunkResult(index=-1)
         started = time.perf_counter()
@@ -356,7 +359,7 @@ def plot(summary: Summary, path: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Simulate deliveries to a fleet of cars.")
-    parser.add_argument("--cars", type=int, default=120, help="cars in total (default 120)")
+    parser.add_argument("--cars", type=int, default=300, help="cars in total (default 300)")
     parser.add_argument("--deliveries", type=int, default=4,
                         help="delivery rounds per car (default 4: one day)")
     parser.add_argument("--hostile", type=float, default=0.3,

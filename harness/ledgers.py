@@ -17,8 +17,9 @@ from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
 from trunkkey.ledger.sqlite import SqliteLedger
+from trunkkey.ledger.sqlite_group import GroupCommitSqliteLedger
 
-KINDS = ("memory", "sqlite", "redis", "postgres")
+KINDS = ("memory", "sqlite", "sqlite_group", "redis", "postgres")
 SERVER_ENV = {
     "redis": "TRUNKKEY_REDIS_URL",
     "postgres": "TRUNKKEY_POSTGRES_DSN",
@@ -69,6 +70,10 @@ def open_ledger(
         if path is None:
             raise ValueError("the sqlite ledger needs a path")
         return SqliteLedger(path)
+    if kind == "sqlite_group":
+        if path is None:
+            raise ValueError("the sqlite_group ledger needs a path")
+        return GroupCommitSqliteLedger(path)
     if kind == "redis":
         return RedisLedger(
             url or os.environ[SERVER_ENV[kind]], prefix=namespace.encode() + b":"

@@ -240,3 +240,14 @@ def test_load_refuses_a_symlink(tmp_path: Path) -> None:
     link.symlink_to(real)
     with pytest.raises(KeyFileError):
         SigningKey.load(link)
+
+
+def test_high_s_twin_is_valid_ecdsa_but_not_a_unique_trunkkey_signature() -> None:
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    key = SigningKey.generate(Algorithm.ES256)
+    sig = key.sign(b"m")
+    r, s = sig[:32], int.from_bytes(sig[32:], "big")
+    twin = r + (order - s).to_bytes(32, "big")
+    assert key.public_key.is_valid_signature(twin, b"m")  # ECDSA allows it
+    assert not key.public_key.is_valid_unique_signature(twin, b"m")  # trunkkey does not
+    assert key.public_key.is_valid_unique_signature(sig, b"m")

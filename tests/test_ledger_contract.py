@@ -21,6 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.faults import fault_proxy
+from harness.growth import run_growth
 from harness.ledgers import (
     DEAD,
     KINDS,
@@ -379,3 +380,23 @@ class TestVerifierOverEveryLedger:
         present = self.presenter(world, backend.open())
         assert present(token) is Reason.ALLOWED
         assert present(token) is Reason.ALREADY_USED
+
+
+class TestBoundedGrowth:
+    """A compressed month: after every prune, held == spent tokens still possibly valid.
+
+    ``python -m harness.growth --ledger sqlite --tokens 1000000`` runs the full month.
+    """
+
+    @pytest.mark.parametrize(("kind", "tokens"), [("memory", 20_000), ("sqlite", 5_000),
+                                                  ("postgres", 5_000)])
+    def test_holds_only_what_could_still_be_valid(
+        self, kind: str, tokens: int, tmp_path: Path
+    ) -> None:
+        if kind in SERVER_KINDS:
+            require_server(kind)
+        result = run_growth(kind, tokens=tokens, days=30, path=tmp_path / "growth.db")
+        assert result.mismatches == 0
+        assert result.max_held == result.max_could_be_valid
+        # Bounded: at most the tokens of a few hours, never the month's total.
+        assert 0 < result.max_held_before_prune < tokens // 50

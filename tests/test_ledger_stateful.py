@@ -127,7 +127,7 @@ def _machine(kind: str) -> type[LedgerModel]:
 
 
 _CI = bool(os.environ.get("CI"))
-_EXAMPLES = {"memory": 150, "sqlite": 40, "redis": 40, "postgres": 40}
+_EXAMPLES = {"memory": 150, "sqlite": 40, "sqlite_group": 30, "redis": 40, "postgres": 40}
 
 
 @pytest.mark.parametrize("kind", KINDS)

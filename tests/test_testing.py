@@ -162,7 +162,7 @@ def test_core_does_not_import_testing() -> None:
         "import sys, trunkkey, trunkkey.cli; "
         "print('hypothesis' in sys.modules, 'trunkkey.testing' in sys.modules)"
     )
-    out = subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
+    out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False"]

@@ -204,9 +204,11 @@ def test_boot_from_a_state_directory(tmp_path: Path) -> None:
     world = World(start=T0, ledger="memory")
     car = world.enrol_car("VIN-7")
     car.gps.position = PLACE
-    kwargs = dict(vehicle_id="VIN-7", vehicle_key=car.vehicle_key,
-                  trust_store=world.trust_store, carmaker_key=world.carmaker_key.public_key,
-                  clock=car.clock, actuator=car.body, gps=car.gps)
+    kwargs: dict[str, object] = {
+        "vehicle_id": "VIN-7", "vehicle_key": car.vehicle_key,
+        "trust_store": world.trust_store, "carmaker_key": world.carmaker_key.public_key,
+        "clock": car.clock, "actuator": car.body, "gps": car.gps,
+    }
     unit = VehicleUnit.boot(tmp_path / "state", **kwargs)
     token = world.mint("VIN-7", courier=None)
     assert unit.present(token, action="trunk").allowed

@@ -434,3 +434,45 @@ def test_removed_key_stops_verifying(ed_world: World) -> None:
     token = ed_world.mint()
     ed_world.store.remove(ed_world.key.kid)
     assert verify(ed_world, token).reason is Reason.UNKNOWN_KEY
+
+
+def test_rotation_with_overlap_keeps_deliveries_flowing() -> None:
+    from trunkkey import Issuer
+
+    clock = ManualClock(NOW)
+    old, new = SigningKey.generate(), SigningKey.generate()
+    store = TrustStore([
+        TrustedKey.create(old.public_key, ISSUER, not_after=NOW + 7200),
+        TrustedKey.create(new.public_key, ISSUER, not_before=NOW + 3600),
+    ])
+    verifier = Verifier(trust_store=store, ledger=MemoryLedger(), clock=clock)
+
+    def mint(key: SigningKey) -> bytes:
+        return Issuer(key, ISSUER, clock=clock).mint(
+            vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 20_000)
+
+    def check(token: bytes) -> Reason:
+        return verifier.verify(token, vehicle_id=VEHICLE, action="trunk").reason
+
+    assert check(mint(old)) is Reason.ALLOWED
+    assert check(mint(new)) is Reason.KEY_NOT_VALID  # not yet
+    clock.set(NOW + 5000)  # overlap: both keys work
+    assert check(mint(old)) is Reason.ALLOWED
+    assert check(mint(new)) is Reason.ALLOWED
+    clock.set(NOW + 7200)  # the old key has retired
+    assert check(mint(old)) is Reason.KEY_NOT_VALID
+    assert check(mint(new)) is Reason.ALLOWED
+
+
+def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
+    key = SigningKey.generate()
+    store = TrustStore([TrustedKey.create(key.public_key, ISSUER)])
+    with pytest.raises(InvalidRequest, match="already trusted"):
+        store.add(TrustedKey.create(key.public_key, "someone-else"))
+    with pytest.raises(InvalidRequest):
+        store.remove(b"\x00" * 8)
+    with pytest.raises(InvalidRequest, match="empty"):
+        TrustedKey.create(key.public_key, ISSUER, not_before=NOW, not_after=NOW)
+    assert len(store) == 1
+    assert key.kid in store
+    assert [e.kid for e in store] == [key.kid]

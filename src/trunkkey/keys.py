@@ -42,6 +42,7 @@ from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, 
 KID_LENGTH = 8
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_ORDER = _P256_ORDER // 2
 
 # COSE_Key labels and values (RFC 9052 §7, RFC 9053 §7).
 _KTY, _KID, _ALG, _CRV, _X, _Y, _D = 1, 2, 3, -1, -2, -3, -4
@@ -142,7 +143,25 @@ class VerificationKey:
             raise SignatureError("signature does not verify")
 
     def is_valid_signature(self, signature: bytes, message: bytes) -> bool:
-        """The boolean form of :meth:`verify`, for hot paths that branch anyway."""
+        """The boolean form of :meth:`verify`, for hot paths that branch anyway.
+
+        Accepts every signature the algorithm defines as valid, including
+        high-s ECDSA (Wycheproof counts it valid). trunkkey's own objects use
+        :meth:`is_valid_unique_signature` instead.
+        """
+        return self._check_signature(signature, message, unique=False)
+
+    def is_valid_unique_signature(self, signature: bytes, message: bytes) -> bool:
+        """Like :meth:`is_valid_signature`, but only the one encoding trunkkey emits.
+
+        ECDSA is malleable: if (r, s) verifies, so does (r, n - s). trunkkey
+        signs with low s only and its verifiers refuse high s, so no byte of a
+        token, proof or grant can change and still verify. (Ed25519 needs no
+        such rule: libsodium already refuses non-canonical S.)
+        """
+        return self._check_signature(signature, message, unique=True)
+
+    def _check_signature(self, signature: bytes, message: bytes, *, unique: bool) -> bool:
         if type(signature) is not bytes or len(signature) != 64:
             return False
         if self._algorithm is Algorithm.EDDSA:
@@ -154,6 +173,8 @@ class VerificationKey:
         r = int.from_bytes(signature[:32], "big")
         s = int.from_bytes(signature[32:], "big")
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+            return False
+        if unique and s > _P256_HALF_ORDER:
             return False
         if self._ec is None:
             return False
@@ -361,7 +382,8 @@ class SigningKey:
         # Low-s form: ECDSA signatures are malleable (s and n - s both verify);
         # trunkkey never emits the high form. Replay protection never relies on
         # signature bytes, only on the signed token id.
-        s = min(s, _P256_ORDER - s)
+        if s > _P256_HALF_ORDER:
+            s = _P256_ORDER - s
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     # -- export -------------------------------------------------------------

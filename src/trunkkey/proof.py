@@ -63,6 +63,6 @@ def check_proof(
     if not hmac.compare_digest(parts.payload, challenge):
         return "proof answers another challenge"
     message = parts.to_be_signed(proof_aad(token, vehicle_id))
-    if not key.is_valid_signature(parts.signature, message):
+    if not key.is_valid_unique_signature(parts.signature, message):
         return "proof signature does not verify for this token, vehicle and key"
     return None

@@ -182,6 +182,10 @@ class ConsentVerifier:
             raise InvalidRequest("anchors must be VehicleAnchors")
         if not isinstance(revocations, RevocationState):
             raise InvalidRequest("revocations must be a RevocationState")
+        if cache is not None and not isinstance(cache, GrantCache):
+            raise InvalidRequest("cache must be a GrantCache")
+        if usage is not None and not isinstance(usage, UsageCounter):
+            raise InvalidRequest("usage must be a UsageCounter")
         self._anchors = anchors
         self._revocations = revocations
         self._cache = cache

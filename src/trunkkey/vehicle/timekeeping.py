@@ -216,6 +216,8 @@ class TimeKeeper:
         state = loaded if loaded is not None else TimeState()
         self._state = self._persisted = state
         self._save(replace(state, boot=state.boot + 1))
+        # Read the clock at boot, so the floor starts from what the unit first saw.
+        self.now()
 
     def __repr__(self) -> str:
         s = self._state

@@ -1,0 +1,242 @@
+"""The consent flow as a runnable story: one car, its carmaker, a retailer, a carrier, a courier.
+
+Used by ``examples/consent_story.py``, the tests and the benchmark, so that
+the scenes the documentation describes are the scenes that are executed.
+Every key here is generated fresh; nothing is meant for production.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..claims import Action, Purpose
+from ..clock import ManualClock
+from ..cose import Typ, sign1
+from ..geo import Geofence, Location
+from ..issuer import Issuer
+from ..keys import Algorithm, SigningKey
+from ..ledger.memory import MemoryLedger
+from ..proof import make_proof
+from ..trust import TrustStore
+from ..verifier import Decision, Verifier
+from .anchors import RootKey, VehicleAnchors
+from .chain import ConsentVerifier, GrantCache
+from .errors import UpdateRefused
+from .grant import (
+    Grant,
+    Scope,
+    access_mask,
+    encode_chain,
+    encode_grant,
+    grant_digest,
+    make_grant,
+    root_scope,
+    sign_delegation,
+    sign_root_grant,
+)
+from .revocation import RevocationState, sign_revocation_list
+
+START = 1_800_000_000
+VEHICLE = "1HGCM82633A004352"
+HOME = Geofence.from_degrees(48.137154, 11.576124, 300)  # where the owner parks
+ORDER = b"order-4711"
+DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentWorld:
+    clock: ManualClock
+    root: SigningKey
+    retailer: SigningKey
+    carrier: SigningKey
+    courier: SigningKey
+    anchors: VehicleAnchors
+    revocations: RevocationState
+    consent: ConsentVerifier
+    ledger: MemoryLedger
+    verifier: Verifier
+    #: carmaker -> retailer (the owner's consent), and retailer -> carrier
+    root_grant: bytes
+    carrier_grant: bytes
+    retailer_scope: Scope
+
+    @property
+    def chain(self) -> bytes:
+        return encode_chain([self.root_grant, self.carrier_grant])
+
+    @property
+    def carrier_issuer(self) -> Issuer:
+        return Issuer(self.carrier, "dhl", clock=self.clock)
+
+    def token(self, **overrides: object) -> bytes:
+        """A courier's token, minted by the carrier under the chain."""
+        now = self.clock.now()
+        request: dict[str, object] = {
+            "vehicle_id": VEHICLE,
+            "action": Action.TRUNK,
+            "not_before": now,
+            "expires": now + 4 * 3600,
+            "geofence": Geofence(lat_e7=HOME.lat_e7, lon_e7=HOME.lon_e7, radius_m=100),
+            "courier_key": self.courier.public_key,
+            "order_ref": ORDER,
+        }
+        request.update(overrides)
+        return self.carrier_issuer.mint(**request)  # type: ignore[arg-type]
+
+    def present(
+        self, token: bytes, chain: bytes | None, *, action: Action = Action.TRUNK,
+        location: Location | None = None,
+    ) -> Decision:
+        """The courier at the car: a fresh challenge, a proof, the car decides offline."""
+        challenge = os.urandom(16)
+        proof = make_proof(self.courier, token=token, vehicle_id=VEHICLE, challenge=challenge)
+        return self.verifier.verify_at(
+            token, now=self.clock.now(), vehicle_id=VEHICLE, action=action,
+            purpose=Purpose.DELIVERY, location=location if location is not None else HOME.centre,
+            proof=proof, challenge=challenge, chain=chain,
+        )
+
+    def presentation_size(self) -> dict[str, int]:
+        token = self.token()
+        proof = make_proof(self.courier, token=token, vehicle_id=VEHICLE, challenge=bytes(16))
+        chain = self.chain
+        return {
+            "root_grant": len(self.root_grant),
+            "carrier_grant": len(self.carrier_grant),
+            "chain": len(chain),
+            "token": len(token),
+            "proof": len(proof),
+            "total": len(chain) + len(token) + len(proof),
+            "total_by_reference": len(
+                encode_chain([grant_digest(self.root_grant), grant_digest(self.carrier_grant)])
+            ) + len(token) + len(proof),
+        }
+
+
+def retailer_consent(retailer: SigningKey, now: int) -> Grant:
+    """What the owner agreed to: trunk or unlock-relock, deliveries and returns, 30 days."""
+    return make_grant(
+        grantee=retailer.public_key, grantee_name="amazon",
+        access=access_mask(
+            [Action.TRUNK, Action.UNLOCK_RELOCK], [Purpose.DELIVERY, Purpose.RETURN_PICKUP]
+        ),
+        not_before=now - DAY, expires=now + 30 * DAY, depth=1, vehicle_ids=[VEHICLE],
+        places=[Geofence(lat_e7=HOME.lat_e7, lon_e7=HOME.lon_e7, radius_m=HOME.radius_m)],
+        daily_limit=5,
+    )
+
+
+def carrier_delegation(carrier: SigningKey, now: int) -> Grant:
+    """What the retailer lets its carrier do: trunk deliveries this week, near home."""
+    return make_grant(
+        grantee=carrier.public_key, grantee_name="dhl",
+        access=access_mask([Action.TRUNK], [Purpose.DELIVERY]),
+        not_before=now - 3600, expires=now + 7 * DAY, depth=0,
+        places=[Geofence(lat_e7=HOME.lat_e7, lon_e7=HOME.lon_e7, radius_m=200)],
+    )
+
+
+def sign_unchecked(delegator: SigningKey, grant: Grant) -> bytes:
+    """A delegation signed *without* the minting-time narrowing check: attackers' tool."""
+    return sign1(delegator, encode_grant(grant), typ=Typ.GRANT, include_kid=False)
+
+
+def build_world(
+    *, start: int = START, cache: bool = True, algorithm: Algorithm = Algorithm.EDDSA,
+) -> ConsentWorld:
+    clock = ManualClock(start)
+    root, retailer, carrier, courier = (SigningKey.generate(algorithm) for _ in range(4))
+    anchors = VehicleAnchors(
+        vehicle_id=VEHICLE, vehicle_key=SigningKey.generate(), roots=[RootKey(key=root.public_key)]
+    )
+    revocations = RevocationState()
+    consent = ConsentVerifier(
+        anchors=anchors, revocations=revocations, cache=GrantCache() if cache else None,
+    )
+    ledger = MemoryLedger()
+    # The car trusts no retailer directly: its trust store is empty.
+    verifier = Verifier(trust_store=TrustStore(), ledger=ledger, clock=clock, consent=consent)
+    consent_grant = retailer_consent(retailer, start)
+    scope = root_scope(consent_grant)
+    if not isinstance(scope, Scope):
+        raise AssertionError(scope)
+    return ConsentWorld(
+        clock=clock, root=root, retailer=retailer, carrier=carrier, courier=courier,
+        anchors=anchors, revocations=revocations, consent=consent, ledger=ledger,
+        verifier=verifier,
+        root_grant=sign_root_grant(root, consent_grant),
+        carrier_grant=sign_delegation(retailer, scope, carrier_delegation(carrier, start)),
+        retailer_scope=scope,
+    )
+
+
+# -- the scenes ---------------------------------------------------------------
+
+def scene_delivery(w: ConsentWorld) -> Decision:
+    """carrier -> retailer -> owner's consent -> carmaker root: the trunk opens, offline."""
+    return w.present(w.token(), w.chain)
+
+
+def scene_widened_scope(w: ConsentWorld) -> Decision:
+    """The retailer delegates more than the owner consented to (a whole year, any action)."""
+    wide = make_grant(
+        grantee=w.carrier.public_key, grantee_name="dhl",
+        access=access_mask([Action.TRUNK, Action.UNLOCK_RELOCK], [Purpose.DELIVERY]),
+        not_before=w.clock.now(), expires=w.clock.now() + 365 * DAY, depth=0,
+    )
+    chain = encode_chain([w.root_grant, sign_unchecked(w.retailer, wide)])
+    return w.present(w.token(), chain)
+
+
+def scene_expired_consent(w: ConsentWorld) -> Decision:
+    """The owner's consent ran out; the carrier still has a token minted before."""
+    token = w.token()
+    w.clock.advance(31 * DAY)
+    return w.present(token, w.chain)
+
+
+def scene_revoked_consent(w: ConsentWorld) -> Decision:
+    """The owner withdraws consent; the car applies the carmaker's list, then a courier arrives."""
+    token = w.token()
+    revocation = sign_revocation_list(
+        w.root, version=w.revocations.version + 1, issued_at=w.clock.now(),
+        grants=[grant_digest(w.root_grant)],
+    )
+    w.revocations.apply(revocation, w.anchors, now=w.clock.now())
+    return w.present(token, w.chain)
+
+
+def scene_carrier_outside_grant(w: ConsentWorld) -> Decision:
+    """The carrier mints an unlock-relock token; the retailer granted it the trunk only."""
+    return w.present(w.token(action=Action.UNLOCK_RELOCK), w.chain, action=Action.UNLOCK_RELOCK)
+
+
+def scene_rolled_back_list(w: ConsentWorld) -> tuple[UpdateRefused | None, Decision]:
+    """After revocation, an attacker replays the older, empty list to the car."""
+    now = w.clock.now()
+    old = sign_revocation_list(w.root, version=1, issued_at=now)
+    new = sign_revocation_list(
+        w.root, version=2, issued_at=now, grants=[grant_digest(w.carrier_grant)]
+    )
+    w.revocations.apply(old, w.anchors, now=now)
+    w.revocations.apply(new, w.anchors, now=now)
+    refused: UpdateRefused | None = None
+    try:
+        w.revocations.apply(old, w.anchors, now=now)
+    except UpdateRefused as exc:
+        refused = exc
+    return refused, w.present(w.token(), w.chain)
+
+
+def scene_superseded_token(w: ConsentWorld) -> Decision:
+    """RollJam: a token captured unused; the order was re-issued, so the old one is dead."""
+    captured = w.token()
+    w.clock.advance(60)
+    fresh_iat = w.clock.now()
+    revocation = sign_revocation_list(
+        w.root, version=w.revocations.version + 1, issued_at=fresh_iat,
+        supersede={ORDER: fresh_iat},
+    )
+    w.revocations.apply(revocation, w.anchors, now=fresh_iat)
+    return w.present(captured, w.chain)

@@ -1,0 +1,176 @@
+"""The three simulations run, and their stories are what they claim (outcomes, not exit codes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from trunkkey import Reason
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    module_name = f"trunkkey_example_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- simulate_delivery ---------------------------------------------------------
+
+def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
+    sim = load("simulate_delivery")
+    lines: list[str] = []
+    checks = sim.run(str(tmp_path), lines.append)
+    outcomes = {c.label: c.actual for c in checks}
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    assert outcomes["courier's token opens the trunk"] == "allowed"
+    assert outcomes["only the trunk is open (trunk, doors)"] == "(True, False)"
+    assert outcomes["a second try with the same token"] == "already_used"
+    assert outcomes["a cabin unlock with a trunk token"] == "wrong_action"
+    assert outcomes["a token for another car"] == "wrong_vehicle"
+    assert outcomes["a late token (window over)"] == "expired"
+    assert outcomes["pickup token opens the trunk"] == "allowed"
+    assert outcomes["pickup receipt"] == "(return-pickup, timeout)"
+    assert outcomes["no gap in the event sequence"] == "()"
+    story = "\n".join(lines)
+    assert "Retailer verifies the signed receipt" in story
+    assert "customer's phone <-" in story
+
+
+def test_delivery_main_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("simulate_delivery").main([]) == 0
+    out = capsys.readouterr().out
+    assert "Carmaker enrols car" in out
+    assert "checks as expected" in out
+    assert "BAD" not in out
+
+
+# -- attacks ---------------------------------------------------------------------
+
+#: What each attack must produce, attempt by attempt, independent of the
+#: expectations the example script writes down for itself.
+ATTACKS = {
+    "replay": ["allowed", "challenge_unknown", "already_used"],
+    "other_car": ["wrong_vehicle"],
+    "sniffed": ["proof_missing", "proof_invalid", "allowed"],
+    "relay": ["challenge_expired", "allowed"],
+    "window": ["not_yet_valid", "expired"],
+    "moved": ["car_moved", "outside_geofence", "location_unknown"],
+    "cabin": ["wrong_action", "allowed", "locked"],
+    "clock": ["clock_untrusted", "refused", "refused", "clock_untrusted", "accepted", "expired"],
+    "forged": ["bad_signature", "unknown_key", "wrong_type", "allowed"],
+    "reboot": ["allowed", "already_used"],
+    "crash": ["actuator_failed", "locked", "already_used"],
+    "enrol": ["allowed", "wrong_action", "wrong_action", "wrong_action", "wrong_action"],
+}
+
+
+def test_every_attack_scene_is_tested() -> None:
+    assert {key for key, *_ in load("attacks").SCENES} == set(ATTACKS)
+
+
+@pytest.mark.parametrize("key", list(ATTACKS))
+def test_attack_scene(key: str, tmp_path: Path) -> None:
+    (scene,) = load("attacks").run(str(tmp_path), [key])
+    assert [a.actual for a in scene.attempts] == ATTACKS[key]
+    assert scene.car_safe, "the car was left open, or opened beyond the honest controls"
+    assert scene.ok
+
+
+def test_attacks_main_prints_every_scene(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("attacks").main([]) == 0
+    out = capsys.readouterr().out
+    assert out.count("=> DEFENDED") == len(ATTACKS)
+    assert f"{len(ATTACKS)}/{len(ATTACKS)} attacks defended." in out
+
+
+def test_attacks_main_refuses_unknown_scene() -> None:
+    with pytest.raises(SystemExit):
+        load("attacks").main(["nonsense"])
+
+
+# -- fleet --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ledger", ["memory", "sqlite"])
+def test_fleet_outcomes_are_as_expected(ledger: str) -> None:
+    fleet = load("fleet")
+    summary = fleet.run(cars=12, deliveries=2, hostile=0.5, procs=1, seed=7, ledger=ledger)
+    assert summary.ok
+    assert summary.mismatches == []
+    assert summary.left_open == 0
+    assert sum(summary.by_reason.values()) == summary.attempts
+    assert sum(summary.by_scenario.values()) == summary.attempts
+    assert summary.by_reason.get("allowed", 0) == summary.by_scenario.get("honest", 0)
+    assert summary.receipts_verified == summary.by_scenario.get("honest", 0)
+    assert summary.presents_per_second_wall > 0
+
+
+def test_fleet_all_hostile_never_opens_except_the_replays_honest_half() -> None:
+    fleet = load("fleet")
+    summary = fleet.run(cars=18, deliveries=3, hostile=1.0, procs=1, seed=3, ledger="memory")
+    assert summary.ok
+    assert summary.by_reason.get("allowed", 0) == summary.by_scenario.get("replay", 0)
+    # Every hostile scenario maps to its own reason code.
+    for scenario, count in summary.by_scenario.items():
+        if scenario != "honest":
+            assert summary.by_reason[fleet.HOSTILE[scenario].value] >= count
+
+
+def test_fleet_main_json_over_two_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    fleet = load("fleet")
+    code = fleet.main(["--cars", "8", "--deliveries", "2", "--procs", "2", "--json",
+                       "--ledger", "memory"])
+    captured = capsys.readouterr()
+    assert code == 0
+    data = json.loads(captured.out)
+    assert data["procs"] == 2
+    assert data["cars"] == 8
+    assert data["mismatches"] == []
+    assert data["attempts"] >= 16
+    assert "chunks" in captured.err  # the progress bar
+
+
+def test_fleet_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("fleet").main(["--cars", "6", "--deliveries", "1", "--procs", "1",
+                               "--no-progress", "--ledger", "memory"]) == 0
+    out = capsys.readouterr().out
+    assert "outcome (reason)" in out
+    assert "verifications/s" in out
+
+
+def test_fleet_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # matplotlib is an optional extra: both branches are asserted, never skipped.
+    png = tmp_path / "fleet.png"
+    code = load("fleet").main(["--cars", "6", "--deliveries", "1", "--procs", "1",
+                               "--no-progress", "--ledger", "memory", "--plot", str(png)])
+    if importlib.util.find_spec("matplotlib") is None:
+        assert code == 2
+        assert "needs matplotlib" in capsys.readouterr().err
+    else:
+        assert code == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fleet_refuses_bad_counts() -> None:
+    with pytest.raises(SystemExit):
+        load("fleet").main(["--cars", "0"])
+    with pytest.raises(SystemExit):
+        load("fleet").main(["--hostile", "2"])
+
+
+def test_fleet_reason_codes_exist() -> None:
+    fleet = load("fleet")
+    assert all(isinstance(reason, Reason) for reason in fleet.HOSTILE.values())
