@@ -216,7 +216,7 @@ def _proc(barrier: object, out: object, what: str, args: tuple[object, ...]) -> 
     out.put(WORKLOADS[what](*args, ready=barrier.wait))  # type: ignore[attr-defined,operator]
 
 
-def rate(  # noqa: PLR0917 -- mirrors the workload signature
+def rate(
     what: str, kind: str, namespace: str, path: str, n: int, *, procs: int, threads: int = 1
 ) -> float:
     """Operations per second over ``procs`` processes doing ``n`` operations in total."""

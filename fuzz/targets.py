@@ -9,6 +9,7 @@ fixed seed so that seed corpora and findings replay.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from trunkkey import (
     Location,
     ManualClock,
     MemoryLedger,
+    Purpose,
     SignatureError,
     SigningKey,
     TrustedKey,
@@ -34,8 +36,27 @@ from trunkkey import (
     make_proof,
 )
 from trunkkey.claims import _decode_claims_generic, decode_claims
-from trunkkey.cose import decode_protected, parse_sign1, verify_sign1
+from trunkkey.consent import (
+    ConsentVerifier,
+    ResolvedChain,
+    RevocationState,
+    RootKey,
+    Scope,
+    UpdateRefused,
+    VehicleAnchors,
+    decode_grant,
+    encode_chain,
+    grant_digest,
+    root_scope,
+    sign_delegation,
+    sign_revocation_list,
+    sign_root_grant,
+)
+from trunkkey.consent.revocation import decode_revocations
+from trunkkey.consent.story import carrier_delegation, retailer_consent
+from trunkkey.cose import Typ, decode_protected, parse_sign1, sign1, verify_sign1
 from trunkkey.proof import check_proof
+from trunkkey.vehicle import Receipt, make_time_sync, read_time_sync, sign_receipt, verify_receipt
 
 NOW = 1_800_000_000
 VEHICLE = "1HGCM82633A004352"
@@ -134,12 +155,149 @@ def fuzz_proof(data: bytes) -> None:
         assert data == w.proofs[0], "a proof nobody made was accepted"
 
 
+# -- consent chains, revocation lists, time-sync messages, receipts ----------------
+# Each of these takes bytes from the radio or the network. A target runs in two
+# modes chosen by the first byte: the rest as a whole message (can the parser be
+# broken before the signature?), or the rest as a *payload* that the target
+# signs correctly with the fixed key (can the decoder behind a valid signature
+# be broken?). The second mode is what a compromised or buggy signer could send.
+
+
+@dataclass(frozen=True)
+class ConsentFuzzWorld:
+    root: SigningKey
+    vehicle_key: SigningKey
+    anchors: VehicleAnchors
+    chains: tuple[bytes, ...]
+    token: bytes
+    revocation_lists: tuple[bytes, ...]
+    time_syncs: tuple[bytes, ...]
+    receipts: tuple[bytes, ...]
+    grants: tuple[bytes, ...]
+
+
+SYNC_NONCE = bytes(range(100, 116))
+
+
+@cache
+def consent_world() -> ConsentFuzzWorld:
+    root, retailer, carrier = (_fixed_key(f"fuzz-{n}") for n in ("root", "retailer", "carrier"))
+    vehicle_key = _fixed_key("fuzz-vehicle")
+    anchors = VehicleAnchors(vehicle_id=VEHICLE, vehicle_key=vehicle_key,
+                             roots=[RootKey(key=root.public_key)])
+    consent = retailer_consent(retailer, NOW)
+    scope = root_scope(consent)
+    assert isinstance(scope, Scope)
+    root_grant = sign_root_grant(root, consent)
+    carrier_grant = sign_delegation(retailer, scope, carrier_delegation(carrier, NOW))
+    counter = iter(range(1 << 30))
+    issuer = Issuer(carrier, "dhl", clock=ManualClock(NOW),
+                    _token_ids=lambda n: next(counter).to_bytes(n, "big"))
+    token = issuer.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 3600)
+    receipt = Receipt(vehicle_id=VEHICLE, token_id=bytes(16), action=Action.TRUNK,
+                      purpose=Purpose.DELIVERY, opened_at=NOW, closed_at=NOW + 30,
+                      relocked_at=NOW + 30, relock_cause="closed", order_ref=b"order-1")
+    return ConsentFuzzWorld(
+        root=root, vehicle_key=vehicle_key, anchors=anchors,
+        chains=(encode_chain([root_grant]), encode_chain([root_grant, carrier_grant])),
+        token=token,
+        revocation_lists=(
+            sign_revocation_list(root, version=1, issued_at=NOW),
+            sign_revocation_list(root, version=2, issued_at=NOW,
+                                 grants=[grant_digest(carrier_grant)],
+                                 supersede={b"order-1": NOW}),
+        ),
+        time_syncs=(make_time_sync(root, vehicle_id=VEHICLE, nonce=SYNC_NONCE, time=NOW),),
+        receipts=(sign_receipt(vehicle_key, receipt),),
+        grants=(root_grant, carrier_grant),
+    )
+
+
+def _signed_mode(data: bytes) -> tuple[bool, bytes]:
+    """(sign the rest as a payload?, the rest)."""
+    if not data:
+        return False, data
+    return bool(data[0] & 1), data[1:]
+
+
+def fuzz_chain(data: bytes) -> None:
+    w = consent_world()
+    signed, rest = _signed_mode(data)
+    if signed:
+        # The rest as the payload of a root grant, correctly signed by the root.
+        rest = encode_chain([sign1(w.root, rest, typ=Typ.GRANT)])
+    consent = ConsentVerifier(anchors=w.anchors, revocations=RevocationState())
+    got = consent.resolve(rest, now=NOW + 5, vehicle_id=VEHICLE, skew=60)
+    if isinstance(got, ResolvedChain) and not signed:
+        assert rest in w.chains, "a chain nobody signed resolved"
+    verifier = Verifier(trust_store=TrustStore(), ledger=MemoryLedger(),
+                        clock=ManualClock(NOW + 5), consent=consent)
+    d = verifier.verify(w.token, vehicle_id=VEHICLE, action=Action.TRUNK, chain=rest)
+    assert "unexpected error" not in d.detail, d.detail
+    if d.allowed and not signed:
+        assert rest == w.chains[1], "a token was allowed under a chain nobody signed"
+
+
+def fuzz_revocation(data: bytes) -> None:
+    w = consent_world()
+    signed, rest = _signed_mode(data)
+    if signed:
+        rest = sign1(w.root, rest, typ=Typ.REVOCATION_LIST)
+    else:
+        with contextlib.suppress(DecodeError):
+            decode_revocations(rest)
+    state = RevocationState()
+    try:
+        state.apply(rest, w.anchors, now=NOW)
+    except UpdateRefused:
+        return
+    if not signed:
+        assert rest in w.revocation_lists, "a revocation list nobody signed was applied"
+
+
+def fuzz_time_sync(data: bytes) -> None:
+    w = consent_world()
+    signed, rest = _signed_mode(data)
+    if signed:
+        rest = sign1(w.root, rest, typ=Typ.TIME_SYNC)
+    try:
+        sync = read_time_sync(rest, w.root.public_key)
+    except (DecodeError, SignatureError):
+        return
+    assert 0 <= sync.time < 2**40
+    if not signed:
+        assert rest in w.time_syncs, "a time-sync message nobody signed was read"
+
+
+def fuzz_receipt(data: bytes) -> None:
+    w = consent_world()
+    signed, rest = _signed_mode(data)
+    if signed:
+        rest = sign1(w.vehicle_key, rest, typ=Typ.RECEIPT)
+    try:
+        verify_receipt(rest, w.vehicle_key.public_key)
+    except (DecodeError, SignatureError):
+        return
+    if not signed:
+        assert rest in w.receipts, "a receipt nobody signed was accepted"
+
+
+def fuzz_grant(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        decode_grant(data)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "cbor": fuzz_cbor,
     "claims": fuzz_claims,
     "cose": fuzz_cose,
     "verify": fuzz_verify,
     "proof": fuzz_proof,
+    "chain": fuzz_chain,
+    "revocation": fuzz_revocation,
+    "time_sync": fuzz_time_sync,
+    "receipt": fuzz_receipt,
+    "grant": fuzz_grant,
 }
 
 
@@ -156,4 +314,20 @@ def seeds(name: str) -> list[bytes]:
         "verify": tokens + [t[:-1] for t in tokens],
         "proof": list(w.proofs),
     }
-    return common[name]
+    if name in common:
+        return common[name]
+    c = consent_world()
+    mode = {False: b"\x00", True: b"\x01"}
+    grant_payloads = [parse_sign1(g).payload for g in c.grants]
+    consent_seeds = {
+        "chain": [mode[False] + ch for ch in c.chains]
+        + [mode[True] + p for p in grant_payloads],
+        "revocation": [mode[False] + r for r in c.revocation_lists]
+        + [mode[True] + parse_sign1(r).payload for r in c.revocation_lists],
+        "time_sync": [mode[False] + t for t in c.time_syncs]
+        + [mode[True] + parse_sign1(t).payload for t in c.time_syncs],
+        "receipt": [mode[False] + r for r in c.receipts]
+        + [mode[True] + parse_sign1(r).payload for r in c.receipts],
+        "grant": grant_payloads,
+    }
+    return consent_seeds[name]

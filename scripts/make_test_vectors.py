@@ -540,6 +540,10 @@ NOT_COVERED = {
     "key_revoked": _REVOCATION,
     "token_revoked": _REVOCATION,
     "superseded": _REVOCATION,
+    "revocations_stale": (
+        "produced by trunkkey.consent.ConsentVerifier(max_list_age=...) when the car's "
+        "revocation list is too old; the core token verifier takes no revocation list"
+    ),
     "rollback": (
         "produced when a signed update (revocation list, trust update) is no newer than the "
         "one held; the core token verifier takes no signed updates"

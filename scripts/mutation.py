@@ -171,6 +171,9 @@ def run_module(
             finally:
                 target.write_text(original)
             result.tested += 1
+            if result.tested % 25 == 0:
+                print(f"  {module}: {result.tested}/{len(ids)} tested, "
+                      f"{len(result.survivors)} survived", flush=True)
             if outcome == "timeout":
                 result.timeouts += 1
             elif outcome == "passed":

@@ -32,6 +32,7 @@ from trunkkey.consent.grant import encode_grant
 
 NOW = 1_800_000_000
 VIN = "1HGCM82633A004352"
+OTHER_VIN = "WVWZZZ1JZXW000001"
 HOME = Geofence(lat_e7=481371540, lon_e7=115761240, radius_m=300)
 KEY = SigningKey.generate()
 P256 = SigningKey.generate(Algorithm.ES256)
@@ -49,7 +50,7 @@ def grants(draw: st.DrawFn, *, root: bool = False):  # type: ignore[no-untyped-d
         not_before=nbf,
         expires=nbf + draw(st.integers(1, 2**31)),
         depth=draw(st.integers(0, 3)),
-        vehicle_ids=draw(st.just([VIN]) if root else st.none() | st.just([VIN, "WVWZZZ1JZXW000001"])),
+        vehicle_ids=draw(st.just([VIN]) if root else st.none() | st.just([VIN, OTHER_VIN])),
         places=draw(st.none() | st.just([HOME])),
         daily_limit=draw(st.none() | st.integers(1, 1000)),
     )

@@ -77,8 +77,8 @@ def test_a_newer_token_for_the_same_order_supersedes_older_ones() -> None:
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_old_or_replayed_list_is_refused(version: int) -> None:
     w = build_world()
-    w.revocations.apply(sign_revocation_list(w.root, version=2, issued_at=NOW, grants=[b"\x01" * 32]),
-                        w.anchors, now=NOW)
+    newer = sign_revocation_list(w.root, version=2, issued_at=NOW, grants=[b"\x01" * 32])
+    w.revocations.apply(newer, w.anchors, now=NOW)
     with pytest.raises(UpdateRefused) as refused:
         w.revocations.apply(sign_revocation_list(w.root, version=version, issued_at=NOW),
                             w.anchors, now=NOW)
@@ -162,3 +162,53 @@ def test_signing_refuses_an_invalid_list() -> None:
         sign_revocation_list(WORLD.root, version=0, issued_at=NOW)
     with pytest.raises(InvalidRequest):
         sign_revocation_list(WORLD.root, version=1, issued_at=NOW, grants=[b"short"])
+
+
+def test_a_car_may_require_a_fresh_revocation_list() -> None:
+    w = build_world()
+    strict = ConsentVerifier(anchors=w.anchors, revocations=w.revocations, max_list_age=3600)
+    denied = strict.resolve(w.chain, now=NOW, vehicle_id=VEHICLE)
+    assert getattr(denied, "reason", None) is Reason.REVOCATIONS_STALE  # holds none yet
+    w.revocations.apply(sign_revocation_list(w.root, version=1, issued_at=NOW - 60),
+                        w.anchors, now=NOW)
+    assert not hasattr(strict.resolve(w.chain, now=NOW, vehicle_id=VEHICLE), "reason")
+    late = strict.resolve(w.chain, now=NOW + 3600, vehicle_id=VEHICLE)
+    assert getattr(late, "reason", None) is Reason.REVOCATIONS_STALE
+    with pytest.raises(InvalidRequest):
+        ConsentVerifier(anchors=w.anchors, revocations=w.revocations, max_list_age=0)
+
+
+REVOCABLE = ("root_grant", "carrier_grant", "retailer_key", "carrier_key", "token", "order")
+
+
+@settings(max_examples=40)
+@given(st.sets(st.sampled_from(REVOCABLE), min_size=1), st.integers(0, 3), st.booleans())
+def test_nothing_revoked_is_ever_accepted_after_its_list_applied(
+    revoked: set[str], uses_before: int, cached: bool
+) -> None:
+    w = build_world(cache=cached)
+    from trunkkey import inspect_unverified
+
+    for _ in range(uses_before):  # warm the cache (and the ledger) first
+        assert w.present(w.token(), w.chain).allowed
+    token = w.token()
+    claims = inspect_unverified(token).claims
+    w.clock.advance(1)
+    w.revocations.apply(sign_revocation_list(
+        w.root, version=1, issued_at=w.clock.now(),
+        grants=[grant_digest(g) for name, g in (("root_grant", w.root_grant),
+                                                ("carrier_grant", w.carrier_grant))
+                if name in revoked],
+        keys=[k.kid for name, k in (("retailer_key", w.retailer), ("carrier_key", w.carrier))
+              if name in revoked],
+        tokens=[claims.token_id] if "token" in revoked else [],
+        supersede={claims.order_ref: w.clock.now()} if "order" in revoked and claims.order_ref
+        else {},
+    ), w.anchors, now=w.clock.now())
+    decision = w.present(token, w.chain)
+    assert not decision.allowed
+    assert decision.reason in {Reason.GRANT_REVOKED, Reason.KEY_REVOKED, Reason.TOKEN_REVOKED,
+                               Reason.SUPERSEDED}
+    if revoked & {"root_grant", "carrier_grant", "retailer_key", "carrier_key"}:
+        # Everything under a revoked grant or key stays refused, new tokens included.
+        assert not w.present(w.token(), w.chain).allowed

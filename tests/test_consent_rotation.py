@@ -147,7 +147,7 @@ def test_updates_are_never_rolled_back_and_never_remove_every_root() -> None:
 
 
 def test_trust_state_survives_a_reboot(tmp_path: Path) -> None:
-    root, anchors, store, updater = _car(tmp_path)
+    root, _, _, updater = _car(tmp_path)
     key, new_root = SigningKey.generate(), SigningKey.generate()
     updater.apply(sign_trust_update(root, version=4, issued_at=NOW, set_keys=[
         _entry(key, "amazon", 0, NOW + DAY), _entry(new_root, "carmaker", 0, NOW + DAY, Role.ROOT),

@@ -9,6 +9,7 @@ server is missing they skip with the reason locally, and fail under ``CI``.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -322,6 +323,34 @@ class TestServerLedgersFailClosed:
         assert "hunter2secret" not in str(caught.value)
 
 
+class TestRedisReplicaAcknowledgement:
+    """min_replicas: a consume counts only once that many replicas hold it (WAIT)."""
+
+    def test_waits_for_the_replica(self, tmp_path: Path) -> None:
+        url = require_server("redis")
+        if not os.environ.get(REPLICA_ENV["redis"]):
+            pytest.skip("no Redis replica")
+        namespace = new_namespace()
+        ledger = RedisLedger(url, prefix=namespace.encode() + b":", min_replicas=1)
+        assert ledger.consume(VEHICLE, b"replicated", real_future()) is True
+        assert ledger.consume(VEHICLE, b"replicated", real_future()) is False
+        ledger.close()
+        drop_namespace("redis", namespace)
+
+    def test_too_few_replicas_denies(self) -> None:
+        url = require_server("redis")
+        namespace = new_namespace()
+        ledger = RedisLedger(
+            url, prefix=namespace.encode() + b":", min_replicas=5, timeout_s=0.2
+        )
+        with pytest.raises(LedgerError, match="replicas"):
+            ledger.consume(VEHICLE, b"unconfirmed", real_future())
+        # The write stayed on the primary: the token is spent, never reopened.
+        assert ledger.consume(VEHICLE, b"unconfirmed", real_future()) is False
+        ledger.close()
+        drop_namespace("redis", namespace)
+
+
 def _wait_for_schema(server: Backend, replica_url: str) -> Ledger:
     """Open the replica once the primary's table has replicated (bounded wait)."""
     deadline = time.monotonic() + 10
@@ -400,3 +429,14 @@ class TestBoundedGrowth:
         assert result.max_held == result.max_could_be_valid
         # Bounded: at most the tokens of a few hours, never the month's total.
         assert 0 < result.max_held_before_prune < tokens // 50
+
+
+def test_server_clients_are_imported_only_when_a_ledger_is_made() -> None:
+    code = (
+        "import sys, trunkkey, trunkkey.ledger.redis, trunkkey.ledger.postgres; "
+        "print('redis' in sys.modules, 'psycopg' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "False"]

@@ -68,3 +68,13 @@ def test_broken_randomness_is_refused() -> None:
 def test_bad_configuration(kwargs: dict[str, int]) -> None:
     with pytest.raises(InvalidRequest):
         ChallengeBook(randomness=bytes, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_clock_that_went_back_since_issue_expires_the_challenge() -> None:
+    # Measured on a clock set back by 1 s, a 31 s relay would look like 30 s;
+    # the lifetime is measured on the raw reading and a negative age refuses.
+    book = ChallengeBook(randomness=counter_randomness(), ttl=30)  # type: ignore[arg-type]
+    challenge = book.issue(1000)
+    refusal = book.redeem(challenge, 999)
+    assert refusal is not None
+    assert refusal.reason is Reason.CHALLENGE_EXPIRED

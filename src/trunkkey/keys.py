@@ -365,6 +365,10 @@ class SigningKey:
     def __reduce_ex__(self, protocol: object) -> NoReturn:
         _forbid_pickle(self)
 
+    def __getstate__(self) -> NoReturn:
+        # object.__getstate__ (3.11+) would hand out the slot holding the secret.
+        _forbid_pickle(self)
+
     def __copy__(self) -> SigningKey:
         return self
 

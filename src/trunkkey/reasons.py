@@ -60,6 +60,8 @@ class Reason(StrEnum):
     KEY_REVOKED = "key_revoked"
     TOKEN_REVOKED = "token_revoked"
     SUPERSEDED = "superseded"
+    #: The car's revocation list is older than its policy allows (``max_list_age``).
+    REVOCATIONS_STALE = "revocations_stale"
     #: A signed update (revocation list, trust update) no newer than the one held.
     ROLLBACK = "rollback"
 

@@ -177,7 +177,12 @@ class ConsentVerifier:
         revocations: RevocationState,
         cache: GrantCache | None = None,
         usage: UsageCounter | None = None,
+        max_list_age: int | None = None,
     ) -> None:
+        """``max_list_age``: refuse every chain while the newest revocation list the
+        car holds was issued more than this many seconds ago. ``None`` (the
+        default) keeps an offline car working on the list it has; a number trades
+        availability in a dead zone for a bound on how stale revocation can be."""
         if not isinstance(anchors, VehicleAnchors):
             raise InvalidRequest("anchors must be VehicleAnchors")
         if not isinstance(revocations, RevocationState):
@@ -190,6 +195,9 @@ class ConsentVerifier:
         self._revocations = revocations
         self._cache = cache
         self._usage = usage if usage is not None else UsageCounter()
+        if max_list_age is not None and (type(max_list_age) is not int or max_list_age <= 0):
+            raise InvalidRequest("max_list_age must be a positive number of seconds")
+        self._max_list_age = max_list_age
 
     @property
     def anchors(self) -> VehicleAnchors:
@@ -224,6 +232,11 @@ class ConsentVerifier:
         ):
             return _deny(Reason.CHAIN_INVALID, f"a chain is a list of 1 to {MAX_DEPTH + 1} grants")
         revoked = self._revocations.current
+        if self._max_list_age is not None and now - revoked.issued_at > self._max_list_age:
+            return _deny(
+                Reason.REVOCATIONS_STALE,
+                f"revocation list v{revoked.version} is older than {self._max_list_age} s",
+            )
         tag = vehicle_tag(vehicle_id)
         scope: Scope | None = None
         signer: VerificationKey | None = None

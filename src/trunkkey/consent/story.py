@@ -114,7 +114,39 @@ class ConsentWorld:
         }
 
 
-def retailer_consent(retailer: SigningKey, now: int) -> Grant:
+def minimal_presentation_size(w: ConsentWorld) -> dict[str, int]:
+    """Sizes for the leanest two-link chain: no places, no limits, a token without fence or order.
+
+    This is the figure to compare with the 512-byte target; :meth:`ConsentWorld.presentation_size`
+    measures the story's richer consent (places in both grants, a daily limit, a fenced token).
+    """
+    now = w.clock.now()
+    trunk = access_mask([Action.TRUNK], [Purpose.DELIVERY])
+    consent = make_grant(grantee=w.retailer.public_key, grantee_name="amazon", access=trunk,
+                         not_before=now, expires=now + 30 * DAY, depth=1, vehicle_ids=[VEHICLE])
+    scope = root_scope(consent)
+    if not isinstance(scope, Scope):
+        raise AssertionError(scope)
+    delegation = make_grant(grantee=w.carrier.public_key, grantee_name="dhl", access=trunk,
+                            not_before=now, expires=now + 7 * DAY, depth=0)
+    root_grant = sign_root_grant(w.root, consent)
+    carrier_grant = sign_delegation(w.retailer, scope, delegation)
+    chain = encode_chain([root_grant, carrier_grant])
+    token = w.token(geofence=None, order_ref=None)
+    proof = make_proof(w.courier, token=token, vehicle_id=VEHICLE, challenge=bytes(16))
+    by_reference = encode_chain([grant_digest(root_grant), grant_digest(carrier_grant)])
+    return {
+        "root_grant": len(root_grant),
+        "carrier_grant": len(carrier_grant),
+        "chain": len(chain),
+        "token": len(token),
+        "proof": len(proof),
+        "total": len(chain) + len(token) + len(proof),
+        "total_by_reference": len(by_reference) + len(token) + len(proof),
+    }
+
+
+def retailer_consent(retailer: SigningKey, now: int, *, daily_limit: int | None = 5) -> Grant:
     """What the owner agreed to: trunk or unlock-relock, deliveries and returns, 30 days."""
     return make_grant(
         grantee=retailer.public_key, grantee_name="amazon",
@@ -123,7 +155,7 @@ def retailer_consent(retailer: SigningKey, now: int) -> Grant:
         ),
         not_before=now - DAY, expires=now + 30 * DAY, depth=1, vehicle_ids=[VEHICLE],
         places=[Geofence(lat_e7=HOME.lat_e7, lon_e7=HOME.lon_e7, radius_m=HOME.radius_m)],
-        daily_limit=5,
+        daily_limit=daily_limit,
     )
 
 
@@ -144,6 +176,7 @@ def sign_unchecked(delegator: SigningKey, grant: Grant) -> bytes:
 
 def build_world(
     *, start: int = START, cache: bool = True, algorithm: Algorithm = Algorithm.EDDSA,
+    daily_limit: int | None = 5,
 ) -> ConsentWorld:
     clock = ManualClock(start)
     root, retailer, carrier, courier = (SigningKey.generate(algorithm) for _ in range(4))
@@ -157,7 +190,7 @@ def build_world(
     ledger = MemoryLedger()
     # The car trusts no retailer directly: its trust store is empty.
     verifier = Verifier(trust_store=TrustStore(), ledger=ledger, clock=clock, consent=consent)
-    consent_grant = retailer_consent(retailer, start)
+    consent_grant = retailer_consent(retailer, start, daily_limit=daily_limit)
     scope = root_scope(consent_grant)
     if not isinstance(scope, Scope):
         raise AssertionError(scope)

@@ -223,6 +223,10 @@ class PostgresLedger:
         ).format(t=ident, i=sql.Identifier(self._table + "_keep_until"))
 
         def job(conn: Any) -> None:
+            # Render the hot statements to text once, not on every call.
+            self._insert = self._insert.as_string(conn)
+            self._delete_batch = self._delete_batch.as_string(conn)
+            self._count = self._count.as_string(conn)
             # Only create what is missing: a standby (read-only) whose schema
             # came from the primary then opens fine and refuses each consume.
             found = conn.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()[0]

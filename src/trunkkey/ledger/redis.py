@@ -110,7 +110,8 @@ class RedisLedger:
             # long as prune keeps an entry in the other ledgers.
             done = client.set(key, b"1", nx=True, pxat=(keep_until + 1) * 1000)
             if done and self._min_replicas:
-                acked = client.wait(self._min_replicas, self._timeout_ms)
+                # Half the socket timeout, so WAIT answers before the socket gives up.
+                acked = client.wait(self._min_replicas, max(1, self._timeout_ms // 2))
                 if int(acked) < self._min_replicas:
                     raise LedgerError(
                         f"only {acked} of {self._min_replicas} replicas confirmed the write"
@@ -132,6 +133,7 @@ class RedisLedger:
         return 0
 
     def count(self) -> int:
+        """Keys under this ledger's prefix: a SCAN of the database, for monitoring only."""
         client = self._live()
         try:
             return sum(1 for _ in client.scan_iter(match=self._prefix + b"*", count=1000))

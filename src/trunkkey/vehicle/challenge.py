@@ -105,7 +105,9 @@ class ChallengeBook:
                 detail="challenge was not issued by this unit, or was already used",
             )
         age = now - issued_at
-        if age > self._ttl:
+        # A negative age means the clock went back since the challenge was
+        # issued: its lifetime can no longer be measured, so it is refused.
+        if age > self._ttl or age < 0:
             return ChallengeRefusal(
                 reason=Reason.CHALLENGE_EXPIRED,
                 detail=f"answered {age} s after issue; lifetime is {self._ttl} s",

@@ -253,6 +253,15 @@ class TimeKeeper:
                 self._state = new
         return self._state.floor
 
+    def reading(self) -> int:
+        """The raw clock reading (with the sync offset), not held up by the floor.
+
+        Elapsed-time bounds (a challenge's lifetime) use this: measured on the
+        floored time, a clock set back within the skew just before a challenge
+        would stretch the relay bound by that much.
+        """
+        return self._clock.now() + self._state.offset
+
     def checkpoint(self) -> None:
         """Persist the floor now (the unit calls this before it actuates)."""
         if self._state.floor != self._saved_floor:

@@ -240,7 +240,7 @@ class VehicleUnit:
                 detail="no challenge while the clock is untrusted",
             )
             raise AccessDenied(Reason.CLOCK_UNTRUSTED, "clock went back; awaiting time sync")
-        challenge = self._challenges.issue(now)
+        challenge = self._challenges.issue(self._time.reading())
         self._events.emit(EventKind.CHALLENGE_ISSUED, at=now)
         return challenge
 
@@ -271,7 +271,7 @@ class VehicleUnit:
         if self._opening is not None:
             return self._deny(now, Reason.UNIT_BUSY, "an opening is already in progress")
         if challenge is not None:
-            refusal = self._challenges.redeem(challenge, now)
+            refusal = self._challenges.redeem(challenge, self._time.reading())
             if refusal is not None:
                 return self._deny(now, refusal.reason, refusal.detail)
         location = self._position()

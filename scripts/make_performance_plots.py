@@ -1,0 +1,165 @@
+"""Draw the plots of docs/performance.md from the benchmark's JSON.
+
+Run:  python scripts/make_performance_plots.py [benchmarks/results/latest.json] [--out DIR]
+
+Writes into ``docs/performance/`` by default:
+
+* ``rates.png``: trunkkey beside the signature floors and the peers;
+* ``chain_depth.png``: µs per verification against the number of grants;
+* ``ledger_size.png``: µs per verification against live ledger entries;
+* ``fleet.png``: verifier throughput against the number of cars, and 1 vs 2 processes.
+
+Needs the ``plot`` extra (matplotlib); exits with 2 if it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rates(plt: Any, data: dict[str, Any], out: Path) -> None:
+    rates = data["rates"]
+    shown = [
+        ("trunkkey mint", "mint", "tab:blue"),
+        ("libsodium sign (floor)", "floor_ed25519_sign_libsodium", "tab:gray"),
+        ("python-cwt encode", "peer_cwt_encode", "tab:orange"),
+        ("PyJWT encode", "peer_jwt_encode", "tab:red"),
+        ("trunkkey verify", "verify_memory", "tab:blue"),
+        ("libsodium verify (floor)", "floor_ed25519_verify_libsodium", "tab:gray"),
+        ("OpenSSL Ed25519 verify", "floor_ed25519_verify_openssl", "tab:gray"),
+        ("python-cwt decode", "peer_cwt_decode", "tab:orange"),
+        ("PyJWT decode", "peer_jwt_decode", "tab:red"),
+        ("trunkkey verify + proof", "verify_proof_memory", "tab:blue"),
+        ("trunkkey 2-link chain, cached", "verify_chain2_cached", "tab:blue"),
+        ("trunkkey 2-link chain, uncached", "verify_chain2_uncached", "tab:blue"),
+        ("trunkkey verify, SQLite ledger", "verify_sqlite", "tab:green"),
+    ]
+    shown = [(label, rates.get(key), colour) for label, key, colour in shown]
+    shown = [(label, value, colour) for label, value, colour in shown if value is not None]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    labels = [label for label, _, _ in shown]
+    ax.barh(labels, [v for _, v, _ in shown], color=[c for _, _, c in shown])
+    for y, (_, value, _) in enumerate(shown):
+        ax.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("operations per second (best round, one core)")
+    ax.set_title("trunkkey beside its signature floors and its peers")
+    fig.tight_layout()
+    fig.savefig(out / "rates.png", dpi=100)
+    plt.close(fig)
+
+
+def _chain_depth(plt: Any, data: dict[str, Any], out: Path) -> bool:
+    depth = data["growth"].get("chain_depth_us")
+    if depth is None:
+        return False
+    floor = 1e6 / data["rates"]["floor_ed25519_verify_libsodium"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind, style in (("cached", "o-"), ("uncached", "s-")):
+        xs = sorted(depth[kind], key=int)
+        ax.plot([int(x) for x in xs], [depth[kind][x] for x in xs], style,
+                label=f"grant cache {'warm' if kind == 'cached' else 'off'}")
+    xs = list(range(5))
+    ax.plot(xs, [(2 + x) * floor for x in xs], ":", color="gray",
+            label="floor: (2 + grants) libsodium verifies")
+    ax.plot(xs, [2 * floor] * len(xs), "--", color="gray",
+            label="floor: 2 verifies (token + proof)")
+    ax.set_xticks(xs)
+    ax.set_xlabel("grants in the chain (0 = retailer trusted directly)")
+    ax.set_ylabel("µs per verification (with proof)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Cost against consent-chain depth")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "chain_depth.png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _ledger_size(plt: Any, data: dict[str, Any], out: Path) -> None:
+    sizes = data["growth"]["ledger_size_us"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, kind, title in ((axes[0], "memory", "in-memory ledger"),
+                            (axes[1], "sqlite", "SQLite ledger (fsync per token)")):
+        xs = sorted(sizes[kind], key=int)
+        ax.plot([int(x) for x in xs], [sizes[kind][x] for x in xs], "o-")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("live entries in the ledger")
+        ax.set_ylabel("µs per verification")
+        ax.set_title(title)
+    fig.suptitle("Cost against ledger size")
+    fig.tight_layout()
+    fig.savefig(out / "ledger_size.png", dpi=100)
+    plt.close(fig)
+
+
+def _fleet(plt: Any, data: dict[str, Any], out: Path) -> None:
+    growth = data["growth"]
+    cars = growth["fleet_vehicles_per_second"]
+    scaling = growth["fleet_scaling"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for kind, style in (("memory", "o-"), ("sqlite", "s-")):
+        xs = sorted(cars[kind], key=int)
+        axes[0].plot([int(x) for x in xs], [cars[kind][x] for x in xs], style,
+                     label=f"{'in-memory' if kind == 'memory' else 'durable (SQLite)'} ledgers")
+    axes[0].set_xscale("log")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("cars served by one process")
+    axes[0].set_ylabel("verifications per second")
+    axes[0].set_title("One process, more cars")
+    axes[0].legend(fontsize=8)
+    kinds = ["memory", "sqlite"]
+    one = [scaling[k]["by_procs"]["1"]["per_second"] for k in kinds]
+    two = [scaling[k]["by_procs"]["2"]["per_second"] for k in kinds]
+    xs = range(len(kinds))
+    axes[1].bar([x - 0.2 for x in xs], one, width=0.4, label="1 process")
+    axes[1].bar([x + 0.2 for x in xs], two, width=0.4, label="2 processes")
+    for x, k in zip(xs, kinds, strict=True):
+        axes[1].text(x + 0.2, two[x], f"x{scaling[k]['speedup']:.2f}", ha="center",
+                     va="bottom", fontsize=9)
+    axes[1].set_xticks(list(xs), ["in-memory", "durable (SQLite)"])
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("verifications per second, all processes")
+    axes[1].set_title("1 against 2 processes")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Fleet: verifier throughput over independent cars")
+    fig.tight_layout()
+    fig.savefig(out / "fleet.png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("results", nargs="?", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "latest.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
+    args = parser.parse_args(argv)
+    try:
+        import matplotlib  # noqa: PLC0415 -- the optional plot extra
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        print("needs matplotlib: pip install 'trunkkey[plot]'", file=sys.stderr)
+        return 2
+    data = json.loads(args.results.read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    _rates(plt, data, args.out)
+    _ledger_size(plt, data, args.out)
+    _fleet(plt, data, args.out)
+    drawn = ["rates", "ledger_size", "fleet"]
+    if _chain_depth(plt, data, args.out):
+        drawn.append("chain_depth")
+    print(f"wrote {', '.join(f'{name}.png' for name in drawn)} into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The benchmark command runs end to end and reports every figure, ratio and target.
+
+No speed is asserted: the machine is shared, and a smoke run's figures are
+rough. What is asserted is the shape a reader (and the plot script) relies on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "benchmarks" / "run.py"
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return _load(RUN, "trunkkey_bench_run")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "target" in done.stdout
+    assert "libsodium" in done.stdout
+    data: dict[str, object] = json.loads(out.read_text())
+    return data
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_every_rate_is_measured_or_explained(bench: ModuleType, results: dict) -> None:
+    rates = results["rates"]
+    assert set(rates) == set(bench.RATES)
+    notes = " ".join(results["notes"].values())
+    for name, value in rates.items():
+        if value is None:
+            # Only the optional parts may be missing, and the run must say why.
+            assert name.startswith(("peer_", "verify_chain2")), name
+            assert "n/a" in notes
+        else:
+            assert _number(value), name
+    # The core, the floors and the SQLite figures never depend on an extra.
+    for name in ("mint", "verify_memory", "verify_proof_memory", "verify_sqlite",
+                 "floor_ed25519_verify_libsodium", "floor_ed25519_verify_openssl",
+                 "floor_p256_verify_openssl", "floor_ed25519_sign_libsodium"):
+        assert _number(rates[name]), name
+
+
+def test_every_ratio_is_computed_from_its_rates(bench: ModuleType, results: dict) -> None:
+    rates, ratios = results["rates"], results["ratios"]
+    assert [name for name, *_ in bench.RATIOS] == list(ratios)
+    for name, top, bottom, divisor in bench.RATIOS:
+        if rates[top] is None or rates[bottom] is None:
+            assert ratios[name] is None
+        else:
+            assert ratios[name] == pytest.approx(rates[top] / (rates[bottom] / divisor),
+                                                 abs=1e-3)
+
+
+def test_every_target_is_listed_with_a_verdict(bench: ModuleType, results: dict) -> None:
+    targets = results["targets"]
+    assert [t["target"] for t in targets] == [name for name, *_ in bench.TARGETS]
+    for t in targets:
+        if t["value"] is None:
+            assert t["met"] is None
+        elif t["direction"] == "min":
+            assert t["met"] is (t["value"] >= t["threshold"])
+        else:
+            assert t["met"] is (t["value"] <= t["threshold"])
+    sizes = {t["target"]: t for t in targets}
+    assert sizes["trunk token <= 160 bytes"]["value"] == results["sizes"]["trunk_token"]
+
+
+def test_sizes_overhead_and_growth_are_reported(results: dict) -> None:
+    sizes = results["sizes"]
+    assert sizes["trunk_token"] > 100
+    assert sizes["delivery_presentation"] == (
+        sizes["delivery_token_with_cnf_and_geofence"] + sizes["proof"])
+    assert set(results["overhead_us"]) >= {"verify_memory", "mint", "verify_proof_memory"}
+    growth = results["growth"]
+    ledger = growth["ledger_size_us"]
+    assert set(ledger) == {"memory", "sqlite"}
+    assert all(_number(v) for kind in ledger.values() for v in kind.values())
+    assert len(ledger["memory"]) >= 2
+    if growth["chain_depth_us"] is not None:
+        assert set(growth["chain_depth_us"]["uncached"]) == {"0", "1", "2", "3", "4"}
+    fleet = growth["fleet_scaling"]
+    for ledger_kind in ("memory", "sqlite"):
+        by_procs = fleet[ledger_kind]["by_procs"]
+        assert set(by_procs) == {"1", "2"}
+        assert len(by_procs["2"]["per_process"]) == 2
+        assert _number(fleet[ledger_kind]["speedup"])
+    assert all(_number(v) for kind in growth["fleet_vehicles_per_second"].values()
+               for v in kind.values())
+    assert results["meta"]["quick"] is True
+
+
+def test_the_plot_script_reads_the_json(results: dict, tmp_path: Path) -> None:
+    # matplotlib is the optional ``plot`` extra: both branches are asserted.
+    source = tmp_path / "results.json"
+    source.write_text(json.dumps(results))
+    script = ROOT / "scripts" / "make_performance_plots.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(source), "--out", str(tmp_path / "png")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    if importlib.util.find_spec("matplotlib") is None:
+        assert done.returncode == 2
+        assert "matplotlib" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        pngs = sorted((tmp_path / "png").glob("*.png"))
+        assert len(pngs) >= 3
+        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
