@@ -44,8 +44,8 @@ def chain_depth(depths: list[int], *, batch: int, rounds: int) -> dict[str, dict
     best = best_of_rounds(cases, rounds)
     out: dict[str, dict[str, float]] = {"cached": {}, "uncached": {}}
     for name, per_second in best.items():
-        links, kind = name.split("/")
-        out[kind][links] = _micros(per_second)
+        depth, kind = name.split("/")
+        out[kind][depth] = _micros(per_second)
     out["uncached"]["0"] = out["cached"]["0"]
     return out
 
@@ -98,8 +98,8 @@ def ledger_size(sizes: list[int], *, batch: int, rounds: int,
             ledger.close()
     out: dict[str, dict[str, float]] = {"memory": {}, "sqlite": {}}
     for name, per_second in best.items():
-        kind, size = name.split("/")
-        out[kind][size] = _micros(per_second)
+        kind, entries = name.split("/")
+        out[kind][entries] = _micros(per_second)
     return out
 
 

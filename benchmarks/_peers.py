@@ -59,7 +59,8 @@ def python_cwt(vehicle: str, issuer: str) -> Peer:
         # cwt.decode checks the signature, exp and nbf against the wall clock.
         claims = cwt.decode(token, public)
         if (claims[ISS] != issuer or claims[AUD] != vehicle
-                or claims[ACCESS] != ACCESS_TRUNK_DELIVERY or len(claims[CTI]) != 16):
+                or claims[ACCESS] != ACCESS_TRUNK_DELIVERY
+                or len(bytes(claims[CTI])) != 16):
             raise AssertionError("python-cwt peer: claims differ")
 
     return Peer(name="python-cwt", mint=mint, verify=verify, version=cwt.__version__)

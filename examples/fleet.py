@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import random
+import sqlite3
 import sys
 import tempfile
 import time
@@ -446,6 +447,39 @@ def _throughput_worker(  # noqa: PLR0917 -- called by position from multiprocess
                           finished=finished, cpu_seconds=cpu))
 
 
+def _baseline_worker(  # noqa: PLR0917 -- same signature as _throughput_worker
+    cars: int, per_car: int, ledger: str, state_dir: str, seed: int, barrier: object,
+    results: object,
+) -> None:
+    """The disk alone: one plain SQLite file per car, as durable as the ledger
+    (WAL, synchronous=FULL), one single-row INSERT per token, no trunkkey code."""
+    del ledger, seed
+    directory = Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    connections = []
+    for n in range(cars):
+        conn = sqlite3.connect(directory / f"car-{n}.sqlite", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE spent (vehicle BLOB NOT NULL, token_id BLOB NOT NULL, "
+                     "keep_until INTEGER NOT NULL, PRIMARY KEY (vehicle, token_id)) WITHOUT ROWID")
+        connections.append(conn)
+    rows = [(conn, os.urandom(16)) for _ in range(per_car) for conn in connections]
+    barrier.wait()  # type: ignore[attr-defined]
+    cpu_started, started = time.process_time(), time.perf_counter()
+    for conn, token_id in rows:
+        conn.execute("INSERT OR IGNORE INTO spent VALUES (?, ?, ?)", (b"car", token_id, 1))
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_started
+    for conn in connections:
+        conn.close()
+    results.put(WorkerRun(verifications=len(rows), started=started,  # type: ignore[attr-defined]
+                          finished=finished, cpu_seconds=cpu))
+
+
+#: The ``ledger`` value that measures the disk's own rate instead of verifying.
+BASELINE = "sqlite-baseline"
+
+
 def throughput(*, cars: int, procs: int, ledger: str, per_car: int = 20,
                seed: int = 1) -> Throughput:
     """Verifications per second over ``cars`` independent cars split across ``procs`` processes.
@@ -464,7 +498,8 @@ def throughput(*, cars: int, procs: int, ledger: str, per_car: int = 20,
     shares = [cars // procs + (1 if i < cars % procs else 0) for i in range(procs)]
     with tempfile.TemporaryDirectory(prefix="trunkkey-fleet-bench-") as state_dir:
         workers = [
-            context.Process(target=_throughput_worker, args=(
+            context.Process(  # type: ignore[attr-defined]
+                target=_baseline_worker if ledger == BASELINE else _throughput_worker, args=(
                 share, per_car, ledger, str(Path(state_dir) / f"proc-{i}"), seed * 1009 + i,
                 barrier, queue))
             for i, share in enumerate(shares)
@@ -490,9 +525,11 @@ def scaling(*, cars: int, procs: int, per_car: int, repeats: int = 3) -> dict[st
     """1 process against ``procs`` processes, durable and in memory; best of ``repeats``.
 
     The runs alternate (1, n, 1, n, ...) so a neighbour's load hits both alike.
+    ``sqlite-baseline`` is the same durable writes with no verifier at all: how
+    far the shared disk's fsyncs scale, which bounds the durable figure.
     """
     out: dict[str, object] = {}
-    for ledger in ("sqlite", "memory"):
+    for ledger in ("sqlite", BASELINE, "memory"):
         best: dict[int, Throughput] = {}
         for _ in range(repeats):
             for n in sorted({1, procs}):

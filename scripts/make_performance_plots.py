@@ -118,7 +118,7 @@ def _fleet(plt: Any, data: dict[str, Any], out: Path) -> None:
     kinds = ["memory", "sqlite"]
     one = [scaling[k]["by_procs"]["1"]["per_second"] for k in kinds]
     two = [scaling[k]["by_procs"]["2"]["per_second"] for k in kinds]
-    xs = range(len(kinds))
+    xs = list(range(len(kinds)))
     axes[1].bar([x - 0.2 for x in xs], one, width=0.4, label="1 process")
     axes[1].bar([x + 0.2 for x in xs], two, width=0.4, label="2 processes")
     for x, k in zip(xs, kinds, strict=True):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-def test_every_rate_is_measured_or_explained(bench: ModuleType, results: dict) -> None:
+def test_every_rate_is_measured_or_explained(bench: ModuleType, results: dict[str, Any]) -> None:
     rates = results["rates"]
     assert set(rates) == set(bench.RATES)
     notes = " ".join(results["notes"].values())
@@ -71,7 +72,7 @@ def test_every_rate_is_measured_or_explained(bench: ModuleType, results: dict) -
         assert _number(rates[name]), name
 
 
-def test_every_ratio_is_computed_from_its_rates(bench: ModuleType, results: dict) -> None:
+def test_every_ratio_is_computed_from_its_rates(bench: ModuleType, results: dict[str, Any]) -> None:
     rates, ratios = results["rates"], results["ratios"]
     assert [name for name, *_ in bench.RATIOS] == list(ratios)
     for name, top, bottom, divisor in bench.RATIOS:
@@ -82,7 +83,7 @@ def test_every_ratio_is_computed_from_its_rates(bench: ModuleType, results: dict
                                                  abs=1e-3)
 
 
-def test_every_target_is_listed_with_a_verdict(bench: ModuleType, results: dict) -> None:
+def test_every_target_is_listed_with_a_verdict(bench: ModuleType, results: dict[str, Any]) -> None:
     targets = results["targets"]
     assert [t["target"] for t in targets] == [name for name, *_ in bench.TARGETS]
     for t in targets:
@@ -96,7 +97,7 @@ def test_every_target_is_listed_with_a_verdict(bench: ModuleType, results: dict)
     assert sizes["trunk token <= 160 bytes"]["value"] == results["sizes"]["trunk_token"]
 
 
-def test_sizes_overhead_and_growth_are_reported(results: dict) -> None:
+def test_sizes_overhead_and_growth_are_reported(results: dict[str, Any]) -> None:
     sizes = results["sizes"]
     assert sizes["trunk_token"] > 100
     assert sizes["delivery_presentation"] == (
@@ -120,7 +121,7 @@ def test_sizes_overhead_and_growth_are_reported(results: dict) -> None:
     assert results["meta"]["quick"] is True
 
 
-def test_the_plot_script_reads_the_json(results: dict, tmp_path: Path) -> None:
+def test_the_plot_script_reads_the_json(results: dict[str, Any], tmp_path: Path) -> None:
     # matplotlib is the optional ``plot`` extra: both branches are asserted.
     source = tmp_path / "results.json"
     source.write_text(json.dumps(results))

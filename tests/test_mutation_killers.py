@@ -95,3 +95,12 @@ def test_head_boundaries() -> None:
             assert out[0] >> 5 == major
     with pytest.raises(ValueError, match="out of CBOR range"):
         cbor.head(0, 2**64)
+
+
+def test_encoder_refusals_say_why() -> None:
+    with pytest.raises(TypeError, match=r"^cannot encode float in trunkkey's CBOR subset$"):
+        cbor.encode(1.5)
+    with pytest.raises(ValueError, match=r"^integer out of CBOR range$"):
+        cbor.encode(2**64)
+    with pytest.raises(ValueError, match=r"^integer out of CBOR range$"):
+        cbor.encode(-(2**64) - 1)

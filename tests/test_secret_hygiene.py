@@ -246,12 +246,6 @@ def test_signing_key_pickles_under_no_protocol(alg: Algorithm) -> None:
         key.__reduce__()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keys.py: Python 3.11's default object.__getstate__ returns the slot holding the "
-    "secret; SigningKey needs `def __getstate__(self) -> NoReturn: _forbid_pickle(self)` "
-    "(reported to the lead; remove this marker with that fix)",
-)
 @pytest.mark.parametrize("alg", ALGS, ids=["ed25519", "p256"])
 def test_signing_key_getstate_does_not_hand_out_the_secret(alg: Algorithm) -> None:
     key = SigningKey.generate(alg)

@@ -149,6 +149,25 @@ def encode_claim_fields(
     head = cbor.head
     iss = issuer.encode("utf-8")
     aud = vehicle_id.encode("utf-8")
+    if (
+        courier_key is None
+        and geofence is None
+        and order_ref is None
+        and len(iss) < 24
+        and len(aud) < 24
+        and min(expires, not_before, issued_at) >= 0x10000
+        and max(expires, not_before, issued_at) <= 0xFFFFFFFF
+        and access < 24
+        and len(token_id) == TOKEN_ID_LENGTH
+    ):
+        # The commonest token, the mirror of _decode_common_shape: one struct
+        # pack for everything after aud.
+        return b"".join((
+            b"\xa7\x01", bytes((0x60 + len(iss),)), iss,
+            b"\x03", bytes((0x60 + len(aud),)), aud,
+            _TAIL.pack(b"\x04\x1a", expires, b"\x05\x1a", not_before, b"\x06\x1a", issued_at,
+                       b"\x07\x50", token_id, _ACCESS_LABEL, access),
+        ))
     count = 7 + (courier_key is not None) + (geofence is not None) + (order_ref is not None)
     out = [
         head(5, count),
@@ -192,6 +211,8 @@ def decode_claims(payload: bytes) -> TokenClaims:
 # The bytes between aud and the end of the most common token: exp, nbf, iat as
 # 4-byte NumericDates, a 16-byte cti and the access claim (label, 1-byte value).
 _TAIL = struct.Struct(">2sI2sI2sI2s16s5sB")
+_new = object.__new__
+_set = object.__setattr__
 _ACCESS_LABEL = cbor.encode(ACCESS)
 _GEOFENCE_LABEL = cbor.encode(GEOFENCE)
 _ORDER_LABEL = cbor.encode(ORDER)
@@ -259,16 +280,21 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
         or not vehicle_id
     ):
         return None
-    return TokenClaims(
-        issuer=issuer,
-        vehicle_id=vehicle_id,
-        not_before=not_before,
-        expires=expires,
-        issued_at=issued_at,
-        token_id=token_id,
-        action=action,
-        purpose=purpose,
-    )
+    # Built field by field, as the dataclass's own __init__ would, but without
+    # its keyword handling: this runs once per verification.
+    claims: TokenClaims = _new(TokenClaims)
+    _set(claims, "issuer", issuer)
+    _set(claims, "vehicle_id", vehicle_id)
+    _set(claims, "not_before", not_before)
+    _set(claims, "expires", expires)
+    _set(claims, "issued_at", issued_at)
+    _set(claims, "token_id", token_id)
+    _set(claims, "action", action)
+    _set(claims, "purpose", purpose)
+    _set(claims, "geofence", None)
+    _set(claims, "courier_key", None)
+    _set(claims, "order_ref", None)
+    return claims
 
 
 def _decode_claims_generic(payload: bytes) -> TokenClaims:

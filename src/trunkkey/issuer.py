@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable
 from datetime import datetime
 
@@ -43,7 +43,7 @@ class Issuer:
         *,
         clock: Clock | None = None,
         max_lifetime: int = DEFAULT_MAX_LIFETIME,
-        _token_ids: Callable[[int], bytes] = secrets.token_bytes,
+        _token_ids: Callable[[int], bytes] = os.urandom,
     ) -> None:
         if not isinstance(signing_key, SigningKey):
             raise InvalidRequest("signing_key must be a trunkkey.SigningKey")

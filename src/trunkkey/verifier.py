@@ -10,7 +10,7 @@ write means no access.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NoReturn
 
 from .claims import Action, Purpose, TokenClaims, check_name, decode_claims
@@ -31,7 +31,6 @@ DEFAULT_MAX_SKEW = 60
 MAX_ALLOWED_SKEW = 300
 DEFAULT_MAX_TOKEN_SIZE = 1024
 
-_SEAL = object()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +50,7 @@ class VerifierPolicy:
             raise InvalidRequest("max_token_size must be 64 to 65536 bytes")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Decision:
     """What the verifier decided, and why. Only a :class:`Verifier` makes one.
 
@@ -65,11 +64,9 @@ class Decision:
     detail: str
     at: int
     claims: TokenClaims | None = None
-    _seal: object = field(default=None, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self._seal is not _SEAL:
-            raise TypeError("Decisions are made by a Verifier, not constructed")
+    def __init__(self, *_: object, **__: object) -> None:
+        raise TypeError("Decisions are made by a Verifier, not constructed")
 
     @property
     def allowed(self) -> bool:
@@ -84,10 +81,44 @@ class Decision:
             raise AccessDenied(self.reason, self.detail)
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
 def _decision(
     reason: Reason, detail: str, at: int, claims: TokenClaims | None = None
 ) -> Decision:
-    return Decision(reason=reason, detail=detail, at=at, claims=claims, _seal=_SEAL)
+    # Decision.__init__ refuses everyone; the verifier builds its decisions
+    # field by field, the way a frozen dataclass's own __init__ does.
+    decision: Decision = _new(Decision)
+    _set(decision, "reason", reason)
+    _set(decision, "detail", detail)
+    _set(decision, "at", at)
+    _set(decision, "claims", claims)
+    return decision
+
+
+def _check_request(
+    now: object,
+    vehicle_id: object,
+    action: Action | str,
+    purpose: Purpose | str | None,
+    location: object,
+) -> tuple[Action, Purpose | None]:
+    """Validate what the *caller* passed: a mistake there raises, it is not a denial."""
+    check_name(vehicle_id, "vehicle_id")
+    try:
+        wanted_action = action if action.__class__ is Action else Action(action)
+        wanted_purpose = (
+            purpose if purpose is None or purpose.__class__ is Purpose else Purpose(purpose)
+        )
+    except ValueError:
+        raise InvalidRequest("unknown action or purpose") from None
+    if location is not None and not isinstance(location, Location):
+        raise InvalidRequest("location must be a trunkkey.Location")
+    if type(now) is not int:
+        raise InvalidRequest("now must be an int of Unix seconds")
+    return wanted_action, wanted_purpose
 
 
 _HEADER_REASON = {
@@ -149,17 +180,19 @@ class Verifier:
         :mod:`trunkkey.consent`); without one the token's signer must be in
         the trust store.
         """
-        return self.verify_at(
-            token,
-            now=self._clock.now(),
-            vehicle_id=vehicle_id,
-            action=action,
-            purpose=purpose,
-            location=location,
-            proof=proof,
-            challenge=challenge,
-            chain=chain,
+        now = self._clock.now()
+        wanted_action, wanted_purpose = _check_request(
+            now, vehicle_id, action, purpose, location
         )
+        try:
+            return self._check(
+                token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge,
+                chain,
+            )
+        except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
+            return _decision(
+                Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
+            )
 
     def verify_at(
         self,
@@ -176,19 +209,9 @@ class Verifier:
     ) -> Decision:
         """Decide on ``token`` at time ``now`` — for a caller that has already
         read (and sanity-checked) its own clock, like the vehicle unit."""
-        # Arguments come from the caller, not the attacker: misuse raises.
-        check_name(vehicle_id, "vehicle_id")
-        try:
-            wanted_action = action if action.__class__ is Action else Action(action)
-            wanted_purpose = (
-                purpose if purpose is None or purpose.__class__ is Purpose else Purpose(purpose)
-            )
-        except ValueError:
-            raise InvalidRequest("unknown action or purpose") from None
-        if location is not None and not isinstance(location, Location):
-            raise InvalidRequest("location must be a trunkkey.Location")
-        if type(now) is not int:
-            raise InvalidRequest("now must be an int of Unix seconds")
+        wanted_action, wanted_purpose = _check_request(
+            now, vehicle_id, action, purpose, location
+        )
         try:
             return self._check(
                 token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge,
@@ -249,7 +272,7 @@ class Verifier:
             return _decision(Reason.KEY_NOT_VALID, "signing key outside its validity period", now)
         # 5. The signature, before any claim is believed.
         to_be_signed = SIG_STRUCTURE_PREFIX + protected_item + b"\x40" + payload_item
-        if not entry.key.is_valid_signature(signature, to_be_signed):
+        if not entry.key.is_valid_unique_signature(signature, to_be_signed):
             return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
         # 6. The claims, strictly decoded.
         try:
