@@ -3,9 +3,11 @@
 Run it with no arguments:  python examples/attacks.py
 
 Every scene builds a fresh world (carmaker, retailer, one car with a durable
-ledger) on simulated time, plays the attack, and compares the reason the car
-gave with the reason it should give. The car must stay locked throughout,
-except for the honest openings each scene uses as a control.
+ledger; for the consent scenes, a car whose only anchor is its carmaker's
+root, the owner's consent and a carrier under the retailer) on simulated
+time, plays the attack, and compares the reason the car gave with the reason
+it should give. The car must stay locked throughout, except for the honest
+openings each scene uses as a control.
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trunkkey import Action, Location, Reason, SigningKey, make_proof
+from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
+from trunkkey.consent import (
+    Grant,
+    Scope,
+    access_mask,
+    encode_chain,
+    grant_digest,
+    make_grant,
+    root_scope,
+    sign_delegation,
+    sign_revocation_list,
+    sign_root_grant,
+)
+from trunkkey.consent.story import sign_unchecked
 from trunkkey.cose import Typ, parse_sign1, sign1
 from trunkkey.vehicle import make_time_sync
 from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
@@ -26,6 +41,8 @@ from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
 START = int(datetime(2027, 6, 1, 9, 0, tzinfo=UTC).timestamp())
 PARKED = Location.from_degrees(52.520008, 13.404954)  # Berlin, Alexanderplatz
 REFUSED, ACCEPTED = "refused", "accepted"
+CARRIER = "carrier.example"
+DAY = 86_400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,12 +76,13 @@ class Scene:
 class Stage:
     """A fresh world with one parked car, a courier and the means to play a scene."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, consent: bool = False) -> None:
         self.world = World(start=START, state_dir=state_dir)
-        self.car: Car = self.world.enrol_car("VIN-BER-0001")
+        self.car: Car = self.world.enrol_car("VIN-BER-0001", consent=consent)
         self.place = self.world.park(self.car, PARKED, radius_m=50)
         self.courier = SigningKey.generate()
         self.attacker = SigningKey.generate()
+        self.consent: Consent | None = Consent(self) if consent else None
 
     def token(self, **kwargs: object) -> bytes:
         kwargs.setdefault("courier", self.courier)
@@ -80,6 +98,78 @@ class Stage:
         self.world.advance(30)
         self.car.unit.trunk_closed()
         return reason
+
+
+class Consent:
+    """The owner's consent (carmaker -> retailer, 30 days) and its delegation to a carrier."""
+
+    def __init__(self, stage: Stage) -> None:
+        world, now = stage.world, stage.world.now
+        self.stage = stage
+        self.home = Geofence(lat_e7=PARKED.lat_e7, lon_e7=PARKED.lon_e7, radius_m=300)
+        self.grant = make_grant(
+            grantee=world.retailer_key.public_key, grantee_name=RETAILER,
+            access=access_mask([Action.TRUNK], [Purpose.DELIVERY]), not_before=now - 60,
+            expires=now + 30 * DAY, depth=1, vehicle_ids=[stage.car.vehicle_id],
+            places=[self.home],
+        )
+        scope = root_scope(self.grant)
+        if not isinstance(scope, Scope):
+            raise AssertionError(scope)
+        self.scope = scope
+        self.root_grant = sign_root_grant(world.carmaker_key, self.grant)
+        self.carrier_key = SigningKey.generate()
+        self.carrier_grant = sign_delegation(world.retailer_key, scope, self.delegation())
+        self.chain = encode_chain([self.root_grant, self.carrier_grant])
+        self.carrier = Issuer(self.carrier_key, CARRIER, clock=world.true_clock)
+        self.version = 0
+
+    def delegation(self, **kw: object) -> Grant:
+        now = self.stage.world.now
+        request: dict[str, object] = {
+            "grantee": self.carrier_key.public_key, "grantee_name": CARRIER,
+            "access": access_mask([Action.TRUNK], [Purpose.DELIVERY]),
+            "not_before": now - 60, "expires": now + 7 * DAY, "depth": 0,
+        }
+        request.update(kw)
+        return make_grant(**request)  # type: ignore[arg-type]
+
+    def token(self, **kw: object) -> bytes:
+        """The carrier mints the courier's token under the chain."""
+        now = self.stage.world.now
+        request: dict[str, object] = {
+            "vehicle_id": self.stage.car.vehicle_id, "action": Action.TRUNK,
+            "not_before": now, "expires": now + 4 * 3600, "geofence": self.stage.place,
+            "courier_key": self.stage.courier.public_key, "order_ref": b"order-77",
+        }
+        request.update(kw)
+        return self.carrier.mint(**request)  # type: ignore[arg-type]
+
+    def present(self, token: bytes, chain: bytes | None = None, **kw: object) -> Reason:
+        return courier_present(
+            self.stage.car, token, self.stage.courier,
+            chain=self.chain if chain is None else chain, **kw,  # type: ignore[arg-type]
+        ).reason
+
+    def deliver(self, token: bytes, **kw: object) -> Reason:
+        reason = self.present(token, **kw)
+        self.stage.world.advance(30)
+        self.stage.car.unit.trunk_closed()
+        return reason
+
+    def revocation_list(self, version: int | None = None, **kw: object) -> bytes:
+        """The carmaker signs a revocation snapshot (the next version unless told)."""
+        self.version = self.version + 1 if version is None else version
+        return sign_revocation_list(
+            self.stage.world.carmaker_key, version=self.version,
+            issued_at=self.stage.world.now, **kw,  # type: ignore[arg-type]
+        )
+
+
+def _consent(stage: Stage) -> Consent:
+    if stage.consent is None:
+        raise AssertionError("a consent scene needs a consent stage")
+    return stage.consent
 
 
 def scene_replay(stage: Stage, scene: Scene) -> None:
@@ -230,6 +320,115 @@ def scene_enrol(stage: Stage, scene: Scene) -> None:
     stage.car.unit.trunk_closed()
 
 
+def scene_widened_scope(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    now = stage.world.now
+    wide = c.delegation(
+        access=access_mask([Action.TRUNK, Action.UNLOCK_RELOCK], [Purpose.DELIVERY]),
+        expires=now + 365 * DAY,
+    )
+    chain = encode_chain([c.root_grant, sign_unchecked(stage.world.retailer_key, wide)])
+    scene.expect("retailer delegates a year and the cabin (consent: 30 days, trunk)",
+                 Reason.SCOPE_WIDENED, c.present(c.token(), chain))
+    deeper = c.delegation(depth=1)
+    chain = encode_chain([c.root_grant, sign_unchecked(stage.world.retailer_key, deeper)])
+    scene.expect("retailer lets the carrier delegate further", Reason.SCOPE_WIDENED,
+                 c.present(c.token(), chain))
+    scene.expect("the honest chain (control)", Reason.ALLOWED, c.deliver(c.token()))
+
+
+def scene_expired_consent(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    short = make_grant(
+        grantee=stage.world.retailer_key.public_key, grantee_name=RETAILER,
+        access=c.grant.access, not_before=stage.world.now - 60,
+        expires=stage.world.now + 3600, depth=1, vehicle_ids=[stage.car.vehicle_id],
+    )
+    scope = root_scope(short)
+    if not isinstance(scope, Scope):
+        raise AssertionError(scope)
+    chain = encode_chain([
+        sign_root_grant(stage.world.carmaker_key, short),
+        sign_delegation(stage.world.retailer_key, scope,
+                        c.delegation(expires=stage.world.now + 3600)),
+    ])
+    token = c.token(expires=stage.world.now + 3 * 3600)
+    stage.world.advance(2 * 3600)
+    scene.expect("token still in its window; the owner's consent ended an hour ago",
+                 Reason.GRANT_EXPIRED, c.present(token, chain))
+
+
+def scene_revoked_consent(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    token = c.token()
+    pushed = stage.car.unit.apply_revocations(
+        c.revocation_list(grants=[grant_digest(c.root_grant)]))
+    scene.expect("carmaker pushes the owner's withdrawal over LTE", ACCEPTED,
+                 ACCEPTED if pushed.applied else REFUSED)
+    scene.expect("courier's token under the withdrawn consent", Reason.GRANT_REVOKED,
+                 c.present(token))
+    stage.world.reboot(stage.car)
+    scene.expect("the same token after a reboot", Reason.GRANT_REVOKED, c.present(token))
+
+
+def scene_dead_zone(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    revocation = c.revocation_list(keys=[c.carrier_key.public_key.kid])
+    scene.expect("carrier key revoked; the list rides on the courier's handheld",
+                 Reason.KEY_REVOKED, c.present(c.token(), revocations=revocation))
+    scene.expect("the car now holds list version", "1", str(stage.car.unit.revocations_version))
+
+
+def scene_carrier_outside_grant(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    cabin = c.token(action=Action.UNLOCK_RELOCK)
+    scene.expect("carrier mints an unlock-relock token (granted: trunk only)",
+                 Reason.SCOPE_WIDENED, c.present(cabin, action=Action.UNLOCK_RELOCK))
+    elsewhere = c.token(geofence=Geofence.from_degrees(52.55, 13.40, 50))
+    scene.expect("carrier mints a token for a place the owner never named",
+                 Reason.SCOPE_WIDENED, c.present(elsewhere))
+    pickup = c.token(purpose=Purpose.RETURN_PICKUP)
+    scene.expect("carrier mints a return pickup (granted: deliveries)",
+                 Reason.SCOPE_WIDENED, c.present(pickup))
+    other = c.token(vehicle_id="VIN-BER-0099")
+    scene.expect("carrier mints a token for a car outside the consent",
+                 Reason.WRONG_VEHICLE, c.present(other))
+
+
+def scene_rolled_back_list(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    old = c.revocation_list(version=1)
+    new = c.revocation_list(version=2, grants=[grant_digest(c.carrier_grant)])
+    applied = [stage.car.unit.apply_revocations(data).applied for data in (old, new)]
+    scene.expect("lists v1 then v2 (revoking the carrier's grant) applied", ACCEPTED,
+                 ACCEPTED if all(applied) else REFUSED)
+    scene.expect("attacker replays the older, empty v1", Reason.ROLLBACK,
+                 stage.car.unit.apply_revocations(old).reason)
+    scene.expect("...slipped in alongside a presentation", Reason.GRANT_REVOKED,
+                 c.present(c.token(), revocations=old))
+    stage.world.reboot(stage.car)
+    scene.expect("v1 again after a reboot", Reason.ROLLBACK,
+                 stage.car.unit.apply_revocations(old).reason)
+
+
+def scene_superseded(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    captured = c.token()  # jammed and recorded on the way to the courier
+    stage.world.advance(60)
+    reissued = c.token()
+    supersede = c.revocation_list(supersede={b"order-77": stage.world.now})
+    scene.expect("the re-issued token, carrying the supersession (control)", Reason.ALLOWED,
+                 c.deliver(reissued, revocations=supersede))
+    scene.expect("the captured, never-used older token", Reason.SUPERSEDED,
+                 c.present(captured))
+
+
+#: Scenes played on a car whose only anchor is its carmaker's root.
+CONSENT_SCENES = frozenset({
+    "widened_scope", "expired_consent", "revoked_consent", "dead_zone",
+    "carrier_outside_grant", "rolled_back_list", "superseded",
+})
+
 SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("replay", "Replay after delivery",
      "An eavesdropper recorded the courier's whole exchange and plays it back later.",
@@ -263,6 +462,25 @@ SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("enrol", "Key enrolment during an opening",
      "While the trunk is open, the handheld asks to enrol a key or start the car.",
      scene_enrol),
+    ("widened_scope", "Consent: a delegation wider than the consent",
+     "The retailer signs its carrier more than the owner consented to.", scene_widened_scope),
+    ("expired_consent", "Consent: expired",
+     "The owner's consent ran out; the carrier still holds a token minted before.",
+     scene_expired_consent),
+    ("revoked_consent", "Consent: withdrawn",
+     "The owner withdraws consent; the carmaker pushes a signed revocation list.",
+     scene_revoked_consent),
+    ("dead_zone", "Consent: revocation for a car without signal",
+     "A carrier key is compromised; the car is in a garage; a handheld brings the list.",
+     scene_dead_zone),
+    ("carrier_outside_grant", "Consent: carrier acting outside the retailer's grant",
+     "The carrier mints tokens its grant does not cover.", scene_carrier_outside_grant),
+    ("rolled_back_list", "Consent: rolled-back revocation list",
+     "An attacker replays an older, emptier revocation list to the car.",
+     scene_rolled_back_list),
+    ("superseded", "Consent: superseded token (RollJam)",
+     "A token captured unused on the way; the order was re-issued with a newer token.",
+     scene_superseded),
 ]
 
 
@@ -271,7 +489,7 @@ def run(state_dir: str, only: Sequence[str] = ()) -> list[Scene]:
     for key, title, story, play in SCENES:
         if only and key not in only:
             continue
-        stage = Stage(Path(state_dir) / key)
+        stage = Stage(Path(state_dir) / key, consent=key in CONSENT_SCENES)
         scene = Scene(key=key, title=title, story=story)
         body = stage.car.body
         openings_before = body.trunk_openings + body.door_unlocks

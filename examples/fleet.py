@@ -341,6 +341,8 @@ def table(summary: Summary) -> str:
         f"(wall clock, whole simulation incl. minting and proofs, {summary.procs} proc)",
         f"            {summary.presents_per_cpu_second:,.0f} verifications/s "
         f"per process inside the unit (challenge, verifier, ledger, actuation)",
+        "            (a story, not a benchmark: for verifier throughput and 1 vs 2 "
+        "processes run --throughput)",
     ]
     lines += [f"  MISMATCH {m}" for m in summary.mismatches[:10]]
     return "\n".join(lines)
@@ -547,7 +549,8 @@ def _print_scaling(result: dict[str, object], procs: int) -> None:
     for ledger, data in result.items():
         by_procs = data["by_procs"]  # type: ignore[index]
         one, many = by_procs["1"], by_procs[str(procs)]
-        print(f"{ledger:7s} ledger: 1 process {one['per_second']:>10,.0f}/s   "
+        label = "disk only (no verifier)" if ledger == BASELINE else f"{ledger} ledger"
+        print(f"{label:24s} 1 process {one['per_second']:>10,.0f}/s   "
               f"{procs} processes {many['per_second']:>10,.0f}/s "
               f"(each {', '.join(f'{r:,.0f}' for r in many['per_process'])})   "
               f"speedup {data['speedup']:.2f}x")  # type: ignore[index]

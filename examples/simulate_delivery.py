@@ -1,4 +1,11 @@
-"""The whole happy path of a delivery into a parked car, then a return pickup.
+"""The whole happy path of a delivery into a parked car, a return pickup, then consent.
+
+The last part is the consent flow (issue 4): the owner consents once in the
+carmaker's app, the carmaker signs a grant to the retailer, the retailer
+delegates to its carrier, the carrier mints the courier's token, and a car
+that trusts only its carmaker verifies the whole chain offline. Then the
+owner withdraws consent and a courier's handheld carries the revocation to
+the car, parked where there is no signal.
 
 Run it with no arguments:  python examples/simulate_delivery.py
 
@@ -16,13 +23,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from trunkkey import Action, Location, Purpose, Reason, SigningKey
+from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
+from trunkkey.consent import (
+    Scope,
+    access_mask,
+    encode_chain,
+    grant_digest,
+    make_grant,
+    root_scope,
+    sign_delegation,
+    sign_revocation_list,
+    sign_root_grant,
+)
 from trunkkey.vehicle import Event, EventKind, GapDetector, UnitState, verify_receipt
-from trunkkey.vehicle.sim import Car, World, courier_present
+from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
 
 #: 2027-06-01 08:00 UTC: the morning of delivery day.
 START = int(datetime(2027, 6, 1, 8, 0, tzinfo=UTC).timestamp())
 MUNICH_CAR_PARK = Location.from_degrees(48.137154, 11.576124)
+CARRIER = "carrier.example"
+DAY = 86_400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +161,7 @@ def run(state_dir: str, say: Callable[[str], None] = print) -> list[Check]:
     check("car still locked after every refusal", True, car.body.locked)
 
     _return_pickup(world, car, place, step, check)
+    _consent_delivery(world, step, check)
     return checks
 
 
@@ -168,6 +189,80 @@ def _return_pickup(
     )
     check("pickup receipt", (Purpose.RETURN_PICKUP, "timeout"),
           (receipt.purpose, receipt.relock_cause))
+
+
+def _consent_delivery(
+    world: World, step: Callable[[str], None], check: Callable[[str, object, object], None],
+) -> None:
+    world.advance(3600)
+    step("Carmaker enrols car VIN-MUC-0002: its only anchors are the carmaker root and its "
+         "own key.")
+    car = world.enrol_car("VIN-MUC-0002", consent=True)
+    home = Geofence(lat_e7=MUNICH_CAR_PARK.lat_e7, lon_e7=MUNICH_CAR_PARK.lon_e7, radius_m=300)
+    now = world.now
+    consent = make_grant(
+        grantee=world.retailer_key.public_key, grantee_name=RETAILER,
+        access=access_mask([Action.TRUNK], [Purpose.DELIVERY, Purpose.RETURN_PICKUP]),
+        not_before=now, expires=now + 30 * DAY, depth=1, vehicle_ids=[car.vehicle_id],
+        places=[home], daily_limit=3,
+    )
+    root_grant = sign_root_grant(world.carmaker_key, consent)
+    step(f"Owner consents once in the carmaker's app: trunk only, deliveries and returns, "
+         f"30 days, near home, 3 a day. Carmaker signs the grant to the retailer "
+         f"({len(root_grant)} bytes).")
+    carrier_key = SigningKey.generate()
+    scope = root_scope(consent)
+    if not isinstance(scope, Scope):
+        raise AssertionError(scope)
+    delegation = make_grant(
+        grantee=carrier_key.public_key, grantee_name=CARRIER,
+        access=access_mask([Action.TRUNK], [Purpose.DELIVERY]),
+        not_before=now, expires=now + 7 * DAY, depth=0,
+    )
+    carrier_grant = sign_delegation(world.retailer_key, scope, delegation)
+    chain = encode_chain([root_grant, carrier_grant])
+    step(f"Retailer delegates trunk deliveries for a week to its carrier "
+         f"({len(carrier_grant)} bytes); the chain is {len(chain)} bytes.")
+    place = world.park(car, MUNICH_CAR_PARK, radius_m=50)
+    courier = SigningKey.generate()
+    carrier = Issuer(carrier_key, CARRIER, clock=world.true_clock)
+    token = carrier.mint(
+        vehicle_id=car.vehicle_id, action=Action.TRUNK, not_before=world.now,
+        expires=world.now + 4 * 3600, geofence=place, courier_key=courier.public_key,
+        order_ref=b"order-2002",
+    )
+    step(f"Carrier mints the courier's token ({len(token)} bytes); the car has never "
+         "heard of the retailer or the carrier.")
+    world.advance(45 * 60)
+    challenge = car.unit.challenge()
+    proof = make_proof(courier, token=token, vehicle_id=car.vehicle_id, challenge=challenge)
+    step(f"Courier at the car, offline: presentation = chain {len(chain)} + token "
+         f"{len(token)} + proof {len(proof)} = {len(chain) + len(token) + len(proof)} bytes.")
+    outcome = car.unit.present(
+        token, action=Action.TRUNK, proof=proof, challenge=challenge, chain=chain
+    )
+    check("token under carrier -> retailer -> consent -> root opens the trunk",
+          Reason.ALLOWED, outcome.reason)
+    world.advance(30)
+    car.unit.trunk_closed()
+    check("consent car relocked", True, car.body.locked)
+
+    world.advance(DAY)
+    step("Next day the owner withdraws consent; the carmaker signs revocation list v1.")
+    revocation = sign_revocation_list(
+        world.carmaker_key, version=1, issued_at=world.now, grants=[grant_digest(root_grant)]
+    )
+    step("The car is parked in a garage with no signal; a courier's handheld brings the list.")
+    second = carrier.mint(
+        vehicle_id=car.vehicle_id, action=Action.TRUNK, not_before=world.now,
+        expires=world.now + 4 * 3600, geofence=place, courier_key=courier.public_key,
+        order_ref=b"order-2003",
+    )
+    refused = courier_present(car, second, courier, chain=chain, revocations=revocation)
+    check("the car applies the carried list, then refuses the chain", Reason.GRANT_REVOKED,
+          refused.reason)
+    check("revocation list held by the car", 1, car.unit.revocations_version)
+    check("consent car still locked", True, car.body.locked)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,7 +115,7 @@ def _fleet(plt: Any, data: dict[str, Any], out: Path) -> None:
     axes[0].set_ylabel("verifications per second")
     axes[0].set_title("One process, more cars")
     axes[0].legend(fontsize=8)
-    kinds = ["memory", "sqlite"]
+    kinds = [k for k in ("memory", "sqlite", "sqlite-baseline") if k in scaling]
     one = [scaling[k]["by_procs"]["1"]["per_second"] for k in kinds]
     two = [scaling[k]["by_procs"]["2"]["per_second"] for k in kinds]
     xs = list(range(len(kinds)))
@@ -124,9 +124,11 @@ def _fleet(plt: Any, data: dict[str, Any], out: Path) -> None:
     for x, k in zip(xs, kinds, strict=True):
         axes[1].text(x + 0.2, two[x], f"x{scaling[k]['speedup']:.2f}", ha="center",
                      va="bottom", fontsize=9)
-    axes[1].set_xticks(list(xs), ["in-memory", "durable (SQLite)"])
+    names = {"memory": "in-memory", "sqlite": "durable (SQLite)",
+             "sqlite-baseline": "disk alone\n(no verifier)"}
+    axes[1].set_xticks(xs, [names[k] for k in kinds])
     axes[1].set_yscale("log")
-    axes[1].set_ylabel("verifications per second, all processes")
+    axes[1].set_ylabel("per second, all processes together")
     axes[1].set_title("1 against 2 processes")
     axes[1].legend(fontsize=8)
     fig.suptitle("Fleet: verifier throughput over independent cars")

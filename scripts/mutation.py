@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,15 +108,22 @@ def _test_files(workdir: Path, patterns: tuple[str, ...]) -> list[str]:
     return found
 
 
+def _pytest_args(tests: list[str]) -> list[str]:
+    # Preloaded plugins (hypothesis) cannot be assertion-rewritten again: say so quietly.
+    return ["-x", "-q", "-p", "no:cacheprovider", "-p", "_mutation_profile",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",
+            "--hypothesis-profile=mutation", *tests]
+
+
 def _pytest(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+    """Run the selection in a fresh process; ``fork`` mode skips re-importing libraries."""
+    if _FORK:
+        return _pytest_forked(workdir, tests, timeout)
     env = dict(os.environ)
     env.pop("CI", None)
     env["PYTHONPATH"] = os.pathsep.join([str(workdir / "src"), str(workdir)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    cmd = [
-        sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-        "-p", "_mutation_profile", "--hypothesis-profile=mutation", *tests,
-    ]
+    cmd = [sys.executable, "-m", "pytest", *_pytest_args(tests)]
     start = time.monotonic()
     try:
         proc = subprocess.run(  # noqa: S603 -- our own interpreter and fixed arguments
@@ -123,12 +132,57 @@ def _pytest(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float
         )
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - start
-    elapsed = time.monotonic() - start
-    if proc.returncode == 0:
-        return "passed", elapsed
-    if proc.returncode in {1}:
-        return "failed", elapsed
-    return f"error {proc.returncode}: {proc.stdout[-400:]}{proc.stderr[-400:]}", elapsed
+    return _status(proc.returncode), time.monotonic() - start
+
+
+def _status(code: int) -> str:
+    if code == 0:
+        return "passed"
+    if code == 1:
+        return "failed"
+    return f"error {code}"
+
+
+def _preload() -> None:
+    """Import the heavy third-party modules once, in the parent, before any fork."""
+    for name in ("cbor2", "hypothesis", "nacl.bindings", "pytest", "_pytest.python",
+                 "cryptography.hazmat.primitives.asymmetric.ec",
+                 "cryptography.hazmat.primitives.asymmetric.ed25519", "sqlite3"):
+        importlib.import_module(name)
+    if any(name == "trunkkey" or name.startswith("trunkkey.") for name in sys.modules):
+        raise SystemExit("trunkkey was imported before forking; mutants would not load")
+
+
+def _pytest_forked(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: import trunkkey (mutated) from the copy, run, exit
+        try:
+            pytest = importlib.import_module("pytest")  # preloaded in the parent
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.chdir(workdir)
+            os.environ.pop("CI", None)
+            os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+            sys.dont_write_bytecode = True
+            sys.path[:0] = [str(workdir / "src"), str(workdir), str(workdir / "tests")]
+            code = int(pytest.main(_pytest_args(tests)))
+        except BaseException:  # noqa: BLE001 -- the child must never return into the parent
+            code = 3
+        os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return _status(os.waitstatus_to_exitcode(status)), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout", time.monotonic() - start
+        time.sleep(0.02)
+
+
+_FORK = hasattr(os, "fork")
 
 
 def run_module(
@@ -201,7 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=90.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the private copy here")
+    parser.add_argument("--no-fork", action="store_true",
+                        help="start a new interpreter per mutant instead of forking")
     args = parser.parse_args(argv)
+    global _FORK  # noqa: PLW0603 -- one switch for the whole run
+    _FORK = _FORK and not args.no_fork
+    if _FORK:
+        _preload()
     modules = args.module or list(MODULES)
     results: list[ModuleResult] = []
     with tempfile.TemporaryDirectory(prefix="trunkkey-mutation-") as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -45,9 +46,19 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
     assert outcomes["pickup token opens the trunk"] == "allowed"
     assert outcomes["pickup receipt"] == "(return-pickup, timeout)"
     assert outcomes["no gap in the event sequence"] == "()"
+    # The consent flow: a car that trusts only its carmaker, a two-link chain.
+    assert outcomes["token under carrier -> retailer -> consent -> root opens the trunk"] == (
+        "allowed"
+    )
+    assert outcomes["consent car relocked"] == "True"
+    assert outcomes["the car applies the carried list, then refuses the chain"] == (
+        "grant_revoked"
+    )
+    assert outcomes["revocation list held by the car"] == "1"
     story = "\n".join(lines)
     assert "Retailer verifies the signed receipt" in story
     assert "customer's phone <-" in story
+    assert re.search(r"presentation = chain \d+ \+ token \d+ \+ proof \d+ = \d+ bytes", story)
 
 
 def test_delivery_main_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,6 +86,15 @@ ATTACKS = {
     "reboot": ["allowed", "already_used"],
     "crash": ["actuator_failed", "locked", "already_used"],
     "enrol": ["allowed", "wrong_action", "wrong_action", "wrong_action", "wrong_action"],
+    # Consent chains (issue 4): a car whose only anchor is its carmaker's root.
+    "widened_scope": ["scope_widened", "scope_widened", "allowed"],
+    "expired_consent": ["grant_expired"],
+    "revoked_consent": ["accepted", "grant_revoked", "grant_revoked"],
+    "dead_zone": ["key_revoked", "1"],
+    "carrier_outside_grant": ["scope_widened", "scope_widened", "scope_widened",
+                              "wrong_vehicle"],
+    "rolled_back_list": ["accepted", "rollback", "grant_revoked", "rollback"],
+    "superseded": ["allowed", "superseded"],
 }
 
 

@@ -120,7 +120,7 @@ def test_pem_and_cose_key_round_trips(alg: Algorithm) -> None:
     assert SigningKey.from_pem(key.private_pem()).public_key == public
     assert SigningKey.from_pem(key.private_pem(password=b"pw"), password=b"pw").public_key == public
     assert SigningKey.from_cose_key(key.private_cose_key()).public_key == public
-    assert pickle.loads(pickle.dumps(public)) == public  # noqa: S301 -- our own bytes
+    assert pickle.loads(pickle.dumps(public)) == public
 
 
 def test_cose_key_with_a_wrong_kid_or_alg_is_refused() -> None:

@@ -1,5 +1,23 @@
-"""Replay ledgers: the record that makes every token single-use."""
+"""Replay ledgers: the record that makes every token single-use.
+
+``MemoryLedger`` and ``SqliteLedger`` (the embedded default) need nothing
+beyond the core dependencies. ``RedisLedger`` and ``PostgresLedger`` import
+their client libraries only when constructed (extras ``trunkkey[redis]`` and
+``trunkkey[postgres]``).
+"""
 
 from .base import Ledger as Ledger
 from .memory import MemoryLedger as MemoryLedger
+from .postgres import PostgresLedger as PostgresLedger
+from .redis import RedisLedger as RedisLedger
 from .sqlite import SqliteLedger as SqliteLedger
+from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
+
+__all__ = [
+    "GroupCommitSqliteLedger",
+    "Ledger",
+    "MemoryLedger",
+    "PostgresLedger",
+    "RedisLedger",
+    "SqliteLedger",
+]

@@ -27,11 +27,15 @@ from .unit import SimulatedGps as SimulatedGps
 from .unit import UnitConfig as UnitConfig
 from .unit import UnitState as UnitState
 from .unit import VehicleUnit as VehicleUnit
+from .updates import ConsentUpdates as ConsentUpdates
+from .updates import UpdateOutcome as UpdateOutcome
+from .updates import consent_verifier as consent_verifier
 
 __all__ = [
     "Actuator",
     "ChallengeBook",
     "ChallengeRefusal",
+    "ConsentUpdates",
     "Event",
     "EventBus",
     "EventKind",
@@ -51,7 +55,9 @@ __all__ = [
     "TimeSync",
     "UnitConfig",
     "UnitState",
+    "UpdateOutcome",
     "VehicleUnit",
+    "consent_verifier",
     "make_time_sync",
     "read_time_sync",
     "sign_receipt",

@@ -29,6 +29,11 @@ class EventKind(StrEnum):
     CLOCK_UNTRUSTED = "clock_untrusted"
     CLOCK_SYNCED = "clock_synced"
     RECEIPT_SIGNED = "receipt_signed"
+    # Signed updates from the carmaker (trunkkey.consent), by LTE or a courier's handheld.
+    REVOCATIONS_APPLIED = "revocations_applied"
+    REVOCATIONS_REFUSED = "revocations_refused"
+    TRUST_UPDATED = "trust_updated"
+    TRUST_UPDATE_REFUSED = "trust_update_refused"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..claims import Action, Purpose
 from ..clock import ManualClock
+from ..consent.anchors import RootKey
 from ..errors import AccessDenied, InvalidRequest
 from ..geo import Geofence, Location
 from ..issuer import Issuer
@@ -26,6 +27,7 @@ from ..proof import make_proof
 from ..trust import TrustedKey, TrustStore
 from .timekeeping import FileTimeStore, MemoryTimeStore, SyncOutcome, TimeStateStore, make_time_sync
 from .unit import Outcome, SimulatedBody, SimulatedGps, UnitConfig, VehicleUnit
+from .updates import TRUST_FILE, consent_verifier
 
 RETAILER = "retailer.example"
 
@@ -43,6 +45,12 @@ class Car:
     time_store: TimeStateStore
     unit: VehicleUnit
     parked_at: Location | None = None
+    #: Enrolled with the carmaker's root as its consent anchor (chains, revocations).
+    consent: bool = False
+    #: Where the unit's durable state lives (None: in memory).
+    state_dir: Path | None = None
+    #: This car's own trust store (a consent car's trust updates change only its own).
+    trust_store: TrustStore | None = None
 
 
 class World:
@@ -75,8 +83,16 @@ class World:
         return self.true_clock.now()
 
     # -- carmaker -------------------------------------------------------------
-    def enrol_car(self, vehicle_id: str, *, position: Location | None = None) -> Car:
-        """The carmaker provisions a car: its key, its trust anchors, its unit."""
+    def enrol_car(
+        self, vehicle_id: str, *, position: Location | None = None, consent: bool = False
+    ) -> Car:
+        """The carmaker provisions a car: its key, its trust anchors, its unit.
+
+        With ``consent`` the car's anchors are the carmaker's root key (this
+        world's ``carmaker_key``) and its own vehicle key: it verifies consent
+        chains offline and applies the carmaker's signed revocation lists.
+        """
+        directory = None
         if self.state_dir is not None and self.ledger_kind == "sqlite":
             directory = self.state_dir / vehicle_id
             directory.mkdir(parents=True, exist_ok=True)
@@ -88,17 +104,29 @@ class World:
             vehicle_id=vehicle_id, vehicle_key=SigningKey.generate(), body=SimulatedBody(),
             gps=SimulatedGps(position), clock=ManualClock(self.now), ledger=ledger,
             time_store=store, unit=None,  # type: ignore[arg-type]
+            consent=consent, state_dir=directory,
+            trust_store=TrustStore(list(self.trust_store)) if consent else None,
         )
         car.unit = self._boot(car)
         self.cars[vehicle_id] = car
         return car
 
     def _boot(self, car: Car) -> VehicleUnit:
+        consent = None
+        if car.consent:
+            consent = consent_verifier(
+                vehicle_id=car.vehicle_id, vehicle_key=car.vehicle_key,
+                roots=[RootKey(key=self.carmaker_key.public_key)], state_dir=car.state_dir,
+            )
         return VehicleUnit(
             vehicle_id=car.vehicle_id, vehicle_key=car.vehicle_key,
-            trust_store=self.trust_store, carmaker_key=self.carmaker_key.public_key,
+            trust_store=car.trust_store if car.trust_store is not None else self.trust_store,
+            carmaker_key=self.carmaker_key.public_key,
             ledger=car.ledger, time_store=car.time_store, clock=car.clock,
             actuator=car.body, gps=car.gps, randomness=self.randomness, config=self.config,
+            consent=consent,
+            trust_state=None if car.state_dir is None or not car.consent
+            else car.state_dir / TRUST_FILE,
         )
 
     def reboot(self, car: Car) -> VehicleUnit:
@@ -162,21 +190,28 @@ def courier_present(
     *,
     action: Action | str = Action.TRUNK,
     delay: Callable[[], None] | None = None,
+    chain: bytes | None = None,
+    revocations: bytes | None = None,
 ) -> Outcome:
     """The courier's handheld: ask for a challenge, sign it, present the token.
 
     ``delay`` runs between the challenge and the answer (a relay's latency).
     With no device key the handheld presents the bare token (a sniffer's copy).
+    ``chain`` is the consent chain the token hangs from; ``revocations`` a
+    signed revocation list the handheld carries to the car.
     """
     try:
         challenge = car.unit.challenge()
     except AccessDenied:
         # No challenge while the car distrusts its clock: the bare token is
         # still presented, and the unit says why it refuses.
-        return car.unit.present(token, action=action)
+        return car.unit.present(token, action=action, chain=chain, revocations=revocations)
     if delay is not None:
         delay()
     if device_key is None:
-        return car.unit.present(token, action=action)
+        return car.unit.present(token, action=action, chain=chain, revocations=revocations)
     proof = make_proof(device_key, token=token, vehicle_id=car.vehicle_id, challenge=challenge)
-    return car.unit.present(token, action=action, proof=proof, challenge=challenge)
+    return car.unit.present(
+        token, action=action, proof=proof, challenge=challenge, chain=chain,
+        revocations=revocations,
+    )

@@ -16,6 +16,12 @@ One opening at a time, in this order:
    ledger write and the actuation, the token is spent and the car stays
    locked: the safe way round (a failed delivery, never a second opening).
 
+With a :class:`~trunkkey.consent.ConsentVerifier` the unit also verifies
+consent chains offline (step 3 then runs from the carmaker root through every
+grant), and applies signed revocation lists and trust updates
+(:mod:`.updates`) — including a newer list a courier's handheld carries with
+its presentation, applied before that presentation is verified.
+
 The trunk or doors relock when closed, or by themselves when ``tick()`` finds
 the relock timeout passed, or at once if the clock stops being trustworthy.
 Time only moves through the injected clock: no threads, no sleeps.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +40,8 @@ from typing import NoReturn, Protocol
 
 from ..claims import Action, Purpose, TokenClaims, check_name
 from ..clock import Clock
+from ..consent.anchors import RootKey
+from ..consent.chain import ConsentVerifier
 from ..errors import AccessDenied, InvalidRequest
 from ..geo import Location, distance_m
 from ..keys import SigningKey, VerificationKey
@@ -46,6 +54,7 @@ from .challenge import DEFAULT_CHALLENGE_TTL, ChallengeBook
 from .events import EventBus, EventKind, Subscriber
 from .receipt import Receipt, sign_receipt
 from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
+from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
 
 DEFAULT_RELOCK_TIMEOUT = 120
 #: How far beyond the geofence's edge the car may read before the unit says
@@ -134,15 +143,29 @@ class VehicleUnit:
         gps: Positioning,
         randomness: Callable[[int], bytes] = secrets.token_bytes,
         config: UnitConfig | None = None,
+        consent: ConsentVerifier | None = None,
+        trust_state: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``consent``: verify consent chains against these anchors (carmaker
+        root(s) and this car's own key) and accept signed revocation lists and
+        trust updates; ``trust_state``: where the trust-update version floor
+        and key set persist. Without ``consent`` the unit trusts only
+        ``trust_store`` and refuses every chain and update."""
         self._vehicle = check_name(vehicle_id, "vehicle_id")
         if not isinstance(vehicle_key, SigningKey):
             raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+        if consent is not None and not isinstance(consent, ConsentVerifier):
+            raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
         self._key = vehicle_key
         self._config = config if config is not None else UnitConfig()
         self._ledger = ledger
+        self._updates = None if consent is None else ConsentUpdates(
+            consent=consent, trust_store=trust_store, vehicle_id=self._vehicle,
+            vehicle_key=vehicle_key, trust_state=trust_state,
+        )
         self._verifier = Verifier(
-            trust_store=trust_store, ledger=ledger, clock=clock, policy=self._config.policy
+            trust_store=trust_store, ledger=ledger, clock=clock, policy=self._config.policy,
+            consent=consent,
         )
         self._time = TimeKeeper(
             clock=clock, store=time_store, carmaker_key=carmaker_key, vehicle_id=vehicle_id,
@@ -163,15 +186,29 @@ class VehicleUnit:
 
     @classmethod
     def boot(
-        cls, state_dir: str | os.PathLike[str], **kwargs: object
+        cls,
+        state_dir: str | os.PathLike[str],
+        *,
+        roots: Iterable[RootKey] | None = None,
+        **kwargs: object,
     ) -> VehicleUnit:
         """A unit whose ledger and trusted time live in ``state_dir`` (durable).
 
         Booting again over the same directory is a reboot: every token the
-        previous unit accepted stays spent, and the time floor stays.
+        previous unit accepted stays spent, and the time floor stays. With
+        ``roots`` (the carmaker root keys provisioned at enrolment) the unit
+        verifies consent chains, and its revocation list, daily-limit counts
+        and trust updates persist in ``state_dir`` too.
         """
         path = Path(state_dir)
         path.mkdir(parents=True, exist_ok=True)
+        if roots is not None:
+            kwargs["consent"] = consent_verifier(
+                vehicle_id=kwargs["vehicle_id"],  # type: ignore[arg-type]
+                vehicle_key=kwargs["vehicle_key"],  # type: ignore[arg-type]
+                roots=roots, state_dir=path,
+            )
+            kwargs.setdefault("trust_state", path / TRUST_FILE)
         return cls(
             ledger=SqliteLedger(path / "ledger.sqlite"),
             time_store=FileTimeStore(path / "time.json"),
@@ -227,6 +264,11 @@ class VehicleUnit:
     def config(self) -> UnitConfig:
         return self._config
 
+    @property
+    def revocations_version(self) -> int:
+        """Version of the revocation list the unit holds (0: none; no consent: 0)."""
+        return 0 if self._updates is None else self._updates.revocations_version
+
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         return self._events.subscribe(subscriber)
 
@@ -252,11 +294,22 @@ class VehicleUnit:
         proof: bytes | None = None,
         challenge: bytes | None = None,
         purpose: Purpose | str | None = None,
+        chain: bytes | None = None,
+        revocations: bytes | None = None,
     ) -> Outcome:
-        """Decide on a token from the courier's device and, if allowed, actuate once."""
+        """Decide on a token from the courier's device and, if allowed, actuate once.
+
+        ``chain``: the consent chain the token hangs from. ``revocations``: a
+        signed revocation list the handheld carries; it is applied first when
+        it is validly signed and newer than the one held (otherwise ignored,
+        with an event), so the token is judged under the newest list either
+        of them knows.
+        """
         now = self._now()
         if now is None:
             return self._deny(None, Reason.CLOCK_UNTRUSTED, "clock went back; awaiting time sync")
+        if revocations is not None:
+            self._carried_revocations(revocations)
         try:
             wanted = Action(action)
             wanted_purpose = None if purpose is None else Purpose(purpose)
@@ -277,7 +330,7 @@ class VehicleUnit:
         location = self._position()
         decision = self._verifier.verify_at(
             token, now=now, vehicle_id=self._vehicle, action=wanted, purpose=wanted_purpose,
-            location=location, proof=proof, challenge=challenge,
+            location=location, proof=proof, challenge=challenge, chain=chain,
         )
         claims = decision.claims
         if not decision.allowed or claims is None:
@@ -341,6 +394,59 @@ class VehicleUnit:
                 detail=f"time sync refused: {outcome.detail}",
             )
         return outcome
+
+    # -- signed updates from the carmaker -------------------------------------
+    def apply_revocations(self, signed: bytes) -> UpdateOutcome:
+        """Apply a signed revocation list (pushed over LTE, or carried by a handheld).
+
+        Applied only when signed by a current carmaker root and strictly newer
+        than the list held (``rollback`` otherwise); from then on, and after
+        any reboot over the same state, the car refuses what it revokes.
+        """
+        return self._update(
+            EventKind.REVOCATIONS_APPLIED, EventKind.REVOCATIONS_REFUSED,
+            lambda u, now: u.apply_revocations(signed, now=now),
+        )
+
+    def apply_trust_update(self, signed: bytes) -> UpdateOutcome:
+        """Apply a signed trust update (root or issuer keys, with overlap periods)."""
+        return self._update(
+            EventKind.TRUST_UPDATED, EventKind.TRUST_UPDATE_REFUSED,
+            lambda u, now: u.apply_trust_update(signed, now=now),
+        )
+
+    def _update(
+        self, applied: EventKind, refused: EventKind,
+        apply: Callable[[ConsentUpdates, int], UpdateOutcome],
+    ) -> UpdateOutcome:
+        now = self._now()
+        updates = self._updates
+        if now is None:
+            # A root's validity is judged at trusted time, or not at all.
+            outcome = UpdateOutcome(
+                reason=Reason.CLOCK_UNTRUSTED, detail="clock went back; awaiting time sync",
+                version=0 if updates is None else updates.revocations_version,
+            )
+        elif updates is None:
+            outcome = UpdateOutcome(
+                reason=Reason.CHAIN_INVALID, detail="this unit holds no consent anchors",
+                version=0,
+            )
+        else:
+            outcome = apply(updates, now)
+        self._events.emit(
+            applied if outcome.applied else refused, at=now,
+            reason=None if outcome.applied else outcome.reason, detail=outcome.detail,
+        )
+        return outcome
+
+    def _carried_revocations(self, signed: bytes) -> None:
+        updates = self._updates
+        if updates is not None and updates.already_held(signed):
+            return  # the list every handheld carries today: nothing to do
+        # A list that is not newer or not genuine changes nothing; the
+        # presentation is then judged under the list the car already holds.
+        self.apply_revocations(signed)
 
     # -- internals -------------------------------------------------------------
     def _now(self) -> int | None:

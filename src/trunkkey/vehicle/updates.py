@@ -1,0 +1,185 @@
+"""Consent on the car: its anchors, and the signed updates that change what it trusts.
+
+A unit built with a :class:`~trunkkey.consent.ConsentVerifier` verifies
+consent chains offline (carmaker root -> retailer -> carrier -> token) and
+accepts two kinds of signed, versioned update from its carmaker:
+
+* **revocation lists** (:class:`~trunkkey.consent.RevocationState`): a list
+  is applied only if it is validly signed by a current root and strictly
+  newer than the one held; from then on everything under a revoked grant,
+  key or token id, and every superseded token, is refused;
+* **trust updates** (:class:`~trunkkey.consent.TrustUpdater`): roots and
+  directly trusted issuer keys, with overlap periods.
+
+Any channel may carry them, because they are signed end to end: the
+carmaker's cloud over LTE, or a courier's handheld alongside a presentation,
+which is how a revocation reaches a car parked where there is no signal.
+:class:`ConsentUpdates` turns each attempt into an :class:`UpdateOutcome`
+(never an exception): a refused update changes nothing on the car.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from ..consent.anchors import RootKey, VehicleAnchors
+from ..consent.chain import ConsentVerifier, GrantCache, UsageCounter
+from ..consent.errors import UpdateRefused
+from ..consent.revocation import RevocationState
+from ..consent.rotation import TrustUpdater
+from ..errors import InvalidRequest
+from ..keys import SigningKey
+from ..reasons import Reason
+from ..trust import TrustStore
+
+#: File names under a unit's state directory (next to the ledger and time.json).
+REVOCATIONS_FILE = "revocations.cbor"
+USAGE_FILE = "usage.cbor"
+TRUST_FILE = "trust.cbor"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateOutcome:
+    """What the unit did with one signed update. Test ``.applied``, not the object.
+
+    ``reason`` is ``allowed`` when the update was applied, otherwise why not
+    (``rollback`` for a version not newer than the one held, ``bad_signature``,
+    ``unknown_key``, ``malformed``, ``clock_untrusted``, ...). ``version`` is
+    the version the car holds afterwards.
+    """
+
+    reason: Reason
+    detail: str
+    version: int
+
+    @property
+    def applied(self) -> bool:
+        return self.reason is Reason.ALLOWED
+
+    def __bool__(self) -> NoReturn:
+        raise TypeError("test outcome.applied, not the outcome itself")
+
+
+def consent_verifier(
+    *,
+    vehicle_id: str,
+    vehicle_key: SigningKey,
+    roots: Iterable[RootKey],
+    state_dir: str | os.PathLike[str] | None = None,
+    cache: GrantCache | None = None,
+    max_list_age: int | None = None,
+) -> ConsentVerifier:
+    """The consent side of a car's enrolment: anchors = carmaker root(s) + its own key.
+
+    With ``state_dir`` the revocation list (and its version floor) and the
+    daily-limit counts are persisted there, so a reboot forgets nothing.
+    """
+    directory = None if state_dir is None else Path(state_dir)
+    anchors = VehicleAnchors(vehicle_id=vehicle_id, vehicle_key=vehicle_key, roots=roots)
+    return ConsentVerifier(
+        anchors=anchors,
+        revocations=RevocationState(
+            path=None if directory is None else directory / REVOCATIONS_FILE
+        ),
+        cache=cache if cache is not None else GrantCache(),
+        usage=UsageCounter(path=None if directory is None else directory / USAGE_FILE),
+        max_list_age=max_list_age,
+    )
+
+
+class ConsentUpdates:
+    """Applies signed revocation lists and trust updates to one car's consent state."""
+
+    def __init__(
+        self,
+        *,
+        consent: ConsentVerifier,
+        trust_store: TrustStore,
+        vehicle_id: str,
+        vehicle_key: SigningKey,
+        trust_state: str | os.PathLike[str] | None = None,
+    ) -> None:
+        anchors = consent.anchors
+        # The anchors are the car's own: a verifier provisioned for another car
+        # (or with another vehicle key) would check chains for the wrong vehicle.
+        if anchors.vehicle_id != vehicle_id:
+            raise InvalidRequest("consent anchors are for another vehicle")
+        if anchors.vehicle_key.public_key != vehicle_key.public_key:
+            raise InvalidRequest("consent anchors hold another vehicle key")
+        self._consent = consent
+        self._trust = TrustUpdater(
+            anchors=anchors, trust_store=trust_store,
+            path=None if trust_state is None else Path(trust_state),
+        )
+        #: Digest of the last list this car already holds: a handheld that
+        #: carries the same list to every car costs no signature check.
+        self._held_list: bytes | None = None
+
+    @property
+    def consent(self) -> ConsentVerifier:
+        return self._consent
+
+    @property
+    def revocations_version(self) -> int:
+        return self._consent.revocations.version
+
+    @property
+    def trust_version(self) -> int:
+        return self._trust.version
+
+    def already_held(self, signed: bytes) -> bool:
+        held = self._held_list
+        return (
+            type(signed) is bytes and held is not None
+            and hmac.compare_digest(hashlib.sha256(signed).digest(), held)
+        )
+
+    def apply_revocations(self, signed: bytes, *, now: int) -> UpdateOutcome:
+        state = self._consent.revocations
+        try:
+            applied = state.apply(signed, self._consent.anchors, now=now)
+        except UpdateRefused as exc:
+            return UpdateOutcome(reason=exc.reason, detail=exc.detail, version=state.version)
+        except OSError as exc:
+            # Not persisted means not applied (RevocationState swaps in memory last).
+            return UpdateOutcome(
+                reason=Reason.MALFORMED, detail=f"could not persist: {type(exc).__name__}",
+                version=state.version,
+            )
+        self._held_list = hashlib.sha256(signed).digest()
+        return UpdateOutcome(
+            reason=Reason.ALLOWED,
+            detail=(
+                f"revocation list v{applied.version}: {len(applied.grants)} grants, "
+                f"{len(applied.keys)} keys, {len(applied.tokens)} tokens, "
+                f"{len(applied.supersede)} orders"
+            ),
+            version=applied.version,
+        )
+
+    def apply_trust_update(self, signed: bytes, *, now: int) -> UpdateOutcome:
+        try:
+            update = self._trust.apply(signed, now=now)
+        except UpdateRefused as exc:
+            return UpdateOutcome(reason=exc.reason, detail=exc.detail, version=self._trust.version)
+        except InvalidRequest as exc:
+            return UpdateOutcome(
+                reason=Reason.MALFORMED, detail=str(exc), version=self._trust.version
+            )
+        except OSError as exc:
+            return UpdateOutcome(
+                reason=Reason.MALFORMED, detail=f"could not persist: {type(exc).__name__}",
+                version=self._trust.version,
+            )
+        return UpdateOutcome(
+            reason=Reason.ALLOWED,
+            detail=f"trust update v{update.version}: {len(update.set)} set, "
+            f"{len(update.remove)} removed",
+            version=update.version,
+        )
