@@ -115,21 +115,25 @@ def load_fleet() -> ModuleType:
     return module
 
 
-def fleet_vehicles(cars: list[int], *, tokens: int) -> dict[str, dict[str, float]]:
-    """Verifications/s of one process against the number of cars it serves."""
+def fleet_vehicles(cars: list[int], *, tokens: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Verifications/s of one process against the number of cars it serves.
+
+    ``tokens`` per round in all, spread over the cars; the best round counts.
+    """
     fleet = load_fleet()
     out: dict[str, dict[str, float]] = {"memory": {}, "sqlite": {}}
     for ledger, by_cars in out.items():
         for n in cars:
             per_car = max(1, tokens // n)
-            by_cars[str(n)] = fleet.throughput(cars=n, procs=1, ledger=ledger,
-                                                   per_car=per_car).per_second
+            by_cars[str(n)] = fleet.throughput(cars=n, procs=1, ledger=ledger, per_car=per_car,
+                                               rounds=rounds).per_second
     return out
 
 
-def fleet_scaling(*, cars: int, procs: int, per_car: int, repeats: int) -> dict[str, object]:
+def fleet_scaling(*, cars: int, procs: int, per_car: int, repeats: int,
+                  rounds: int) -> dict[str, object]:
     result: dict[str, object] = load_fleet().scaling(cars=cars, procs=procs, per_car=per_car,
-                                                     repeats=repeats)
+                                                     repeats=repeats, rounds=rounds)
     return result
 
 

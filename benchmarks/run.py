@@ -307,9 +307,11 @@ def run(*, quick: bool) -> dict[str, object]:
         [10**3, 10**4] if quick else [10**3, 10**4, 10**5, 10**6],
         batch=batch, rounds=max(2, rounds // 3), sqlite_batch=max(1, batch // 8))
     growth["fleet_vehicles_per_second"] = _growth.fleet_vehicles(
-        [2, 8] if quick else [10, 100, 1000], tokens=16 if quick else 3000)
-    fleet = _growth.fleet_scaling(cars=4 if quick else 200, procs=2,
-                                  per_car=4 if quick else 20, repeats=1 if quick else 3)
+        [2, 8] if quick else [10, 100, 1000], tokens=16 if quick else 1000,
+        rounds=1 if quick else 3)
+    fleet = _growth.fleet_scaling(cars=4 if quick else 100, procs=2,
+                                  per_car=4 if quick else 10, repeats=1 if quick else 2,
+                                  rounds=1 if quick else 4)
     growth["fleet_scaling"] = fleet
     ratio = ratios(rates)
     meta["load_after"] = _load()

@@ -151,8 +151,8 @@ class Consent:
             chain=self.chain if chain is None else chain, **kw,  # type: ignore[arg-type]
         ).reason
 
-    def deliver(self, token: bytes, **kw: object) -> Reason:
-        reason = self.present(token, **kw)
+    def deliver(self, token: bytes, revocations: bytes | None = None) -> Reason:
+        reason = self.present(token, revocations=revocations)
         self.stage.world.advance(30)
         self.stage.car.unit.trunk_closed()
         return reason

@@ -10,6 +10,8 @@ Writes into ``docs/performance/`` by default:
 * ``fleet.png``: verifier throughput against the number of cars, and 1 vs 2 processes.
 
 Needs the ``plot`` extra (matplotlib); exits with 2 if it is missing.
+With ``--markdown`` it prints the tables of docs/performance.md instead
+(no matplotlib needed).
 """
 
 from __future__ import annotations
@@ -137,12 +139,46 @@ def _fleet(plt: Any, data: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def _n(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The benchmark's figures as the Markdown tables of docs/performance.md."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import RATES  # noqa: PLC0415 -- the labels live with the benchmark
+
+    rates = data["rates"]
+    floor = rates["floor_ed25519_verify_libsodium"]
+    lines = ["| measure | per second | µs each | x libsodium verify |", "|---|---:|---:|---:|"]
+    for name, label in RATES.items():
+        rate = rates.get(name)
+        lines.append(f"| {label} | {_n(rate, ',.0f')} | {_n(1e6 / rate if rate else None, '.1f')}"
+                     f" | {_n(rate / floor if rate else None, '.3f')} |")
+    lines += ["", "| size | bytes |", "|---|---:|"]
+    lines += [f"| {name} | {_n(v, 'd')} |" for name, v in data["sizes"].items()]
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {name} | {_n(v, '.3f')} |" for name, v in data["ratios"].items()]
+    lines += ["", "| overhead beyond the signature operations | µs |", "|---|---:|"]
+    lines += [f"| {name} | {_n(v, '.1f')} |" for name, v in data["overhead_us"].items()]
+    lines += ["", "| target | measured | verdict |", "|---|---:|---|"]
+    for t in data["targets"]:
+        verdict = "n/a" if t["met"] is None else ("**met**" if t["met"] else "not met")
+        lines.append(f"| {t['target']} | {_n(t['value'], '.3f')} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path,
                         default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the Markdown tables instead of drawing")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.results.read_text())))
+        return 0
     try:
         import matplotlib  # noqa: PLC0415 -- the optional plot extra
 

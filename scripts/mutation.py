@@ -185,9 +185,24 @@ def _pytest_forked(workdir: Path, tests: list[str], timeout: float) -> tuple[str
 _FORK = hasattr(os, "fork")
 
 
+def _diff(original: str, mutated: str) -> str:
+    return "".join(
+        line for line in difflib.unified_diff(
+            original.splitlines(True), mutated.splitlines(True), n=0,
+        ) if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    )
+
+
 def run_module(
     module: str, workdir: Path, *, sample: int | None, seed: int, budget: float,
+    retest: dict[str, object] | None = None,
 ) -> ModuleResult:
+    """Mutate ``module`` and run its tests per mutant.
+
+    With ``retest`` (one module's entry from an earlier ``--json``), only that
+    run's survivors are tried again, and its killed count is carried over:
+    the way to score new tests without re-running every mutant.
+    """
     import mutmut  # noqa: PLC0415 -- optional tool, only needed here
 
     result = ModuleResult(module=module)
@@ -201,6 +216,20 @@ def run_module(
     result.total = len(ids)
     if sample is not None and sample < len(ids):
         ids = random.Random(f"{seed}:{module}").sample(ids, sample)  # noqa: S311 -- sampling
+    if retest is not None:
+        wanted = {(int(s["line"]), str(s["diff"]))  # type: ignore[index]
+                  for s in retest["survivors"]}  # type: ignore[attr-defined]
+        keyed = {(i.line_number + 1, _diff(original, mutmut.mutate(
+            mutmut.Context(source=original, mutation_id=i, filename=str(target)))[0])): i
+            for i in ids}
+        ids = [keyed[k] for k in sorted(wanted & keyed.keys(), key=lambda k: k[0])]
+        result.killed = int(retest["killed"])  # type: ignore[call-overload]
+        result.timeouts = int(retest["timeouts"])  # type: ignore[call-overload]
+        result.tested = result.killed + result.timeouts
+        # A survivor the source no longer produces (the file changed) stays a survivor.
+        for line, diff in sorted(wanted - keyed.keys()):
+            result.tested += 1
+            result.survivors.append({"line": line, "diff": diff, "note": "source changed"})
     status, baseline = _pytest(workdir, tests, timeout=600)
     if status != "passed":
         raise SystemExit(f"{module}: tests fail before mutation ({status}); fix them first")
@@ -231,11 +260,7 @@ def run_module(
             if outcome == "timeout":
                 result.timeouts += 1
             elif outcome == "passed":
-                diff = "".join(
-                    line for line in difflib.unified_diff(
-                        original.splitlines(True), mutated.splitlines(True), n=0,
-                    ) if line[:1] in "+-" and line[:3] not in ("+++", "---")
-                )
+                diff = _diff(original, mutated)
                 result.survivors.append({"line": mutation_id.line_number + 1, "diff": diff})
                 print(f"  survived at line {mutation_id.line_number + 1}:\n{diff}", flush=True)
             else:
@@ -255,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=90.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the private copy here")
+    parser.add_argument("--retest", type=Path,
+                        help="re-run only the survivors recorded in this earlier --json")
     parser.add_argument("--no-fork", action="store_true",
                         help="start a new interpreter per mutant instead of forking")
     args = parser.parse_args(argv)
@@ -262,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     _FORK = _FORK and not args.no_fork
     if _FORK:
         _preload()
-    modules = args.module or list(MODULES)
+    previous: dict[str, dict[str, object]] = {}
+    if args.retest:
+        previous = {r["module"]: r for r in json.loads(args.retest.read_text())}
+    modules = args.module or (list(previous) if previous else list(MODULES))
     results: list[ModuleResult] = []
     with tempfile.TemporaryDirectory(prefix="trunkkey-mutation-") as tmp:
         base = args.workdir or Path(tmp)
@@ -273,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             _copy_repo(workdir)
             results.append(run_module(
                 module, workdir, sample=args.sample, seed=args.seed, budget=args.budget,
+                retest=previous.get(module),
             ))
     print(f"\n{'module':15s} {'mutants':>7s} {'tested':>6s} {'killed':>6s} "
           f"{'timeout':>7s} {'survived':>8s} {'score':>6s}")

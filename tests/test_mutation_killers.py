@@ -8,9 +8,44 @@ survivors judged equivalent.
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
+from pathlib import Path
+
 import pytest
 
-from trunkkey import DecodeError, cbor
+from support import NOW, VEHICLE, make_world
+from trunkkey import (
+    Algorithm,
+    Decision,
+    DecodeError,
+    Geofence,
+    InvalidRequest,
+    Issuer,
+    LedgerError,
+    Location,
+    ManualClock,
+    MemoryLedger,
+    Reason,
+    SignatureError,
+    SigningKey,
+    SqliteLedger,
+    TrustedKey,
+    TrustStore,
+    Typ,
+    Verifier,
+    VerifierPolicy,
+    cbor,
+    make_proof,
+)
+from trunkkey.claims import (
+    _decode_claims_generic,
+    _decode_common_shape,
+    decode_claims,
+    encode_claims,
+)
+from trunkkey.cose import parse_sign1, sig_structure, verify_sign1
+from trunkkey.proof import check_proof
 
 # -- cbor ---------------------------------------------------------------------------
 
@@ -104,3 +139,277 @@ def test_encoder_refusals_say_why() -> None:
         cbor.encode(2**64)
     with pytest.raises(ValueError, match=r"^integer out of CBOR range$"):
         cbor.encode(-(2**64) - 1)
+
+
+# -- proof ----------------------------------------------------------------------------
+
+
+def _proof_world() -> tuple[SigningKey, bytes]:
+    device = SigningKey.generate()
+    return device, b"\xd2token-bytes"
+
+
+def test_make_proof_refusals_say_why() -> None:
+    device, token = _proof_world()
+    with pytest.raises(InvalidRequest, match=r"^device_key must be a trunkkey\.SigningKey$"):
+        make_proof(device.public_key, token=token, vehicle_id="V",  # type: ignore[arg-type]
+                   challenge=bytes(16))
+    with pytest.raises(InvalidRequest, match=r"^challenge must be 16 to 32 bytes$"):
+        make_proof(device, token=token, vehicle_id="V", challenge=bytes(15))
+
+
+def test_check_proof_details_name_the_failed_check() -> None:
+    device, token = _proof_world()
+    challenge = bytes(range(16))
+    good = make_proof(device, token=token, vehicle_id="V", challenge=challenge)
+    p256 = SigningKey.generate(Algorithm.ES256)
+    by_p256 = make_proof(p256, token=token, vehicle_id="V", challenge=challenge)
+
+    def problem(proof: bytes, **over: object) -> str | None:
+        args: dict[str, object] = {"key": device.public_key, "token": token, "vehicle_id": "V",
+                                   "challenge": challenge}
+        args.update(over)
+        return check_proof(proof, **args)  # type: ignore[arg-type]
+
+    assert problem(good) is None
+    assert problem(by_p256) == "proof header is not {alg of the cnf key, typ proof}"
+    assert problem(good, token=token + b"x") == (
+        "proof signature does not verify for this token, vehicle and key"
+    )
+    assert problem(good, vehicle_id="W") == (
+        "proof signature does not verify for this token, vehicle and key"
+    )
+    assert problem(good, challenge=bytes(16)) == "proof answers another challenge"
+    assert problem(bytearray(good)) == "proof is not bytes of a bounded size"  # type: ignore[arg-type]
+
+
+# -- ledgers ----------------------------------------------------------------------------
+
+
+def test_memory_ledger_repr_counts_spent_tokens() -> None:
+    ledger = MemoryLedger()
+    assert repr(ledger) == "MemoryLedger(0 spent)"
+    assert ledger.consume("V", b"t", 10) is True
+    assert repr(ledger) == "MemoryLedger(1 spent)"
+
+
+def test_sqlite_ledger_errors_say_what_failed(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    ledger = SqliteLedger(path)
+    assert repr(ledger) == f"SqliteLedger({str(path)!r})"
+    # Someone drops the table behind the ledger's back: every operation fails closed.
+    other = sqlite3.connect(path)
+    other.execute("DROP TABLE spent")
+    other.commit()
+    other.close()
+    with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
+        ledger.consume("V", b"t", 10)
+    with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
+        ledger.prune(10)
+    with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
+        ledger.prune(10, limit=5)
+    with pytest.raises(LedgerError, match=r"^ledger read failed: no such table: spent$"):
+        ledger.count()
+    ledger.close()
+    with pytest.raises(LedgerError, match=r"^ledger is closed$"):
+        ledger.consume("V", b"t", 10)
+
+
+def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode \(got memory\)$"):
+        SqliteLedger(":memory:")
+    with pytest.raises(LedgerError, match=r"^cannot open ledger .*: unable to open database file$"):
+        SqliteLedger(tmp_path / "no-such-dir" / "l.db")
+
+
+# -- verifier ---------------------------------------------------------------------------
+
+
+def test_verifier_policy_is_frozen_slotted_and_keyword_only() -> None:
+    policy = VerifierPolicy()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.max_skew = 300  # type: ignore[misc]
+    assert not hasattr(policy, "__dict__")
+    with pytest.raises(TypeError):
+        VerifierPolicy(60)  # type: ignore[misc]
+
+
+def test_verifier_policy_refusals_say_why() -> None:
+    with pytest.raises(InvalidRequest, match=r"^max_skew must be 0 to 300 seconds$"):
+        VerifierPolicy(max_skew=301)
+    positive = r"^max_lifetime must be a positive number of seconds$"
+    with pytest.raises(InvalidRequest, match=positive):
+        VerifierPolicy(max_lifetime=0)
+    with pytest.raises(InvalidRequest, match=r"^max_token_size must be 64 to 65536 bytes$"):
+        VerifierPolicy(max_token_size=63)
+    assert VerifierPolicy(max_lifetime=1).max_lifetime == 1
+
+
+def test_decision_is_frozen_slotted_and_keyword_only() -> None:
+    world = make_world()
+    decision = world.verifier.verify(world.mint(), vehicle_id=VEHICLE, action="trunk")
+    assert decision.allowed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.reason = Reason.EXPIRED  # type: ignore[misc]
+    assert not hasattr(decision, "__dict__")
+    assert dataclasses.fields(decision)
+    assert all(f.kw_only for f in dataclasses.fields(decision))
+
+
+# -- cose --------------------------------------------------------------------------------
+
+
+def test_typ_values_are_the_published_wire_values_and_distinct() -> None:
+    assert {t.name: int(t) for t in Typ} == {
+        "TOKEN": 65301, "PROOF": 65302, "GRANT": 65303, "RECEIPT": 65304, "TIME_SYNC": 65305,
+        "REVOCATION_LIST": 65306, "TRUST_UPDATE": 65307,
+    }
+    assert len({int(t) for t in Typ}) == len(Typ.__members__)  # no aliases
+
+
+def _std_message(key: SigningKey, protected: dict[int, object], unprotected: bytes = b"\xa0",
+                 payload: bytes | None = b"payload", detached: bytes | None = None) -> bytes:
+    prot = cbor.encode(protected) if protected else b""
+    signed_payload = payload if payload is not None else detached
+    assert signed_payload is not None
+    sig = key.sign(sig_structure(prot, signed_payload))
+    body = b"\xf6" if payload is None else cbor.head(2, len(payload)) + payload
+    return (b"\xd2\x84" + cbor.head(2, len(prot)) + prot + unprotected + body
+            + cbor.head(2, len(sig)) + sig)
+
+
+def test_standard_verifier_alg_must_match_the_key_in_either_bucket() -> None:
+    key = SigningKey.generate()
+    assert verify_sign1(_std_message(key, {1: -8}), key.public_key) == b"payload"
+    with pytest.raises(SignatureError, match=r"^alg does not match the verification key$"):
+        verify_sign1(_std_message(key, {1: -7}), key.public_key)
+    with pytest.raises(SignatureError, match=r"^alg does not match the verification key$"):
+        verify_sign1(_std_message(key, {}, unprotected=b"\xa1\x01\x26"), key.public_key)
+    assert verify_sign1(_std_message(key, {}, unprotected=b"\xa1\x01\x27"), key.public_key)
+
+
+def test_standard_verifier_crit_handling() -> None:
+    key = SigningKey.generate()
+    pub = key.public_key
+    for understood in (3, 5, 6, 16):
+        header = {1: -8, 2: [understood], understood: 0 if understood in (3, 16) else b"x"}
+        assert verify_sign1(_std_message(key, header), pub) == b"payload", understood
+    for refused in ({1: -8, 2: [7], 7: 0}, {1: -8, 2: [99], 99: 0}, {1: -8, 2: [3]},
+                    {1: -8, 2: []}, {1: -8, 2: 3}):
+        with pytest.raises(DecodeError):
+            verify_sign1(_std_message(key, refused), pub)
+    with pytest.raises(DecodeError, match=r"^crit must be protected$"):
+        verify_sign1(_std_message(key, {1: -8}, unprotected=b"\xa1\x02\x81\x01"), pub)
+    with pytest.raises(DecodeError, match=r"^a header parameter appears in both buckets$"):
+        verify_sign1(_std_message(key, {1: -8}, unprotected=b"\xa1\x01\x27"), pub)
+
+
+def test_standard_verifier_shapes_and_detached_payloads() -> None:
+    key = SigningKey.generate()
+    pub = key.public_key
+    with pytest.raises(DecodeError, match=r"^COSE_Sign1 must be an array of four items$"):
+        verify_sign1(b"\xd2\x83\x40\xa0\x40", pub)
+    with pytest.raises(DecodeError, match=r"^malformed COSE_Sign1 headers$"):
+        verify_sign1(b"\x84\x00\xa0\x40\x40", pub)
+    detached = _std_message(key, {1: -8}, payload=None, detached=b"outside")
+    assert verify_sign1(detached, pub, detached_payload=b"outside") == b"outside"
+    with pytest.raises(DecodeError, match=r"^detached payload not supplied$"):
+        verify_sign1(detached, pub)
+    with pytest.raises(DecodeError, match=r"^payload is attached; do not supply a detached one$"):
+        verify_sign1(_std_message(key, {1: -8}), pub, detached_payload=b"payload")
+
+
+def test_strict_envelope_reads_two_byte_lengths_and_refuses_longer() -> None:
+    key, courier = SigningKey.generate(Algorithm.ES256), SigningKey.generate(Algorithm.ES256)
+    clock, name, car = ManualClock(NOW), "i" * 64, "v" * 64
+    verifier = Verifier(trust_store=TrustStore([TrustedKey.create(key.public_key, name)]),
+                        ledger=MemoryLedger(), clock=clock)
+    token = Issuer(key, name, clock=clock).mint(
+        vehicle_id=car, action="trunk", not_before=NOW, expires=NOW + 60, order_ref=b"o" * 64,
+        courier_key=courier.public_key, geofence=Geofence(lat_e7=0, lon_e7=0, radius_m=100),
+    )
+    parts = parse_sign1(token)
+    assert len(parts.payload) >= 256  # the payload's head uses a 2-byte length
+    assert parts.payload_item[0] == 0x59
+    challenge = bytes(16)
+    proof = make_proof(courier, token=token, vehicle_id=car, challenge=challenge)
+    d = verifier.verify(token, vehicle_id=car, action="trunk",
+                        location=Location(lat_e7=0, lon_e7=0), proof=proof, challenge=challenge)
+    assert d.allowed, d.detail
+    with pytest.raises(DecodeError, match=r"^expected a byte string$"):
+        parse_sign1(b"\xd2\x84\x00\xa0\x40\x40")
+    with pytest.raises(DecodeError, match=r"^byte string length out of range$"):
+        parse_sign1(b"\xd2\x84\x5a\x00\x01\x00\x00")
+    with pytest.raises(DecodeError, match=r"^argument not in shortest form$"):
+        parse_sign1(b"\xd2\x84\x59\x00\xff" + bytes(255))
+    with pytest.raises(DecodeError, match=r"^argument not in shortest form$"):
+        parse_sign1(b"\xd2\x84\x58\x17" + bytes(23))
+
+
+def test_verifier_caller_mistakes_say_why() -> None:
+    world = make_world()
+    token = world.mint()
+    decision = world.verifier.verify(token, vehicle_id=VEHICLE, action="trunk")
+    with pytest.raises(TypeError, match=r"^Decisions are made by a Verifier, not constructed$"):
+        Decision(reason=Reason.ALLOWED, detail="", at=0)
+    with pytest.raises(TypeError, match=r"^test decision\.allowed, not the decision itself$"):
+        bool(decision)
+    v = world.verifier
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"vehicle_id": ""}, r"^vehicle_id must be a non-empty string$"),
+        ({"action": "fly"}, r"^unknown action or purpose$"),
+        ({"purpose": "joyride"}, r"^unknown action or purpose$"),
+        ({"location": (48.1, 11.5)}, r"^location must be a trunkkey\.Location$"),
+        ({"now": 1.5}, r"^now must be an int of Unix seconds$"),
+    ]
+    for change, message in cases:
+        args: dict[str, object] = {"now": NOW, "vehicle_id": VEHICLE, "action": "trunk"}
+        args.update(change)
+        with pytest.raises(InvalidRequest, match=message):
+            v.verify_at(token, **args)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"^trust_store must be a trunkkey\.TrustStore$"):
+        Verifier(trust_store=[], ledger=MemoryLedger(), clock=world.clock)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest,
+                       match=r"^consent must be a trunkkey\.consent\.ConsentVerifier$"):
+        Verifier(trust_store=world.store, ledger=MemoryLedger(), clock=world.clock,
+                 consent=object())  # type: ignore[arg-type]
+
+
+# -- claims ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [1, 23, 24, 25, 64])
+def test_claims_fast_paths_at_the_one_byte_length_boundary(length: int) -> None:
+    key = SigningKey.generate()
+    name, car = "i" * length, "v" * length
+    issuer = Issuer(key, name, clock=ManualClock(NOW))
+    claims = issuer.claims_for(vehicle_id=car, action="unlock-relock", purpose="return-pickup",
+                               not_before=NOW, expires=NOW + 60)
+    payload = encode_claims(claims)
+    # The hand-written encoding is the canonical one, whichever path produced it.
+    assert payload == cbor.encode(cbor.decode(payload))
+    assert _decode_claims_generic(payload) == claims
+    # And the fast decoder takes the common shape itself rather than deferring.
+    assert _decode_common_shape(payload) == claims
+    token = issuer.sign_claims(claims)
+    store = TrustStore([TrustedKey.create(key.public_key, name)])
+    verifier = Verifier(trust_store=store, ledger=MemoryLedger(), clock=ManualClock(NOW))
+    assert verifier.verify(token, vehicle_id=car, action="unlock-relock",
+                           purpose="return-pickup").allowed
+
+
+def test_claims_fast_decoder_defers_on_anything_unusual() -> None:
+    issuer = Issuer(SigningKey.generate(), "shop", clock=ManualClock(NOW))
+    plain = encode_claims(issuer.claims_for(vehicle_id="car", action="trunk", not_before=NOW,
+                                            expires=NOW + 60))
+    assert _decode_common_shape(plain) is not None
+    assert _decode_common_shape(plain[:-1] + b"\x10") is None  # a reserved access bit
+    assert _decode_common_shape(plain[:-1] + b"\x01") is None  # no purpose bit
+    assert _decode_common_shape(plain[:-1] + b"\x04") is None  # no action bit
+    assert _decode_common_shape(plain.replace(b"\x03\x63car", b"\x02\x63car")) is None
+    with pytest.raises(DecodeError, match=r"^exp must be an unsigned integer NumericDate$"):
+        decode_claims(cbor.encode({**cbor.decode(plain), 4: -1}))
+    with pytest.raises(DecodeError, match=r"^iat must be an unsigned integer NumericDate$"):
+        decode_claims(cbor.encode({**cbor.decode(plain), 6: -1}))
+    with pytest.raises(DecodeError, match=r"^nbf must be an unsigned integer NumericDate$"):
+        decode_claims(cbor.encode({**cbor.decode(plain), 5: -1}))

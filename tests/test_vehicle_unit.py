@@ -111,6 +111,18 @@ def test_relocks_by_itself_after_the_timeout(tmp_path: Path, timeout: int) -> No
     assert receipt.relocked_at - receipt.opened_at == timeout
 
 
+def test_a_clock_set_back_within_the_skew_does_not_stretch_the_relock(stage: Stage) -> None:
+    # The trusted floor holds the unit's time up while the clock reads 50 s
+    # behind (still within the 60 s skew): the timeout runs on the clock itself.
+    stage.car.clock.advance(-50)
+    assert stage.present(stage.token()) is Reason.ALLOWED
+    stage.world.advance(stage.unit.config.relock_timeout - 1)
+    assert stage.unit.state is UnitState.TRUNK_OPEN
+    stage.world.advance(1)
+    assert stage.unit.state is UnitState.LOCKED
+    assert stage.car.body.locked
+
+
 def test_default_relock_timeout_is_120_seconds() -> None:
     assert UnitConfig().relock_timeout == 120
     assert UnitConfig().challenge_ttl == 30

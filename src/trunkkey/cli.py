@@ -78,8 +78,8 @@ class Command:
     run: Callable[[argparse.Namespace, Output], int]
 
 
-#: Every subcommand, in the order ``--help`` lists them. Consent-grant and
-#: revocation-list commands (issue 4) will be appended here.
+#: Every subcommand, in the order ``--help`` lists them. The consent-grant,
+#: chain and revocation-list commands are appended by :mod:`trunkkey.consent.cli`.
 COMMANDS: list[Command] = []
 
 
@@ -674,15 +674,23 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--challenge", metavar="HEX", help="the challenge the proof answers")
     p.add_argument("--ledger", metavar="PATH",
                    help="SQLite replay ledger (default: in-memory, forgotten on exit)")
+    from .consent.cli import add_verify_options  # noqa: PLC0415 -- it imports this module
+
+    add_verify_options(p)
 
 
 def _verify(args: argparse.Namespace, out: Output) -> int:
+    from .consent.cli import consent_for_verify  # noqa: PLC0415 -- it imports this module
+
     token = read_token(args.token, args.format, sys.stdin)
     keys = [parse_trust(spec) for spec in args.trust]
     if args.trust_store:
         keys += load_trust_store_file(args.trust_store)
-    if not keys:
-        raise CliError("no trusted keys: give --trust PUBFILE:ISSUER or --trust-store FILE")
+    if not keys and not args.root:
+        raise CliError(
+            "no trusted keys: give --trust PUBFILE:ISSUER, --trust-store FILE "
+            "or --root PUBFILE (with --chain)"
+        )
     try:
         store = TrustStore(keys)
     except TrunkkeyError as exc:
@@ -691,11 +699,14 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
     location = parse_location(args.location) if args.location else None
     proof = parse_hex(args.proof, "--proof") if args.proof else None
     challenge = parse_hex(args.challenge, "--challenge") if args.challenge else None
+    consent, chain = consent_for_verify(args, now)
     with _open_ledger(args.ledger, create=True) as ledger:
-        verifier = Verifier(trust_store=store, ledger=ledger, clock=ManualClock(now))
+        verifier = Verifier(
+            trust_store=store, ledger=ledger, clock=ManualClock(now), consent=consent
+        )
         decision = verifier.verify(
             token, vehicle_id=args.vehicle, action=args.action, purpose=args.purpose,
-            location=location, proof=proof, challenge=challenge,
+            location=location, proof=proof, challenge=challenge, chain=chain,
         )
     ledger_text = (
         f"sqlite {args.ledger}" if args.ledger
@@ -986,4 +997,8 @@ def _fail(message: str, json_mode: bool) -> int:
 
 def run() -> NoReturn:
     sys.exit(main())
+
+
+# Consent grants, chains and revocation lists (issue 4) register their commands.
+from .consent import cli as _consent_cli  # noqa: E402, F401
 

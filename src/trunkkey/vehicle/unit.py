@@ -176,6 +176,10 @@ class VehicleUnit:
         self._gps = gps
         self._events = EventBus(vehicle_id=vehicle_id, boot=self._time.boot)
         self._opening: Opening | None = None
+        #: The relock deadline on the raw clock reading: measured on the floored
+        #: time alone, a clock set back within the skew would keep the trunk
+        #: open that much longer (as for a challenge's lifetime).
+        self._relock_reading = 0
         self._receipts: list[bytes] = []
         self._clock_alarm_raised = False
         # Whatever the car was doing when the last unit died, it starts locked.
@@ -355,6 +359,7 @@ class VehicleUnit:
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
             )
+        self._relock_reading = self._time.reading() + self._config.relock_timeout
         self._opening = Opening(
             token_id=claims.token_id, action=wanted, purpose=claims.purpose, opened_at=now,
             relock_deadline=now + self._config.relock_timeout, order_ref=claims.order_ref,
@@ -511,7 +516,7 @@ class VehicleUnit:
             return
         if now is None:
             self._relock(self._time.floor, "clock_untrusted", closed_at=None)
-        elif now >= opening.relock_deadline:
+        elif now >= opening.relock_deadline or self._time.reading() >= self._relock_reading:
             self._relock(now, "timeout", closed_at=None)
 
     def _relock(self, at: int, cause: str, *, closed_at: int | None) -> None:
