@@ -23,6 +23,7 @@ from trunkkey import (
     Decision,
     DecodeError,
     Geofence,
+    Issuer,
     Location,
     Purpose,
     Reason,
@@ -30,6 +31,7 @@ from trunkkey import (
     SigningKey,
     SqliteLedger,
     TrustedKey,
+    TrustStore,
     Typ,
     Verifier,
     cbor,
@@ -45,7 +47,8 @@ from trunkkey.consent import (
     sign_root_grant,
     sign_trust_update,
 )
-from trunkkey.consent.story import ConsentWorld, build_world
+from trunkkey.consent.story import ORDER, ConsentWorld, build_world
+from trunkkey.consent.story import VEHICLE as VEHICLE_CW
 from trunkkey.cose import sig_structure, sign1
 from trunkkey.geo import distance_m
 from trunkkey.vehicle import Receipt, UnitConfig, make_time_sync, sign_receipt, verify_receipt
@@ -571,3 +574,72 @@ def test_every_single_bit_flip_of_a_chain_token_is_denied() -> None:
     for flipped in flips(token):
         assert not cw.present(flipped, chain).allowed, flipped.hex()
     assert cw.present(token, chain).allowed
+
+
+def test_rolljam_captured_token_superseded_by_a_newer_one(cw: ConsentWorld) -> None:
+    captured = cw.token()  # jammed and recorded, never used
+    cw.clock.advance(60)
+    reissued_at = cw.clock.now()
+    revocation = sign_revocation_list(cw.root, version=1, issued_at=reissued_at,
+                                      supersede={ORDER: reissued_at})
+    cw.revocations.apply(revocation, cw.anchors, now=reissued_at)
+    d = cw.present(captured, cw.chain)
+    assert d.reason is Reason.SUPERSEDED
+    assert cw.present(cw.token(), cw.chain).allowed  # the re-issued token works
+
+
+def test_revoked_token_id(cw: ConsentWorld) -> None:
+    assert cw.present(cw.token(), None).claims is None  # no chain: nothing is believed
+    claims = cw.carrier_issuer.claims_for(vehicle_id=VEHICLE_CW, action="trunk",
+                                          not_before=cw.clock.now(),
+                                          expires=cw.clock.now() + 3600)
+    revoked = cw.carrier_issuer.sign_claims(claims)
+    cw.revocations.apply(
+        sign_revocation_list(cw.root, version=1, issued_at=cw.clock.now(),
+                             tokens=[claims.token_id]),
+        cw.anchors, now=cw.clock.now(),
+    )
+    d = cw.verifier.verify(revoked, vehicle_id=VEHICLE_CW, action="trunk", chain=cw.chain)
+    assert d.reason is Reason.TOKEN_REVOKED
+
+
+def test_revoked_carrier_key(cw: ConsentWorld) -> None:
+    token = cw.token()
+    cw.revocations.apply(
+        sign_revocation_list(cw.root, version=1, issued_at=cw.clock.now(),
+                             keys=[cw.carrier.kid]),
+        cw.anchors, now=cw.clock.now(),
+    )
+    assert cw.present(token, cw.chain).reason is Reason.KEY_REVOKED
+
+
+def test_daily_limit_of_the_owners_consent(cw: ConsentWorld) -> None:
+    # The owner's consent allows 5 openings a day (consent.story.retailer_consent).
+    for _ in range(5):
+        assert cw.present(cw.token(), cw.chain).allowed
+    assert cw.present(cw.token(), cw.chain).reason is Reason.DAILY_LIMIT_REACHED
+    cw.clock.advance(24 * 3600)
+    assert cw.present(cw.token(), cw.chain).reason is not Reason.DAILY_LIMIT_REACHED
+
+
+def test_token_signed_by_another_key_than_the_chains_leaf(cw: ConsentWorld) -> None:
+    # The retailer (a real grantee, one link up) signs the token itself.
+    token = Issuer(cw.retailer, "amazon", clock=cw.clock).mint(
+        vehicle_id=VEHICLE_CW, action="trunk", not_before=cw.clock.now(),
+        expires=cw.clock.now() + 3600,
+    )
+    d = cw.verifier.verify(token, vehicle_id=VEHICLE_CW, action="trunk", chain=cw.chain)
+    assert d.reason is Reason.CHAIN_INVALID
+    assert d.detail == "token is not signed by the chain's last grantee"
+
+
+def test_direct_trust_still_works_beside_a_consent_verifier(cw: ConsentWorld) -> None:
+    direct = SigningKey.generate()
+    store = TrustStore([TrustedKey.create(direct.public_key, "direct")])
+    verifier = Verifier(trust_store=store, ledger=type(cw.ledger)(), clock=cw.clock,
+                        consent=cw.consent)
+    token = Issuer(direct, "direct", clock=cw.clock).mint(
+        vehicle_id=VEHICLE_CW, action="trunk", not_before=cw.clock.now(),
+        expires=cw.clock.now() + 3600,
+    )
+    assert verifier.verify(token, vehicle_id=VEHICLE_CW, action="trunk").allowed

@@ -251,3 +251,15 @@ def test_high_s_twin_is_valid_ecdsa_but_not_a_unique_trunkkey_signature() -> Non
     assert key.public_key.is_valid_signature(twin, b"m")  # ECDSA allows it
     assert not key.public_key.is_valid_unique_signature(twin, b"m")  # trunkkey does not
     assert key.public_key.is_valid_unique_signature(sig, b"m")
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_hand_built_thumbprint_input_equals_the_deterministic_cose_key(alg: Algorithm) -> None:
+    import hashlib
+
+    from trunkkey import cbor
+
+    for _ in range(20):
+        public = SigningKey.generate(alg).public_key
+        expected = hashlib.sha256(cbor.encode(public.cose_key_map())).digest()
+        assert public.thumbprint() == expected

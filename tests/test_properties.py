@@ -73,6 +73,26 @@ def test_any_valid_claim_set_round_trips(claims: TokenClaims) -> None:
 
 
 @given(claim_sets())
+def test_fast_path_takes_every_token_with_an_ed25519_courier_key_or_none(
+    claims: TokenClaims,
+) -> None:
+    from trunkkey.claims import _decode_common_shape
+
+    usual = (
+        min(claims.not_before, claims.expires, claims.issued_at) >= 0x10000
+        and max(claims.not_before, claims.expires, claims.issued_at) <= 0xFFFFFFFF
+        and len(claims.issuer.encode()) < 24
+        and len(claims.vehicle_id.encode()) < 24
+        and (claims.courier_key is None or claims.courier_key is COURIER_KEYS[0])
+    )
+    fast = _decode_common_shape(encode_claims(claims))
+    if usual:
+        assert fast == claims
+    else:
+        assert fast is None or fast == claims
+
+
+@given(claim_sets())
 def test_hand_ordered_encoding_equals_the_generic_deterministic_encoder(
     claims: TokenClaims,
 ) -> None:
@@ -99,7 +119,17 @@ def test_fast_claims_path_never_disagrees_with_the_generic_one(noise: bytes) -> 
                     issued_at=NOW, token_id=b"\x01" * 16, action=Action.TRUNK,
                     purpose=Purpose.DELIVERY)
     )
-    for candidate in (noise, base[: len(noise) % len(base)] + noise, base[:-1] + noise[:1]):
+    rich = encode_claims(
+        TokenClaims(issuer="retailer", vehicle_id=VEHICLE, not_before=NOW, expires=NOW + 60,
+                    issued_at=NOW, token_id=b"\x01" * 16, action=Action.TRUNK,
+                    purpose=Purpose.DELIVERY, courier_key=COURIER_KEYS[0],
+                    geofence=Geofence(lat_e7=1, lon_e7=-2, radius_m=300), order_ref=b"o")
+    )
+    cut = len(noise) % len(rich)
+    for candidate in (
+        noise, base[: len(noise) % len(base)] + noise, base[:-1] + noise[:1],
+        rich[:cut] + noise + rich[cut + 1 :], rich[:cut] + noise,
+    ):
         try:
             generic: object = _decode_claims_generic(candidate)
         except Exception as exc:  # noqa: BLE001 -- comparing outcomes, whatever they are
@@ -256,3 +286,14 @@ def test_sqlite_ledger_survives_reopen_so_a_reboot_refuses_replays(tmp_path: Pat
         token, vehicle_id=VEHICLE, action="trunk")
     assert d.reason is Reason.ALREADY_USED
     rebooted.close()
+
+
+@given(names, st.binary(max_size=200))
+def test_hand_built_proof_aad_equals_the_deterministic_encoding(
+    vehicle_id: str, token: bytes
+) -> None:
+    import hashlib
+
+    from trunkkey.proof import proof_aad
+
+    assert proof_aad(token, vehicle_id) == cbor.encode([vehicle_id, hashlib.sha256(token).digest()])

@@ -122,6 +122,20 @@ def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+def read_item(data: bytes, pos: int, *, max_depth: int) -> tuple[Any, int]:
+    """Decode one item starting at ``pos``; return it and the position after it.
+
+    For callers that walk a larger structure themselves. The same rules as
+    :func:`decode`, except that bytes may follow the item.
+    """
+    try:
+        return _item(data, pos, max_depth)
+    except IndexError:
+        raise DecodeError("truncated item") from None
+    except UnicodeDecodeError:
+        raise DecodeError("text string is not valid UTF-8") from None
+
+
 def head(major: int, arg: int) -> bytes:
     """Encode a CBOR initial byte and argument in shortest form."""
     mt = major << 5

@@ -17,7 +17,7 @@ from typing import Any
 from . import cbor
 from .errors import DecodeError, InvalidRequest
 from .geo import Geofence
-from .keys import VerificationKey
+from .keys import Algorithm, VerificationKey
 
 # Registered CWT claim labels (RFC 8392 §4, RFC 8747 §3.1).
 ISS, AUD, EXP, NBF, IAT, CTI, CNF = 1, 3, 4, 5, 6, 7, 8
@@ -211,6 +211,10 @@ def decode_claims(payload: bytes) -> TokenClaims:
 # The bytes between aud and the end of the most common token: exp, nbf, iat as
 # 4-byte NumericDates, a 16-byte cti and the access claim (label, 1-byte value).
 _TAIL = struct.Struct(">2sI2sI2sI2s16s5sB")
+_TIMES = struct.Struct(">2sI2sI2sI2s16s")
+# cnf label, {1: {1: OKP, -1: Ed25519, -2: x (32 bytes)}}
+_CNF_ED25519_PREFIX = bytes.fromhex("08a101a3010120062158 20".replace(" ", ""))
+_CNF_PREFIX_LEN = len(_CNF_ED25519_PREFIX)
 _new = object.__new__
 _set = object.__setattr__
 _ACCESS_LABEL = cbor.encode(ACCESS)
@@ -233,16 +237,18 @@ def _short_text(p: bytes, pos: int) -> tuple[str, int] | None:
 
 
 def _decode_common_shape(p: bytes) -> TokenClaims | None:
-    """Decode the commonest token layout without the generic decoder, or return None.
+    """Decode the usual token layouts without the generic decoder, or return None.
 
     This is only a speed-up of the hot path: it accepts a strict subset of
     what :func:`_decode_claims_generic` accepts and builds the same result
-    (a property test holds the two together). Anything it is unsure of — an
-    optional claim, a short integer form, bad UTF-8 — goes to the generic path,
-    which is the one that decides.
+    (property tests hold the two together). It knows 4-byte NumericDates,
+    short names, an Ed25519 ``cnf`` key, a geofence and an order reference;
+    anything else — a P-256 courier key, a short integer form, bad UTF-8 —
+    goes to the generic path, which is the one that decides.
     """
     try:
-        if p[0] != 0xA7 or p[1] != 0x01:
+        count = p[0] - 0xA0
+        if not (7 <= count <= 10) or p[1] != 0x01:
             return None
         got = _short_text(p, 2)
         if got is None:
@@ -254,20 +260,45 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
         if got is None:
             return None
         vehicle_id, pos = got
-    except (IndexError, UnicodeDecodeError):
+        (exp_label, expires, nbf_label, not_before, iat_label, issued_at, cti_label,
+         token_id) = _TIMES.unpack_from(p, pos)
+        pos += _TIMES.size
+        courier_key = None
+        if p[pos] == 0x08:
+            if p[pos : pos + _CNF_PREFIX_LEN] != _CNF_ED25519_PREFIX:
+                return None
+            start = pos + _CNF_PREFIX_LEN
+            pos = start + 32
+            if pos > len(p):
+                return None
+            courier_key = VerificationKey(Algorithm.EDDSA, p[start:pos])
+        if p[pos : pos + 5] != _ACCESS_LABEL:
+            return None
+        access = p[pos + 5]
+        pos += 6
+        geofence = None
+        if p[pos : pos + 5] == _GEOFENCE_LABEL:
+            fence, pos = cbor.read_item(p, pos + 5, max_depth=1)
+            if type(fence) is not list or len(fence) != 3 or any(type(v) is not int for v in fence):
+                return None
+            geofence = Geofence(lat_e7=fence[0], lon_e7=fence[1], radius_m=fence[2])
+        order_ref = None
+        if p[pos : pos + 5] == _ORDER_LABEL:
+            order_ref, pos = cbor.read_item(p, pos + 5, max_depth=0)
+            if type(order_ref) is not bytes or not (0 < len(order_ref) <= MAX_ORDER_BYTES):
+                return None
+    except (IndexError, UnicodeDecodeError, struct.error, DecodeError, InvalidRequest):
         return None
-    if len(p) - pos != _TAIL.size:
-        return None
-    (exp_label, expires, nbf_label, not_before, iat_label, issued_at, cti_label, token_id,
-     access_label, access) = _TAIL.unpack_from(p, pos)
     action = _BIT_TO_ACTION.get(access & ACTION_MASK)
     purpose = _BIT_TO_PURPOSE.get(access & PURPOSE_MASK)
     if (
-        exp_label != b"\x04\x1a"
+        pos != len(p)
+        or count != 7 + (courier_key is not None) + (geofence is not None)
+        + (order_ref is not None)
+        or exp_label != b"\x04\x1a"
         or nbf_label != b"\x05\x1a"
         or iat_label != b"\x06\x1a"
         or cti_label != b"\x07\x50"
-        or access_label != _ACCESS_LABEL
         # Below 0x10000 the 4-byte form is not the shortest: the generic path refuses it.
         or expires < 0x10000
         or not_before < 0x10000
@@ -291,9 +322,9 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
     _set(claims, "token_id", token_id)
     _set(claims, "action", action)
     _set(claims, "purpose", purpose)
-    _set(claims, "geofence", None)
-    _set(claims, "courier_key", None)
-    _set(claims, "order_ref", None)
+    _set(claims, "geofence", geofence)
+    _set(claims, "courier_key", courier_key)
+    _set(claims, "order_ref", order_ref)
     return claims
 
 

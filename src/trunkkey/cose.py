@@ -16,6 +16,7 @@ Two layers:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -61,7 +62,9 @@ def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def protected_header(algorithm: Algorithm, typ: Typ, kid: bytes | None) -> bytes:
+    """The strict-profile protected header bytes (memoised: a pure function of its inputs)."""
     members: dict[int, Any] = {HDR_ALG: int(algorithm), HDR_TYP: int(typ)}
     if kid is not None:
         members[HDR_KID] = kid

@@ -48,6 +48,10 @@ _P256_HALF_ORDER = _P256_ORDER // 2
 _KTY, _KID, _ALG, _CRV, _X, _Y, _D = 1, 2, 3, -1, -2, -3, -4
 _KTY_OKP, _KTY_EC2 = 1, 2
 _CRV_P256, _CRV_ED25519 = 1, 6
+# {1: kty, -1: crv, -2: x[, -3: y]} in deterministic CBOR, up to the coordinates.
+_OKP_THUMBPRINT_PREFIX = bytes.fromhex("a301012006215820")
+_EC2_THUMBPRINT_PREFIX = bytes.fromhex("a401022001215820")
+_EC2_Y_LABEL = bytes.fromhex("225820")
 
 
 class Algorithm(IntEnum):
@@ -81,9 +85,10 @@ class VerificationKey:
         raw = bytes(raw)
         self._ec: ec.EllipticCurvePublicKey | None = None
         if algorithm is Algorithm.EDDSA:
+            # Length is all there is to check here: libsodium refuses small-order
+            # and non-canonical points when it verifies (Wycheproof agrees).
             if len(raw) != 32:
                 raise InvalidRequest("an Ed25519 public key is 32 bytes")
-            ed25519.Ed25519PublicKey.from_public_bytes(raw)
         else:
             if len(raw) != 64:
                 raise InvalidRequest("a P-256 public key is x || y, 64 bytes")
@@ -95,7 +100,14 @@ class VerificationKey:
                 raise InvalidRequest("not a point on P-256") from None
         self._algorithm = algorithm
         self._raw = raw
-        self._thumbprint = hashlib.sha256(cbor.encode(self._thumbprint_members())).digest()
+        # cbor.encode(self._thumbprint_members()), written out: the map's
+        # deterministic bytes are fixed but for the coordinates (a test holds
+        # the two equal), and courier keys are built on every verification.
+        if algorithm is Algorithm.EDDSA:
+            members = _OKP_THUMBPRINT_PREFIX + raw
+        else:
+            members = _EC2_THUMBPRINT_PREFIX + raw[:32] + _EC2_Y_LABEL + raw[32:]
+        self._thumbprint = hashlib.sha256(members).digest()
         self._kid = self._thumbprint[:KID_LENGTH]
 
     # -- identity -----------------------------------------------------------
