@@ -59,10 +59,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "ledger/memory": ("test_ledger_contract.py", "test_attacks.py", "test_mutation_killers.py"),
     "ledger/sqlite": ("test_ledger_contract.py", "test_attacks.py", "test_mutation_killers.py"),
-    "vehicle/unit": ("test_vehicle_unit.py", "test_attacks.py", "test_mutation_killers.py"),
+    "vehicle/unit": (
+        "test_vehicle_unit.py", "test_attacks.py", "test_resource_bounds.py",
+        "test_mutation_killers.py",
+    ),
     "consent/chain": (
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",
-        "test_attacks.py", "test_mutation_killers.py",
+        "test_attacks.py", "test_resource_bounds.py", "test_mutation_killers.py",
     ),
 }
 

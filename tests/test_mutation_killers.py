@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -523,3 +524,93 @@ def test_verifier_exposes_its_policy_and_trust_store() -> None:
     assert v.policy is policy
     assert v.trust_store is world.store
     assert repr(v) == f"Verifier({world.store!r}, {world.ledger!r}, {policy!r})"
+
+
+def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> None:
+    from trunkkey.consent import ConsentVerifier
+    from trunkkey.consent.story import build_world
+
+    class Exploding(ConsentVerifier):
+        def resolve(self, *args: object, **kwargs: object) -> NoReturn:
+            raise RuntimeError("boom")
+
+    class Uncountable(ConsentVerifier):
+        def record_use(self, *args: object, **kwargs: object) -> NoReturn:
+            raise RuntimeError("disk full")
+
+    cw = build_world()
+    token, chain = cw.token(), cw.chain
+    for cls, reason, text in (
+        (Exploding, Reason.MALFORMED, "unexpected error while checking: RuntimeError"),
+        (Uncountable, Reason.LEDGER_UNAVAILABLE, "usage count failed: RuntimeError"),
+    ):
+        consent = cls(anchors=cw.anchors, revocations=cw.revocations)
+        for use_verify_at in (False, True):
+            v = Verifier(trust_store=TrustStore(), ledger=MemoryLedger(), clock=cw.clock,
+                         consent=consent)
+            challenge = bytes(16)
+            proof = make_proof(cw.courier, token=token, vehicle_id=cw_vehicle(),
+                               challenge=challenge)
+            args: dict[str, object] = {
+                "vehicle_id": cw_vehicle(), "action": "trunk", "chain": chain,
+                "location": Location(lat_e7=cw_home().lat_e7, lon_e7=cw_home().lon_e7),
+                "proof": proof, "challenge": challenge,
+            }
+            d = (v.verify_at(token, now=cw.clock.now(), **args)  # type: ignore[arg-type]
+                 if use_verify_at else v.verify(token, **args))  # type: ignore[arg-type]
+            assert (d.reason, d.detail) == (reason, text)
+
+
+def cw_vehicle() -> str:
+    from trunkkey.consent.story import VEHICLE as STORY_VEHICLE
+
+    return STORY_VEHICLE
+
+
+def cw_home() -> Geofence:
+    from trunkkey.consent.story import HOME
+
+    return HOME
+
+
+@pytest.mark.parametrize("vehicle_id", ["V", "v" * 23, "v" * 24, "é" * 32])
+def test_proof_aad_is_the_documented_cbor_array(vehicle_id: str) -> None:
+    import hashlib
+
+    from trunkkey.proof import proof_aad
+
+    token = b"\xd2any token bytes"
+    assert proof_aad(token, vehicle_id) == cbor.encode(
+        [vehicle_id, hashlib.sha256(token).digest()]
+    )
+    # So a standard COSE verifier given the documented AAD accepts the proof.
+    device = SigningKey.generate()
+    proof = make_proof(device, token=token, vehicle_id=vehicle_id, challenge=bytes(16))
+    aad = cbor.encode([vehicle_id, hashlib.sha256(token).digest()])
+    assert verify_sign1(proof, device.public_key, external_aad=aad) == bytes(16)
+
+
+# -- consent chain ------------------------------------------------------------------------
+
+
+def test_grant_window_edges_with_the_skew_are_exact() -> None:
+    from trunkkey.consent.story import START, build_world
+
+    skew = 60
+    carrier_nbf, carrier_exp = START - 3600, START + 7 * 86_400
+
+    def at(now: int, window: tuple[int, int]) -> Reason:
+        cw = build_world()
+        if now < START:
+            cw.clock.advance(now - START)
+        token = cw.token(not_before=window[0], expires=window[1])  # minted before it ends
+        if now > START:
+            cw.clock.advance(now - START)
+        return cw.present(token, cw.chain).reason
+
+    first = (carrier_nbf, carrier_nbf + 600)
+    last = (carrier_exp - 600, carrier_exp)
+    assert at(carrier_nbf - skew - 1, first) is Reason.GRANT_NOT_YET_VALID
+    assert at(carrier_nbf - skew, first) is Reason.ALLOWED
+    assert at(carrier_exp + skew - 1, last) is Reason.ALLOWED
+    assert at(carrier_exp + skew, last) is Reason.GRANT_EXPIRED
