@@ -40,6 +40,7 @@ from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, 
 #: signature is still checked with the key found), and a trust store refuses
 #: two keys with the same id.
 KID_LENGTH = 8
+_MAX_KEY_FILE = 64 * 1024
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = _P256_ORDER // 2
@@ -502,11 +503,17 @@ def read_private_file(path: Path) -> bytes:
                 f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
                 "run chmod 600 on it"
             )
-        if info.st_size > 64 * 1024:
+        if info.st_size > _MAX_KEY_FILE:
             raise KeyFileError(f"{path} is too large to be a key file")
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        # Read at most one byte past the cap: a file that grows after fstat
+        # must not make us read without bound.
+        data = b""
+        while len(data) <= _MAX_KEY_FILE and (
+            chunk := os.read(fd, _MAX_KEY_FILE + 1 - len(data))
+        ):
+            data += chunk
+        if len(data) > _MAX_KEY_FILE:
+            raise KeyFileError(f"{path} is too large to be a key file")
+        return data
     finally:
         os.close(fd)

@@ -10,8 +10,9 @@ class UpdateRefused(TrunkkeyError):
     """A revocation list or trust update was not applied; the car keeps what it held.
 
     ``reason`` is a stable :class:`~trunkkey.Reason` (``rollback`` for an old
-    or replayed version, ``chain_invalid`` for a bad signature or signer,
-    ``malformed`` for bytes off the profile).
+    or replayed version, ``unknown_key`` for a signer that is not a carmaker
+    root, ``chain_invalid`` for a bad signature, ``malformed`` for bytes off
+    the profile).
     """
 
     def __init__(self, reason: Reason, detail: str) -> None:

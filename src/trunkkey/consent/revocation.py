@@ -36,7 +36,9 @@ from .grant import DIGEST_LENGTH
 
 VERSION, ISSUED_AT, GRANTS, KEYS, TOKENS, SUPERSEDE = range(1, 7)
 _KNOWN = frozenset({VERSION, ISSUED_AT, GRANTS, KEYS, TOKENS, SUPERSEDE})
-#: Bounds a list's size on a constrained unit (about 400 KiB at most).
+#: Bounds each member list. In practice the 64 KiB cap on a signed list binds
+#: first (about 2,000 grant digests); this bound is the backstop for the
+#: smaller members (key ids, token ids) and for anyone raising the byte cap.
 MAX_ENTRIES = 10_000
 
 
