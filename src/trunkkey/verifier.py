@@ -180,19 +180,10 @@ class Verifier:
         :mod:`trunkkey.consent`); without one the token's signer must be in
         the trust store.
         """
-        now = self._clock.now()
-        wanted_action, wanted_purpose = _check_request(
-            now, vehicle_id, action, purpose, location
+        return self._decide(
+            token, self._clock.now(), vehicle_id, action, purpose, location, proof, challenge,
+            chain,
         )
-        try:
-            return self._check(
-                token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge,
-                chain,
-            )
-        except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
-            return _decision(
-                Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
-            )
 
     def verify_at(
         self,
@@ -209,6 +200,22 @@ class Verifier:
     ) -> Decision:
         """Decide on ``token`` at time ``now`` — for a caller that has already
         read (and sanity-checked) its own clock, like the vehicle unit."""
+        return self._decide(
+            token, now, vehicle_id, action, purpose, location, proof, challenge, chain
+        )
+
+    def _decide(  # noqa: PLR0917 -- private hot path: positional, no request object per call
+        self,
+        token: bytes,
+        now: int,
+        vehicle_id: str,
+        action: Action | str,
+        purpose: Purpose | str | None,
+        location: Location | None,
+        proof: bytes | None,
+        challenge: bytes | None,
+        chain: bytes | None,
+    ) -> Decision:
         wanted_action, wanted_purpose = _check_request(
             now, vehicle_id, action, purpose, location
         )
