@@ -125,6 +125,8 @@ class GrowthResult:
     #: SQLite: the file; PostgreSQL: pg_total_relation_size of the table (max, end).
     max_bytes: int | None
     bytes_at_end: int | None
+    #: SQLite / PostgreSQL: the same size at the start of each simulated day (a plateau).
+    daily_bytes: tuple[int, ...] | None
     #: Redis: most keys in the whole database at a boundary, before and after the sweep.
     max_db_keys_before_sweep: int | None
     max_db_keys_after_sweep: int | None
@@ -184,8 +186,11 @@ class _PgAdmin:
 
 
 def _consume_all(
-    ledger: Ledger, batch: Sequence[Presentation], pool: ThreadPoolExecutor | None,
-    workers: int, keep: Callable[[int], int],
+    ledger: Ledger,
+    batch: Sequence[Presentation],
+    pool: ThreadPoolExecutor | None,
+    workers: int,
+    keep: Callable[[int], int],
 ) -> int:
     """Consume every presentation once; the number that were refused (each a mismatch)."""
 
@@ -206,8 +211,15 @@ def _prune(ledger: Ledger, now: int, limit: int | None) -> None:
 
 
 def run_growth(
-    kind: str, *, tokens: int, days: int = 30, prune_every: int = 3600,
-    path: Path | None = None, seed: int = 7, workers: int = 1, prune_limit: int | None = 1000,
+    kind: str,
+    *,
+    tokens: int,
+    days: int = 30,
+    prune_every: int = 3600,
+    path: Path | None = None,
+    seed: int = 7,
+    workers: int = 1,
+    prune_limit: int | None = 1000,
     vacuum_every: int = 1,
 ) -> GrowthResult:
     """Simulated clock, real ledger: prune at every tick, compare with the model."""
@@ -228,6 +240,7 @@ def run_growth(
         live: list[int] = []  # keep_until of every spent token not yet pruned (model)
         prunes = mismatches = max_held = max_live = max_before = 0
         max_bytes = 0
+        daily_bytes: list[int] = []
         for start, batch in ticks(tokens=tokens, days=days, tick=prune_every, seed=seed):
             if start > START:
                 max_before = max(max_before, ledger.count())
@@ -242,7 +255,10 @@ def run_growth(
                 max_held = max(max_held, held)
                 max_live = max(max_live, len(live))
                 if size is not None:
-                    max_bytes = max(max_bytes, size())
+                    now_bytes = size()
+                    max_bytes = max(max_bytes, now_bytes)
+                    if (start - START) % DAY == 0:
+                        daily_bytes.append(now_bytes)
             mismatches += _consume_all(ledger, batch, pool, workers, lambda k: k)
             for _, keep_until, _ in batch:
                 heapq.heappush(live, keep_until)
@@ -261,11 +277,23 @@ def run_growth(
         if kind in SERVER_ENV:
             drop_namespace(kind, namespace)
     return GrowthResult(
-        ledger=kind, tokens=tokens, days=days, tick_seconds=prune_every, workers=workers,
-        prunes=prunes, max_held=max_held, max_could_be_valid=max_live,
-        max_held_before_prune=max_before, held_at_end=held_at_end, mismatches=mismatches,
-        late=0, max_bytes=max_bytes if size is not None else None, bytes_at_end=bytes_at_end,
-        max_db_keys_before_sweep=None, max_db_keys_after_sweep=None,
+        ledger=kind,
+        tokens=tokens,
+        days=days,
+        tick_seconds=prune_every,
+        workers=workers,
+        prunes=prunes,
+        max_held=max_held,
+        max_could_be_valid=max_live,
+        max_held_before_prune=max_before,
+        held_at_end=held_at_end,
+        mismatches=mismatches,
+        late=0,
+        max_bytes=max_bytes if size is not None else None,
+        bytes_at_end=bytes_at_end,
+        daily_bytes=tuple(daily_bytes) if size is not None else None,
+        max_db_keys_before_sweep=None,
+        max_db_keys_after_sweep=None,
         seconds=round(time.perf_counter() - started, 2),
     )
 
@@ -295,8 +323,13 @@ def _db_keys(client: Any) -> int:
 
 
 def run_redis_growth(
-    *, tokens: int, days: int = 30, tick: int = 3600, seed: int = 7,
-    url: str | None = None, workers: int = 1,
+    *,
+    tokens: int,
+    days: int = 30,
+    tick: int = 3600,
+    seed: int = 7,
+    url: str | None = None,
+    workers: int = 1,
 ) -> GrowthResult:
     """The simulated month mapped onto the Redis server's real clock: tick j = second R0 + j."""
     import redis  # noqa: PLC0415 -- optional client, only for the redis run
@@ -310,8 +343,8 @@ def run_redis_growth(
     key_head = len(prefix) + 1 + len(VEHICLE.encode())
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     started = time.perf_counter()
-    # Two seconds of head room before tick 0, so setup never makes it late.
-    r0 = clock.ms() // 1000 + 2
+    # Tick 0 starts at the next full second of the server's clock.
+    r0 = clock.ms() // 1000 + 1
 
     def real_keep(keep_until: int) -> int:
         # Floor: kept through the end of the tick holding the simulated
@@ -370,11 +403,23 @@ def run_redis_growth(
             pool.shutdown()
         drop_namespace("redis", namespace, url)
     return GrowthResult(
-        ledger="redis", tokens=tokens, days=days, tick_seconds=tick, workers=workers,
-        prunes=sweeps, max_held=max_held, max_could_be_valid=max_live,
-        max_held_before_prune=max_before, held_at_end=held_at_end, mismatches=mismatches,
-        late=late, max_bytes=None, bytes_at_end=None,
-        max_db_keys_before_sweep=max_db_before, max_db_keys_after_sweep=max_db_after,
+        ledger="redis",
+        tokens=tokens,
+        days=days,
+        tick_seconds=tick,
+        workers=workers,
+        prunes=sweeps,
+        max_held=max_held,
+        max_could_be_valid=max_live,
+        max_held_before_prune=max_before,
+        held_at_end=held_at_end,
+        mismatches=mismatches,
+        late=late,
+        max_bytes=None,
+        bytes_at_end=None,
+        daily_bytes=None,
+        max_db_keys_before_sweep=max_db_before,
+        max_db_keys_after_sweep=max_db_after,
         seconds=round(time.perf_counter() - started, 2),
     )
 
@@ -382,24 +427,33 @@ def run_redis_growth(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--ledger", choices=("memory", "sqlite", "sqlite_group", "postgres", "redis"),
+        "--ledger",
+        choices=("memory", "sqlite", "sqlite_group", "postgres", "redis"),
         required=True,
     )
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument(
-        "--tick", "--prune-every", type=int, default=3600, dest="tick",
+        "--tick",
+        "--prune-every",
+        type=int,
+        default=3600,
+        dest="tick",
         help="simulated seconds per prune (Redis: per real second)",
     )
     parser.add_argument(
-        "--prune-limit", type=int, default=1000,
+        "--prune-limit",
+        type=int,
+        default=1000,
         help="rows per prune(limit=) call, repeated until a call removes fewer (0: no limit)",
     )
     parser.add_argument(
         "--workers", type=int, help="consuming threads (default: 8 for postgres, else 1)"
     )
     parser.add_argument(
-        "--vacuum-every", type=int, default=1,
+        "--vacuum-every",
+        type=int,
+        default=1,
         help="PostgreSQL: VACUUM the table every N ticks, standing in for autovacuum (0: never)",
     )
     parser.add_argument("--seed", type=int, default=7)
@@ -412,9 +466,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         result = run_growth(
-            args.ledger, tokens=args.tokens, days=args.days, prune_every=args.tick,
-            path=args.path, seed=args.seed, workers=workers,
-            prune_limit=args.prune_limit or None, vacuum_every=args.vacuum_every,
+            args.ledger,
+            tokens=args.tokens,
+            days=args.days,
+            prune_every=args.tick,
+            path=args.path,
+            seed=args.seed,
+            workers=workers,
+            prune_limit=args.prune_limit or None,
+            vacuum_every=args.vacuum_every,
         )
     print(json.dumps(asdict(result) | {"ok": result.ok}))
     return 0 if result.ok else 1

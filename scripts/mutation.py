@@ -12,7 +12,9 @@ Usage::
 
     python scripts/mutation.py                      # every module, every mutant
     python scripts/mutation.py --module cbor        # one module
-    python scripts/mutation.py --sample 20 --seed 1 # CI: 20 random mutants per module
+    python scripts/mutation.py --sample 20 --seed 1 # 20 random mutants per module
+    python scripts/mutation.py --sample 10 --seed 1 --threshold 0 --total-budget 170
+                                                    # CI: scores printed, ~3 minutes at most
     python scripts/mutation.py --json out.json      # machine-readable results
 
 The exit status is 0 when every module reaches ``--threshold`` (default 90 %).
@@ -60,12 +62,15 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ledger/memory": ("test_ledger_contract.py", "test_attacks.py", "test_mutation_killers.py"),
     "ledger/sqlite": ("test_ledger_contract.py", "test_attacks.py", "test_mutation_killers.py"),
     "vehicle/unit": (
-        "test_vehicle_unit.py", "test_attacks.py", "test_resource_bounds.py",
-        "test_mutation_killers.py",
+        "test_vehicle_unit.py", "test_vehicle_consent.py", "test_vehicle_events.py",
+        "test_attacks.py", "test_resource_bounds.py", "test_mutation_killers.py",
+        "test_mutation_killers_vehicle.py",
     ),
     "consent/chain": (
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",
-        "test_attacks.py", "test_resource_bounds.py", "test_mutation_killers.py",
+        "test_consent_rotation.py", "test_vehicle_consent.py", "test_attacks.py",
+        "test_resource_bounds.py", "test_mutation_killers.py",
+        "test_mutation_killers_consent.py",
     ),
 }
 
@@ -287,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, help="test N random mutants per module")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=900.0, help="seconds per module")
+    parser.add_argument("--total-budget", type=float,
+                        help="seconds for the whole run, shared evenly by the modules left "
+                             "(CI: a bounded run whatever the machine's speed)")
     parser.add_argument("--threshold", type=float, default=90.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--workdir", type=Path, help="keep the private copy here")
@@ -304,15 +312,21 @@ def main(argv: list[str] | None = None) -> int:
         previous = {r["module"]: r for r in json.loads(args.retest.read_text())}
     modules = args.module or (list(previous) if previous else list(MODULES))
     results: list[ModuleResult] = []
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trunkkey-mutation-") as tmp:
         base = args.workdir or Path(tmp)
-        for module in modules:
+        for index, module in enumerate(modules):
+            budget = args.budget
+            if args.total_budget is not None:
+                # Each module's baseline run also counts: keep a margin for it.
+                left = args.total_budget - (time.monotonic() - started)
+                budget = min(budget, max(0.0, left / (len(modules) - index) - 5))
             workdir = base / module.replace("/", "-")
             if workdir.exists():
                 shutil.rmtree(workdir)
             _copy_repo(workdir)
             results.append(run_module(
-                module, workdir, sample=args.sample, seed=args.seed, budget=args.budget,
+                module, workdir, sample=args.sample, seed=args.seed, budget=budget,
                 retest=previous.get(module),
             ))
     print(f"\n{'module':15s} {'mutants':>7s} {'tested':>6s} {'killed':>6s} "

@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.faults import fault_proxy
-from harness.growth import run_growth
+from harness.growth import run_growth, run_redis_growth
 from harness.ledgers import (
     DEAD,
     KINDS,
@@ -435,7 +435,8 @@ class TestVerifierOverEveryLedger:
 class TestBoundedGrowth:
     """A compressed month: after every prune, held == spent tokens still possibly valid.
 
-    ``python -m harness.growth --ledger sqlite --tokens 1000000`` runs the full month.
+    ``python -m harness.growth --ledger {sqlite,postgres,redis} --tokens 1000000``
+    runs the full month; docs/ledgers.md has the figures.
     """
 
     @pytest.mark.parametrize(
@@ -454,6 +455,67 @@ class TestBoundedGrowth:
         # Bounded: at most the tokens of a few hours, never the month's total.
         assert 0 < result.max_held_before_prune < tokens // 10
         assert result.prunes >= days * 24 - 1
+        assert result.held_at_end == 0
+
+    def test_postgres_parallel_consumers_and_table_size(self) -> None:
+        # The million-token run's setup: worker threads consuming each hour's
+        # tokens in parallel, prune(limit=) batches, VACUUM standing in for
+        # autovacuum; small enough for the default run.
+        require_server("postgres")
+        tokens = 6_000
+        result = run_growth("postgres", tokens=tokens, days=7, workers=4, prune_limit=25)
+        assert result.ok, result
+        assert result.mismatches == 0
+        assert result.max_held == result.max_could_be_valid
+        assert 0 < result.max_held_before_prune < tokens // 20
+        assert result.prunes >= 7 * 24 - 1
+        # On disk: a row with its two index entries takes ~80 bytes, so a table
+        # that kept the week's tokens would pass 0.45 MB; this one holds a few hours'.
+        assert result.max_bytes is not None
+        assert 0 < result.max_bytes < tokens * 40
+        # And it plateaus: the last day's table is no bigger than twice the first's
+        # (without VACUUM it keeps growing with every token spent, 3-4x over the week).
+        assert result.daily_bytes is not None
+        assert len(result.daily_bytes) == 7
+        assert result.daily_bytes[-1] <= 2 * result.daily_bytes[0]
+
+    def test_redis_holds_only_what_could_still_be_valid(self) -> None:
+        # A day of simulated traffic on the Redis server's real clock, six
+        # simulated hours per real second (about six seconds): at each second's
+        # start the prefix holds exactly the spent tokens whose keep_until has
+        # not passed in the simulation, key for key.
+        require_server("redis")
+        tokens = 2_000
+        result = run_redis_growth(tokens=tokens, days=1, tick=6 * 3600)
+        assert result.late == 0, "a check spilled into the next second: the machine is too busy"
+        assert result.mismatches == 0
+        assert result.max_held == result.max_could_be_valid
+        assert 0 < result.max_held < result.max_held_before_prune < tokens // 2
+        assert result.held_at_end == 0
+        assert result.prunes >= 5  # 4 ticks of issuing, then the tail until all expired
+
+    def test_redis_refuses_a_token_whose_keep_until_has_passed(self) -> None:
+        # The other side of the mapping: a keep_until already past by the
+        # server's clock leaves no key behind (Redis drops a SET whose PXAT
+        # has passed), so nothing outlives its validity even for a moment.
+        url = require_server("redis")
+        import redis  # the optional client, present when the server is
+
+        client = redis.Redis.from_url(url)
+        server_now = int(client.time()[0])
+        client.close()
+        namespace = new_namespace()
+        ledger = RedisLedger(url, prefix=namespace.encode() + b":")
+        try:
+            # Nothing can be recorded, so the consume fails closed rather
+            # than answering "first use" with no record behind it.
+            with pytest.raises(LedgerError, match="clock"):
+                ledger.consume(VEHICLE, b"long-gone", server_now - 2)
+            assert ledger.expire_time_ms(VEHICLE, b"long-gone") is None
+            assert ledger.count() == 0
+        finally:
+            ledger.close()
+            drop_namespace("redis", namespace)
 
 
 def test_server_clients_are_imported_only_when_a_ledger_is_made() -> None:

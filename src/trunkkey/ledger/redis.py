@@ -108,7 +108,20 @@ class RedisLedger:
         try:
             # PXAT the first millisecond after second keep_until: kept exactly as
             # long as prune keeps an entry in the other ledgers.
-            done = client.set(key, b"1", nx=True, pxat=(keep_until + 1) * 1000)
+            # In one MULTI/EXEC round trip: SET, then ask whether the key is
+            # there. If Redis's clock is ahead of ours, a PXAT it already sees
+            # as past makes SET answer OK yet store nothing — a "first use"
+            # with no record, which a slower-clocked verifier would accept
+            # again. That is refused here, so nothing is accepted unrecorded.
+            pipe = client.pipeline(transaction=True)
+            pipe.set(key, b"1", nx=True, pxat=(keep_until + 1) * 1000)
+            pipe.exists(key)
+            done, present = pipe.execute()
+            if done is True and not present:
+                raise LedgerError(
+                    "redis server's clock is past this token's keep-until: the entry would "
+                    "not be kept; check clock synchronisation"
+                )
             if done and self._min_replicas:
                 # Half the socket timeout, so WAIT answers before the socket gives up.
                 acked = client.wait(self._min_replicas, max(1, self._timeout_ms // 2))
