@@ -61,3 +61,19 @@ def test_describe_is_readable() -> None:
     assert "#3.1" in text
     assert "clock_untrusted" in text
     assert "abababab" in text
+
+
+def test_events_before_the_first_subscriber_reach_it_in_order() -> None:
+    from trunkkey.vehicle.events import EventBus, EventKind, GapDetector
+
+    bus = EventBus(vehicle_id="VIN-1", boot=1)
+    bus.emit(EventKind.ACTUATOR_FAILED, at=None, detail="lock at boot failed")
+    bus.emit(EventKind.CHALLENGE_ISSUED, at=5)
+    first, second = GapDetector(), GapDetector()
+    bus.subscribe(first)
+    bus.subscribe(second)
+    bus.emit(EventKind.CHALLENGE_ISSUED, at=6)
+    assert [e.seq for e in first.events] == [1, 2, 3]
+    assert first.events[0].kind is EventKind.ACTUATOR_FAILED
+    assert first.gaps == []
+    assert [e.seq for e in second.events] == [3]  # the backlog goes to the first only

@@ -64,6 +64,9 @@ class Event:
 
 Subscriber = Callable[[Event], None]
 
+#: How many events emitted before the first subscriber are kept for it.
+BACKLOG = 256
+
 
 class EventBus:
     """Numbers events and hands each to every subscriber, in order."""
@@ -74,6 +77,10 @@ class EventBus:
         self._seq = 0
         self._subscribers: list[Subscriber] = []
         self.delivery_failures = 0
+        # Events emitted before anyone listened (a failed lock at boot, say)
+        # wait here for the first subscriber, so they are never lost silently.
+        self._backlog: list[Event] = []
+        self._ever_subscribed = False
 
     def __repr__(self) -> str:
         return f"EventBus(boot={self._boot}, seq={self._seq}, subscribers={len(self._subscribers)})"
@@ -83,8 +90,16 @@ class EventBus:
         return self._seq
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Add ``subscriber``; return a function that removes it."""
+        """Add ``subscriber``; return a function that removes it.
+
+        The first subscriber is first handed, in order, the events emitted
+        before anyone subscribed (at most :data:`BACKLOG` of them).
+        """
         self._subscribers.append(subscriber)
+        self._ever_subscribed = True
+        backlog, self._backlog = self._backlog, []
+        for event in backlog:
+            self._deliver(subscriber, event)
 
         def unsubscribe() -> None:
             if subscriber in self._subscribers:
@@ -101,13 +116,18 @@ class EventBus:
             vehicle_id=self._vehicle, boot=self._boot, seq=self._seq, at=at, kind=kind,
             token_id=token_id, reason=reason, detail=detail, receipt=receipt,
         )
+        if not self._ever_subscribed and len(self._backlog) < BACKLOG:
+            self._backlog.append(event)
         for subscriber in list(self._subscribers):
-            try:
-                subscriber(event)
-            except Exception:  # noqa: BLE001 -- a broken subscriber must never stop a relock
-                # The sequence number is spent anyway: the subscriber sees a gap.
-                self.delivery_failures += 1
+            self._deliver(subscriber, event)
         return event
+
+    def _deliver(self, subscriber: Subscriber, event: Event) -> None:
+        try:
+            subscriber(event)
+        except Exception:  # noqa: BLE001 -- a broken subscriber must never stop a relock
+            # The sequence number is spent anyway: the subscriber sees a gap.
+            self.delivery_failures += 1
 
 
 class GapDetector:

@@ -182,10 +182,13 @@ class VehicleUnit:
         self._relock_reading = 0
         self._receipts: list[bytes] = []
         self._clock_alarm_raised = False
+        self._boot_lock_failed = False
         # Whatever the car was doing when the last unit died, it starts locked.
         try:
             actuator.lock_all()
         except Exception:  # noqa: BLE001 -- nothing was opened by this unit yet
+            self._boot_lock_failed = True
+            # Nobody has subscribed yet: the bus keeps it for the first subscriber.
             self._events.emit(EventKind.ACTUATOR_FAILED, at=None, detail="lock at boot failed")
 
     @classmethod
@@ -274,7 +277,14 @@ class VehicleUnit:
         return 0 if self._updates is None else self._updates.revocations_version
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Receive every event from now on (the first subscriber also gets those
+        emitted at boot, before anyone listened)."""
         return self._events.subscribe(subscriber)
+
+    @property
+    def boot_lock_failed(self) -> bool:
+        """True if locking everything at boot raised: the car may not be locked."""
+        return self._boot_lock_failed
 
     # -- the courier's exchange ---------------------------------------------
     def challenge(self) -> bytes:
