@@ -56,6 +56,16 @@ def _client(url: str, timeout_s: float) -> Any:
     )
 
 
+#: SET NX PXAT, then confirm the key exists: 1 = spent now, 0 = already
+#: spent, -1 = Redis stored nothing because it sees the expiry as past.
+_CONSUME_LUA = """
+local done = redis.call('SET', KEYS[1], '1', 'NX', 'PXAT', ARGV[1])
+if not done then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return 1
+"""
+
+
 class RedisLedger:
     """Spent tokens as self-expiring Redis keys.
 
@@ -86,6 +96,7 @@ class RedisLedger:
         self._min_replicas = min_replicas
         self._timeout_ms = int(timeout_s * 1000)
         self._redis: Any = _client(url, timeout_s)
+        self._consume_script: Any = self._redis.register_script(_CONSUME_LUA)
         self._closed = False
         self._close_lock = threading.Lock()
         # Redact credentials: the repr and errors never show the URL's password.
@@ -107,21 +118,19 @@ class RedisLedger:
         client = self._live()
         try:
             # PXAT the first millisecond after second keep_until: kept exactly as
-            # long as prune keeps an entry in the other ledgers.
-            # In one MULTI/EXEC round trip: SET, then ask whether the key is
-            # there. If Redis's clock is ahead of ours, a PXAT it already sees
-            # as past makes SET answer OK yet store nothing — a "first use"
-            # with no record, which a slower-clocked verifier would accept
-            # again. That is refused here, so nothing is accepted unrecorded.
-            pipe = client.pipeline(transaction=True)
-            pipe.set(key, b"1", nx=True, pxat=(keep_until + 1) * 1000)
-            pipe.exists(key)
-            done, present = pipe.execute()
-            if done is True and not present:
+            # long as prune keeps an entry in the other ledgers. The script
+            # sets and then checks, atomically and in one round trip: if Redis's
+            # clock is ahead of ours, a PXAT it already sees as past makes SET
+            # answer OK yet store nothing — a "first use" with no record, which
+            # a slower-clocked verifier would accept again. That is refused
+            # here (-1), so nothing is accepted unrecorded.
+            outcome = self._consume_script(keys=[key], args=[(keep_until + 1) * 1000])
+            if outcome == -1:
                 raise LedgerError(
                     "redis server's clock is past this token's keep-until: the entry would "
                     "not be kept; check clock synchronisation"
                 )
+            done: bool = outcome == 1
             if done and self._min_replicas:
                 # Half the socket timeout, so WAIT answers before the socket gives up.
                 acked = client.wait(self._min_replicas, max(1, self._timeout_ms // 2))
@@ -133,8 +142,7 @@ class RedisLedger:
             raise
         except Exception as exc:  # noqa: BLE001 -- any client error (READONLY, timeout, refused) denies
             raise self._failure(exc) from None
-        # SET ... NX answers OK when it wrote and nil when the key existed.
-        return done is True
+        return done
 
     def _failure(self, exc: Exception) -> LedgerError:
         # The type name only: redis-py messages can quote the command, key included.
