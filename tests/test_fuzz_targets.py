@@ -46,3 +46,28 @@ def test_a_genuine_finding_is_reported() -> None:
             targets.fuzz_claims(seeds("claims")[0])
     finally:
         targets.decode_claims = original
+
+
+#: Inputs the coverage-guided fuzzer once found to escape a target, kept so
+#: they can never come back (base64, target name, what was wrong).
+FINDINGS = [
+    ("cose", "0oRRpAGgBKEAAAKDoAD//////6CgAP//MDxQ",
+     "crit holding a map raised TypeError (unhashable) in verify_sign1"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "what"), FINDINGS)
+def test_fuzz_findings_stay_fixed(name: str, data: str, what: str) -> None:
+    import base64
+
+    TARGETS[name](base64.b64decode(data))
+
+
+def test_crit_with_a_non_label_is_a_decode_error() -> None:
+    import base64
+
+    from trunkkey import DecodeError, SigningKey
+    from trunkkey.cose import verify_sign1
+
+    with pytest.raises(DecodeError, match="crit labels"):
+        verify_sign1(base64.b64decode(FINDINGS[0][1]), SigningKey.generate().public_key)

@@ -217,8 +217,21 @@ def verify_sign1(
 
     RFC 9052 allows more than trunkkey's profile: the tag may be absent, and
     ``alg`` may sit in either bucket. The key fixes the algorithm: an ``alg``
-    anywhere that differs from the key's is an error, never a switch.
+    anywhere that differs from the key's is an error, never a switch. Raises
+    only :class:`DecodeError` or :class:`SignatureError`, whatever the input.
     """
+    try:
+        return _verify_sign1(message, key, external_aad, detached_payload)
+    except (DecodeError, SignatureError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- hostile input: fail closed with our own error
+        raise DecodeError(f"malformed COSE message ({type(exc).__name__})") from None
+
+
+def _verify_sign1(
+    message: bytes, key: VerificationKey, external_aad: bytes,
+    detached_payload: bytes | None,
+) -> bytes:
     if len(message) > 65536:
         raise DecodeError("COSE message too large")
     item = _loads(message)
@@ -242,6 +255,10 @@ def verify_sign1(
     if type(crit) is not list or (not crit and HDR_CRIT in protected):
         raise DecodeError("crit must be a non-empty array")
     for label in crit:
+        # Labels are ints or text (RFC 9052 3.1); anything else, a map say,
+        # is malformed — and would not even be hashable.
+        if type(label) not in (int, str):
+            raise DecodeError("crit labels must be integers or text strings")
         if label not in _UNDERSTOOD or label not in protected:
             raise DecodeError(f"critical header {label!r} not understood")
     alg = protected.get(HDR_ALG, unprotected.get(HDR_ALG))
