@@ -26,7 +26,15 @@ from fuzz.targets import TARGETS, seeds  # noqa: E402 -- needs the path above
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
 
-def run_target(name: str, seconds: int, workdir: Path, rss_mb: int) -> dict[str, object]:
+def run_target(
+    name: str,
+    seconds: int,
+    workdir: Path,
+    rss_mb: int,
+    *,
+    runs: int | None = None,
+    fuzz_seed: int | None = None,
+) -> dict[str, object]:
     corpus = workdir / f"{name}-corpus"
     seed_dir = workdir / f"{name}-seeds"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -34,10 +42,18 @@ def run_target(name: str, seconds: int, workdir: Path, rss_mb: int) -> dict[str,
     for i, seed in enumerate(seeds(name)):
         (seed_dir / f"seed-{i}").write_bytes(seed)
     cmd = [
-        sys.executable, str(HERE / "harness.py"), name,
-        f"-max_total_time={seconds}", f"-rss_limit_mb={rss_mb}", "-timeout=10",
-        "-max_len=2048", f"-artifact_prefix={workdir}/{name}-", "-print_final_stats=1",
-        str(corpus), str(seed_dir),
+        sys.executable,
+        str(HERE / "harness.py"),
+        name,
+        *([f"-runs={runs}"] if runs is not None else [f"-max_total_time={seconds}"]),
+        *([f"-seed={fuzz_seed}"] if fuzz_seed is not None else []),
+        f"-rss_limit_mb={rss_mb}",
+        "-timeout=10",
+        "-max_len=2048",
+        f"-artifact_prefix={workdir}/{name}-",
+        "-print_final_stats=1",
+        str(corpus),
+        str(seed_dir),
     ]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -60,13 +76,29 @@ def run_target(name: str, seconds: int, workdir: Path, rss_mb: int) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run trunkkey's fuzz harnesses.")
     parser.add_argument("--seconds-each", type=int, default=20)
+    parser.add_argument(
+        "--runs-each",
+        type=int,
+        help="a fixed number of inputs per target instead of a time (with --seed: repeatable)",
+    )
+    parser.add_argument("--seed", type=int, help="libFuzzer's random seed (default: random)")
     parser.add_argument("--target", action="append", choices=sorted(TARGETS))
     parser.add_argument("--rss-mb", type=int, default=2048)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     names = args.target or list(TARGETS)
     with tempfile.TemporaryDirectory(prefix="trunkkey-fuzz-") as tmp:
-        results = [run_target(n, args.seconds_each, Path(tmp), args.rss_mb) for n in names]
+        results = [
+            run_target(
+                n,
+                args.seconds_each,
+                Path(tmp),
+                args.rss_mb,
+                runs=args.runs_each,
+                fuzz_seed=args.seed,
+            )
+            for n in names
+        ]
     total = sum(int(r["inputs"]) for r in results)  # type: ignore[call-overload]
     for r in results:
         status = "ok" if r["ok"] else f"FAILED (exit {r['returncode']})"
