@@ -53,6 +53,11 @@ def test_a_genuine_finding_is_reported() -> None:
 FINDINGS = [
     ("cose", "0oRRpAGgBKEAAAKDoAD//////6CgAP//MDxQ",
      "crit holding a map raised TypeError (unhashable) in verify_sign1"),
+    ("claims",
+     "qgFocmV0YWlsZXIDcTBIR0NNODI2MzNBMDA0MzUyBBprSeAQBRprSdIABhprSdIAB1AAAAAAAAAAAAAAAA"
+     "AAAAABCKEBowEBIAYhWCBPWXaJeV9w/3ki7Io+vewl7w/xR1z5tOQEoszTjfIsWToAAQAACjoGIVggT1l2"
+     "iXlfcP95IuyKPr3sAGQCR29yZGVyLTE=",
+     "unknown claims with both int and text labels: sorting them for the message raised TypeError"),
 ]
 
 
@@ -71,3 +76,17 @@ def test_crit_with_a_non_label_is_a_decode_error() -> None:
 
     with pytest.raises(DecodeError, match="crit labels"):
         verify_sign1(base64.b64decode(FINDINGS[0][1]), SigningKey.generate().public_key)
+
+
+def test_unknown_labels_of_mixed_types_are_a_decode_error_in_claims_and_grants() -> None:
+    # Sorting {99, "x"} for an error message raised TypeError before.
+    from trunkkey import DecodeError, cbor
+    from trunkkey.claims import _decode_claims_generic
+    from trunkkey.consent.grant import decode_grant
+
+    with pytest.raises(DecodeError, match="unknown"):
+        _decode_claims_generic(
+            cbor.encode({1: "i", 3: "v", 4: 2, 5: 1, 6: 1, 7: b"x" * 16, -65537: 5, 99: 0, "x": 0})
+        )
+    with pytest.raises(DecodeError):
+        decode_grant(cbor.encode({1: b"k" * 32, 2: "n", 3: 5, 4: 1, 5: 2, 6: 0, 99: 0, "x": 0}))

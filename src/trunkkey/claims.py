@@ -336,7 +336,7 @@ def _decode_claims_generic(payload: bytes) -> TokenClaims:
     if not keys >= _REQUIRED:
         raise DecodeError(f"missing claims: {sorted(_REQUIRED - keys)}")
     if not keys <= _KNOWN:
-        raise DecodeError(f"unknown claims: {sorted(keys - _KNOWN)}")
+        raise DecodeError(f"unknown claims: {sorted(keys - _KNOWN, key=repr)}")
     token_id = members[CTI]
     if type(token_id) is not bytes or len(token_id) != TOKEN_ID_LENGTH:
         raise DecodeError(f"cti must be {TOKEN_ID_LENGTH} bytes")

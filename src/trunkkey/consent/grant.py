@@ -242,7 +242,7 @@ def decode_grant(payload: bytes) -> Grant:
     if not keys >= _REQUIRED:
         raise DecodeError(f"grant lacks {sorted(_REQUIRED - keys)}")
     if not keys <= _KNOWN:
-        raise DecodeError(f"grant has unknown members {sorted(keys - _KNOWN)}")
+        raise DecodeError(f"grant has unknown members {sorted(keys - _KNOWN, key=repr)}")
     name = members[NAME]
     if type(name) is not str:
         raise DecodeError("grantee name must be text")
