@@ -60,6 +60,8 @@ install_packages() {
 }
 
 redis_up() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
+# A replica answers PING before it has synced; WAIT-based tests need the link up.
+redis_replica_synced() { redis-cli -p "$1" info replication 2>/dev/null | grep -q "master_link_status:up"; }
 
 start_redis() {
     local port="$1" dir="$STATE/redis-$1"
@@ -179,6 +181,7 @@ start_redis "$REDIS_PORT"
 wait_for "redis" redis_up "$REDIS_PORT"
 start_redis "$REDIS_REPLICA_PORT" --replicaof 127.0.0.1 "$REDIS_PORT" --replica-read-only yes
 wait_for "redis replica" redis_up "$REDIS_REPLICA_PORT"
+wait_for "redis replica sync" redis_replica_synced "$REDIS_REPLICA_PORT"
 start_postgres
 
 echo "export TRUNKKEY_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
