@@ -14,6 +14,19 @@ from .errors import InvalidRequest
 from .keys import VerificationKey
 
 
+def check_window(not_before: int | None, not_after: int | None, what: str) -> None:
+    """Refuse a validity period ``[not_before, not_after)`` that contains no instant."""
+    if not_before is not None and not_after is not None and not_after <= not_before:
+        raise InvalidRequest(f"{what} validity period is empty")
+
+
+def in_window(now: int, not_before: int | None, not_after: int | None) -> bool:
+    """True when ``now`` lies in ``[not_before, not_after)``; ``None`` is unbounded."""
+    if not_before is not None and now < not_before:
+        return False
+    return not_after is None or now < not_after
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrustedKey:
     """A verification key, the issuer name it speaks for, and when it may be used.
@@ -32,12 +45,7 @@ class TrustedKey:
         if not isinstance(self.key, VerificationKey):
             raise InvalidRequest("TrustedKey.key must be a VerificationKey")
         check_name(self.issuer, "issuer")
-        if (
-            self.not_before is not None
-            and self.not_after is not None
-            and self.not_after <= self.not_before
-        ):
-            raise InvalidRequest("TrustedKey validity period is empty")
+        check_window(self.not_before, self.not_after, "TrustedKey")
 
     @classmethod
     def create(
@@ -56,9 +64,7 @@ class TrustedKey:
         return self.key.kid
 
     def valid_at(self, now: int) -> bool:
-        if self.not_before is not None and now < self.not_before:
-            return False
-        return self.not_after is None or now < self.not_after
+        return in_window(now, self.not_before, self.not_after)
 
 
 class TrustStore:

@@ -17,6 +17,7 @@ from ..cose import HeaderProblem, Typ, decode_protected, parse_sign1, protected_
 from ..errors import DecodeError, InvalidRequest
 from ..keys import SigningKey, VerificationKey
 from ..reasons import Reason
+from ..trust import check_window, in_window
 from .errors import UpdateRefused
 
 
@@ -31,21 +32,14 @@ class RootKey:
     def __post_init__(self) -> None:
         if not isinstance(self.key, VerificationKey):
             raise InvalidRequest("RootKey.key must be a VerificationKey")
-        if (
-            self.not_before is not None
-            and self.not_after is not None
-            and self.not_after <= self.not_before
-        ):
-            raise InvalidRequest("RootKey validity period is empty")
+        check_window(self.not_before, self.not_after, "RootKey")
 
     @property
     def kid(self) -> bytes:
         return self.key.kid
 
     def valid_at(self, now: int) -> bool:
-        if self.not_before is not None and now < self.not_before:
-            return False
-        return self.not_after is None or now < self.not_after
+        return in_window(now, self.not_before, self.not_after)
 
 
 class VehicleAnchors:
