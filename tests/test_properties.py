@@ -72,6 +72,15 @@ def test_any_valid_claim_set_round_trips(claims: TokenClaims) -> None:
     assert _decode_claims_generic(payload) == claims
 
 
+def _usual_fence(fence: Geofence) -> bool:
+    """Coordinates in 4-byte form (at least 0.0066 degrees from 0) and a radius of 24 m or more."""
+    return (
+        not -0x10000 <= fence.lat_e7 < 0x10000
+        and not -0x10000 <= fence.lon_e7 < 0x10000
+        and fence.radius_m >= 24
+    )
+
+
 @given(claim_sets())
 def test_fast_path_takes_every_token_with_an_ed25519_courier_key_or_none(
     claims: TokenClaims,
@@ -84,6 +93,7 @@ def test_fast_path_takes_every_token_with_an_ed25519_courier_key_or_none(
         and len(claims.issuer.encode()) < 24
         and len(claims.vehicle_id.encode()) < 24
         and (claims.courier_key is None or claims.courier_key is COURIER_KEYS[0])
+        and (claims.geofence is None or _usual_fence(claims.geofence))
     )
     fast = _decode_common_shape(encode_claims(claims))
     if usual:
@@ -125,10 +135,20 @@ def test_fast_claims_path_never_disagrees_with_the_generic_one(noise: bytes) -> 
                     purpose=Purpose.DELIVERY, courier_key=COURIER_KEYS[0],
                     geofence=Geofence(lat_e7=1, lon_e7=-2, radius_m=300), order_ref=b"o")
     )
+    # A geofence the fast path reads itself: 4-byte coordinates, one negative.
+    fenced = encode_claims(
+        TokenClaims(issuer="retailer", vehicle_id=VEHICLE, not_before=NOW, expires=NOW + 60,
+                    issued_at=NOW, token_id=b"\x01" * 16, action=Action.TRUNK,
+                    purpose=Purpose.DELIVERY, courier_key=COURIER_KEYS[0],
+                    geofence=Geofence(lat_e7=481_371_540, lon_e7=-115_761_240, radius_m=300))
+    )
     cut = len(noise) % len(rich)
+    fence_cut = len(fenced) - 1 - len(noise) % 16  # somewhere in the geofence
     for candidate in (
         noise, base[: len(noise) % len(base)] + noise, base[:-1] + noise[:1],
         rich[:cut] + noise + rich[cut + 1 :], rich[:cut] + noise,
+        fenced[:fence_cut] + noise[:1] + fenced[fence_cut + 1 :],
+        fenced[:fence_cut] + noise,
     ):
         try:
             generic: object = _decode_claims_generic(candidate)
@@ -139,6 +159,30 @@ def test_fast_claims_path_never_disagrees_with_the_generic_one(noise: bytes) -> 
         except Exception as exc:  # noqa: BLE001
             fast = type(exc)
         assert fast == generic
+
+
+@given(st.binary(min_size=1, max_size=80), st.integers(min_value=0, max_value=400))
+def test_fast_envelope_path_never_disagrees_with_the_general_one(
+    noise: bytes, where: int
+) -> None:
+    from trunkkey.cose import _split_sign1_general, split_sign1
+
+    world = _shared_world()
+    token = world.mint()
+    cut = where % (len(token) + 1)
+    for candidate in (
+        token, noise, token[:cut] + noise, token[:cut] + noise + token[cut:],
+        token[:cut] + noise[:1] + token[cut + 1 :], token + noise, token[:-1],
+        # A payload length under 24 in the 1-byte form is not the shortest.
+        token[:22] + bytes((noise[0] % 24,)) + token[23:],
+    ):
+        outcomes = []
+        for split in (split_sign1, _split_sign1_general):
+            try:
+                outcomes.append(split(candidate))
+            except Exception as exc:  # noqa: BLE001 -- comparing outcomes, whatever they are
+                outcomes.append((type(exc), str(exc)))
+        assert outcomes[0] == outcomes[1]
 
 
 @given(claim_sets(), st.sampled_from([Algorithm.EDDSA, Algorithm.ES256]))

@@ -10,14 +10,15 @@ an issuer thought it imposed.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from . import cbor
 from .errors import DecodeError, InvalidRequest
-from .geo import Geofence
-from .keys import Algorithm, VerificationKey
+from .geo import E7, MAX_RADIUS_M, MIN_RADIUS_M, Geofence
+from .keys import VerificationKey
 
 # Registered CWT claim labels (RFC 8392 §4, RFC 8747 §3.1).
 ISS, AUD, EXP, NBF, IAT, CTI, CNF = 1, 3, 4, 5, 6, 7, 8
@@ -216,7 +217,23 @@ _TIMES = struct.Struct(">2sI2sI2sI2s16s")
 _CNF_ED25519_PREFIX = bytes.fromhex("08a101a3010120062158 20".replace(" ", ""))
 _CNF_PREFIX_LEN = len(_CNF_ED25519_PREFIX)
 _new = object.__new__
-_set = object.__setattr__
+
+
+def slot_setters(cls: type, names: str) -> list[Callable[[Any, Any], None]]:
+    """The slot descriptors' setters of a frozen, slotted dataclass, by field name.
+
+    The hot paths fill instances they have already validated field by field,
+    as the dataclass's own ``__init__`` would; a slot's setter is the cheapest
+    way that frozen classes allow.
+    """
+    return [getattr(cls, name).__set__ for name in names.split()]
+
+
+(_set_issuer, _set_vehicle_id, _set_not_before, _set_expires, _set_issued_at, _set_token_id,
+ _set_action, _set_purpose, _set_geofence, _set_courier_key, _set_order_ref) = slot_setters(
+    TokenClaims, "issuer vehicle_id not_before expires issued_at token_id action purpose "
+    "geofence courier_key order_ref")
+_set_lat, _set_lon, _set_radius = slot_setters(Geofence, "lat_e7 lon_e7 radius_m")
 _ACCESS_LABEL = cbor.encode(ACCESS)
 _GEOFENCE_LABEL = cbor.encode(GEOFENCE)
 _ORDER_LABEL = cbor.encode(ORDER)
@@ -234,6 +251,50 @@ def _short_text(p: bytes, pos: int) -> tuple[str, int] | None:
         end = pos + 2 + length
         return p[pos + 2 : end].decode("utf-8"), end
     return None
+
+
+# A geofence whose coordinates need 4 bytes each: [lat, lon, radius] with the
+# heads of both coordinates (0x1a positive, 0x3a negative) and their values.
+_FENCE = struct.Struct(">BBIBI")
+_LAT_LIMIT, _LON_LIMIT = 90 * E7, 180 * E7
+
+
+def _fence_at(p: bytes, pos: int) -> tuple[Geofence | None, int]:
+    """The usual geofence encoding, range-checked, or ``None`` for the generic path."""
+    array, lat_head, lat, lon_head, lon = _FENCE.unpack_from(p, pos)
+    pos += _FENCE.size
+    head = p[pos]
+    if head == 0x18:
+        radius, pos = p[pos + 1], pos + 2
+        shortest = radius >= 24
+    elif head == 0x19:
+        radius, pos = int.from_bytes(p[pos + 1 : pos + 3], "big"), pos + 3
+        shortest = radius >= 0x100
+    else:
+        return None, pos
+    if lat_head == 0x3A:
+        lat = -1 - lat
+    if lon_head == 0x3A:
+        lon = -1 - lon
+    if not (
+        array == 0x83
+        and lat_head in (0x1A, 0x3A)
+        and lon_head in (0x1A, 0x3A)
+        # Under 0x10000 the 4-byte form is not the shortest.
+        and not -0x10000 <= lat < 0x10000
+        and not -0x10000 <= lon < 0x10000
+        and shortest
+        and -_LAT_LIMIT <= lat <= _LAT_LIMIT
+        and -_LON_LIMIT <= lon <= _LON_LIMIT
+        and MIN_RADIUS_M <= radius <= MAX_RADIUS_M
+    ):
+        return None, pos
+    # Every check of Geofence.__post_init__ has just been made.
+    fence: Geofence = _new(Geofence)
+    _set_lat(fence, lat)
+    _set_lon(fence, lon)
+    _set_radius(fence, radius)
+    return fence, pos
 
 
 def _decode_common_shape(p: bytes) -> TokenClaims | None:
@@ -271,17 +332,16 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
             pos = start + 32
             if pos > len(p):
                 return None
-            courier_key = VerificationKey(Algorithm.EDDSA, p[start:pos])
+            courier_key = VerificationKey._ed25519(p[start:pos])
         if p[pos : pos + 5] != _ACCESS_LABEL:
             return None
         access = p[pos + 5]
         pos += 6
         geofence = None
         if p[pos : pos + 5] == _GEOFENCE_LABEL:
-            fence, pos = cbor.read_item(p, pos + 5, max_depth=1)
-            if type(fence) is not list or len(fence) != 3 or any(type(v) is not int for v in fence):
+            geofence, pos = _fence_at(p, pos + 5)
+            if geofence is None:
                 return None
-            geofence = Geofence(lat_e7=fence[0], lon_e7=fence[1], radius_m=fence[2])
         order_ref = None
         if p[pos : pos + 5] == _ORDER_LABEL:
             order_ref, pos = cbor.read_item(p, pos + 5, max_depth=0)
@@ -314,17 +374,17 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
     # Built field by field, as the dataclass's own __init__ would, but without
     # its keyword handling: this runs once per verification.
     claims: TokenClaims = _new(TokenClaims)
-    _set(claims, "issuer", issuer)
-    _set(claims, "vehicle_id", vehicle_id)
-    _set(claims, "not_before", not_before)
-    _set(claims, "expires", expires)
-    _set(claims, "issued_at", issued_at)
-    _set(claims, "token_id", token_id)
-    _set(claims, "action", action)
-    _set(claims, "purpose", purpose)
-    _set(claims, "geofence", geofence)
-    _set(claims, "courier_key", courier_key)
-    _set(claims, "order_ref", order_ref)
+    _set_issuer(claims, issuer)
+    _set_vehicle_id(claims, vehicle_id)
+    _set_not_before(claims, not_before)
+    _set_expires(claims, expires)
+    _set_issued_at(claims, issued_at)
+    _set_token_id(claims, token_id)
+    _set_action(claims, action)
+    _set_purpose(claims, purpose)
+    _set_geofence(claims, geofence)
+    _set_courier_key(claims, courier_key)
+    _set_order_ref(claims, order_ref)
     return claims
 
 

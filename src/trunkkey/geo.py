@@ -87,17 +87,26 @@ class Geofence:
 
     def contains(self, where: Location) -> bool:
         """True when ``where`` is within the radius (the boundary counts as inside)."""
-        return distance_m(self.centre, where) <= self.radius_m
+        return _distance(self.lat_e7, self.lon_e7, where.lat_e7, where.lon_e7) <= self.radius_m
 
     def within(self, outer: Geofence) -> bool:
         """True when this circle lies entirely inside ``outer``."""
-        return distance_m(self.centre, outer.centre) + self.radius_m <= outer.radius_m
+        distance = _distance(self.lat_e7, self.lon_e7, outer.lat_e7, outer.lon_e7)
+        return distance + self.radius_m <= outer.radius_m
 
 
 def distance_m(a: Location, b: Location) -> float:
     """Great-circle distance in metres (haversine, numerically stable for short spans)."""
-    lat1, lat2 = math.radians(a.lat_e7 / E7), math.radians(b.lat_e7 / E7)
-    dlat = lat2 - lat1
-    dlon = math.radians((b.lon_e7 - a.lon_e7) / E7)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+    return _distance(a.lat_e7, a.lon_e7, b.lat_e7, b.lon_e7)
+
+
+_RADIANS_PER_E7 = math.pi / 180 / E7
+_sin, _cos, _asin, _sqrt = math.sin, math.cos, math.asin, math.sqrt
+
+
+def _distance(lat1_e7: int, lon1_e7: int, lat2_e7: int, lon2_e7: int) -> float:
+    # On raw coordinates, so that a geofence check builds no Location.
+    lat1, lat2 = lat1_e7 * _RADIANS_PER_E7, lat2_e7 * _RADIANS_PER_E7
+    dlon = (lon2_e7 - lon1_e7) * _RADIANS_PER_E7
+    h = _sin((lat2 - lat1) / 2) ** 2 + _cos(lat1) * _cos(lat2) * _sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * _asin(min(1.0, _sqrt(h)))

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from . import cbor
+from ._sodium import ed25519_open as _ed25519_open
+from ._sodium import ed25519_sign as _ed25519_sign
 from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, SignatureError
 
 #: Length of a trunkkey key id: the RFC 9679 COSE key thumbprint (SHA-256)
@@ -70,6 +72,9 @@ class Algorithm(IntEnum):
         return 64
 
 
+_new_object = object.__new__
+
+
 def _forbid_pickle(obj: object) -> NoReturn:
     raise TypeError(f"{type(obj).__name__} cannot be pickled: export it explicitly")
 
@@ -101,15 +106,34 @@ class VerificationKey:
                 raise InvalidRequest("not a point on P-256") from None
         self._algorithm = algorithm
         self._raw = raw
+        # The thumbprint is computed when first asked for: a courier key is
+        # built from every delivery token, and verifying needs only its bytes.
+        self._thumbprint: bytes | None = None
+        self._kid: bytes | None = None
+
+    @classmethod
+    def _ed25519(cls, raw: bytes) -> VerificationKey:
+        """The hot path's constructor: ``raw`` must already be 32 ``bytes``."""
+        key: VerificationKey = _new_object(cls)
+        key._algorithm = Algorithm.EDDSA
+        key._raw = raw
+        key._ec = None
+        key._thumbprint = None
+        key._kid = None
+        return key
+
+    def _compute_thumbprint(self) -> bytes:
         # cbor.encode(self._thumbprint_members()), written out: the map's
         # deterministic bytes are fixed but for the coordinates (a test holds
-        # the two equal), and courier keys are built on every verification.
-        if algorithm is Algorithm.EDDSA:
+        # the two equal).
+        raw = self._raw
+        if self._algorithm is Algorithm.EDDSA:
             members = _OKP_THUMBPRINT_PREFIX + raw
         else:
             members = _EC2_THUMBPRINT_PREFIX + raw[:32] + _EC2_Y_LABEL + raw[32:]
-        self._thumbprint = hashlib.sha256(members).digest()
-        self._kid = self._thumbprint[:KID_LENGTH]
+        thumbprint = hashlib.sha256(members).digest()
+        self._thumbprint, self._kid = thumbprint, thumbprint[:KID_LENGTH]
+        return thumbprint
 
     # -- identity -----------------------------------------------------------
     @property
@@ -124,11 +148,17 @@ class VerificationKey:
     @property
     def kid(self) -> bytes:
         """Key id: the first 8 bytes of the RFC 9679 thumbprint."""
-        return self._kid
+        kid = self._kid
+        if kid is None:
+            return self._compute_thumbprint()[:KID_LENGTH]
+        return kid
 
     def thumbprint(self) -> bytes:
         """The full RFC 9679 COSE key thumbprint (SHA-256)."""
-        return self._thumbprint
+        thumbprint = self._thumbprint
+        if thumbprint is None:
+            return self._compute_thumbprint()
+        return thumbprint
 
     def _thumbprint_members(self) -> dict[int, Any]:
         if self._algorithm is Algorithm.EDDSA:
@@ -144,7 +174,7 @@ class VerificationKey:
         return hash((self._algorithm, self._raw))
 
     def __repr__(self) -> str:
-        return f"VerificationKey(alg={self._algorithm.cose_name}, kid={self._kid.hex()})"
+        return f"VerificationKey(alg={self._algorithm.cose_name}, kid={self.kid.hex()})"
 
     def __reduce__(self) -> tuple[type[VerificationKey], tuple[Algorithm, bytes]]:
         return (VerificationKey, (self._algorithm, self._raw))
@@ -178,11 +208,7 @@ class VerificationKey:
         if type(signature) is not bytes or len(signature) != 64:
             return False
         if self._algorithm is Algorithm.EDDSA:
-            try:
-                nacl.bindings.crypto_sign_open(signature + message, self._raw)
-            except nacl.exceptions.BadSignatureError:
-                return False
-            return True
+            return _ed25519_open(signature + message, self._raw)
         r = int.from_bytes(signature[:32], "big")
         s = int.from_bytes(signature[32:], "big")
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
@@ -202,7 +228,7 @@ class VerificationKey:
         """The public key as a deterministically encoded COSE_Key."""
         members = self._thumbprint_members()
         if include_kid:
-            members[_KID] = self._kid
+            members[_KID] = self.kid
         if include_alg:
             members[_ALG] = int(self._algorithm)
         return cbor.encode(members)
@@ -393,8 +419,7 @@ class SigningKey:
         """A 64-byte signature: Ed25519, or ECDSA P-256 as r || s with low s."""
         secret = self.__secret
         if isinstance(secret, bytes):
-            signed: bytes = nacl.bindings.crypto_sign(message, secret)
-            return signed[:64]
+            return _ed25519_sign(message, secret)
         r, s = decode_dss_signature(secret.sign(message, ec.ECDSA(hashes.SHA256())))
         # Low-s form: ECDSA signatures are malleable (s and n - s both verify);
         # trunkkey never emits the high form. Replay protection never relies on

@@ -17,13 +17,16 @@ import hashlib
 import hmac
 
 from . import cbor
-from .cose import Typ, parse_sign1, protected_header, sign1
+from .cose import SIG_STRUCTURE_PREFIX, Typ, protected_header, sign1, split_sign1
 from .errors import DecodeError, InvalidRequest
-from .keys import SigningKey, VerificationKey
+from .keys import Algorithm, SigningKey, VerificationKey
 
 MIN_CHALLENGE_BYTES = 16
 MAX_CHALLENGE_BYTES = 32
 MAX_PROOF_BYTES = 256
+
+
+_PROOF_HEADERS = {alg: protected_header(alg, Typ.PROOF, None) for alg in Algorithm}
 
 
 def proof_aad(token: bytes, vehicle_id: str) -> bytes:
@@ -55,16 +58,18 @@ def check_proof(
     if type(proof) is not bytes or len(proof) > MAX_PROOF_BYTES:
         return "proof is not bytes of a bounded size"
     try:
-        parts = parse_sign1(proof)
+        protected, payload, signature, protected_item, payload_item = split_sign1(proof)
     except DecodeError as exc:
         return f"proof is malformed: {exc}"
-    if not hmac.compare_digest(parts.protected, protected_header(key.algorithm, Typ.PROOF, None)):
+    if not hmac.compare_digest(protected, _PROOF_HEADERS[key.algorithm]):
         return "proof header is not {alg of the cnf key, typ proof}"
     # The challenge is not secret, but comparing in constant time costs nothing
     # and keeps the rule simple: every comparison of security values is.
-    if not hmac.compare_digest(parts.payload, challenge):
+    if not hmac.compare_digest(payload, challenge):
         return "proof answers another challenge"
-    message = parts.to_be_signed(proof_aad(token, vehicle_id))
-    if not key.is_valid_unique_signature(parts.signature, message):
+    aad = proof_aad(token, vehicle_id)
+    # sig_structure(protected, payload, aad), reusing the proof's own bstr items.
+    message = SIG_STRUCTURE_PREFIX + protected_item + cbor.head(2, len(aad)) + aad + payload_item
+    if not key.is_valid_unique_signature(signature, message):
         return "proof signature does not verify for this token, vehicle and key"
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
-from .claims import Action, Purpose, TokenClaims, check_name, decode_claims
+from .claims import Action, Purpose, TokenClaims, check_name, decode_claims, slot_setters
 from .clock import Clock
 from .consent.chain import ConsentVerifier, ResolvedChain
 from .cose import SIG_STRUCTURE_PREFIX, HeaderProblem, Typ, decode_protected, split_sign1
@@ -82,7 +82,7 @@ class Decision:
 
 
 _new = object.__new__
-_set = object.__setattr__
+_set_reason, _set_detail, _set_at, _set_claims = slot_setters(Decision, "reason detail at claims")
 
 
 def _decision(
@@ -91,10 +91,10 @@ def _decision(
     # Decision.__init__ refuses everyone; the verifier builds its decisions
     # field by field, the way a frozen dataclass's own __init__ does.
     decision: Decision = _new(Decision)
-    _set(decision, "reason", reason)
-    _set(decision, "detail", detail)
-    _set(decision, "at", at)
-    _set(decision, "claims", claims)
+    _set_reason(decision, reason)
+    _set_detail(decision, detail)
+    _set_at(decision, at)
+    _set_claims(decision, claims)
     return decision
 
 
@@ -180,7 +180,7 @@ class Verifier:
         :mod:`trunkkey.consent`); without one the token's signer must be in
         the trust store.
         """
-        return self._decide(
+        return self._check(
             token, self._clock.now(), vehicle_id, action, purpose, location, proof, challenge,
             chain,
         )
@@ -200,11 +200,11 @@ class Verifier:
     ) -> Decision:
         """Decide on ``token`` at time ``now`` — for a caller that has already
         read (and sanity-checked) its own clock, like the vehicle unit."""
-        return self._decide(
+        return self._check(
             token, now, vehicle_id, action, purpose, location, proof, challenge, chain
         )
 
-    def _decide(  # noqa: PLR0917 -- private hot path: positional, no request object per call
+    def _check(  # noqa: PLR0917 -- private hot path: positional, no request object per call
         self,
         token: bytes,
         now: int,
@@ -216,161 +216,149 @@ class Verifier:
         challenge: bytes | None,
         chain: bytes | None,
     ) -> Decision:
-        wanted_action, wanted_purpose = _check_request(
-            now, vehicle_id, action, purpose, location
-        )
+        """Every check, in order (the order is specified in ``docs/token-format.md``)."""
+        action, purpose = _check_request(now, vehicle_id, action, purpose, location)
         try:
-            return self._check(
-                token, now, vehicle_id, wanted_action, wanted_purpose, location, proof, challenge,
-                chain,
-            )
+            policy = self._policy
+            # 1. Size, before a single byte is parsed.
+            if type(token) is not bytes:
+                return _decision(Reason.MALFORMED, "token must be bytes", now)
+            if len(token) > policy.max_token_size:
+                return _decision(
+                    Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
+                )
+            # 2. The COSE_Sign1 envelope.
+            try:
+                protected, payload, signature, protected_item, payload_item = split_sign1(token)
+            except DecodeError as exc:
+                return _decision(Reason.MALFORMED, str(exc), now)
+            # 3. The protected header: typ, kid, alg. One dict probe on the exact
+            #    bytes settles all three for a well-formed token from a trusted key.
+            #    With a consent chain, the signer is the chain's last grantee
+            #    instead, once every link from a carmaker root has verified.
+            resolved: ResolvedChain | None = None
+            consent = self._consent
+            if chain is None:
+                entry = self._trust._for_token_header(protected)
+                if entry is None:
+                    return self._header_denial(protected, now)
+            else:
+                if consent is None:
+                    return _decision(Reason.CHAIN_INVALID, "verifier holds no consent anchors", now)
+                got = consent.resolve(chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew)
+                if not isinstance(got, ResolvedChain):
+                    return _decision(got.reason, got.detail, now)
+                resolved, entry = got, got.signer
+                if protected != resolved.token_header:
+                    denial = consent.token_header_denial(protected, resolved)
+                    return _decision(denial.reason, denial.detail, now)
+            # 4. The key's own validity period.
+            if not entry.valid_at(now):
+                return _decision(
+                    Reason.KEY_NOT_VALID, "signing key outside its validity period", now
+                )
+            # 5. The signature, before any claim is believed.
+            to_be_signed = SIG_STRUCTURE_PREFIX + protected_item + b"\x40" + payload_item
+            if not entry.key.is_valid_unique_signature(signature, to_be_signed):
+                return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
+            # 6. The claims, strictly decoded.
+            try:
+                claims = decode_claims(payload)
+            except DecodeError as exc:
+                return _decision(Reason.MALFORMED, f"claims: {exc}", now)
+            if claims.expires <= claims.not_before:
+                return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
+            # 6b. Revocation and supersession; under a chain, the chain's narrowest scope.
+            if consent is not None:
+                refused = consent.check_token(claims, resolved)
+                if refused is not None:
+                    return _decision(refused.reason, refused.detail, now, claims)
+            # 7. Who issued it, for whom, for what.
+            if claims.issuer != entry.issuer:
+                return _decision(
+                    Reason.WRONG_ISSUER, "iss does not match the signing key", now, claims
+                )
+            if claims.vehicle_id != vehicle_id:
+                return _decision(Reason.WRONG_VEHICLE, "token is for another vehicle", now, claims)
+            if claims.action is not action:
+                return _decision(
+                    Reason.WRONG_ACTION,
+                    f"token grants {claims.action.value}, not {action.value}",
+                    now,
+                    claims,
+                )
+            if purpose is not None and claims.purpose is not purpose:
+                return _decision(
+                    Reason.WRONG_PURPOSE,
+                    f"token is for {claims.purpose.value}, not {purpose.value}",
+                    now,
+                    claims,
+                )
+            # 8. When.
+            if claims.lifetime > policy.max_lifetime:
+                return _decision(
+                    Reason.LIFETIME_TOO_LONG,
+                    f"window of {claims.lifetime} s exceeds {policy.max_lifetime} s",
+                    now,
+                    claims,
+                )
+            skew = policy.max_skew
+            if now + skew < claims.not_before or now + skew < claims.issued_at:
+                return _decision(Reason.NOT_YET_VALID, "window has not started", now, claims)
+            if now - skew >= claims.expires:
+                return _decision(Reason.EXPIRED, "window has ended", now, claims)
+            # 9. Where.
+            if claims.geofence is not None:
+                if location is None:
+                    return _decision(
+                        Reason.LOCATION_UNKNOWN, "token has a geofence; position unknown", now,
+                        claims,
+                    )
+                if not claims.geofence.contains(location):
+                    return _decision(
+                        Reason.OUTSIDE_GEOFENCE, "vehicle is outside the geofence", now, claims
+                    )
+            # 10. Who holds it.
+            if claims.courier_key is not None:
+                if proof is None:
+                    return _decision(
+                        Reason.PROOF_MISSING, "token is bound to a device; no proof given", now,
+                        claims,
+                    )
+                if challenge is None:
+                    return _decision(
+                        Reason.PROOF_INVALID, "no challenge was issued for this proof", now, claims
+                    )
+                problem = check_proof(
+                    proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
+                    challenge=challenge,
+                )
+                if problem is not None:
+                    return _decision(Reason.PROOF_INVALID, problem, now, claims)
+            # 11. Single use: last, atomic, and fail closed.
+            try:
+                first_use = self._ledger.consume(
+                    claims.vehicle_id, claims.token_id, claims.expires + skew
+                )
+            except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
+                return _decision(
+                    Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
+                )
+            if first_use is not True:
+                return _decision(Reason.ALREADY_USED, "token was already used", now, claims)
+            if resolved is not None and consent is not None:
+                try:
+                    consent.record_use(resolved, now)
+                except Exception as exc:  # noqa: BLE001 -- a limit that cannot be counted denies
+                    return _decision(
+                        Reason.LEDGER_UNAVAILABLE, f"usage count failed: {type(exc).__name__}", now,
+                        claims,
+                    )
+            return _decision(Reason.ALLOWED, "all checks passed", now, claims)
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
                 Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
             )
-
-    def _check(  # noqa: PLR0917 -- private hot path: positional, no request object per call
-        self,
-        token: bytes,
-        now: int,
-        vehicle_id: str,
-        action: Action,
-        purpose: Purpose | None,
-        location: Location | None,
-        proof: bytes | None,
-        challenge: bytes | None,
-        chain: bytes | None = None,
-    ) -> Decision:
-        policy = self._policy
-        # 1. Size, before a single byte is parsed.
-        if type(token) is not bytes:
-            return _decision(Reason.MALFORMED, "token must be bytes", now)
-        if len(token) > policy.max_token_size:
-            return _decision(
-                Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
-            )
-        # 2. The COSE_Sign1 envelope.
-        try:
-            protected, payload, signature, protected_item, payload_item = split_sign1(token)
-        except DecodeError as exc:
-            return _decision(Reason.MALFORMED, str(exc), now)
-        # 3. The protected header: typ, kid, alg. One dict probe on the exact
-        #    bytes settles all three for a well-formed token from a trusted key.
-        #    With a consent chain, the signer is the chain's last grantee
-        #    instead, once every link from a carmaker root has verified.
-        resolved: ResolvedChain | None = None
-        consent = self._consent
-        if chain is None:
-            entry = self._trust._for_token_header(protected)
-            if entry is None:
-                return self._header_denial(protected, now)
-        else:
-            if consent is None:
-                return _decision(Reason.CHAIN_INVALID, "verifier holds no consent anchors", now)
-            got = consent.resolve(chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew)
-            if not isinstance(got, ResolvedChain):
-                return _decision(got.reason, got.detail, now)
-            resolved, entry = got, got.signer
-            if protected != resolved.token_header:
-                denial = consent.token_header_denial(protected, resolved)
-                return _decision(denial.reason, denial.detail, now)
-        # 4. The key's own validity period.
-        if not entry.valid_at(now):
-            return _decision(Reason.KEY_NOT_VALID, "signing key outside its validity period", now)
-        # 5. The signature, before any claim is believed.
-        to_be_signed = SIG_STRUCTURE_PREFIX + protected_item + b"\x40" + payload_item
-        if not entry.key.is_valid_unique_signature(signature, to_be_signed):
-            return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
-        # 6. The claims, strictly decoded.
-        try:
-            claims = decode_claims(payload)
-        except DecodeError as exc:
-            return _decision(Reason.MALFORMED, f"claims: {exc}", now)
-        if claims.expires <= claims.not_before:
-            return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
-        # 6b. Revocation and supersession; under a chain, the chain's narrowest scope.
-        if consent is not None:
-            refused = consent.check_token(claims, resolved)
-            if refused is not None:
-                return _decision(refused.reason, refused.detail, now, claims)
-        # 7. Who issued it, for whom, for what.
-        if claims.issuer != entry.issuer:
-            return _decision(Reason.WRONG_ISSUER, "iss does not match the signing key", now, claims)
-        if claims.vehicle_id != vehicle_id:
-            return _decision(Reason.WRONG_VEHICLE, "token is for another vehicle", now, claims)
-        if claims.action is not action:
-            return _decision(
-                Reason.WRONG_ACTION,
-                f"token grants {claims.action.value}, not {action.value}",
-                now,
-                claims,
-            )
-        if purpose is not None and claims.purpose is not purpose:
-            return _decision(
-                Reason.WRONG_PURPOSE,
-                f"token is for {claims.purpose.value}, not {purpose.value}",
-                now,
-                claims,
-            )
-        # 8. When.
-        if claims.lifetime > policy.max_lifetime:
-            return _decision(
-                Reason.LIFETIME_TOO_LONG,
-                f"window of {claims.lifetime} s exceeds {policy.max_lifetime} s",
-                now,
-                claims,
-            )
-        skew = policy.max_skew
-        if now + skew < claims.not_before or now + skew < claims.issued_at:
-            return _decision(Reason.NOT_YET_VALID, "window has not started", now, claims)
-        if now - skew >= claims.expires:
-            return _decision(Reason.EXPIRED, "window has ended", now, claims)
-        # 9. Where.
-        if claims.geofence is not None:
-            if location is None:
-                return _decision(
-                    Reason.LOCATION_UNKNOWN, "token has a geofence; position unknown", now, claims
-                )
-            if not claims.geofence.contains(location):
-                return _decision(
-                    Reason.OUTSIDE_GEOFENCE, "vehicle is outside the geofence", now, claims
-                )
-        # 10. Who holds it.
-        if claims.courier_key is not None:
-            if proof is None:
-                return _decision(
-                    Reason.PROOF_MISSING, "token is bound to a device; no proof given", now, claims
-                )
-            if challenge is None:
-                return _decision(
-                    Reason.PROOF_INVALID, "no challenge was issued for this proof", now, claims
-                )
-            problem = check_proof(
-                proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
-                challenge=challenge,
-            )
-            if problem is not None:
-                return _decision(Reason.PROOF_INVALID, problem, now, claims)
-        # 11. Single use: last, atomic, and fail closed.
-        try:
-            first_use = self._ledger.consume(
-                claims.vehicle_id, claims.token_id, claims.expires + skew
-            )
-        except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
-            return _decision(
-                Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
-            )
-        if first_use is not True:
-            return _decision(Reason.ALREADY_USED, "token was already used", now, claims)
-        if resolved is not None and consent is not None:
-            try:
-                consent.record_use(resolved, now)
-            except Exception as exc:  # noqa: BLE001 -- a limit that cannot be counted denies
-                return _decision(
-                    Reason.LEDGER_UNAVAILABLE, f"usage count failed: {type(exc).__name__}", now,
-                    claims,
-                )
-        return _decision(Reason.ALLOWED, "all checks passed", now, claims)
 
     def _header_denial(self, protected: bytes, now: int) -> Decision:
         """Say precisely why a protected header matched no trusted key."""

@@ -9,7 +9,11 @@ from .base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES, check_key
 
 
 class MemoryLedger:
-    """Spent tokens in a dict, expiries in a heap so pruning costs O(pruned · log n).
+    """Spent tokens in a dict; expiries bucketed, with a heap of the distinct
+    expiry times, so pruning costs O(pruned + buckets · log buckets).
+
+    Tokens minted together share their expiry, so a bucket per expiry time
+    makes recording one an append rather than a heap push.
 
     Nothing survives a restart: use it in tests, or where a restart also
     rotates the trust store so old tokens cannot verify anyway.
@@ -18,7 +22,8 @@ class MemoryLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spent: dict[tuple[str, bytes], int] = {}
-        self._expiries: list[tuple[int, str, bytes]] = []
+        self._buckets: dict[int, list[tuple[str, bytes]]] = {}
+        self._expiries: list[int] = []
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
         # An ASCII id's byte length is its length, so the common case skips
@@ -36,17 +41,25 @@ class MemoryLedger:
             if key in self._spent:
                 return False
             self._spent[key] = keep_until
-            heapq.heappush(self._expiries, (keep_until, vehicle_id, token_id))
+            bucket = self._buckets.get(keep_until)
+            if bucket is None:
+                self._buckets[keep_until] = [key]
+                heapq.heappush(self._expiries, keep_until)
+            else:
+                bucket.append(key)
             return True
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
         removed = 0
         with self._lock:
-            heap = self._expiries
-            while heap and heap[0][0] < now and (limit is None or removed < limit):
-                _, vehicle_id, token_id = heapq.heappop(heap)
-                del self._spent[(vehicle_id, token_id)]
-                removed += 1
+            heap, buckets, spent = self._expiries, self._buckets, self._spent
+            while heap and heap[0] < now and (limit is None or removed < limit):
+                bucket = buckets[heap[0]]
+                while bucket and (limit is None or removed < limit):
+                    del spent[bucket.pop()]
+                    removed += 1
+                if not bucket:
+                    del buckets[heapq.heappop(heap)]
         return removed
 
     def count(self) -> int:
