@@ -9,11 +9,12 @@ from .base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES, check_key
 
 
 class MemoryLedger:
-    """Spent tokens in a dict; expiries bucketed, with a heap of the distinct
-    expiry times, so pruning costs O(pruned + buckets · log buckets).
+    """Spent tokens in a dict, bucketed by expiry so that pruning is cheap.
 
-    Tokens minted together share their expiry, so a bucket per expiry time
-    makes recording one an append rather than a heap push.
+    A heap holds the distinct expiry times, each with the list of tokens kept
+    until then: pruning costs O(pruned + buckets · log buckets), and since
+    tokens minted together share their expiry, recording one is usually an
+    append rather than a heap push.
 
     Nothing survives a restart: use it in tests, or where a restart also
     rotates the trust store so old tokens cannot verify anyway.
