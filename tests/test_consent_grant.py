@@ -187,3 +187,60 @@ def test_minting_refuses_a_widening_delegation() -> None:
     with pytest.raises(InvalidRequest, match="widen"):
         sign_delegation(KEY, _scope(access=0x05), _child(access=0x07))
     assert Action.TRUNK.bit | Purpose.DELIVERY.bit == access_mask(["trunk"], ["delivery"])
+
+
+# -- The fast path agrees with the generic decoder ------------------------------
+
+
+@given(grants())
+def test_fast_grant_path_takes_the_usual_grants_and_agrees(grant) -> None:  # type: ignore[no-untyped-def]
+    from trunkkey.consent.grant import _decode_grant_generic, _decode_usual_grant
+
+    payload = encode_grant(grant)
+    fast = _decode_usual_grant(payload)
+    usual = (
+        grant.grantee.algorithm is Algorithm.EDDSA
+        and len(grant.grantee_name.encode()) < 24
+        and grant.not_before >= 0x10000
+        and grant.expires <= 0xFFFFFFFF
+    )
+    if usual:
+        assert fast == grant
+    else:
+        assert fast is None or fast == grant
+    assert _decode_grant_generic(payload) == grant
+
+
+_USUAL = encode_grant(make_grant(
+    grantee=KEY.public_key, grantee_name="retailer", access=5, not_before=NOW,
+    expires=NOW + 86_400, depth=2, vehicle_ids=[VIN, OTHER_VIN],
+    places=[HOME, Geofence(lat_e7=-337_000_000, lon_e7=-705_000_000, radius_m=5_000)],
+    daily_limit=300,
+))
+
+
+@given(st.binary(min_size=1, max_size=40), st.integers(min_value=0, max_value=len(_USUAL)))
+def test_fast_grant_path_never_disagrees_with_the_generic_one(noise: bytes, cut: int) -> None:
+    from trunkkey.consent.grant import _decode_grant_generic
+
+    for candidate in (
+        noise, _USUAL[:cut] + noise, _USUAL[:cut] + noise + _USUAL[cut:],
+        _USUAL[:cut] + noise[:1] + _USUAL[cut + 1 :], _USUAL + noise,
+        _USUAL[:cut] + bytes([noise[0] ^ 0xFF]) + _USUAL[cut + 1 :],
+    ):
+        outcomes = []
+        for decode in (decode_grant, _decode_grant_generic):
+            try:
+                outcomes.append(decode(candidate))
+            except Exception as exc:  # noqa: BLE001 -- comparing outcomes, whatever they are
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("limit", [1, 23, 24, 255, 256, 1000])
+def test_fast_grant_path_reads_every_daily_limit_form(limit: int) -> None:
+    from trunkkey.consent.grant import _decode_usual_grant
+
+    grant = make_grant(grantee=KEY.public_key, grantee_name="carrier", access=5,
+                       not_before=NOW, expires=NOW + 60, daily_limit=limit)
+    assert _decode_usual_grant(encode_grant(grant)) == grant

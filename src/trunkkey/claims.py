@@ -259,8 +259,9 @@ _FENCE = struct.Struct(">BBIBI")
 _LAT_LIMIT, _LON_LIMIT = 90 * E7, 180 * E7
 
 
-def _fence_at(p: bytes, pos: int) -> tuple[Geofence | None, int]:
-    """The usual geofence encoding, range-checked, or ``None`` for the generic path."""
+def fence_at(p: bytes, pos: int) -> tuple[Geofence | None, int]:
+    """The geofence at ``pos`` in its usual encoding, range-checked, and the position
+    after it; ``None`` for anything else, which the caller's generic path decides."""
     array, lat_head, lat, lon_head, lon = _FENCE.unpack_from(p, pos)
     pos += _FENCE.size
     head = p[pos]
@@ -339,7 +340,7 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
         pos += 6
         geofence = None
         if p[pos : pos + 5] == _GEOFENCE_LABEL:
-            geofence, pos = _fence_at(p, pos + 5)
+            geofence, pos = fence_at(p, pos + 5)
             if geofence is None:
                 return None
         order_ref = None

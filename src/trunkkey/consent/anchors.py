@@ -62,7 +62,17 @@ class VehicleAnchors:
             by_kid[root.kid] = root
         if not by_kid:
             raise InvalidRequest("a vehicle needs at least one carmaker root")
-        self._roots = by_kid
+        self._publish(by_kid)
+
+    def _publish(self, by_kid: dict[bytes, RootKey]) -> None:
+        # One attribute, so a reader never pairs new roots with old headers.
+        # The chain's fast path looks a root grant's protected header up by
+        # its exact bytes: one probe proves alg, kid and typ are all right.
+        by_header = {
+            protected_header(root.key.algorithm, Typ.GRANT, root.kid): root
+            for root in by_kid.values()
+        }
+        self._state = (by_kid, by_header)
 
     @property
     def vehicle_id(self) -> str:
@@ -74,10 +84,13 @@ class VehicleAnchors:
         return self._vehicle_key
 
     def root(self, kid: bytes) -> RootKey | None:
-        return self._roots.get(kid)
+        return self._state[0].get(kid)
+
+    def _root_for_grant_header(self, protected: bytes) -> RootKey | None:
+        return self._state[1].get(protected)
 
     def roots(self) -> tuple[RootKey, ...]:
-        return tuple(self._roots.values())
+        return tuple(self._state[0].values())
 
     def replace_roots(self, roots: Iterable[RootKey]) -> None:
         """Swap in a whole new root set (used by a verified trust update)."""
@@ -86,10 +99,10 @@ class VehicleAnchors:
             # Removing the last root would brick the car's consent path for good.
             raise InvalidRequest("an update may not remove every carmaker root")
         with self._lock:
-            self._roots = by_kid
+            self._publish(by_kid)
 
     def __repr__(self) -> str:
-        return f"VehicleAnchors({self._vehicle_id!r}, {len(self._roots)} roots)"
+        return f"VehicleAnchors({self._vehicle_id!r}, {len(self._state[0])} roots)"
 
 
 MAX_UPDATE_BYTES = 64 * 1024

@@ -26,17 +26,20 @@ checked again on every use, so a cached grant is never a shortcut past them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import cbor
-from ..claims import TokenClaims, access_bits
+from ..claims import TokenClaims, access_bits, slot_setters
 from ..cose import (
     HeaderProblem,
     Typ,
+    _bstr_at,
     decode_protected,
     protected_header,
     split_sign1,
@@ -163,6 +166,32 @@ class UsageCounter:
             self._counts = counts
 
 
+_WHERE = tuple(f"link {index}" for index in range(MAX_DEPTH + 1))
+_new = object.__new__
+_set_key, _set_issuer, _set_not_before, _set_not_after = slot_setters(
+    TrustedKey, "key issuer not_before not_after")
+_set_signer, _set_scope, _set_digests, _set_limits, _set_token_header = slot_setters(
+    ResolvedChain, "signer scope digests limits token_header")
+
+#: A car hears its own id over and over: hash it once.
+_vehicle_tag = functools.lru_cache(maxsize=64)(vehicle_tag)
+
+
+def _split_chain(chain: bytes) -> list[Any] | None:
+    """The links of a chain in its usual encoding, or ``None`` for the generic decoder."""
+    try:
+        count = chain[0] - 0x80
+        if not 1 <= count <= MAX_DEPTH + 1:
+            return None
+        links, pos = [], 1
+        for _ in range(count):
+            start, pos = _bstr_at(chain, pos)
+            links.append(chain[start:pos])
+    except (IndexError, DecodeError):
+        return None
+    return links if pos == len(chain) else None
+
+
 def _deny(reason: Reason, detail: str) -> ChainDenial:
     return ChainDenial(reason=reason, detail=detail)
 
@@ -221,30 +250,34 @@ class ConsentVerifier:
         """Verify ``chain`` for ``vehicle_id`` at ``now``; the leaf and scope, or a denial."""
         if type(chain) is not bytes or len(chain) > MAX_CHAIN_BYTES:
             return _deny(Reason.CHAIN_INVALID, "chain is not bytes of a bounded size")
-        try:
-            links = cbor.decode(chain)
-        except DecodeError as exc:
-            return _deny(Reason.CHAIN_INVALID, f"chain: {exc}")
-        if (
-            type(links) is not list
-            or not (1 <= len(links) <= MAX_DEPTH + 1)
-            or any(type(link) is not bytes for link in links)
-        ):
-            return _deny(Reason.CHAIN_INVALID, f"a chain is a list of 1 to {MAX_DEPTH + 1} grants")
+        links = _split_chain(chain)
+        if links is None:
+            try:
+                links = cbor.decode(chain)
+            except DecodeError as exc:
+                return _deny(Reason.CHAIN_INVALID, f"chain: {exc}")
+            if (
+                type(links) is not list
+                or not (1 <= len(links) <= MAX_DEPTH + 1)
+                or any(type(link) is not bytes for link in links)
+            ):
+                return _deny(
+                    Reason.CHAIN_INVALID, f"a chain is a list of 1 to {MAX_DEPTH + 1} grants"
+                )
         revoked = self._revocations.current
         if self._max_list_age is not None and now - revoked.issued_at > self._max_list_age:
             return _deny(
                 Reason.REVOCATIONS_STALE,
                 f"revocation list v{revoked.version} is older than {self._max_list_age} s",
             )
-        tag = vehicle_tag(vehicle_id)
+        tag = _vehicle_tag(vehicle_id)
         scope: Scope | None = None
         signer: VerificationKey | None = None
         leaf: Grant | None = None
         digests: list[bytes] = []
         limits: list[tuple[bytes, int]] = []
         for index, link in enumerate(links):
-            where = f"link {index}"
+            where = _WHERE[index]
             got = self._open_link(link, signer, now, where)
             if isinstance(got, ChainDenial):
                 return got
@@ -252,7 +285,9 @@ class ConsentVerifier:
             # Revocation, from the moment the list was applied.
             if digest in revoked.grants:
                 return _deny(Reason.GRANT_REVOKED, f"{where}: grant {digest.hex()[:16]} revoked")
-            if link_signer.kid in revoked.keys or grant.grantee.kid in revoked.keys:
+            if revoked.keys and (
+                link_signer.kid in revoked.keys or grant.grantee.kid in revoked.keys
+            ):
                 return _deny(Reason.KEY_REVOKED, f"{where}: a key of this grant is revoked")
             # Narrowing (the first grant sets the scope every later one narrows).
             narrowed = root_scope(grant) if scope is None else narrow(scope, grant)
@@ -278,13 +313,22 @@ class ConsentVerifier:
             signer, leaf = grant.grantee, grant
         if scope is None or leaf is None:  # unreachable: links is non-empty
             return _deny(Reason.CHAIN_INVALID, "empty chain")
-        return ResolvedChain(
-            signer=TrustedKey(key=leaf.grantee, issuer=leaf.grantee_name),
-            scope=scope,
-            digests=tuple(digests),
-            limits=tuple(limits),
-            token_header=protected_header(leaf.grantee.algorithm, Typ.TOKEN, leaf.grantee.kid),
+        # Built field by field: every value was validated when its grant was
+        # decoded, and this runs on every chained verification.
+        signer_entry: TrustedKey = _new(TrustedKey)
+        _set_key(signer_entry, leaf.grantee)
+        _set_issuer(signer_entry, leaf.grantee_name)
+        _set_not_before(signer_entry, None)
+        _set_not_after(signer_entry, None)
+        resolved: ResolvedChain = _new(ResolvedChain)
+        _set_signer(resolved, signer_entry)
+        _set_scope(resolved, scope)
+        _set_digests(resolved, tuple(digests))
+        _set_limits(resolved, tuple(limits))
+        _set_token_header(
+            resolved, protected_header(leaf.grantee.algorithm, Typ.TOKEN, leaf.grantee.kid)
         )
+        return resolved
 
     def _open_link(
         self, link: bytes, parent: VerificationKey | None, now: int, where: str
@@ -332,16 +376,17 @@ class ConsentVerifier:
             protected, payload, signature, protected_item, payload_item = split_sign1(link)
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
-        header = decode_protected(protected)
-        if isinstance(header, HeaderProblem) or header.typ != Typ.GRANT or header.kid is None:
-            return _deny(Reason.CHAIN_INVALID, f"{where}: not a grant from a named root")
-        root = self._anchors.root(header.kid)
+        root = self._anchors._root_for_grant_header(protected)
         if root is None:
-            return _deny(Reason.CHAIN_INVALID, f"{where}: {header.kid.hex()} is not a root")
+            # Not the exact header of a held root: say precisely why.
+            header = decode_protected(protected)
+            if isinstance(header, HeaderProblem) or header.typ != Typ.GRANT or header.kid is None:
+                return _deny(Reason.CHAIN_INVALID, f"{where}: not a grant from a named root")
+            if self._anchors.root(header.kid) is None:
+                return _deny(Reason.CHAIN_INVALID, f"{where}: {header.kid.hex()} is not a root")
+            return _deny(Reason.CHAIN_INVALID, f"{where}: header is not {{root alg, kid, grant}}")
         if not root.valid_at(now):
             return _deny(Reason.KEY_NOT_VALID, f"{where}: root outside its validity period")
-        if protected != protected_header(root.key.algorithm, Typ.GRANT, root.kid):
-            return _deny(Reason.CHAIN_INVALID, f"{where}: header is not {{root alg, kid, grant}}")
         if not root.key.is_valid_signature(
             signature, _SIG + protected_item + b"\x40" + payload_item
         ):
@@ -395,7 +440,7 @@ class ConsentVerifier:
             return _deny(Reason.SCOPE_WIDENED, "token window outside the consent window")
         if not scope.allows_place(claims.geofence):
             return _deny(Reason.SCOPE_WIDENED, "token geofence outside the consented places")
-        if vehicle_tag(claims.vehicle_id) not in scope.vehicles:
+        if _vehicle_tag(claims.vehicle_id) not in scope.vehicles:
             return _deny(Reason.WRONG_VEHICLE, "token is for a vehicle outside the consent")
         return None
 
