@@ -161,28 +161,47 @@ def test_fast_claims_path_never_disagrees_with_the_generic_one(noise: bytes) -> 
         assert fast == generic
 
 
+def _envelopes() -> list[bytes]:
+    """A token, a proof (short payload), a root grant and a delegated grant (short header)."""
+    from trunkkey.consent import make_grant, root_scope, sign_delegation, sign_root_grant
+
+    world = _shared_world()
+    device = SigningKey.generate()
+    token = world.mint(courier_key=device.public_key)
+    proof = make_proof(device, token=token, vehicle_id=VEHICLE, challenge=b"c" * 16)
+    root = make_grant(grantee=device.public_key, grantee_name="r", access=5, not_before=NOW,
+                      expires=NOW + 60, depth=1, vehicle_ids=[VEHICLE])
+    child = make_grant(grantee=world.key.public_key, grantee_name="c", access=5,
+                       not_before=NOW, expires=NOW + 60)
+    scope = root_scope(root)
+    assert not isinstance(scope, str)
+    return [token, proof, sign_root_grant(world.key, root), sign_delegation(device, scope, child)]
+
+
 @given(st.binary(min_size=1, max_size=80), st.integers(min_value=0, max_value=400))
 def test_fast_envelope_path_never_disagrees_with_the_general_one(
     noise: bytes, where: int
 ) -> None:
     from trunkkey.cose import _split_sign1_general, split_sign1
 
-    world = _shared_world()
-    token = world.mint()
-    cut = where % (len(token) + 1)
-    for candidate in (
-        token, noise, token[:cut] + noise, token[:cut] + noise + token[cut:],
-        token[:cut] + noise[:1] + token[cut + 1 :], token + noise, token[:-1],
-        # A payload length under 24 in the 1-byte form is not the shortest.
-        token[:22] + bytes((noise[0] % 24,)) + token[23:],
-    ):
-        outcomes = []
-        for split in (split_sign1, _split_sign1_general):
-            try:
-                outcomes.append(split(candidate))
-            except Exception as exc:  # noqa: BLE001 -- comparing outcomes, whatever they are
-                outcomes.append((type(exc), str(exc)))
-        assert outcomes[0] == outcomes[1]
+    for envelope in _ENVELOPES:
+        cut = where % (len(envelope) + 1)
+        after_unprotected = envelope[2] - 0x40 + 4  # the payload's head
+        for candidate in (
+            envelope, noise, envelope[:cut] + noise, envelope[:cut] + noise + envelope[cut:],
+            envelope[:cut] + noise[:1] + envelope[cut + 1 :], envelope + noise, envelope[:-1],
+            # A payload length under 24 in the 1-byte form is not the shortest.
+            envelope[:after_unprotected] + b"\x58" + bytes((noise[0] % 24,))
+            + envelope[after_unprotected + 1 :],
+            envelope[:cut] + bytes((0x40 + noise[0] % 0x20,)) + envelope[cut + 1 :],
+        ):
+            outcomes = []
+            for split in (split_sign1, _split_sign1_general):
+                try:
+                    outcomes.append(split(candidate))
+                except Exception as exc:  # noqa: BLE001 -- comparing outcomes, whatever they are
+                    outcomes.append((type(exc), str(exc)))
+            assert outcomes[0] == outcomes[1]
 
 
 @given(claim_sets(), st.sampled_from([Algorithm.EDDSA, Algorithm.ES256]))
@@ -341,3 +360,6 @@ def test_hand_built_proof_aad_equals_the_deterministic_encoding(
     from trunkkey.proof import proof_aad
 
     assert proof_aad(token, vehicle_id) == cbor.encode([vehicle_id, hashlib.sha256(token).digest()])
+
+
+_ENVELOPES = _envelopes()

@@ -135,21 +135,28 @@ def parse_sign1(data: bytes) -> Sign1Parts:
     return Sign1Parts(*split_sign1(data))
 
 
-# A token's envelope: tag 18, array of 4, a 17-byte protected header
-# ({alg, kid (8 bytes), typ}), an empty unprotected map, and a payload bstr
-# with a 1-byte length.
-_TOKEN_ENVELOPE_START = b"\xd2\x84\x51"
-
-
 def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """:func:`parse_sign1` as a plain tuple, in :class:`Sign1Parts` field order (hot path)."""
-    if data[:3] == _TOKEN_ENVELOPE_START and data[20:22] == b"\xa0\x58":
-        # Every token: the one layout read without the general parser below,
-        # which it agrees with (a property test holds the two together).
-        length = data[22]
-        end = 23 + length
-        if length >= 24 and len(data) == end + 66 and data[end : end + 2] == b"\x58\x40":
-            return data[3:20], data[23:end], data[end + 2 :], data[2:20], data[21:end]
+    # Every token, proof and grant has a protected header under 24 bytes and a
+    # payload under 256: that layout is read here without the general parser
+    # below, which it agrees with (a property test holds the two together).
+    if data[:2] == b"\xd2\x84" and len(data) > 70:
+        p_end = data[2] - 0x3D  # 3 + the length of a short protected bstr
+        if 3 <= p_end < 27 and len(data) > p_end + 67 and data[p_end] == 0xA0:
+            head = data[p_end + 1]
+            if 0x40 <= head < 0x58:
+                start = p_end + 2
+                end = start + head - 0x40
+            elif head == 0x58 and data[p_end + 2] >= 24:
+                start = p_end + 3
+                end = start + data[p_end + 2]
+            else:
+                end = 0
+            if end and len(data) == end + 66 and data[end : end + 2] == b"\x58\x40":
+                return (
+                    data[3:p_end], data[start:end], data[end + 2 :], data[2:p_end],
+                    data[p_end + 1 : end],
+                )
     return _split_sign1_general(data)
 
 

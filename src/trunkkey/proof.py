@@ -32,7 +32,8 @@ _PROOF_HEADERS = {alg: protected_header(alg, Typ.PROOF, None) for alg in Algorit
 def proof_aad(token: bytes, vehicle_id: str) -> bytes:
     """``[vehicle_id, SHA-256(token)]`` in deterministic CBOR (built by hand: hot path)."""
     vid = vehicle_id.encode("utf-8")
-    return b"\x82" + cbor.head(3, len(vid)) + vid + b"\x58\x20" + hashlib.sha256(token).digest()
+    vid_head = bytes((0x60 + len(vid),)) if len(vid) < 24 else cbor.head(3, len(vid))
+    return b"\x82" + vid_head + vid + b"\x58\x20" + hashlib.sha256(token).digest()
 
 
 def make_proof(device_key: SigningKey, *, token: bytes, vehicle_id: str, challenge: bytes) -> bytes:

@@ -129,9 +129,15 @@ class Scope:
 
     def allows_place(self, fence: Geofence | None) -> bool:
         """True when ``fence`` (``None``: anywhere) lies inside one of the scope's places."""
-        if self.places is None:
+        places = self.places
+        if places is None:
             return True
-        return fence is not None and any(fence.within(place) for place in self.places)
+        if fence is None:
+            return False
+        for place in places:  # noqa: SIM110 -- no generator on the hot path
+            if fence.within(place):
+                return True
+        return False
 
 
 _new = object.__new__
