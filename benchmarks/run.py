@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from trunkkey import Algorithm, MemoryLedger, SqliteLedger
+from trunkkey._sodium import ed25519_open
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
@@ -65,6 +66,8 @@ RATES: dict[str, str] = {
     "verify_p256_memory": "verify, ES256 token, memory ledger",
     "floor_ed25519_sign_libsodium": "floor: Ed25519 sign, libsodium (pynacl binding)",
     "floor_ed25519_verify_libsodium": "floor: Ed25519 verify, libsodium (pynacl binding)",
+    "floor_ed25519_verify_libsodium_distinct": "reference: libsodium verify, a new message each",
+    "floor_ed25519_verify_libsodium_direct": "reference: libsodium verify, trunkkey's direct call",
     "floor_ed25519_sign_openssl": "floor: Ed25519 sign, OpenSSL (cryptography)",
     "floor_ed25519_verify_openssl": "floor: Ed25519 verify, OpenSSL (cryptography)",
     "floor_p256_sign_openssl": "floor: P-256 sign, OpenSSL (cryptography)",
@@ -87,6 +90,12 @@ RATIOS: list[tuple[str, str, str, float]] = [
      "floor_ed25519_verify_libsodium", 2),
     ("chain2 uncached / (libsodium verify / 4)", "verify_chain2_uncached",
      "floor_ed25519_verify_libsodium", 4),
+    ("verify_memory / distinct-message libsodium verify", "verify_memory",
+     "floor_ed25519_verify_libsodium_distinct", 1),
+    ("verify_proof / (distinct-message libsodium verify / 2)", "verify_proof_memory",
+     "floor_ed25519_verify_libsodium_distinct", 2),
+    ("chain2 uncached / (distinct-message libsodium verify / 4)", "verify_chain2_uncached",
+     "floor_ed25519_verify_libsodium_distinct", 4),
     ("mint / libsodium sign", "mint", "floor_ed25519_sign_libsodium", 1),
     ("mint / python-cwt encode", "mint", "peer_cwt_encode", 1),
     ("mint / PyJWT encode", "mint", "peer_jwt_encode", 1),
@@ -118,13 +127,22 @@ TARGETS: list[tuple[str, str, float, str]] = [
 ]
 
 
-def _floor_cases(batch: int) -> dict[str, Case]:
-    """Raw signatures over a message the size of a trunk token's Sig_structure."""
+def _floor_cases(batch: int, rounds: int) -> dict[str, Case]:
+    """Raw signatures over a message the size of a trunk token's Sig_structure.
+
+    The floors the targets use verify one signature over and over, as a raw
+    benchmark of a signature library does. Two more are shown for reference:
+    a new message and signature each time, as a car sees (the CPU's branch
+    predictors cannot learn one signature's scalars), and the call trunkkey
+    itself makes, which skips the binding's output buffer and copy.
+    """
     message = os.urandom(150)
     nacl_key = nacl.signing.SigningKey.generate()
     nacl_sk = nacl_key._signing_key
     nacl_pk = bytes(nacl_key.verify_key)
     signed = nacl.bindings.crypto_sign(message, nacl_sk)
+    distinct = [nacl.bindings.crypto_sign(os.urandom(150), nacl_sk)
+                for _ in range(batch * rounds)]
     ossl = ed25519.Ed25519PrivateKey.generate()
     ossl_pub, ossl_sig = ossl.public_key(), ossl.sign(message)
     p256 = ec.generate_private_key(ec.SECP256R1())
@@ -135,6 +153,11 @@ def _floor_cases(batch: int) -> dict[str, Case]:
             run=repeat(lambda: nacl.bindings.crypto_sign(message, nacl_sk)), batch=batch),
         "floor_ed25519_verify_libsodium": Case(
             run=repeat(lambda: nacl.bindings.crypto_sign_open(signed, nacl_pk)), batch=batch),
+        "floor_ed25519_verify_libsodium_distinct": Case(
+            run=consume(iter(distinct), lambda item: nacl.bindings.crypto_sign_open(item, nacl_pk)),
+            batch=batch),
+        "floor_ed25519_verify_libsodium_direct": Case(
+            run=repeat(lambda: ed25519_open(signed, nacl_pk)), batch=batch),
         "floor_ed25519_sign_openssl": Case(run=repeat(lambda: ossl.sign(message)), batch=batch),
         "floor_ed25519_verify_openssl": Case(
             run=repeat(lambda: ossl_pub.verify(ossl_sig, message)), batch=batch),
@@ -189,7 +212,7 @@ def measure_rates(*, batch: int, rounds: int, state_dir: str) -> tuple[dict[str,
     p256 = Direct.create(Algorithm.ES256)
     cases["verify_p256_memory"] = Case(
         run=consume(iter(p256.plain(n)), checker(p256.verifier(MemoryLedger()))), batch=batch)
-    cases.update(_floor_cases(batch))
+    cases.update(_floor_cases(batch, rounds))
     for make, prefix in ((python_cwt, "peer_cwt"), (pyjwt, "peer_jwt")):
         try:
             cases.update(_peer_cases(make(VEHICLE, ISSUER), prefix, batch, rounds))

@@ -45,7 +45,7 @@ from ..cose import (
     split_sign1,
 )
 from ..errors import DecodeError, InvalidRequest
-from ..keys import VerificationKey
+from ..keys import Algorithm, VerificationKey
 from ..reasons import Reason
 from ..trust import TrustedKey
 from ._files import write_atomically
@@ -56,7 +56,8 @@ from .grant import (
     MAX_GRANT_BYTES,
     Grant,
     Scope,
-    decode_grant,
+    _decode_grant_generic,
+    _decode_usual_grant,
     narrow,
     root_scope,
     vehicle_tag,
@@ -166,6 +167,8 @@ class UsageCounter:
             self._counts = counts
 
 
+#: The one protected header of a delegated grant, by the delegator's algorithm.
+_DELEGATED_HEADERS = {alg: protected_header(alg, Typ.GRANT, None) for alg in Algorithm}
 _WHERE = tuple(f"link {index}" for index in range(MAX_DEPTH + 1))
 _new = object.__new__
 _set_key, _set_issuer, _set_not_before, _set_not_after = slot_setters(
@@ -352,7 +355,7 @@ class ConsentVerifier:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         # A delegated grant names no signer: the chain does. Its header is
         # therefore one exact byte string, compared whole.
-        if protected != protected_header(parent.algorithm, Typ.GRANT, None):
+        if protected != _DELEGATED_HEADERS[parent.algorithm]:
             return _deny(
                 Reason.CHAIN_INVALID, f"{where}: header is not {{alg of the delegator, typ grant}}"
             )
@@ -397,7 +400,7 @@ class ConsentVerifier:
         self, digest: bytes, signer: VerificationKey, payload: bytes, where: str
     ) -> tuple[bytes, VerificationKey, Grant] | ChainDenial:
         try:
-            grant = decode_grant(payload)
+            grant = _decode_usual_grant(payload) or _decode_grant_generic(payload)
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         if self._cache is not None:
