@@ -318,3 +318,18 @@ def test_thumbprint_is_computed_once_and_equals_the_generic_encoding() -> None:
             assert fast.thumbprint() == expected
             assert fast.kid == public.kid
             assert repr(fast) == repr(fresh)
+
+
+def test_keys_verify_through_the_bindings_when_the_direct_call_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A PyNaCl without its cffi module as expected: slower, never different.
+    from trunkkey import _sodium, keys
+
+    monkeypatch.setattr(keys, "_RAW_OPEN", None)
+    monkeypatch.setattr(keys, "_ed25519_open", _sodium._binding_open)
+    signer = SigningKey.generate()
+    signature = signer.sign(b"message")
+    assert signer.public_key.is_valid_unique_signature(signature, b"message")
+    assert not signer.public_key.is_valid_unique_signature(signature, b"messagE")
+    assert not signer.public_key.is_valid_signature(bytes(64), b"message")

@@ -16,6 +16,7 @@ through whichever path is in use.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import nacl.bindings
 import nacl.exceptions
@@ -36,7 +37,11 @@ def _binding_sign(message: bytes, secret: bytes) -> bytes:
     return nacl.bindings.crypto_sign(message, secret)[:SIGNATURE_BYTES]
 
 
-def _direct() -> tuple[Callable[[bytes, bytes], bool], Callable[[bytes, bytes], bytes]] | None:
+_Open = Callable[[bytes, bytes], bool]
+_Sign = Callable[[bytes, bytes], bytes]
+
+
+def _direct() -> tuple[_Open, _Sign, Any, Any] | None:
     try:
         from nacl._sodium import ffi, lib  # noqa: PLC0415 -- optional: PyNaCl's private module
         raw_open, raw_sign = lib.crypto_sign_open, lib.crypto_sign
@@ -57,7 +62,7 @@ def _direct() -> tuple[Callable[[bytes, bytes], bool], Callable[[bytes, bytes], 
         signature: bytes = buffer(out, SIGNATURE_BYTES)[:]
         return signature
 
-    return open_, sign
+    return open_, sign, raw_open, null
 
 
 _found = _direct()
@@ -66,3 +71,7 @@ ed25519_open: Callable[[bytes, bytes], bool] = _binding_open if _found is None e
 #: ``ed25519_sign(message, secret_key) -> 64-byte signature``
 ed25519_sign: Callable[[bytes, bytes], bytes] = _binding_sign if _found is None else _found[1]
 DIRECT = _found is not None
+#: For the one hot caller that inlines :func:`ed25519_open` (``keys.py``):
+#: libsodium's ``crypto_sign_open`` and cffi's NULL, or ``None`` without them.
+RAW_OPEN: Any = None if _found is None else _found[2]
+NULL: Any = None if _found is None else _found[3]

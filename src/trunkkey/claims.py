@@ -312,16 +312,26 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
         count = p[0] - 0xA0
         if not (7 <= count <= 10) or p[1] != 0x01:
             return None
-        got = _short_text(p, 2)
-        if got is None:
-            return None
-        issuer, pos = got
+        head = p[2]
+        if 0x60 <= head < 0x78:  # the usual short name, read in place
+            pos = head - 0x5D
+            issuer = p[3:pos].decode("utf-8")
+        else:
+            got = _short_text(p, 2)
+            if got is None:
+                return None
+            issuer, pos = got
         if p[pos] != 0x03:
             return None
-        got = _short_text(p, pos + 1)
-        if got is None:
-            return None
-        vehicle_id, pos = got
+        head = p[pos + 1]
+        if 0x60 <= head < 0x78:
+            start, pos = pos + 2, pos + 2 + head - 0x60
+            vehicle_id = p[start:pos].decode("utf-8")
+        else:
+            got = _short_text(p, pos + 1)
+            if got is None:
+                return None
+            vehicle_id, pos = got
         (exp_label, expires, nbf_label, not_before, iat_label, issued_at, cti_label,
          token_id) = _TIMES.unpack_from(p, pos)
         pos += _TIMES.size
