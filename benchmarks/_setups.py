@@ -171,11 +171,14 @@ HOME_AREA = Geofence(lat_e7=HOME.lat_e7, lon_e7=HOME.lon_e7, radius_m=300)
 
 
 def story_sizes() -> dict[str, int]:
-    """Sizes of the documented two-link presentation (``trunkkey.consent.story``)."""
+    """Sizes of the documented two-link presentation (``trunkkey.consent.story``),
+    with ``lean_*`` for the leanest two-link chain (no places, no limit, no fence)."""
     try:
-        from trunkkey.consent.story import build_world
+        from trunkkey.consent.story import build_world, minimal_presentation_size
     except ImportError as exc:
         raise ConsentMissing(str(exc)) from exc
-    return build_world(daily_limit=None).presentation_size()
+    world = build_world(daily_limit=None)
+    lean = minimal_presentation_size(world)
+    return world.presentation_size() | {f"lean_{k}": v for k, v in lean.items()}
 
 
