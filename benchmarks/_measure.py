@@ -57,3 +57,27 @@ def consume(items: Iterator[T], fn: Callable[[T], object]) -> Callable[[int], No
             fn(next(items))
 
     return run
+
+
+def signatures_stubbed(run: Callable[[int], object]) -> Callable[[int], None]:
+    """``run`` with every signature check answering "valid" at once.
+
+    Only for measuring trunkkey's own work per operation in place, with the
+    same tokens, ledger and call path: the time left is everything but
+    libsodium. The real check is restored before this returns.
+    """
+    from trunkkey.keys import VerificationKey
+
+    real = VerificationKey._check_signature
+
+    def stub(*_: object, **__: object) -> bool:
+        return True
+
+    def stubbed(n: int) -> None:
+        VerificationKey._check_signature = stub  # type: ignore[method-assign]
+        try:
+            run(n)
+        finally:
+            VerificationKey._check_signature = real  # type: ignore[method-assign]
+
+    return stubbed

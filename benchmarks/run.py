@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _growth
 import nacl.bindings
 import nacl.signing
-from _measure import Case, best_of_rounds, consume, repeat
+from _measure import Case, best_of_rounds, consume, repeat, signatures_stubbed
 from _peers import Peer, PeerMissing, pyjwt, python_cwt
 from _setups import (
     ISSUER,
@@ -179,9 +179,13 @@ def _peer_cases(peer: Peer, prefix: str, batch: int, rounds: int) -> dict[str, C
     }
 
 
-def measure_rates(*, batch: int, rounds: int, state_dir: str) -> tuple[dict[str, float | None],
-                                                                         dict[str, str]]:
-    """Every rate of :data:`RATES`, interleaved; a missing optional part gives ``None``."""
+def measure_rates(
+    *, batch: int, rounds: int, state_dir: str
+) -> tuple[dict[str, float | None], dict[str, str], dict[str, float]]:
+    """Every rate of :data:`RATES`, interleaved; a missing optional part gives ``None``.
+
+    Also the µs of trunkkey's own work per operation (signature checks stubbed).
+    """
     notes: dict[str, str] = {}
     cases: dict[str, Case] = {}
     small = max(1, batch // 8)  # the fsync-bound cases: a round of them takes as long
@@ -203,6 +207,19 @@ def measure_rates(*, batch: int, rounds: int, state_dir: str) -> tuple[dict[str,
             cases[name] = Case(run=consume(iter(items), check), batch=batch)
     except ConsentMissing as exc:
         notes["consent"] = f"n/a (consent package not available: {exc})"
+    # trunkkey's own work in place: the same paths with the signature checks
+    # stubbed (never part of a rate or ratio above; see python_us).
+    cases["python_verify_memory"] = Case(run=signatures_stubbed(
+        consume(iter(direct.plain(n)), checker(direct.verifier(MemoryLedger())))), batch=batch)
+    cases["python_verify_proof_memory"] = Case(run=signatures_stubbed(
+        consume(iter(direct.with_proof(n)), checker(direct.verifier(MemoryLedger())))),
+        batch=batch)
+    try:
+        world = chained(2, cache=False)
+        cases["python_verify_chain2_uncached"] = Case(run=signatures_stubbed(
+            consume(iter(world.with_proof(n)), checker(world.verifier))), batch=batch)
+    except ConsentMissing:
+        pass
     sqlite_plain = SqliteLedger(Path(state_dir) / "plain.sqlite")
     sqlite_proof = SqliteLedger(Path(state_dir) / "proof.sqlite")
     cases["verify_sqlite"] = Case(
@@ -224,7 +241,10 @@ def measure_rates(*, batch: int, rounds: int, state_dir: str) -> tuple[dict[str,
     best = best_of_rounds(cases, rounds)
     sqlite_plain.close()
     sqlite_proof.close()
-    return {name: (round(best[name]) if name in best else None) for name in RATES}, notes
+    python_us = {name[len("python_"):]: round(1e6 / best[name], 2)
+                 for name in best if name.startswith("python_")}
+    rates = {name: (round(best[name]) if name in best else None) for name in RATES}
+    return rates, notes, python_us
 
 
 def measure_sizes() -> dict[str, int | None]:
@@ -323,7 +343,7 @@ def run(*, quick: bool) -> dict[str, object]:
     # The SQLite files live on the repository's disk, not a RAM-backed /tmp,
     # so that their fsyncs are real.
     with tempfile.TemporaryDirectory(prefix="trunkkey-bench-", dir=results_dir) as state_dir:
-        rates, notes = measure_rates(batch=batch, rounds=rounds, state_dir=state_dir)
+        rates, notes, python_us = measure_rates(batch=batch, rounds=rounds, state_dir=state_dir)
     sizes = measure_sizes()
     growth: dict[str, object] = {}
     try:
@@ -354,7 +374,8 @@ def run(*, quick: bool) -> dict[str, object]:
     meta["versions"] = versions
     return {
         "meta": meta, "rates": rates, "sizes": sizes, "ratios": ratio,
-        "overhead_us": overhead(rates), "targets": targets(ratio, sizes, fleet),
+        "overhead_us": overhead(rates), "python_us": python_us,
+        "targets": targets(ratio, sizes, fleet),
         "growth": growth, "notes": notes,
     }
 
@@ -382,6 +403,9 @@ def table(results: dict[str, object]) -> str:
     lines += ["", f"{'overhead beyond the signatures (µs)':56s} {'µs':>11s}"]
     over: dict[str, float | None] = results["overhead_us"]  # type: ignore[assignment]
     lines += [f"{name:56s} {_fmt(v, '11.2f')}" for name, v in over.items()]
+    lines += ["", f"{'trunkkey alone, signature checks stubbed (µs)':56s} {'µs':>11s}"]
+    own: dict[str, float] = results["python_us"]  # type: ignore[assignment]
+    lines += [f"{name:56s} {_fmt(v, '11.2f')}" for name, v in own.items()]
     lines += ["", f"{'target':66s} {'value':>8s}  verdict"]
     for t in results["targets"]:  # type: ignore[attr-defined]
         verdict = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")

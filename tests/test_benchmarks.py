@@ -103,6 +103,24 @@ def test_sizes_overhead_and_growth_are_reported(results: dict[str, Any]) -> None
     assert sizes["delivery_presentation"] == (
         sizes["delivery_token_with_cnf_and_geofence"] + sizes["proof"])
     assert set(results["overhead_us"]) >= {"verify_memory", "mint", "verify_proof_memory"}
+    # trunkkey's own work, signatures stubbed: some, and less than a whole verification.
+    own = results["python_us"]
+    assert set(own) >= {"verify_memory", "verify_proof_memory"}
+    for name, us in own.items():
+        assert 0 < us < 1e6 / results["rates"][name]
+
+
+def test_signature_stub_is_confined_to_its_rounds() -> None:
+    from trunkkey import SigningKey
+
+    signatures_stubbed = _load(ROOT / "benchmarks" / "_measure.py",
+                               "trunkkey_bench_measure").signatures_stubbed
+
+    key = SigningKey.generate().public_key
+    seen: list[bool] = []
+    signatures_stubbed(lambda n: seen.append(key.is_valid_signature(bytes(64), b"m")))(1)
+    assert seen == [True]
+    assert not key.is_valid_signature(bytes(64), b"m")
     growth = results["growth"]
     ledger = growth["ledger_size_us"]
     assert set(ledger) == {"memory", "sqlite"}
