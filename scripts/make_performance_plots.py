@@ -161,6 +161,9 @@ def markdown(data: dict[str, Any]) -> str:
     lines += [f"| {name} | {_n(v, '.3f')} |" for name, v in data["ratios"].items()]
     lines += ["", "| overhead beyond the signature operations | µs |", "|---|---:|"]
     lines += [f"| {name} | {_n(v, '.1f')} |" for name, v in data["overhead_us"].items()]
+    if data.get("python_us"):
+        lines += ["", "| trunkkey alone, signature checks stubbed | µs |", "|---|---:|"]
+        lines += [f"| {name} | {_n(v, '.1f')} |" for name, v in data["python_us"].items()]
     lines += ["", "| target | measured | verdict |", "|---|---:|---|"]
     for t in data["targets"]:
         verdict = "n/a" if t["met"] is None else ("**met**" if t["met"] else "not met")
