@@ -427,3 +427,29 @@ def test_cache_is_bounded_lru() -> None:
     assert len(cache) == 2
     with pytest.raises(ValueError, match="positive"):
         GrantCache(0)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_fast_chain_split_reads_every_allowed_length_like_the_generic_decoder(
+    count: int,
+) -> None:
+    from trunkkey import cbor
+    from trunkkey.consent.chain import _split_chain
+
+    links = [bytes([i]) * (20 + 100 * i) for i in range(count)]  # short, 1- and 2-byte lengths
+    chain = encode_chain(links)
+    assert _split_chain(chain) == links == cbor.decode(chain)
+
+
+@pytest.mark.parametrize("chain", [
+    bytes([0x80]),  # no links
+    bytes([0x85]) + b"\x41a" * 5,  # five links: one more than a chain may have
+    bytes([0x81, 0x01]),  # a link that is not a byte string
+    bytes([0x81, 0x58, 0x05]) + b"abcde",  # a length not in its shortest form
+    bytes([0x81, 0x43]) + b"ab",  # truncated
+    bytes([0x81, 0x41]) + b"ab",  # trailing bytes
+])
+def test_fast_chain_split_leaves_anything_unusual_to_the_generic_decoder(chain: bytes) -> None:
+    from trunkkey.consent.chain import _split_chain
+
+    assert _split_chain(chain) is None

@@ -239,12 +239,9 @@ _GEOFENCE_LABEL = cbor.encode(GEOFENCE)
 _ORDER_LABEL = cbor.encode(ORDER)
 
 
-def _short_text(p: bytes, pos: int) -> tuple[str, int] | None:
-    ib = p[pos]
-    if 0x60 <= ib < 0x78:
-        end = pos + 1 + (ib - 0x60)
-        return p[pos + 1 : end].decode("utf-8"), end
-    if ib == 0x78:
+def _longer_text(p: bytes, pos: int) -> tuple[str, int] | None:
+    """A name of 24 to 64 bytes (1-byte length) at ``pos``; shorter ones are read in place."""
+    if p[pos] == 0x78:
         length = p[pos + 1]
         if length < 24 or length > MAX_NAME_BYTES:
             return None
@@ -317,7 +314,7 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
             pos = head - 0x5D
             issuer = p[3:pos].decode("utf-8")
         else:
-            got = _short_text(p, 2)
+            got = _longer_text(p, 2)
             if got is None:
                 return None
             issuer, pos = got
@@ -328,7 +325,7 @@ def _decode_common_shape(p: bytes) -> TokenClaims | None:
             start, pos = pos + 2, pos + 2 + head - 0x60
             vehicle_id = p[start:pos].decode("utf-8")
         else:
-            got = _short_text(p, pos + 1)
+            got = _longer_text(p, pos + 1)
             if got is None:
                 return None
             vehicle_id, pos = got

@@ -151,8 +151,8 @@ def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
                 start = p_end + 3
                 end = start + data[p_end + 2]
             else:
-                end = 0
-            if end and len(data) == end + 66 and data[end : end + 2] == b"\x58\x40":
+                return _split_sign1_general(data)
+            if len(data) == end + 66 and data[end : end + 2] == b"\x58\x40":
                 return (
                     data[3:p_end], data[start:end], data[end + 2 :], data[2:p_end],
                     data[p_end + 1 : end],
