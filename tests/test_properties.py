@@ -178,6 +178,20 @@ def _envelopes() -> list[bytes]:
     return [token, proof, sign_root_grant(world.key, root), sign_delegation(device, scope, child)]
 
 
+def test_fast_envelope_path_takes_every_token_proof_and_grant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fast path is a speed-up only: this says it is actually taken.
+    from trunkkey import cose
+
+    def general_path_used(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+        raise AssertionError("the general envelope parser was used")
+
+    expected = [cose.split_sign1(envelope) for envelope in _ENVELOPES]
+    monkeypatch.setattr(cose, "_split_sign1_general", general_path_used)
+    assert [cose.split_sign1(envelope) for envelope in _ENVELOPES] == expected
+
+
 @given(st.binary(min_size=1, max_size=80), st.integers(min_value=0, max_value=400))
 def test_fast_envelope_path_never_disagrees_with_the_general_one(
     noise: bytes, where: int
