@@ -326,7 +326,6 @@ def test_keys_verify_through_the_bindings_when_the_direct_call_is_missing(
     # A PyNaCl without its cffi module as expected: slower, never different.
     from trunkkey import _sodium, keys
 
-    monkeypatch.setattr(keys, "_RAW_OPEN", None)
     monkeypatch.setattr(keys, "_ed25519_open", _sodium._binding_open)
     signer = SigningKey.generate()
     signature = signer.sign(b"message")

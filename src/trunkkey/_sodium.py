@@ -16,7 +16,6 @@ through whichever path is in use.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import nacl.bindings
 import nacl.exceptions
@@ -41,7 +40,7 @@ _Open = Callable[[bytes, bytes], bool]
 _Sign = Callable[[bytes, bytes], bytes]
 
 
-def _direct() -> tuple[_Open, _Sign, Any, Any] | None:
+def _direct() -> tuple[_Open, _Sign] | None:
     try:
         from nacl._sodium import ffi, lib  # noqa: PLC0415 -- optional: PyNaCl's private module
         raw_open, raw_sign = lib.crypto_sign_open, lib.crypto_sign
@@ -53,7 +52,8 @@ def _direct() -> tuple[_Open, _Sign, Any, Any] | None:
         # ``public`` is 32 bytes and ``signed`` at least 64: the callers
         # (VerificationKey, which checks lengths when built) guarantee it,
         # and libsodium reads exactly that much.
-        return bool(raw_open(null, null, signed, len(signed), public) == 0)
+        status: int = raw_open(null, null, signed, len(signed), public)
+        return status == 0
 
     def sign(message: bytes, secret: bytes) -> bytes:
         out = new("unsigned char[]", len(message) + SIGNATURE_BYTES)
@@ -62,7 +62,7 @@ def _direct() -> tuple[_Open, _Sign, Any, Any] | None:
         signature: bytes = buffer(out, SIGNATURE_BYTES)[:]
         return signature
 
-    return open_, sign, raw_open, null
+    return open_, sign
 
 
 _found = _direct()
@@ -71,7 +71,3 @@ ed25519_open: Callable[[bytes, bytes], bool] = _binding_open if _found is None e
 #: ``ed25519_sign(message, secret_key) -> 64-byte signature``
 ed25519_sign: Callable[[bytes, bytes], bytes] = _binding_sign if _found is None else _found[1]
 DIRECT = _found is not None
-#: For the one hot caller that inlines :func:`ed25519_open` (``keys.py``):
-#: libsodium's ``crypto_sign_open`` and cffi's NULL, or ``None`` without them.
-RAW_OPEN: Any = None if _found is None else _found[2]
-NULL: Any = None if _found is None else _found[3]

@@ -33,8 +33,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from . import cbor
-from ._sodium import NULL as _NULL
-from ._sodium import RAW_OPEN as _RAW_OPEN
 from ._sodium import ed25519_open as _ed25519_open
 from ._sodium import ed25519_sign as _ed25519_sign
 from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, SignatureError
@@ -210,12 +208,7 @@ class VerificationKey:
         if type(signature) is not bytes or len(signature) != 64:
             return False
         if self._algorithm is Algorithm.EDDSA:
-            signed = signature + message
-            if _RAW_OPEN is not None:
-                # _sodium.ed25519_open, inlined: this runs once per signature checked.
-                status: int = _RAW_OPEN(_NULL, _NULL, signed, len(signed), self._raw)
-                return status == 0
-            return _ed25519_open(signed, self._raw)
+            return _ed25519_open(signature + message, self._raw)
         r = int.from_bytes(signature[:32], "big")
         s = int.from_bytes(signature[32:], "big")
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):

@@ -17,9 +17,8 @@ from .claims import (
     Action,
     Purpose,
     TokenClaims,
-    _decode_claims_generic,
-    _decode_common_shape,
     check_name,
+    decode_claims,
     slot_setters,
 )
 from .clock import Clock
@@ -271,8 +270,7 @@ class Verifier:
                 return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
             # 6. The claims, strictly decoded.
             try:
-                # decode_claims, one call shorter: the fast path, else the generic one.
-                claims = _decode_common_shape(payload) or _decode_claims_generic(payload)
+                claims = decode_claims(payload)
             except DecodeError as exc:
                 return _decision(Reason.MALFORMED, f"claims: {exc}", now)
             if claims.expires <= claims.not_before:

@@ -56,8 +56,7 @@ from .grant import (
     MAX_GRANT_BYTES,
     Grant,
     Scope,
-    _decode_grant_generic,
-    _decode_usual_grant,
+    decode_grant,
     narrow,
     root_scope,
     vehicle_tag,
@@ -400,7 +399,7 @@ class ConsentVerifier:
         self, digest: bytes, signer: VerificationKey, payload: bytes, where: str
     ) -> tuple[bytes, VerificationKey, Grant] | ChainDenial:
         try:
-            grant = _decode_usual_grant(payload) or _decode_grant_generic(payload)
+            grant = decode_grant(payload)
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         if self._cache is not None:
