@@ -123,6 +123,21 @@ def test_a_clock_set_back_within_the_skew_does_not_stretch_the_relock(stage: Sta
     assert stage.car.body.locked
 
 
+def test_a_clock_set_back_within_the_skew_during_an_opening_relocks_at_once(
+    stage: Stage,
+) -> None:
+    # Within the skew the trusted floor does not notice the step; the timeout,
+    # run on the clock reading, would be stretched by it. The unit relocks.
+    assert stage.present(stage.token()) is Reason.ALLOWED
+    stage.world.advance(10)
+    stage.car.clock.advance(-30)
+    stage.unit.tick()
+    assert stage.unit.state is UnitState.LOCKED
+    assert stage.car.body.locked
+    receipt = verify_receipt(stage.unit.receipts[-1], stage.unit.public_key)
+    assert receipt.relock_cause == "clock_untrusted"
+
+
 def test_default_relock_timeout_is_120_seconds() -> None:
     assert UnitConfig().relock_timeout == 120
     assert UnitConfig().challenge_ttl == 30

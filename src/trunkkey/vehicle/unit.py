@@ -180,6 +180,11 @@ class VehicleUnit:
         #: time alone, a clock set back within the skew would keep the trunk
         #: open that much longer (as for a challenge's lifetime).
         self._relock_reading = 0
+        #: The raw reading at the opening: a clock that goes back below it
+        #: during an opening relocks at once, rather than stretching the
+        #: timeout by the step (within the skew the trusted floor would not
+        #: notice it).
+        self._opened_reading = 0
         self._receipts: list[bytes] = []
         self._clock_alarm_raised = False
         self._boot_lock_failed = False
@@ -369,7 +374,8 @@ class VehicleUnit:
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
             )
-        self._relock_reading = self._time.reading() + self._config.relock_timeout
+        self._opened_reading = self._time.reading()
+        self._relock_reading = self._opened_reading + self._config.relock_timeout
         self._opening = Opening(
             token_id=claims.token_id, action=wanted, purpose=claims.purpose, opened_at=now,
             relock_deadline=now + self._config.relock_timeout, order_ref=claims.order_ref,
@@ -524,9 +530,12 @@ class VehicleUnit:
         opening = self._opening
         if opening is None:
             return
+        reading = self._time.reading()
         if now is None:
             self._relock(self._time.floor, "clock_untrusted", closed_at=None)
-        elif now >= opening.relock_deadline or self._time.reading() >= self._relock_reading:
+        elif reading < self._opened_reading:
+            self._relock(now, "clock_untrusted", closed_at=None)
+        elif now >= opening.relock_deadline or reading >= self._relock_reading:
             self._relock(now, "timeout", closed_at=None)
 
     def _relock(self, at: int, cause: str, *, closed_at: int | None) -> None:
