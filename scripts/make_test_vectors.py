@@ -535,7 +535,13 @@ NOT_COVERED = {
     "scope_widened": _CONSENT,
     "grant_not_yet_valid": _CONSENT,
     "grant_expired": _CONSENT,
-    "daily_limit_reached": _CONSENT,
+    "daily_limit_reached": (
+        f"{_CONSENT}; the ledger counts it in the step that spends the token"
+    ),
+    "issued_before_ledger": (
+        "produced by a ledger started afresh after a loss (SqliteLedger.start_afresh) for a "
+        "token issued before that start; the vectors' ledgers are never started afresh"
+    ),
     "grant_revoked": _REVOCATION,
     "key_revoked": _REVOCATION,
     "token_revoked": _REVOCATION,

@@ -46,7 +46,7 @@ from trunkkey.claims import (
     decode_claims,
     encode_claims,
 )
-from trunkkey.cose import parse_sign1, sig_structure, sign1, verify_sign1
+from trunkkey.cose import parse_sign1, sig_structure, sign1, to_be_signed, verify_sign1
 from trunkkey.proof import check_proof
 
 # -- cbor ---------------------------------------------------------------------------
@@ -535,15 +535,10 @@ def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> 
         def resolve(self, *args: object, **kwargs: object) -> NoReturn:
             raise RuntimeError("boom")
 
-    class Uncountable(ConsentVerifier):
-        def record_use(self, *args: object, **kwargs: object) -> NoReturn:
-            raise RuntimeError("disk full")
-
     cw = build_world()
     token, chain = cw.token(), cw.chain
     for cls, reason, text in (
         (Exploding, Reason.MALFORMED, "unexpected error while checking: RuntimeError"),
-        (Uncountable, Reason.LEDGER_UNAVAILABLE, "usage count failed: RuntimeError"),
     ):
         consent = cls(anchors=cw.anchors, revocations=cw.revocations)
         for use_verify_at in (False, True):
@@ -828,7 +823,7 @@ def test_strict_envelope_reads_every_one_and_two_byte_payload_length(length: int
     parts = parse_sign1(message)
     assert parts.payload == payload
     assert parts.payload_item == cbor.encode(payload)
-    key.public_key.verify(parts.signature, parts.to_be_signed())
+    key.public_key.verify(parts.signature, to_be_signed(parts.protected_item, parts.payload_item))
     # The standard verifier reads the same message to the same payload (within its cap).
     if len(message) <= 65536:
         assert verify_sign1(message, key.public_key) == payload

@@ -9,7 +9,6 @@ counter's day window and persistence. See docs/mutation-testing.md.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -32,7 +31,6 @@ from trunkkey.consent.chain import (
     MAX_CHAIN_BYTES,
     ChainDenial,
     ResolvedChain,
-    UsageCounter,
 )
 from trunkkey.consent.grant import encode_grant
 from trunkkey.consent.story import (
@@ -44,7 +42,10 @@ from trunkkey.consent.story import (
     carrier_delegation,
     sign_unchecked,
 )
+from trunkkey.authority import Signer
 from trunkkey.cose import Typ, sign1
+from trunkkey.ledger.base import DailyLimit, SpendOutcome
+from trunkkey.ledger.memory import MemoryLedger
 
 TRUNK = access_mask([Action.TRUNK], [Purpose.DELIVERY])
 
@@ -97,12 +98,12 @@ def test_a_resolved_chain_names_its_leaf_scope_and_limits() -> None:
     assert got.signer.key == w.carrier.public_key
     assert got.signer.issuer == "dhl"
     assert got.digests == (grant_digest(w.root_grant), grant_digest(w.carrier_grant))
-    assert got.limits == ((grant_digest(w.root_grant), 5),)
+    assert got.limits == (DailyLimit(grant_digest(w.root_grant), 5),)
     assert got.token_header == cbor.encode({1: -8, 4: w.carrier.kid, 16: int(Typ.TOKEN)})
     assert isinstance(got.scope, Scope)
     assert got.scope.access == TRUNK
     with pytest.raises(dataclasses.FrozenInstanceError):
-        got.signer = got.signer  # type: ignore[misc]
+        got.trusted = got.trusted  # type: ignore[misc]
 
 
 # -- each link: the exact refusal ---------------------------------------------------------
@@ -225,18 +226,25 @@ def test_grant_windows_are_exact_with_and_without_skew() -> None:
         Reason.GRANT_NOT_YET_VALID, "link 1: grant not yet valid")
 
 
-def test_daily_limit_is_exact_and_names_the_link() -> None:
+def test_daily_limit_is_exact_and_resets_with_the_utc_day() -> None:
     w = build_world(daily_limit=2)
     got = _resolve(w, w.chain)
     assert isinstance(got, ResolvedChain)
-    w.consent.record_use(got, START)
-    assert isinstance(_resolve(w, w.chain), ResolvedChain)
-    w.consent.record_use(got, START)
-    assert _denial(w, w.chain) == (Reason.DAILY_LIMIT_REACHED, "link 0: 2 opens today already")
-    # The next UTC day starts afresh.
+    # The chain names its limits; the ledger counts them as it spends tokens.
+    assert got.limits == (DailyLimit(grant_digest(w.root_grant), 2),)
+    ledger = MemoryLedger()
+
+    def spend(n: int, at: int) -> SpendOutcome:
+        return ledger.spend(VEHICLE, n.to_bytes(16, "big"), at + 3600, issued_at=START, at=at,
+                            limits=got.limits)
+
     next_day = (START // DAY + 1) * DAY
-    assert isinstance(_resolve(w, w.chain, now=next_day), ResolvedChain)
-    assert _denial(w, w.chain, now=next_day - 1)[0] is Reason.DAILY_LIMIT_REACHED
+    assert spend(1, START) is SpendOutcome.FIRST_USE
+    assert spend(2, START) is SpendOutcome.FIRST_USE
+    assert spend(3, START) is SpendOutcome.LIMIT_REACHED
+    assert spend(3, next_day - 1) is SpendOutcome.LIMIT_REACHED
+    # The next UTC day starts afresh.
+    assert spend(3, next_day) is SpendOutcome.FIRST_USE
 
 
 def test_stale_revocation_list_bound_is_exact() -> None:
@@ -332,14 +340,12 @@ def test_consent_verifier_refuses_wrong_parts_and_shows_them() -> None:
         ({"anchors": object()}, r"^anchors must be VehicleAnchors$"),
         ({"revocations": object()}, r"^revocations must be a RevocationState$"),
         ({"cache": object()}, r"^cache must be a GrantCache$"),
-        ({"usage": object()}, r"^usage must be a UsageCounter$"),
     ]
     for change, message in cases:
         with pytest.raises(InvalidRequest, match=message):
             ConsentVerifier(**{**good, **change})  # type: ignore[arg-type]
-    usage = UsageCounter()
     cache = GrantCache()
-    consent = ConsentVerifier(**good, cache=cache, usage=usage)  # type: ignore[arg-type]
+    consent = ConsentVerifier(**good, cache=cache)  # type: ignore[arg-type]
     assert consent.anchors is w.anchors
     assert consent.revocations is w.revocations
     assert consent.cache is cache
@@ -347,48 +353,11 @@ def test_consent_verifier_refuses_wrong_parts_and_shows_them() -> None:
     assert repr(consent) == f"ConsentVerifier({w.anchors!r}, {w.revocations!r}, {cache!r})"
 
 
-# -- daily-limit counts: the day window and persistence -------------------------------------
-
-
-def test_usage_counter_keeps_today_and_yesterday_only(tmp_path: Path) -> None:
-    path = tmp_path / "usage.cbor"
-    counter = UsageCounter(path=path)
-    day = START // DAY * DAY
-    a, b = b"a" * 32, b"b" * 32
-    counter.record((a,), day - 2 * DAY)
-    counter.record((a,), day - DAY)
-    counter.record((a, b), day)
-    counter.record((a,), day + 1)
-    assert counter.count(a, day) == 2
-    assert counter.count(b, day + DAY - 1) == 1
-    assert counter.count(a, day - DAY) == 1
-    # Two days back was dropped when today's counts were written.
-    assert counter.count(a, day - 2 * DAY) == 0
-    rows = cbor.decode(path.read_bytes())
-    assert rows == [[a, day // DAY - 1, 1], [a, day // DAY, 2], [b, day // DAY, 1]]
-    again = UsageCounter(path=path)
-    assert again.count(a, day) == 2
-    assert again.count(b, day) == 1
-    assert UsageCounter().count(a, day) == 0
-
-
-def test_usage_counter_refuses_damaged_state(tmp_path: Path) -> None:
-    path = tmp_path / "usage.cbor"
-    path.write_bytes(b"\x81\x82\x00")
-    with pytest.raises(InvalidRequest, match=r"^usage state .* is damaged: "):
-        UsageCounter(path=path)
-    path.write_bytes(cbor.encode([[b"x", 1]]))
-    with pytest.raises(InvalidRequest, match=r"^usage state .* is damaged: "):
-        UsageCounter(path=path)
-
-
-def test_no_use_is_recorded_for_a_chain_without_limits() -> None:
+def test_a_chain_without_limits_names_none() -> None:
     w = build_world(daily_limit=None)
     got = _resolve(w, w.chain)
     assert isinstance(got, ResolvedChain)
     assert got.limits == ()
-    w.consent.record_use(got, START)
-    assert w.consent._usage.count(grant_digest(w.root_grant), START) == 0
 
 
 # -- the token under the chain ---------------------------------------------------------------
@@ -400,8 +369,10 @@ def test_token_header_denials_name_the_mismatch() -> None:
     assert isinstance(got, ResolvedChain)
     carrier_kid = w.carrier.kid
 
-    def header(members: dict[int, object]) -> tuple[Reason, str]:
-        d = w.consent.token_header_denial(cbor.encode(members), got)
+    def header(members: dict[int, object] | bytes) -> tuple[Reason, str]:
+        protected = members if isinstance(members, bytes) else cbor.encode(members)
+        d = w.consent.token_signer(protected, w.chain, now=START, vehicle_id=VEHICLE, skew=0)
+        assert isinstance(d, ChainDenial)
         return d.reason, d.detail
 
     assert header({1: -8, 4: carrier_kid, 16: int(Typ.GRANT)}) == (
@@ -409,11 +380,11 @@ def test_token_header_denials_name_the_mismatch() -> None:
     assert header({1: -8, 4: w.retailer.kid, 16: int(Typ.TOKEN)}) == (
         Reason.CHAIN_INVALID, "token is not signed by the chain's last grantee")
     assert header({1: -7, 4: carrier_kid, 16: int(Typ.TOKEN)}) == (
-        Reason.ALG_MISMATCH, "alg is not the leaf grantee key's")
+        Reason.ALG_MISMATCH, "alg -7 is not the key's EdDSA")
     assert header({1: -8, 2: [1], 16: int(Typ.TOKEN)}) == (
         Reason.UNSUPPORTED_HEADER, "protected header refused")
-    d = w.consent.token_header_denial(b"\xff", got)
-    assert (d.reason, d.detail) == (Reason.MALFORMED, "protected header refused")
+    assert header(b"\xff") == (Reason.MALFORMED, "protected header refused")
+    assert header({1: -8, 16: int(Typ.TOKEN)}) == (Reason.MALFORMED, "token has no kid")
 
 
 def test_p256_chain_resolves_with_its_own_header() -> None:
@@ -491,11 +462,13 @@ def test_token_under_the_chain_denials_are_exact() -> None:
     assert isinstance(resolved, ResolvedChain)
     claims = decode_claims(parse_sign1(w.token()).payload)
     scope = resolved.scope
-    assert w.consent.check_token(claims, resolved) is None
-    assert w.consent.check_token(claims, None) is None
+    # A token signed by a directly trusted key: no chain, no scope.
+    plain = Signer(trusted=resolved.trusted, token_header=resolved.token_header)
+    assert w.consent.check_claims(claims, resolved) is None
+    assert w.consent.check_claims(claims, plain) is None
 
     def denial(**changes: object) -> tuple[Reason, str] | None:
-        got = w.consent.check_token(dataclasses.replace(claims, **changes), resolved)  # type: ignore[arg-type]
+        got = w.consent.check_claims(dataclasses.replace(claims, **changes), resolved)  # type: ignore[arg-type]
         return None if got is None else (got.reason, got.detail)
 
     assert denial(action=Action.UNLOCK_RELOCK) == (
@@ -518,9 +491,9 @@ def test_token_under_the_chain_denials_are_exact() -> None:
         w.root, version=1, issued_at=START, supersede={claims.order_ref: claims.issued_at + 1},
     ), w.anchors, now=START)
     want = ChainDenial(reason=Reason.SUPERSEDED, detail="a newer token was issued for this order")
-    assert w.consent.check_token(claims, None) == want
+    assert w.consent.check_claims(claims, plain) == want
     w.revocations.apply(sign_revocation_list(
         w.root, version=2, issued_at=START, tokens=[claims.token_id],
     ), w.anchors, now=START)
-    assert w.consent.check_token(claims, resolved) == ChainDenial(
+    assert w.consent.check_claims(claims, resolved) == ChainDenial(
         reason=Reason.TOKEN_REVOKED, detail="token id revoked")

@@ -31,6 +31,7 @@ from trunkkey import (
     Verifier,
     VerifierPolicy,
 )
+from trunkkey.ledger.base import DailyLimit, SpendOutcome
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS_FILE = ROOT / "docs" / "test-vectors.json"
@@ -68,6 +69,13 @@ class FailingLedger:
         self.attempts: list[tuple[str, bytes, int]] = []
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        self.attempts.append((vehicle_id, token_id, keep_until))
+        raise LedgerError("injected fault: ledger storage unavailable")
+
+    def spend(
+        self, vehicle_id: str, token_id: bytes, keep_until: int, *, issued_at: int, at: int,
+        limits: tuple[DailyLimit, ...] = (),
+    ) -> SpendOutcome:
         self.attempts.append((vehicle_id, token_id, keep_until))
         raise LedgerError("injected fault: ledger storage unavailable")
 

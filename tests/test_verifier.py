@@ -27,6 +27,7 @@ from trunkkey import (
 )
 from trunkkey.claims import encode_claims
 from trunkkey.cose import sig_structure, sign1
+from trunkkey.ledger.base import DailyLimit, SpendOutcome
 
 CHALLENGE = b"c" * 16
 
@@ -351,6 +352,10 @@ class _BrokenLedger:
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
         raise OSError("disk full")
 
+    def spend(self, vehicle_id: str, token_id: bytes, keep_until: int, *, issued_at: int,
+              at: int, limits: tuple[DailyLimit, ...] = ()) -> SpendOutcome:
+        raise OSError("disk full")
+
     def prune(self, now: int, *, limit: int | None = None) -> int:
         raise OSError("disk full")
 
@@ -362,8 +367,9 @@ class _BrokenLedger:
 
 
 class _LyingLedger(_BrokenLedger):
-    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
-        return 1  # type: ignore[return-value]  # truthy but not True: not a clear yes
+    def spend(self, vehicle_id: str, token_id: bytes, keep_until: int, *, issued_at: int,
+              at: int, limits: tuple[DailyLimit, ...] = ()) -> SpendOutcome:
+        return True  # type: ignore[return-value]  # truthy but not FIRST_USE: not a clear yes
 
 
 def test_ledger_failure_denies(ed_world: World) -> None:
@@ -371,7 +377,7 @@ def test_ledger_failure_denies(ed_world: World) -> None:
         verifier = Verifier(trust_store=ed_world.store, ledger=ledger, clock=ed_world.clock)
         d = verifier.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
         assert not d.allowed
-        assert d.reason in (Reason.LEDGER_UNAVAILABLE, Reason.ALREADY_USED)
+        assert d.reason is Reason.LEDGER_UNAVAILABLE
     broken = Verifier(trust_store=ed_world.store, ledger=_BrokenLedger(), clock=ed_world.clock)
     d = broken.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
     assert d.reason is Reason.LEDGER_UNAVAILABLE

@@ -1,4 +1,4 @@
-"""COSE_Sign1 (RFC 9052 §4.2) for trunkkey.
+"""COSE_Sign1 (RFC 9052 §4.2) for trunkkey: the one way a signed object is made and opened.
 
 Two layers:
 
@@ -6,8 +6,16 @@ Two layers:
   COSE_Sign1 in deterministic CBOR whose protected header holds exactly
   ``alg``, optionally ``kid``, and ``typ`` (RFC 9596), whose unprotected header
   is empty — COSE does not sign it, so nothing may live there — and whose
-  signature is 64 bytes. Parsing the envelope is hand-written because it is on
-  the hot path and its shape is fixed.
+  signature is 64 bytes, in its unique form. Parsing the envelope is
+  hand-written because it is on the hot path and its shape is fixed.
+
+  Every token, proof, grant, chain link, revocation list, trust update, time
+  sync and receipt is signed by :func:`sign1` and checked by
+  :func:`signature_holds` (directly, or through :func:`open_sign1`); no other
+  module builds a ``Sig_structure`` or calls a key's signature check, and a
+  test fails if one does. Whatever names a signed object uses
+  :func:`identity_of`: the SHA-256 of what was signed, never of the
+  signature bytes, so no re-encoding of a signature yields a new name.
 * a **standard verifier** (:func:`verify_sign1`) that accepts what RFC 9052
   allows — untagged messages, ``alg`` in the unprotected bucket, other
   headers — when the caller's key fixes the algorithm. It exists for
@@ -17,6 +25,8 @@ Two layers:
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -87,6 +97,77 @@ def sign1(
     )
 
 
+def to_be_signed(protected_item: bytes, payload_item: bytes, external_aad: bytes = b"") -> bytes:
+    """The Sig_structure over a message's own protected and payload bstr items (heads included)."""
+    if external_aad:
+        return SIG_STRUCTURE_PREFIX + protected_item + cbor.head(2, len(external_aad)) + (
+            external_aad + payload_item
+        )
+    return SIG_STRUCTURE_PREFIX + protected_item + b"\x40" + payload_item
+
+
+def signature_holds(
+    key: VerificationKey, signature: bytes, protected_item: bytes, payload_item: bytes,
+    external_aad: bytes = b"",
+) -> bool:
+    """THE signature rule for trunkkey's own objects: valid, and in its one unique form.
+
+    ECDSA is malleable — if (r, s) verifies, so does (r, n - s) — and a
+    malleable signature would give one signed object two encodings. trunkkey
+    signs low-s only and accepts low-s only; libsodium already refuses
+    non-canonical Ed25519 signatures.
+    """
+    return key.is_valid_unique_signature(
+        signature, to_be_signed(protected_item, payload_item, external_aad)
+    )
+
+
+def identity_of(protected_item: bytes, payload_item: bytes) -> bytes:
+    """A signed object's name: SHA-256 of the Sig_structure (empty external AAD).
+
+    That is exactly what the signature covers — the protected header and the
+    payload — so every encoding of the signature, and every fresh signature
+    over the same content, names the same object.
+    """
+    return hashlib.sha256(to_be_signed(protected_item, payload_item)).digest()
+
+
+def signed_identity(message: bytes) -> bytes:
+    """:func:`identity_of` a strict-profile COSE_Sign1 (not verified here)."""
+    _, _, _, protected_item, payload_item = split_sign1(message)
+    return identity_of(protected_item, payload_item)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A strict-profile COSE_Sign1 whose header and signature verified."""
+
+    payload: bytes
+    #: :func:`identity_of` the object.
+    identity: bytes
+
+
+def open_sign1(
+    message: bytes, key: VerificationKey, *, typ: Typ, kid: bytes | None,
+    external_aad: bytes = b"",
+) -> Opened:
+    """Open a strict-profile COSE_Sign1 that ``key`` must have signed as ``typ``.
+
+    The protected header must be exactly ``{alg of key, kid (if given), typ}``
+    and the signature must hold in its unique form. Raises
+    :class:`DecodeError` for bytes off the profile and :class:`SignatureError`
+    for another header or a signature that does not verify.
+    """
+    protected, payload, signature, protected_item, payload_item = split_sign1(message)
+    if not hmac.compare_digest(protected, protected_header(key.algorithm, typ, kid)):
+        raise SignatureError(
+            f"header is not {{alg of the key, {'kid, ' if kid is not None else ''}typ {typ.name}}}"
+        )
+    if not signature_holds(key, signature, protected_item, payload_item, external_aad):
+        raise SignatureError(f"{typ.name.lower().replace('_', ' ')} signature does not verify")
+    return Opened(payload, identity_of(protected_item, payload_item))
+
+
 @dataclass(frozen=True, slots=True)
 class Sign1Parts:
     """The pieces of a strict-profile COSE_Sign1, not yet verified."""
@@ -99,10 +180,10 @@ class Sign1Parts:
     protected_item: bytes
     payload_item: bytes
 
-    def to_be_signed(self, external_aad: bytes = b"") -> bytes:
-        if external_aad:
-            return sig_structure(self.protected, self.payload, external_aad)
-        return SIG_STRUCTURE_PREFIX + self.protected_item + b"\x40" + self.payload_item
+    @property
+    def identity(self) -> bytes:
+        """:func:`identity_of` this object."""
+        return identity_of(self.protected_item, self.payload_item)
 
 
 def _bstr_at(data: bytes, pos: int) -> tuple[int, int]:

@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 
-from . import cbor
 from .claims import (
     MAX_ORDER_BYTES,
     MAX_TIME,
@@ -20,7 +19,7 @@ from .claims import (
     encode_claims,
 )
 from .clock import Clock, SystemClock, to_unix
-from .cose import SIG_STRUCTURE_PREFIX, Typ, protected_header
+from .cose import Typ, sign1
 from .errors import InvalidRequest
 from .geo import Geofence
 from .keys import SigningKey, VerificationKey
@@ -54,10 +53,6 @@ class Issuer:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._max_lifetime = max_lifetime
         self._token_ids = _token_ids
-        protected = protected_header(signing_key.algorithm, Typ.TOKEN, signing_key.kid)
-        protected_item = cbor.head(2, len(protected)) + protected
-        self._tbs_prefix = SIG_STRUCTURE_PREFIX + protected_item + b"\x40"
-        self._envelope_prefix = b"\xd2\x84" + protected_item + b"\xa0"
 
     @property
     def name(self) -> str:
@@ -195,8 +190,4 @@ class Issuer:
         return self._sign_payload(encode_claims(claims))
 
     def _sign_payload(self, payload: bytes) -> bytes:
-        # Same bytes as cose.sign1(key, payload, typ=Typ.TOKEN), with the
-        # constant header parts computed once per issuer.
-        payload_item = cbor.head(2, len(payload)) + payload
-        signature = self._key.sign(self._tbs_prefix + payload_item)
-        return self._envelope_prefix + payload_item + b"\x58\x40" + signature
+        return sign1(self._key, payload, typ=Typ.TOKEN)

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 
 from . import cbor
-from .cose import SIG_STRUCTURE_PREFIX, Typ, protected_header, sign1, split_sign1
+from .cose import Typ, protected_header, sign1, signature_holds, split_sign1
 from .errors import DecodeError, InvalidRequest
 from .keys import Algorithm, SigningKey, VerificationKey
 
@@ -36,16 +36,26 @@ def proof_aad(token: bytes, vehicle_id: str) -> bytes:
     return b"\x82" + vid_head + vid + b"\x58\x20" + hashlib.sha256(token).digest()
 
 
+def challenge_problem(challenge: object) -> str | None:
+    """Why ``challenge`` is not one a car may issue (16 to 32 bytes), or ``None``.
+
+    The one statement of the rule: the unit's challenge book, the courier's
+    :func:`make_proof` and the verifier's :func:`check_proof` all ask here.
+    """
+    if type(challenge) is not bytes or not (
+        MIN_CHALLENGE_BYTES <= len(challenge) <= MAX_CHALLENGE_BYTES
+    ):
+        return f"challenge must be {MIN_CHALLENGE_BYTES} to {MAX_CHALLENGE_BYTES} bytes"
+    return None
+
+
 def make_proof(device_key: SigningKey, *, token: bytes, vehicle_id: str, challenge: bytes) -> bytes:
     """The courier device's answer to ``challenge`` for ``token`` at ``vehicle_id``."""
     if not isinstance(device_key, SigningKey):
         raise InvalidRequest("device_key must be a trunkkey.SigningKey")
-    if type(challenge) is not bytes or not (
-        MIN_CHALLENGE_BYTES <= len(challenge) <= MAX_CHALLENGE_BYTES
-    ):
-        raise InvalidRequest(
-            f"challenge must be {MIN_CHALLENGE_BYTES} to {MAX_CHALLENGE_BYTES} bytes"
-        )
+    problem = challenge_problem(challenge)
+    if problem is not None:
+        raise InvalidRequest(problem)
     return sign1(
         device_key, challenge, typ=Typ.PROOF, include_kid=False,
         external_aad=proof_aad(token, vehicle_id),
@@ -56,6 +66,10 @@ def check_proof(
     proof: bytes, *, key: VerificationKey, token: bytes, vehicle_id: str, challenge: bytes
 ) -> str | None:
     """Return ``None`` if ``proof`` is valid, else a short description of what is wrong."""
+    problem = challenge_problem(challenge)
+    if problem is not None:
+        # A proof over an empty or oversized challenge proves nothing fresh.
+        return problem
     if type(proof) is not bytes or len(proof) > MAX_PROOF_BYTES:
         return "proof is not bytes of a bounded size"
     try:
@@ -69,8 +83,6 @@ def check_proof(
     if not hmac.compare_digest(payload, challenge):
         return "proof answers another challenge"
     aad = proof_aad(token, vehicle_id)
-    # sig_structure(protected, payload, aad), reusing the proof's own bstr items.
-    message = SIG_STRUCTURE_PREFIX + protected_item + cbor.head(2, len(aad)) + aad + payload_item
-    if not key.is_valid_unique_signature(signature, message):
+    if not signature_holds(key, signature, protected_item, payload_item, aad):
         return "proof signature does not verify for this token, vehicle and key"
     return None

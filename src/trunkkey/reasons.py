@@ -43,6 +43,9 @@ class Reason(StrEnum):
     # Single use.
     ALREADY_USED = "already_used"
     LEDGER_UNAVAILABLE = "ledger_unavailable"
+    #: The ledger was started afresh after a loss, after this token was issued:
+    #: whether it was spent is unknowable, so it never opens.
+    ISSUED_BEFORE_LEDGER = "issued_before_ledger"
     # The vehicle unit (trunkkey.vehicle): checked before or after the verifier.
     CHALLENGE_UNKNOWN = "challenge_unknown"
     CHALLENGE_EXPIRED = "challenge_expired"

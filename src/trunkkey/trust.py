@@ -7,11 +7,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from .claims import check_name
+from .authority import Refusal, Signer, header_refusal
+from .claims import TokenClaims, check_name
 from .clock import to_unix
 from .cose import Typ, protected_header
 from .errors import InvalidRequest
 from .keys import VerificationKey
+from .reasons import Reason
 
 
 def check_window(not_before: int | None, not_after: int | None, what: str) -> None:
@@ -67,13 +69,24 @@ class TrustedKey:
         return in_window(now, self.not_before, self.not_after)
 
 
+def _unknown_key(kid: bytes) -> Refusal:
+    return Refusal(reason=Reason.UNKNOWN_KEY, detail=f"no trusted key {kid.hex()}")
+
+
+_NO_ANCHORS = Refusal(reason=Reason.CHAIN_INVALID, detail="verifier holds no consent anchors")
+
+
 class TrustStore:
-    """Keys by kid. Safe to share between threads; updates replace whole snapshots."""
+    """Keys by kid. Safe to share between threads; updates replace whole snapshots.
+
+    A :class:`~trunkkey.authority.TokenAuthority` for tokens signed by a
+    trusted key directly (no consent chain).
+    """
 
     def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
         self._lock = threading.Lock()
         self._by_kid: dict[bytes, TrustedKey] = {}
-        self._by_token_header: dict[bytes, TrustedKey] = {}
+        self._by_token_header: dict[bytes, Signer] = {}
         for entry in keys:
             self.add(entry)
 
@@ -102,16 +115,31 @@ class TrustStore:
     def _publish(self, by_kid: dict[bytes, TrustedKey]) -> None:
         # The verifier's fast path looks a token's protected header up by its
         # exact bytes: one dict probe proves alg, kid and typ are all right.
-        by_header = {
-            protected_header(e.key.algorithm, Typ.TOKEN, e.kid): e for e in by_kid.values()
-        }
+        by_header = {}
+        for e in by_kid.values():
+            header = protected_header(e.key.algorithm, Typ.TOKEN, e.kid)
+            by_header[header] = Signer(trusted=e, token_header=header)
         self._by_kid, self._by_token_header = by_kid, by_header
 
     def get(self, kid: bytes) -> TrustedKey | None:
         return self._by_kid.get(kid)
 
-    def _for_token_header(self, protected: bytes) -> TrustedKey | None:
-        return self._by_token_header.get(protected)
+    def token_signer(
+        self, protected: bytes, chain: bytes | None, *, now: int, vehicle_id: str, skew: int,
+    ) -> Signer | Refusal:
+        """The trusted key whose exact token header this is, or why none is."""
+        del now, vehicle_id, skew  # a directly trusted key's signer depends on none of them
+        if chain is not None:
+            return _NO_ANCHORS
+        signer = self._by_token_header.get(protected)
+        if signer is not None:
+            return signer
+        return header_refusal(protected, self._by_kid.get, _unknown_key)
+
+    def check_claims(self, claims: TokenClaims, signer: Signer) -> Refusal | None:
+        """A directly trusted key adds no condition to its tokens' claims."""
+        del claims, signer
+        return None
 
     def __contains__(self, kid: object) -> bool:
         return kid in self._by_kid

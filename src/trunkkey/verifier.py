@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
+from .authority import Refusal, TokenAuthority
 from .claims import (
     Action,
     Purpose,
@@ -22,15 +23,14 @@ from .claims import (
     slot_setters,
 )
 from .clock import Clock
-from .consent.chain import ConsentVerifier, ResolvedChain
-from .cose import SIG_STRUCTURE_PREFIX, HeaderProblem, Typ, decode_protected, split_sign1
+from .cose import signature_holds, split_sign1
 from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
-from .ledger.base import Ledger
+from .ledger.base import Ledger, SpendOutcome
 from .proof import check_proof
 from .reasons import Reason
-from .trust import TrustedKey, TrustStore
+from .trust import TrustStore
 
 DEFAULT_MAX_SKEW = 60
 #: No policy may allow more clock skew than this: a larger allowance turns
@@ -128,10 +128,16 @@ def _check_request(
     return wanted_action, wanted_purpose
 
 
-_HEADER_REASON = {
-    HeaderProblem.MALFORMED: Reason.MALFORMED,
-    HeaderProblem.UNSUPPORTED: Reason.UNSUPPORTED_HEADER,
-    HeaderProblem.WRONG_TYPE: Reason.WRONG_TYPE,
+#: What a refusing ledger's answer means for the courier.
+_SPEND_DENIAL = {
+    SpendOutcome.ALREADY_USED: (Reason.ALREADY_USED, "token was already used"),
+    SpendOutcome.LIMIT_REACHED: (
+        Reason.DAILY_LIMIT_REACHED, "a daily limit of the consent has no opening left today"
+    ),
+    SpendOutcome.ISSUED_BEFORE_LEDGER: (
+        Reason.ISSUED_BEFORE_LEDGER,
+        "token was issued before this ledger was started afresh; it cannot tell if it was used",
+    ),
 }
 
 
@@ -145,12 +151,17 @@ class Verifier:
         ledger: Ledger,
         clock: Clock,
         policy: VerifierPolicy | None = None,
-        consent: ConsentVerifier | None = None,
+        consent: TokenAuthority | None = None,
     ) -> None:
+        """``consent`` (a :class:`trunkkey.consent.ConsentVerifier`) resolves the
+        signers of tokens presented with a consent chain, and checks every
+        authentic token against its revocation list, chain or no chain."""
         if not isinstance(trust_store, TrustStore):
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
-        if consent is not None and not isinstance(consent, ConsentVerifier):
+        if consent is not None and not isinstance(consent, TokenAuthority):
             raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
+        if not isinstance(ledger, Ledger):
+            raise InvalidRequest("ledger must implement trunkkey.ledger.Ledger (spend)")
         self._trust = trust_store
         self._ledger = ledger
         self._clock = clock
@@ -243,30 +254,23 @@ class Verifier:
             #    bytes settles all three for a well-formed token from a trusted key.
             #    With a consent chain, the signer is the chain's last grantee
             #    instead, once every link from a carmaker root has verified.
-            resolved: ResolvedChain | None = None
             consent = self._consent
-            if chain is None:
-                entry = self._trust._for_token_header(protected)
-                if entry is None:
-                    return self._header_denial(protected, now)
-            else:
-                if consent is None:
-                    return _decision(Reason.CHAIN_INVALID, "verifier holds no consent anchors", now)
-                got = consent.resolve(chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew)
-                if not isinstance(got, ResolvedChain):
-                    return _decision(got.reason, got.detail, now)
-                resolved, entry = got, got.signer
-                if protected != resolved.token_header:
-                    denial = consent.token_header_denial(protected, resolved)
-                    return _decision(denial.reason, denial.detail, now)
+            authority: TokenAuthority = (
+                self._trust if chain is None or consent is None else consent
+            )
+            signer = authority.token_signer(
+                protected, chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew
+            )
+            if isinstance(signer, Refusal):
+                return _decision(signer.reason, signer.detail, now)
+            entry = signer.trusted
             # 4. The key's own validity period.
             if not entry.valid_at(now):
                 return _decision(
                     Reason.KEY_NOT_VALID, "signing key outside its validity period", now
                 )
             # 5. The signature, before any claim is believed.
-            to_be_signed = SIG_STRUCTURE_PREFIX + protected_item + b"\x40" + payload_item
-            if not entry.key.is_valid_unique_signature(signature, to_be_signed):
+            if not signature_holds(entry.key, signature, protected_item, payload_item):
                 return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
             # 6. The claims, strictly decoded.
             try:
@@ -277,7 +281,7 @@ class Verifier:
                 return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
             # 6b. Revocation and supersession; under a chain, the chain's narrowest scope.
             if consent is not None:
-                refused = consent.check_token(claims, resolved)
+                refused = consent.check_claims(claims, signer)
                 if refused is not None:
                     return _decision(refused.reason, refused.detail, now, claims)
             # 7. Who issued it, for whom, for what.
@@ -342,48 +346,24 @@ class Verifier:
                 )
                 if problem is not None:
                     return _decision(Reason.PROOF_INVALID, problem, now, claims)
-            # 11. Single use: last, atomic, and fail closed.
+            # 11. Single use, daily limits and the ledger's own start: last, in
+            #     one atomic step of the ledger, and fail closed.
             try:
-                first_use = self._ledger.consume(
-                    claims.vehicle_id, claims.token_id, claims.expires + skew
+                outcome = self._ledger.spend(
+                    claims.vehicle_id, claims.token_id, claims.expires + skew,
+                    issued_at=claims.issued_at, at=now, limits=signer.limits,
                 )
             except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
                 return _decision(
                     Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
                 )
-            if first_use is not True:
-                return _decision(Reason.ALREADY_USED, "token was already used", now, claims)
-            if resolved is not None and consent is not None:
-                try:
-                    consent.record_use(resolved, now)
-                except Exception as exc:  # noqa: BLE001 -- a limit that cannot be counted denies
-                    return _decision(
-                        Reason.LEDGER_UNAVAILABLE, f"usage count failed: {type(exc).__name__}", now,
-                        claims,
-                    )
+            if outcome is not SpendOutcome.FIRST_USE:
+                reason, detail = _SPEND_DENIAL.get(
+                    outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
+                )
+                return _decision(reason, detail, now, claims)
             return _decision(Reason.ALLOWED, "all checks passed", now, claims)
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
                 Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
             )
-
-    def _header_denial(self, protected: bytes, now: int) -> Decision:
-        """Say precisely why a protected header matched no trusted key."""
-        header = decode_protected(protected)
-        if isinstance(header, HeaderProblem):
-            return _decision(_HEADER_REASON[header], "protected header refused", now)
-        if header.typ != Typ.TOKEN:
-            return _decision(Reason.WRONG_TYPE, f"typ {header.typ} is not a trunkkey token", now)
-        if header.kid is None:
-            return _decision(Reason.MALFORMED, "token has no kid", now)
-        entry: TrustedKey | None = self._trust.get(header.kid)
-        if entry is None:
-            return _decision(Reason.UNKNOWN_KEY, f"no trusted key {header.kid.hex()}", now)
-        if header.alg != int(entry.key.algorithm):
-            return _decision(
-                Reason.ALG_MISMATCH,
-                f"alg {header.alg} is not the key's {entry.key.algorithm.cose_name}",
-                now,
-            )
-        # Every field is right, so only a non-canonical encoding can be left.
-        return _decision(Reason.MALFORMED, "protected header not deterministically encoded", now)

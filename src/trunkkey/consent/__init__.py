@@ -16,7 +16,6 @@ from .chain import ChainDenial as ChainDenial
 from .chain import ConsentVerifier as ConsentVerifier
 from .chain import GrantCache as GrantCache
 from .chain import ResolvedChain as ResolvedChain
-from .chain import UsageCounter as UsageCounter
 from .errors import UpdateRefused as UpdateRefused
 from .grant import Grant as Grant
 from .grant import Scope as Scope
@@ -54,7 +53,6 @@ __all__ = [
     "TrustUpdate",
     "TrustUpdater",
     "UpdateRefused",
-    "UsageCounter",
     "VehicleAnchors",
     "access_mask",
     "decode_grant",

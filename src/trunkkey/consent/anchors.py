@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..claims import check_name
-from ..cose import HeaderProblem, Typ, decode_protected, parse_sign1, protected_header
+from ..cose import (
+    HeaderProblem,
+    Typ,
+    decode_protected,
+    parse_sign1,
+    protected_header,
+    signature_holds,
+)
 from ..errors import DecodeError, InvalidRequest
 from ..keys import SigningKey, VerificationKey
 from ..reasons import Reason
@@ -135,6 +142,6 @@ def open_root_signed(data: bytes, anchors: VehicleAnchors, *, typ: Typ, now: int
         raise UpdateRefused(Reason.KEY_NOT_VALID, "root outside its validity period")
     if parts.protected != protected_header(root.key.algorithm, typ, root.kid):
         raise UpdateRefused(Reason.ALG_MISMATCH, "header is not {root's alg, kid, typ}")
-    if not root.key.is_valid_signature(parts.signature, parts.to_be_signed()):
+    if not signature_holds(root.key, parts.signature, parts.protected_item, parts.payload_item):
         raise UpdateRefused(Reason.BAD_SIGNATURE, "signature does not verify")
     return parts.payload

@@ -8,16 +8,19 @@ check with its own reason code, and fails closed:
 2. the signer: the first grant's ``kid`` must name a carmaker root valid now,
    each later grant must be signed by the grantee of the one before, with the
    exact protected header ``{alg of that key, typ grant}``;
-3. the signature (skipped only when this very grant, by digest, was verified
-   before under this very signer);
-4. revocation: the grant's digest, its signer's and its grantee's key ids;
+3. the signature (skipped only when these very bytes were verified before
+   under this very signer);
+4. revocation: the grant's identity (the SHA-256 of what was signed, so no
+   re-encoding of its signature escapes a revocation), its signer's and its
+   grantee's key ids;
 5. narrowing: the link states nothing wider than the chain so far;
 6. its window at ``now``, and the car's vehicle among its vehicles;
-7. daily limits, counted per grant per UTC day.
+7. daily limits: collected here, checked and counted by the ledger in the
+   same atomic step that spends the token (see :meth:`~trunkkey.ledger.base.Ledger.spend`).
 
 It returns the leaf grantee as a :class:`~trunkkey.TrustedKey` plus the
 narrowest scope; the verifier then requires the token to be signed by that
-key and to lie inside that scope (:meth:`ConsentVerifier.check_token`).
+key and to lie inside that scope (:meth:`ConsentVerifier.check_claims`).
 
 The grant cache holds only what a signature check proved: that these bytes
 were signed by that key. Revocation, windows, narrowing and vehicle are
@@ -27,28 +30,30 @@ checked again on every use, so a cached grant is never a shortcut past them.
 from __future__ import annotations
 
 import functools
-import hashlib
+import hmac
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .. import cbor
-from ..claims import TokenClaims, access_bits, slot_setters
+from ..authority import Refusal, Signer, header_refusal
+from ..claims import TokenClaims, access_bits
 from ..cose import (
     HeaderProblem,
     Typ,
     _bstr_at,
     decode_protected,
+    identity_of,
     protected_header,
+    signature_holds,
     split_sign1,
 )
 from ..errors import DecodeError, InvalidRequest
 from ..keys import Algorithm, VerificationKey
+from ..ledger.base import DailyLimit
 from ..reasons import Reason
 from ..trust import TrustedKey
-from ._files import write_atomically
 from .anchors import VehicleAnchors
 from .grant import (
     DIGEST_LENGTH,
@@ -66,40 +71,36 @@ from .revocation import RevocationState
 #: A chain holds at most MAX_DEPTH + 1 grants.
 MAX_CHAIN_BYTES = (MAX_DEPTH + 1) * (MAX_GRANT_BYTES + 3) + 1
 DEFAULT_CACHE_SIZE = 1024
-_DAY = 86_400
-_SIG = b"\x84\x6aSignature1"
+
+#: Why a chain (or a token under it) was refused: the verifier's own refusal type.
+ChainDenial = Refusal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChainDenial:
-    """Why a chain (or a token under it) was refused."""
+class ResolvedChain(Signer):
+    """A chain that verified at one instant: its leaf signer, limits and narrowest scope."""
 
-    reason: Reason
-    detail: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResolvedChain:
-    """A chain that verified at one instant: its leaf signer and narrowest scope."""
-
-    signer: TrustedKey
     scope: Scope
-    #: Grant digests, root first.
+    #: Grant identities, root first.
     digests: tuple[bytes, ...]
-    #: Digests of the grants that carry a daily limit, with that limit.
-    limits: tuple[tuple[bytes, int], ...]
-    #: The exact protected header a token by the leaf grantee must carry.
-    token_header: bytes
+
+    @property
+    def signer(self) -> TrustedKey:
+        """The leaf grantee, as the trusted key the token must be signed by."""
+        return self.trusted
 
 
 @dataclass(frozen=True, slots=True)
 class _Verified:
     signer: VerificationKey
     grant: Grant
+    #: The signature that was checked: another one over the same content is
+    #: checked afresh, never taken on trust from the cache.
+    signature: bytes
 
 
 class GrantCache:
-    """Grants whose signature verified, by digest: a bounded LRU, safe between threads."""
+    """Grants whose signature verified, by identity: a bounded LRU, safe between threads."""
 
     def __init__(self, max_entries: int = DEFAULT_CACHE_SIZE) -> None:
         if type(max_entries) is not int or max_entries < 1:
@@ -132,48 +133,12 @@ class GrantCache:
         return f"GrantCache({len(self)}/{self._max})"
 
 
-class UsageCounter:
-    """Opens per grant per UTC day, for daily limits; optionally persisted.
-
-    Recorded only after access was allowed (the ledger accepted the token), so
-    a replayed or refused token cannot use up an owner's daily allowance.
-    """
-
-    def __init__(self, *, path: str | Path | None = None) -> None:
-        self._path = None if path is None else Path(path)
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[bytes, int], int] = {}
-        if self._path is not None and self._path.exists():
-            try:
-                rows = cbor.decode(self._path.read_bytes())
-                for digest, day, count in rows:
-                    self._counts[(bytes(digest), int(day))] = int(count)
-            except (DecodeError, TypeError, ValueError) as exc:
-                raise InvalidRequest(f"usage state {self._path} is damaged: {exc}") from None
-
-    def count(self, digest: bytes, now: int) -> int:
-        return self._counts.get((digest, now // _DAY), 0)
-
-    def record(self, digests: tuple[bytes, ...], now: int) -> None:
-        day = now // _DAY
-        with self._lock:
-            counts = {k: v for k, v in self._counts.items() if k[1] >= day - 1}
-            for digest in digests:
-                counts[(digest, day)] = counts.get((digest, day), 0) + 1
-            if self._path is not None:
-                rows = [[d, dy, c] for (d, dy), c in sorted(counts.items())]
-                write_atomically(self._path, cbor.encode(rows))
-            self._counts = counts
-
-
 #: The one protected header of a delegated grant, by the delegator's algorithm.
 _DELEGATED_HEADERS = {alg: protected_header(alg, Typ.GRANT, None) for alg in Algorithm}
 _WHERE = tuple(f"link {index}" for index in range(MAX_DEPTH + 1))
-_new = object.__new__
-_set_key, _set_issuer, _set_not_before, _set_not_after = slot_setters(
-    TrustedKey, "key issuer not_before not_after")
-_set_signer, _set_scope, _set_digests, _set_limits, _set_token_header = slot_setters(
-    ResolvedChain, "signer scope digests limits token_header")
+_NOT_LEAF = Refusal(
+    reason=Reason.CHAIN_INVALID, detail="token is not signed by the chain's last grantee"
+)
 
 #: A car hears its own id over and over: hash it once.
 _vehicle_tag = functools.lru_cache(maxsize=64)(vehicle_tag)
@@ -194,12 +159,17 @@ def _split_chain(chain: bytes) -> list[Any] | None:
     return links if pos == len(chain) else None
 
 
-def _deny(reason: Reason, detail: str) -> ChainDenial:
-    return ChainDenial(reason=reason, detail=detail)
+def _deny(reason: Reason, detail: str) -> Refusal:
+    return Refusal(reason=reason, detail=detail)
 
 
 class ConsentVerifier:
-    """Resolves consent chains against the car's anchors, revocations and cache."""
+    """Resolves consent chains against the car's anchors, revocations and cache.
+
+    A :class:`~trunkkey.authority.TokenAuthority`: the verifier asks it for the
+    signer of a token presented with a chain, and asks it to check every
+    authentic token (with a chain or without) against the revocation list.
+    """
 
     def __init__(
         self,
@@ -207,7 +177,6 @@ class ConsentVerifier:
         anchors: VehicleAnchors,
         revocations: RevocationState,
         cache: GrantCache | None = None,
-        usage: UsageCounter | None = None,
         max_list_age: int | None = None,
     ) -> None:
         """``max_list_age``: refuse every chain while the newest revocation list the
@@ -220,12 +189,9 @@ class ConsentVerifier:
             raise InvalidRequest("revocations must be a RevocationState")
         if cache is not None and not isinstance(cache, GrantCache):
             raise InvalidRequest("cache must be a GrantCache")
-        if usage is not None and not isinstance(usage, UsageCounter):
-            raise InvalidRequest("usage must be a UsageCounter")
         self._anchors = anchors
         self._revocations = revocations
         self._cache = cache
-        self._usage = usage if usage is not None else UsageCounter()
         if max_list_age is not None and (type(max_list_age) is not int or max_list_age <= 0):
             raise InvalidRequest("max_list_age must be a positive number of seconds")
         self._max_list_age = max_list_age
@@ -277,7 +243,7 @@ class ConsentVerifier:
         signer: VerificationKey | None = None
         leaf: Grant | None = None
         digests: list[bytes] = []
-        limits: list[tuple[bytes, int]] = []
+        limits: list[DailyLimit] = []
         for index, link in enumerate(links):
             where = _WHERE[index]
             got = self._open_link(link, signer, now, where)
@@ -305,137 +271,127 @@ class ConsentVerifier:
             if tag not in scope.vehicles:
                 return _deny(Reason.WRONG_VEHICLE, f"{where}: this vehicle is not in scope")
             if grant.daily_limit is not None:
-                if self._usage.count(digest, now) >= grant.daily_limit:
-                    return _deny(
-                        Reason.DAILY_LIMIT_REACHED,
-                        f"{where}: {grant.daily_limit} opens today already",
-                    )
-                limits.append((digest, grant.daily_limit))
+                # Counted by the ledger in the step that spends the token: a
+                # count checked here would race with every other presentation.
+                limits.append(DailyLimit(digest, grant.daily_limit))
             digests.append(digest)
             signer, leaf = grant.grantee, grant
         if scope is None or leaf is None:  # unreachable: links is non-empty
             return _deny(Reason.CHAIN_INVALID, "empty chain")
-        # Built field by field: every value was validated when its grant was
-        # decoded, and this runs on every chained verification.
-        signer_entry: TrustedKey = _new(TrustedKey)
-        _set_key(signer_entry, leaf.grantee)
-        _set_issuer(signer_entry, leaf.grantee_name)
-        _set_not_before(signer_entry, None)
-        _set_not_after(signer_entry, None)
-        resolved: ResolvedChain = _new(ResolvedChain)
-        _set_signer(resolved, signer_entry)
-        _set_scope(resolved, scope)
-        _set_digests(resolved, tuple(digests))
-        _set_limits(resolved, tuple(limits))
-        _set_token_header(
-            resolved, protected_header(leaf.grantee.algorithm, Typ.TOKEN, leaf.grantee.kid)
+        header = protected_header(leaf.grantee.algorithm, Typ.TOKEN, leaf.grantee.kid)
+        return ResolvedChain(
+            trusted=TrustedKey(key=leaf.grantee, issuer=leaf.grantee_name),
+            token_header=header,
+            limits=tuple(limits),
+            scope=scope,
+            digests=tuple(digests),
         )
-        return resolved
 
     def _open_link(
         self, link: bytes, parent: VerificationKey | None, now: int, where: str
-    ) -> tuple[bytes, VerificationKey, Grant] | ChainDenial:
-        """Authenticate one link: its digest, the key that signed it, its grant."""
-        by_reference = len(link) == DIGEST_LENGTH
-        if not by_reference and len(link) > MAX_GRANT_BYTES:
-            return _deny(Reason.CHAIN_INVALID, f"{where}: grant too large")
-        digest = link if by_reference else hashlib.sha256(link).digest()
+    ) -> tuple[bytes, VerificationKey, Grant] | Refusal:
+        """Authenticate one link: its identity, the key that signed it, its grant."""
         cache = self._cache
-        cached = cache._get(digest) if cache is not None else None
-        if parent is None:
-            return self._open_root(link, digest, cached, now, where)
-        if cached is not None and cached.signer == parent:
-            return digest, parent, cached.grant
-        if by_reference:
-            return _deny(Reason.CHAIN_INVALID, f"{where}: grant {digest.hex()[:16]} not held")
+        if len(link) == DIGEST_LENGTH:
+            # By reference: the identity of a grant the car verified before.
+            held = cache._get(link) if cache is not None else None
+            if held is None or (parent is not None and held.signer != parent):
+                return _deny(Reason.CHAIN_INVALID, f"{where}: grant {link.hex()[:16]} not held")
+            return self._signed_by(link, held, parent, now, where)
+        if len(link) > MAX_GRANT_BYTES:
+            return _deny(Reason.CHAIN_INVALID, f"{where}: grant too large")
         try:
             protected, payload, signature, protected_item, payload_item = split_sign1(link)
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
-        # A delegated grant names no signer: the chain does. Its header is
-        # therefore one exact byte string, compared whole.
-        if protected != _DELEGATED_HEADERS[parent.algorithm]:
-            return _deny(
-                Reason.CHAIN_INVALID, f"{where}: header is not {{alg of the delegator, typ grant}}"
-            )
-        if not parent.is_valid_signature(signature, _SIG + protected_item + b"\x40" + payload_item):
-            return _deny(Reason.CHAIN_INVALID, f"{where}: not signed by the previous grantee")
-        return self._decoded(digest, parent, payload, where)
-
-    def _open_root(
-        self, link: bytes, digest: bytes, cached: _Verified | None, now: int, where: str
-    ) -> tuple[bytes, VerificationKey, Grant] | ChainDenial:
-        if cached is not None:
-            root = self._anchors.root(cached.signer.kid)
-            if root is None or root.key != cached.signer:
-                return _deny(Reason.CHAIN_INVALID, f"{where}: signed by a root no longer held")
+        digest = identity_of(protected_item, payload_item)
+        cached = cache._get(digest) if cache is not None else None
+        if (
+            cached is not None
+            and hmac.compare_digest(cached.signature, signature)
+            and (parent is None or cached.signer == parent)
+        ):
+            # These very bytes verified before under this signer.
+            return self._signed_by(digest, cached, parent, now, where)
+        if parent is None:
+            root = self._anchors._root_for_grant_header(protected)
+            if root is None:
+                return _deny(Reason.CHAIN_INVALID, f"{where}: {self._why_not_root(protected)}")
             if not root.valid_at(now):
                 return _deny(Reason.KEY_NOT_VALID, f"{where}: root outside its validity period")
-            return digest, root.key, cached.grant
-        if len(link) == DIGEST_LENGTH:
-            return _deny(Reason.CHAIN_INVALID, f"{where}: grant {digest.hex()[:16]} not held")
-        try:
-            protected, payload, signature, protected_item, payload_item = split_sign1(link)
-        except DecodeError as exc:
-            return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
-        root = self._anchors._root_for_grant_header(protected)
-        if root is None:
-            # Not the exact header of a held root: say precisely why.
-            header = decode_protected(protected)
-            if isinstance(header, HeaderProblem) or header.typ != Typ.GRANT or header.kid is None:
-                return _deny(Reason.CHAIN_INVALID, f"{where}: not a grant from a named root")
-            if self._anchors.root(header.kid) is None:
-                return _deny(Reason.CHAIN_INVALID, f"{where}: {header.kid.hex()} is not a root")
-            return _deny(Reason.CHAIN_INVALID, f"{where}: header is not {{root alg, kid, grant}}")
-        if not root.valid_at(now):
-            return _deny(Reason.KEY_NOT_VALID, f"{where}: root outside its validity period")
-        if not root.key.is_valid_signature(
-            signature, _SIG + protected_item + b"\x40" + payload_item
-        ):
-            return _deny(Reason.CHAIN_INVALID, f"{where}: root signature does not verify")
-        return self._decoded(digest, root.key, payload, where)
-
-    def _decoded(
-        self, digest: bytes, signer: VerificationKey, payload: bytes, where: str
-    ) -> tuple[bytes, VerificationKey, Grant] | ChainDenial:
+            key = root.key
+        else:
+            # A delegated grant names no signer: the chain does. Its header is
+            # therefore one exact byte string, compared whole.
+            if protected != _DELEGATED_HEADERS[parent.algorithm]:
+                return _deny(
+                    Reason.CHAIN_INVALID,
+                    f"{where}: header is not {{alg of the delegator, typ grant}}",
+                )
+            key = parent
+        if not signature_holds(key, signature, protected_item, payload_item):
+            return _deny(
+                Reason.CHAIN_INVALID,
+                f"{where}: root signature does not verify" if parent is None
+                else f"{where}: not signed by the previous grantee",
+            )
         try:
             grant = decode_grant(payload)
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
-        if self._cache is not None:
-            self._cache._put(digest, _Verified(signer, grant))
-        return digest, signer, grant
+        if cache is not None:
+            cache._put(digest, _Verified(key, grant, signature))
+        return digest, key, grant
 
-    # -- the token under it ---------------------------------------------------
-    def token_header_denial(self, protected: bytes, resolved: ResolvedChain) -> ChainDenial:
-        """Say why a token's header is not the one the chain's leaf grantee must use."""
+    def _signed_by(
+        self, digest: bytes, held: _Verified, parent: VerificationKey | None, now: int, where: str
+    ) -> tuple[bytes, VerificationKey, Grant] | Refusal:
+        """A grant verified before: a root grant's signer must still be a root valid now."""
+        if parent is not None:
+            return digest, parent, held.grant
+        root = self._anchors.root(held.signer.kid)
+        if root is None or root.key != held.signer:
+            return _deny(Reason.CHAIN_INVALID, f"{where}: signed by a root no longer held")
+        if not root.valid_at(now):
+            return _deny(Reason.KEY_NOT_VALID, f"{where}: root outside its validity period")
+        return digest, root.key, held.grant
+
+    def _why_not_root(self, protected: bytes) -> str:
+        """Why a first grant's header is not the exact header of a held root."""
         header = decode_protected(protected)
-        if isinstance(header, HeaderProblem):
-            return _deny(
-                Reason.UNSUPPORTED_HEADER if header is HeaderProblem.UNSUPPORTED
-                else Reason.MALFORMED,
-                "protected header refused",
-            )
-        if header.typ != Typ.TOKEN:
-            return _deny(Reason.WRONG_TYPE, f"typ {header.typ} is not a trunkkey token")
-        if header.kid != resolved.signer.kid:
-            return _deny(Reason.CHAIN_INVALID, "token is not signed by the chain's last grantee")
-        if header.alg != int(resolved.signer.key.algorithm):
-            return _deny(Reason.ALG_MISMATCH, "alg is not the leaf grantee key's")
-        return _deny(Reason.MALFORMED, "protected header not deterministically encoded")
+        if isinstance(header, HeaderProblem) or header.typ != Typ.GRANT or header.kid is None:
+            return "not a grant from a named root"
+        if self._anchors.root(header.kid) is None:
+            return f"{header.kid.hex()} is not a root"
+        return "header is not {root alg, kid, grant}"
 
-    def check_token(
-        self, claims: TokenClaims, resolved: ResolvedChain | None
-    ) -> ChainDenial | None:
-        """Revocation and supersession of an authentic token; with a chain, its scope."""
+    # -- the token under it (TokenAuthority) ----------------------------------
+    def token_signer(
+        self, protected: bytes, chain: bytes | None, *, now: int, vehicle_id: str, skew: int
+    ) -> Signer | Refusal:
+        """The chain's leaf grantee, if ``protected`` is exactly its token header."""
+        if chain is None:
+            return _deny(Reason.CHAIN_INVALID, "no consent chain was presented")
+        resolved = self.resolve(chain, now=now, vehicle_id=vehicle_id, skew=skew)
+        if not isinstance(resolved, ResolvedChain):
+            return resolved
+        if protected == resolved.token_header:
+            return resolved
+        leaf = resolved.trusted
+        return header_refusal(
+            protected, lambda kid: leaf if kid == leaf.kid else None, lambda _: _NOT_LEAF
+        )
+
+    def check_claims(self, claims: TokenClaims, signer: Signer) -> Refusal | None:
+        """Revocation and supersession of any authentic token; under a chain, its scope."""
         revoked = self._revocations.current
         if claims.token_id in revoked.tokens:
             return _deny(Reason.TOKEN_REVOKED, "token id revoked")
         if revoked.superseded(claims.order_ref, claims.issued_at):
             return _deny(Reason.SUPERSEDED, "a newer token was issued for this order")
-        if resolved is None:
+        if not isinstance(signer, ResolvedChain):
             return None
-        scope = resolved.scope
+        scope = signer.scope
         if access_bits(claims.action, claims.purpose) & ~scope.access:
             return _deny(Reason.SCOPE_WIDENED, "action or purpose outside the consent")
         if claims.not_before < scope.not_before or claims.expires > scope.expires:
@@ -445,8 +401,3 @@ class ConsentVerifier:
         if _vehicle_tag(claims.vehicle_id) not in scope.vehicles:
             return _deny(Reason.WRONG_VEHICLE, "token is for a vehicle outside the consent")
         return None
-
-    def record_use(self, resolved: ResolvedChain, now: int) -> None:
-        """Count an allowed open against every daily limit in the chain."""
-        if resolved.limits:
-            self._usage.record(tuple(d for d, _ in resolved.limits), now)

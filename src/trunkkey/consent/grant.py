@@ -41,7 +41,7 @@ from ..claims import (
     slot_setters,
 )
 from ..clock import to_unix
-from ..cose import Typ, sign1
+from ..cose import Typ, sign1, signed_identity
 from ..errors import DecodeError, InvalidRequest
 from ..geo import Geofence
 from ..keys import Algorithm, SigningKey, VerificationKey
@@ -71,8 +71,15 @@ def vehicle_tag(vehicle_id: str) -> bytes:
 
 
 def grant_digest(grant: bytes) -> bytes:
-    """SHA-256 of a grant's bytes: its name in caches and revocation lists."""
-    return hashlib.sha256(grant).digest()
+    """A signed grant's identity: its name in chains by reference, revocation lists and
+    daily-limit counters.
+
+    The SHA-256 of the COSE ``Sig_structure`` — of what the signature covers,
+    never of the signature — so no re-encoding of the signature renames the
+    grant (:func:`trunkkey.cose.identity_of`). Raises :class:`DecodeError` if
+    ``grant`` is not a strict-profile COSE_Sign1.
+    """
+    return signed_identity(grant)
 
 
 def access_mask(

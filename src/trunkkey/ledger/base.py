@@ -25,8 +25,9 @@ LIMIT_KEY_BYTES = 32
 MAX_LIMITS = 8
 #: Days are UTC days of the decision time: ``at // DAY_SECONDS``.
 DAY_SECONDS = 86_400
-#: Times are Unix seconds in this range (the same bound as a claim's time).
-_MAX_TIME = 2**40
+#: Times are Unix seconds below this (twice a claim's bound: a keep-until is
+#: a token's expiry plus the verifier's skew allowance).
+_MAX_TIME = 2**41
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,9 @@ class DailyLimit:
 
     def __post_init__(self) -> None:
         if type(self.grant) is not bytes or len(self.grant) != LIMIT_KEY_BYTES:
-            raise InvalidRequest(f"a daily limit names its grant by a {LIMIT_KEY_BYTES}-byte digest")
+            raise InvalidRequest(
+                f"a daily limit names its grant by a {LIMIT_KEY_BYTES}-byte digest"
+            )
         if type(self.limit) is not int or not (1 <= self.limit <= 1_000_000):
             raise InvalidRequest("a daily limit is an int from 1 to 1,000,000")
 
@@ -130,7 +133,7 @@ def check_key(vehicle_id: str, token_id: bytes) -> bytes:
     return raw
 
 
-def check_spend(
+def check_spend(  # noqa: PLR0917 -- mirrors Ledger.spend, argument for argument
     vehicle_id: str,
     token_id: bytes,
     keep_until: int,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import heapq
 import threading
 
-from .base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES, check_key
+from .base import (
+    MAX_TOKEN_ID_BYTES,
+    MAX_VEHICLE_ID_BYTES,
+    DailyLimit,
+    SpendOutcome,
+    check_key,
+    check_spend,
+)
 
 
 class MemoryLedger:
@@ -49,6 +56,20 @@ class MemoryLedger:
             else:
                 bucket.append(key)
             return True
+
+    def spend(self, vehicle_id: str, token_id: bytes, keep_until: int, *, issued_at: int,
+              at: int, limits: tuple[DailyLimit, ...] = ()) -> SpendOutcome:
+        _, day = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
+        with self._lock:
+            if (vehicle_id, token_id) in self._spent:
+                return SpendOutcome.ALREADY_USED
+            counts = self.__dict__.setdefault("_counts", {})
+            if any(counts.get((vehicle_id, x.grant, day), 0) >= x.limit for x in limits):
+                return SpendOutcome.LIMIT_REACHED
+            for x in limits:
+                counts[(vehicle_id, x.grant, day)] = counts.get((vehicle_id, x.grant, day), 0) + 1
+        self.consume(vehicle_id, token_id, keep_until)
+        return SpendOutcome.FIRST_USE
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
         removed = 0

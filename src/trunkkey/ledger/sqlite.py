@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import LedgerError
-from .base import check_key
+from .base import DailyLimit, SpendOutcome, check_key, check_spend
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spent (
@@ -41,6 +41,7 @@ class SqliteLedger:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()
+        self._tmp_lock = threading.Lock()
         try:
             conn = sqlite3.connect(
                 self._path,
@@ -82,6 +83,20 @@ class SqliteLedger:
             except sqlite3.Error as exc:
                 raise LedgerError(f"ledger write failed: {exc}") from None
             return cursor.rowcount == 1
+
+    def spend(self, vehicle_id: str, token_id: bytes, keep_until: int, *, issued_at: int,
+              at: int, limits: tuple[DailyLimit, ...] = ()) -> SpendOutcome:
+        # TEMPORARY (replaced by the embedded-ledger work): limits kept in memory.
+        _, day = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
+        with self._tmp_lock:
+            counts = self.__dict__.setdefault("_counts", {})
+            if any(counts.get((vehicle_id, x.grant, day), 0) >= x.limit for x in limits):
+                return SpendOutcome.LIMIT_REACHED
+            if not self.consume(vehicle_id, token_id, keep_until):
+                return SpendOutcome.ALREADY_USED
+            for x in limits:
+                counts[(vehicle_id, x.grant, day)] = counts.get((vehicle_id, x.grant, day), 0) + 1
+        return SpendOutcome.FIRST_USE
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
         with self._lock:

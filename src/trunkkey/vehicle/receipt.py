@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from .. import cbor
 from ..claims import Action, Purpose, check_name
-from ..cose import Typ, parse_sign1, protected_header, sign1
-from ..errors import DecodeError, InvalidRequest, SignatureError
+from ..cose import Typ, open_sign1, sign1
+from ..errors import DecodeError, InvalidRequest
 from ..keys import SigningKey, VerificationKey
 
 MAX_RECEIPT_BYTES = 512
@@ -94,13 +94,7 @@ def verify_receipt(
     """
     if type(data) is not bytes or len(data) > MAX_RECEIPT_BYTES:
         raise DecodeError("receipt is not bytes of a bounded size")
-    parts = parse_sign1(data)
-    expected = protected_header(vehicle_key.algorithm, Typ.RECEIPT, vehicle_key.kid)
-    if not hmac.compare_digest(parts.protected, expected):
-        raise SignatureError("not a receipt signed by this vehicle's key")
-    if not vehicle_key.is_valid_signature(parts.signature, parts.to_be_signed()):
-        raise SignatureError("receipt signature does not verify")
-    body = cbor.decode(parts.payload)
+    body = cbor.decode(open_sign1(data, vehicle_key, typ=Typ.RECEIPT, kid=vehicle_key.kid).payload)
     if type(body) is not dict or not (_REQUIRED <= body.keys() <= _KNOWN):
         raise DecodeError("receipt has the wrong members")
     try:

@@ -28,7 +28,7 @@ from typing import Protocol
 from .. import cbor
 from ..claims import MAX_TIME, check_name
 from ..clock import Clock
-from ..cose import Typ, parse_sign1, protected_header, sign1
+from ..cose import Typ, open_sign1, sign1
 from ..errors import DecodeError, InvalidRequest, SignatureError
 from ..keys import SigningKey, VerificationKey
 
@@ -157,13 +157,8 @@ def read_time_sync(message: bytes, carmaker_key: VerificationKey) -> TimeSync:
     """Verify ``message`` under ``carmaker_key``; raise DecodeError/SignatureError."""
     if type(message) is not bytes or len(message) > MAX_SYNC_BYTES:
         raise DecodeError("time-sync message is not bytes of a bounded size")
-    parts = parse_sign1(message)
-    expected = protected_header(carmaker_key.algorithm, Typ.TIME_SYNC, carmaker_key.kid)
-    if not hmac.compare_digest(parts.protected, expected):
-        raise SignatureError("not a time-sync message from the carmaker's key")
-    if not carmaker_key.is_valid_signature(parts.signature, parts.to_be_signed()):
-        raise SignatureError("time-sync signature does not verify")
-    body = cbor.decode(parts.payload)
+    opened = open_sign1(message, carmaker_key, typ=Typ.TIME_SYNC, kid=carmaker_key.kid)
+    body = cbor.decode(opened.payload)
     if type(body) is not dict or set(body) != {_SYNC_VEHICLE, _SYNC_NONCE, _SYNC_TIME}:
         raise DecodeError("time-sync payload has the wrong members")
     vehicle, nonce, time = body[_SYNC_VEHICLE], body[_SYNC_NONCE], body[_SYNC_TIME]

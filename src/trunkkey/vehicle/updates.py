@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..consent.anchors import RootKey, VehicleAnchors
-from ..consent.chain import ConsentVerifier, GrantCache, UsageCounter
+from ..consent.chain import ConsentVerifier, GrantCache
 from ..consent.errors import UpdateRefused
 from ..consent.revocation import RevocationState
 from ..consent.rotation import TrustUpdater
@@ -40,7 +40,6 @@ from ..trust import TrustStore
 
 #: File names under a unit's state directory (next to the ledger and time.json).
 REVOCATIONS_FILE = "revocations.cbor"
-USAGE_FILE = "usage.cbor"
 TRUST_FILE = "trust.cbor"
 
 
@@ -77,8 +76,9 @@ def consent_verifier(
 ) -> ConsentVerifier:
     """The consent side of a car's enrolment: anchors = carmaker root(s) + its own key.
 
-    With ``state_dir`` the revocation list (and its version floor) and the
-    daily-limit counts are persisted there, so a reboot forgets nothing.
+    With ``state_dir`` the revocation list (and its version floor) is persisted
+    there, so a reboot forgets nothing. Daily-limit counts live in the unit's
+    replay ledger, counted in the same atomic step that spends a token.
     """
     directory = None if state_dir is None else Path(state_dir)
     anchors = VehicleAnchors(vehicle_id=vehicle_id, vehicle_key=vehicle_key, roots=roots)
@@ -88,7 +88,6 @@ def consent_verifier(
             path=None if directory is None else directory / REVOCATIONS_FILE
         ),
         cache=cache if cache is not None else GrantCache(),
-        usage=UsageCounter(path=None if directory is None else directory / USAGE_FILE),
         max_list_age=max_list_age,
     )
 
