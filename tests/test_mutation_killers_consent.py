@@ -13,6 +13,7 @@ import dataclasses
 import pytest
 
 from trunkkey import Action, Algorithm, InvalidRequest, Purpose, Reason, SigningKey, cbor
+from trunkkey.authority import Signer
 from trunkkey.consent import (
     ConsentVerifier,
     GrantCache,
@@ -42,7 +43,6 @@ from trunkkey.consent.story import (
     carrier_delegation,
     sign_unchecked,
 )
-from trunkkey.authority import Signer
 from trunkkey.cose import Typ, sign1
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.memory import MemoryLedger

@@ -26,7 +26,7 @@ from trunkkey import (
     make_proof,
 )
 from trunkkey.claims import encode_claims
-from trunkkey.cose import sig_structure, sign1
+from trunkkey.cose import parse_sign1, sig_structure, sign1
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 
 CHALLENGE = b"c" * 16
@@ -482,3 +482,55 @@ def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
     assert len(store) == 1
     assert key.kid in store
     assert [e.kid for e in store] == [key.kid]
+
+
+@pytest.mark.parametrize("challenge", [b"", b"c" * 15, b"c" * 33])
+def test_a_proof_over_a_challenge_of_the_wrong_length_is_refused(
+    ed_world: World, challenge: bytes
+) -> None:
+    """A car issues 16 to 32 random bytes; a proof over anything else proves no freshness."""
+    from trunkkey.proof import proof_aad
+
+    device = SigningKey.generate()
+    token = ed_world.mint(courier_key=device.public_key)
+    # make_proof refuses such a challenge, so the attacker signs one by hand.
+    proof = sign1(device, challenge, typ=Typ.PROOF, include_kid=False,
+                  external_aad=proof_aad(token, VEHICLE))
+    d = verify(ed_world, token, proof=proof, challenge=challenge)
+    assert d.reason is Reason.PROOF_INVALID
+    assert d.detail == "challenge must be 16 to 32 bytes"
+    assert verify(ed_world, token, proof=make_proof(device, token=token, vehicle_id=VEHICLE,
+                                                    challenge=CHALLENGE),
+                  challenge=CHALLENGE).allowed
+
+
+def test_a_header_is_refused_for_the_same_reason_with_or_without_a_chain() -> None:
+    """One rule for token headers: a chain changes who the signer is, not why a header fails."""
+    from trunkkey.consent.story import START as STORY_START
+    from trunkkey.consent.story import VEHICLE as STORY_VEHICLE
+    from trunkkey.consent.story import build_world
+
+    cw = build_world()
+    direct = Verifier(trust_store=TrustStore([TrustedKey.create(cw.carrier.public_key, "dhl")]),
+                      ledger=MemoryLedger(), clock=cw.clock, consent=cw.consent)
+    payload = parse_sign1(cw.token()).payload
+    kid = cw.carrier.kid
+    headers: list[dict[int, object]] = [
+        {1: -8, 4: kid, 16: "application/cwt"},   # typ not an integer
+        {1: -8, 4: kid},                          # no typ
+        {1: -8, 4: kid, 16: int(Typ.GRANT)},      # another object's typ
+        {1: -8, 16: int(Typ.TOKEN)},              # no kid
+        {1: -7, 4: kid, 16: int(Typ.TOKEN)},      # the wrong alg for the key
+        {1: -8, 2: [1], 4: kid, 16: int(Typ.TOKEN)},  # crit
+        {1: "EdDSA", 4: kid, 16: int(Typ.TOKEN)},     # alg not an integer
+    ]
+    for members in headers:
+        protected = cbor.encode(members)
+        token = (b"\xd2\x84" + cbor.encode(protected) + b"\xa0" + cbor.encode(payload)
+                 + cbor.encode(cw.carrier.sign(sig_structure(protected, payload))))
+        context: dict[str, object] = {"now": STORY_START, "vehicle_id": STORY_VEHICLE,
+                                      "action": "trunk"}
+        without = direct.verify_at(token, **context)  # type: ignore[arg-type]
+        under_chain = cw.verifier.verify_at(token, chain=cw.chain, **context)  # type: ignore[arg-type]
+        assert (without.reason, without.detail) == (under_chain.reason, under_chain.detail), members
+        assert not without.allowed
