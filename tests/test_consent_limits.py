@@ -100,7 +100,7 @@ def test_concurrent_presentations_never_exceed_a_daily_limit(kind: str, tmp_path
             start = threading.Barrier(threads)
             reasons: list[Reason] = []
 
-            def present(token: bytes, proof: bytes, challenge: bytes,  # noqa: PLR0913
+            def present(token: bytes, proof: bytes, challenge: bytes,  # noqa: PLR0917
                         v: Verifier = verifier, c: bytes = chain,
                         gate: threading.Barrier = start, out: list[Reason] = reasons) -> None:
                 gate.wait()
