@@ -44,16 +44,24 @@ REPO = Path(__file__).resolve().parent.parent
 MODULES: dict[str, tuple[str, ...]] = {
     "cbor": ("test_cbor.py", "test_hostile_cbor.py", "test_mutation_killers.py"),
     "cose": (
-        "test_cose_vectors.py", "test_verifier.py", "test_attacks.py", "test_hostile_cbor.py",
-        "test_interop_cwt.py", "test_mutation_killers.py",
+        "test_cose_vectors.py", "test_signed_objects.py", "test_verifier.py", "test_attacks.py",
+        "test_hostile_cbor.py", "test_interop_cwt.py", "test_mutation_killers.py",
+    ),
+    "authority": (
+        "test_verifier.py", "test_signed_objects.py", "test_attacks.py",
+        "test_mutation_killers.py", "test_mutation_killers_consent.py",
+    ),
+    "trust": (
+        "test_verifier.py", "test_signed_objects.py", "test_attacks.py",
+        "test_mutation_killers.py",
     ),
     "claims": (
         "test_verifier.py", "test_issuer.py", "test_hostile_cbor.py", "test_resource_bounds.py",
         "test_properties.py", "test_mutation_killers.py",
     ),
     "verifier": (
-        "test_verifier.py", "test_attacks.py", "test_resource_bounds.py", "test_properties.py",
-        "test_mutation_killers.py",
+        "test_verifier.py", "test_signed_objects.py", "test_consent_limits.py", "test_attacks.py",
+        "test_resource_bounds.py", "test_properties.py", "test_mutation_killers.py",
     ),
     "proof": (
         "test_verifier.py", "test_attacks.py", "test_resource_bounds.py",
@@ -68,9 +76,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "consent/chain": (
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",
-        "test_consent_rotation.py", "test_vehicle_consent.py", "test_attacks.py",
-        "test_resource_bounds.py", "test_mutation_killers.py",
-        "test_mutation_killers_consent.py",
+        "test_consent_rotation.py", "test_vehicle_consent.py", "test_consent_limits.py",
+        "test_signed_objects.py", "test_attacks.py", "test_resource_bounds.py",
+        "test_mutation_killers.py", "test_mutation_killers_consent.py",
     ),
 }
 
