@@ -428,7 +428,7 @@ def _forge(key: SigningKey, header: dict[int, object], payload: bytes) -> bytes:
 
 
 class _FailingLedger(MemoryLedger):
-    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+    def spend(self, *args: object, **kwargs: object) -> NoReturn:
         raise OSError("disk gone")
 
 
