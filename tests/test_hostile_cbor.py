@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from support import NOW, VEHICLE, World, make_world
 from trunkkey import Action, DecodeError, Reason, SigningKey, Typ, cbor
-from trunkkey.claims import decode_claims, encode_claims
+from trunkkey.claims import MAX_CLAIMS_BYTES, decode_claims, encode_claims
 from trunkkey.cose import COSE_SIGN1_TAG, protected_header, sig_structure
 
 #: Peak bytes the strict decoder may allocate while refusing a hostile input of
@@ -457,9 +457,12 @@ def test_verifying_a_hostile_token_allocates_little(data: st.DataObject) -> None
 
 def test_verifying_the_worst_case_payload_stays_within_the_cap_rule() -> None:
     world = fresh_world()
-    payload = cbor.head(4, 900) + b"\xa0" * 900
+    # The most objects per byte, at the claims cap so that it is parsed, not refused unread.
+    payload = cbor.head(4, MAX_CLAIMS_BYTES - 3) + b"\xa0" * (MAX_CLAIMS_BYTES - 3)
+    assert len(payload) == MAX_CLAIMS_BYTES
     token = resign(world.key, payload)
     assert len(token) <= world.verifier.policy.max_token_size
-    assert verify(world, token) is Reason.MALFORMED
+    d = world.verifier.verify(token, vehicle_id=VEHICLE, action=Action.TRUNK)
+    assert (d.reason, d.detail) == (Reason.MALFORMED, "claims: claims set must be a map")
     peak = peak_of(lambda: verify(world, token))
     assert peak < BYTES_PER_INPUT_BYTE * world.verifier.policy.max_token_size + 16 * 1024

@@ -43,6 +43,11 @@ from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, 
 #: two keys with the same id.
 KID_LENGTH = 8
 _MAX_KEY_FILE = 64 * 1024
+#: A COSE_Key trunkkey reads holds at most kty, kid, alg, crv, x, y and d: about
+#: 125 bytes for a private P-256 key. Anything larger is refused unread.
+MAX_COSE_KEY_BYTES = 256
+#: A PEM key, even encrypted, is a few hundred bytes; the key file cap bounds it.
+MAX_PEM_BYTES = _MAX_KEY_FILE
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = _P256_ORDER // 2
@@ -239,8 +244,16 @@ class VerificationKey:
 
     @classmethod
     def from_cose_key(cls, data: bytes | dict[int, Any]) -> VerificationKey:
-        """Read a public COSE_Key (bytes in trunkkey's strict encoding, or a decoded map)."""
-        members = cbor.decode(data) if isinstance(data, bytes) else data
+        """Read a public COSE_Key (bytes in trunkkey's strict encoding, or a decoded map).
+
+        Bytes are refused before parsing beyond :data:`MAX_COSE_KEY_BYTES`.
+        """
+        members: Any
+        if isinstance(data, dict):
+            members = data
+        else:
+            cbor.refuse_oversized(data, MAX_COSE_KEY_BYTES, "COSE_Key")
+            members = cbor.decode(data)
         return cls._from_cose_map(members, private=False)  # type: ignore[return-value]
 
     @classmethod
@@ -296,6 +309,8 @@ class VerificationKey:
 
     @classmethod
     def from_pem(cls, data: bytes) -> VerificationKey:
+        """Read a SubjectPublicKeyInfo PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM public key")
         try:
             loaded = serialization.load_pem_public_key(data)
         except (ValueError, TypeError):
@@ -462,6 +477,8 @@ class SigningKey:
 
     @classmethod
     def from_pem(cls, data: bytes, *, password: bytes | None = None) -> SigningKey:
+        """Read a PKCS#8 PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM private key")
         try:
             loaded = serialization.load_pem_private_key(data, password=password)
         except (ValueError, TypeError):
@@ -471,6 +488,8 @@ class SigningKey:
 
     @classmethod
     def from_cose_key(cls, data: bytes) -> SigningKey:
+        """Read a private COSE_Key; refused before parsing beyond :data:`MAX_COSE_KEY_BYTES`."""
+        cbor.refuse_oversized(data, MAX_COSE_KEY_BYTES, "COSE_Key")
         try:
             members = cbor.decode(data)
         except DecodeError:

@@ -270,7 +270,13 @@ def _places(value: Any) -> tuple[Geofence, ...]:
 
 
 def decode_grant(payload: bytes) -> Grant:
-    """Strictly decode a grant payload; raise :class:`DecodeError` on anything off-profile."""
+    """Strictly decode a grant payload; raise :class:`DecodeError` on anything off-profile.
+
+    Refuses anything but ``bytes`` of at most :data:`MAX_GRANT_BYTES` before
+    parsing: a payload is shorter than the signed grant that carries it.
+    """
+    if type(payload) is not bytes or len(payload) > MAX_GRANT_BYTES:
+        cbor.refuse_oversized(payload, MAX_GRANT_BYTES, "grant payload")
     fast = _decode_usual_grant(payload)
     if fast is not None:
         return fast
