@@ -23,9 +23,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _points import NAMES, bad_ed25519
 from support import NOW, VEHICLE, World, make_world
-from trunkkey import Action, DecodeError, Reason, SigningKey, Typ, cbor
-from trunkkey.claims import MAX_CLAIMS_BYTES, decode_claims, encode_claims
+from trunkkey import Action, DecodeError, Reason, SigningKey, Typ, cbor, make_proof
+from trunkkey.claims import (
+    MAX_CLAIMS_BYTES,
+    _decode_claims_generic,
+    _decode_common_shape,
+    decode_claims,
+    encode_claims,
+)
+from trunkkey.consent import make_grant
+from trunkkey.consent.grant import decode_grant, encode_grant
+from trunkkey.consent.rotation import decode_update
 from trunkkey.cose import COSE_SIGN1_TAG, protected_header, sig_structure
 
 #: Peak bytes the strict decoder may allocate while refusing a hostile input of
@@ -399,6 +409,51 @@ def test_too_large_is_decided_before_parsing() -> None:
     padded = resign(world.key, b"\x5a" + (2**31).to_bytes(4, "big") + bytes(cap))
     assert verify(world, padded) is Reason.TOO_LARGE
     assert verify(world, b"\xff" * (cap + 1)) is Reason.TOO_LARGE
+
+
+# -- keys that are not points of the group -----------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_courier_key_in_cnf_that_is_not_a_valid_point_is_malformed(name: str) -> None:
+    world = fresh_world()
+    device = SigningKey.generate()
+    claims = world.issuer.claims_for(vehicle_id=VEHICLE, action="trunk", not_before=NOW,
+                                     expires=NOW + 3600, courier_key=device.public_key)
+    genuine = encode_claims(claims)
+    assert _decode_common_shape(genuine) == claims  # the layout the fast path reads
+    payload = genuine.replace(device.public_key.raw, bad_ed25519(name))
+    assert _decode_common_shape(payload) is None  # it leaves the verdict to the generic path
+    for decode in (decode_claims, _decode_claims_generic):
+        with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+            decode(payload)
+    token = resign(world.key, payload)
+    challenge = bytes(16)
+    proof = make_proof(device, token=token, vehicle_id=VEHICLE, challenge=challenge)
+    d = world.verifier.verify(token, vehicle_id=VEHICLE, action=Action.TRUNK, proof=proof,
+                              challenge=challenge)
+    assert d.reason is Reason.MALFORMED, (d.reason, d.detail)
+    assert "not a valid Ed25519 point" in d.detail
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grantee_key_that_is_not_a_valid_point_is_refused(name: str) -> None:
+    grantee = SigningKey.generate().public_key
+    genuine = encode_grant(make_grant(grantee=grantee, grantee_name="carrier", access=0x05,
+                                      not_before=NOW, expires=NOW + 3600,
+                                      vehicle_ids=[VEHICLE]))
+    assert decode_grant(genuine).grantee == grantee
+    with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+        decode_grant(genuine.replace(grantee.raw, bad_ed25519(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trust_update_key_that_is_not_a_valid_point_is_refused(name: str) -> None:
+    def update(raw: bytes) -> bytes:
+        return cbor.encode({1: 1, 2: NOW, 3: [[1, "retailer", raw, NOW, NOW + 60]], 4: []})
+
+    assert decode_update(update(SigningKey.generate().public_key.raw)).set
+    with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+        decode_update(update(bad_ed25519(name)))
 
 
 # -- memory ----------------------------------------------------------------------------------

@@ -237,8 +237,8 @@ def _key(raw: Any) -> VerificationKey:
     algorithm = Algorithm.EDDSA if len(raw) == 32 else Algorithm.ES256
     try:
         return VerificationKey(algorithm, raw)
-    except (InvalidRequest, ValueError):
-        raise DecodeError("grantee key is not a valid public key") from None
+    except (InvalidRequest, ValueError) as exc:
+        raise DecodeError(f"grantee key is not a valid public key: {exc}") from None
 
 
 def _vehicles(value: Any) -> frozenset[bytes]:
@@ -370,9 +370,13 @@ def _decode_usual_grant(p: bytes) -> Grant | None:
         return None
     if pos != end or members != count:
         return None
+    try:
+        grantee = VerificationKey._ed25519(raw)
+    except InvalidRequest:
+        return None  # not a valid point: the generic path says so
     # Every check of the generic path has been made, on the same values.
     grant: Grant = _new(Grant)
-    _set_grantee(grant, VerificationKey._ed25519(raw))
+    _set_grantee(grant, grantee)
     _set_grantee_name(grant, name)
     _set_access(grant, access)
     _set_not_before(grant, nbf)
