@@ -435,6 +435,22 @@ def test_courier_key_in_cnf_that_is_not_a_valid_point_is_malformed(name: str) ->
     assert "not a valid Ed25519 point" in d.detail
 
 
+def test_courier_key_wrapped_in_a_byte_string_is_malformed() -> None:
+    # RFC 8747 puts the COSE_Key map itself in cnf; a byte string holding one is
+    # a second encoding of the same claim, which the strict profile never admits.
+    world = fresh_world()
+    device = SigningKey.generate().public_key
+    claims = world.issuer.claims_for(vehicle_id=VEHICLE, action="trunk", not_before=NOW,
+                                     expires=NOW + 3600, courier_key=device)
+    members = cbor.decode(encode_claims(claims))
+    assert decode_claims(cbor.encode(members)).courier_key == device
+    members[8] = {1: device.to_cose_key()}
+    payload = cbor.encode(members)
+    with pytest.raises(DecodeError, match="cnf COSE_Key must be a map"):
+        decode_claims(payload)
+    assert verify(world, resign(world.key, payload)) is Reason.MALFORMED
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_grantee_key_that_is_not_a_valid_point_is_refused(name: str) -> None:
     grantee = SigningKey.generate().public_key

@@ -440,6 +440,10 @@ def _decode_claims_generic(payload: bytes) -> TokenClaims:
         cnf = members[CNF]
         if type(cnf) is not dict or set(cnf) != {CNF_COSE_KEY}:
             raise DecodeError("cnf must hold exactly one COSE_Key")
+        if type(cnf[CNF_COSE_KEY]) is not dict:
+            # RFC 8747 §3.2: the COSE_Key itself, a map; from_cose_key would also
+            # read one wrapped in a byte string, a second encoding of one claim.
+            raise DecodeError("cnf COSE_Key must be a map")
         courier_key = VerificationKey.from_cose_key(cnf[CNF_COSE_KEY])
     order_ref = None
     if ORDER in members:
