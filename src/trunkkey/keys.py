@@ -84,7 +84,7 @@ _new_object = object.__new__
 @functools.lru_cache(maxsize=1024)
 def _is_ed25519_point(raw: bytes) -> bool:
     # libsodium: canonical encoding, on the curve, not of small order, and in
-    # the prime-order subgroup. The check costs about 0.7 of a verification
+    # the prime-order subgroup. The check costs 0.7-0.9 of a verification
     # (a scalar multiplication by the group order), and the keys a verifier
     # sees repeat (issuers, roots, a courier's device): the answer depends on
     # the 32 bytes alone, so it is kept for the last 1024 keys seen.
