@@ -23,9 +23,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _points import NAMES, bad_ed25519
 from support import NOW, VEHICLE, World, make_world
-from trunkkey import Action, DecodeError, Reason, SigningKey, Typ, cbor
-from trunkkey.claims import decode_claims, encode_claims
+from trunkkey import Action, DecodeError, Reason, SigningKey, Typ, cbor, make_proof
+from trunkkey.claims import (
+    MAX_CLAIMS_BYTES,
+    _decode_claims_generic,
+    _decode_common_shape,
+    decode_claims,
+    encode_claims,
+)
+from trunkkey.consent import make_grant
+from trunkkey.consent.grant import decode_grant, encode_grant
+from trunkkey.consent.rotation import decode_update
 from trunkkey.cose import COSE_SIGN1_TAG, protected_header, sig_structure
 
 #: Peak bytes the strict decoder may allocate while refusing a hostile input of
@@ -401,6 +411,67 @@ def test_too_large_is_decided_before_parsing() -> None:
     assert verify(world, b"\xff" * (cap + 1)) is Reason.TOO_LARGE
 
 
+# -- keys that are not points of the group -----------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_courier_key_in_cnf_that_is_not_a_valid_point_is_malformed(name: str) -> None:
+    world = fresh_world()
+    device = SigningKey.generate()
+    claims = world.issuer.claims_for(vehicle_id=VEHICLE, action="trunk", not_before=NOW,
+                                     expires=NOW + 3600, courier_key=device.public_key)
+    genuine = encode_claims(claims)
+    assert _decode_common_shape(genuine) == claims  # the layout the fast path reads
+    payload = genuine.replace(device.public_key.raw, bad_ed25519(name))
+    assert _decode_common_shape(payload) is None  # it leaves the verdict to the generic path
+    for decode in (decode_claims, _decode_claims_generic):
+        with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+            decode(payload)
+    token = resign(world.key, payload)
+    challenge = bytes(16)
+    proof = make_proof(device, token=token, vehicle_id=VEHICLE, challenge=challenge)
+    d = world.verifier.verify(token, vehicle_id=VEHICLE, action=Action.TRUNK, proof=proof,
+                              challenge=challenge)
+    assert d.reason is Reason.MALFORMED, (d.reason, d.detail)
+    assert "not a valid Ed25519 point" in d.detail
+
+
+def test_courier_key_wrapped_in_a_byte_string_is_malformed() -> None:
+    # RFC 8747 puts the COSE_Key map itself in cnf; a byte string holding one is
+    # a second encoding of the same claim, which the strict profile never admits.
+    world = fresh_world()
+    device = SigningKey.generate().public_key
+    claims = world.issuer.claims_for(vehicle_id=VEHICLE, action="trunk", not_before=NOW,
+                                     expires=NOW + 3600, courier_key=device)
+    members = cbor.decode(encode_claims(claims))
+    assert decode_claims(cbor.encode(members)).courier_key == device
+    members[8] = {1: device.to_cose_key()}
+    payload = cbor.encode(members)
+    with pytest.raises(DecodeError, match="cnf COSE_Key must be a map"):
+        decode_claims(payload)
+    assert verify(world, resign(world.key, payload)) is Reason.MALFORMED
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grantee_key_that_is_not_a_valid_point_is_refused(name: str) -> None:
+    grantee = SigningKey.generate().public_key
+    genuine = encode_grant(make_grant(grantee=grantee, grantee_name="carrier", access=0x05,
+                                      not_before=NOW, expires=NOW + 3600,
+                                      vehicle_ids=[VEHICLE]))
+    assert decode_grant(genuine).grantee == grantee
+    with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+        decode_grant(genuine.replace(grantee.raw, bad_ed25519(name)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trust_update_key_that_is_not_a_valid_point_is_refused(name: str) -> None:
+    def update(raw: bytes) -> bytes:
+        return cbor.encode({1: 1, 2: NOW, 3: [[1, "retailer", raw, NOW, NOW + 60]], 4: []})
+
+    assert decode_update(update(SigningKey.generate().public_key.raw)).set
+    with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+        decode_update(update(bad_ed25519(name)))
+
+
 # -- memory ----------------------------------------------------------------------------------
 
 def _fill_to(item: bytes, size: int = 1024) -> bytes:
@@ -457,9 +528,12 @@ def test_verifying_a_hostile_token_allocates_little(data: st.DataObject) -> None
 
 def test_verifying_the_worst_case_payload_stays_within_the_cap_rule() -> None:
     world = fresh_world()
-    payload = cbor.head(4, 900) + b"\xa0" * 900
+    # The most objects per byte, at the claims cap so that it is parsed, not refused unread.
+    payload = cbor.head(4, MAX_CLAIMS_BYTES - 3) + b"\xa0" * (MAX_CLAIMS_BYTES - 3)
+    assert len(payload) == MAX_CLAIMS_BYTES
     token = resign(world.key, payload)
     assert len(token) <= world.verifier.policy.max_token_size
-    assert verify(world, token) is Reason.MALFORMED
+    d = world.verifier.verify(token, vehicle_id=VEHICLE, action=Action.TRUNK)
+    assert (d.reason, d.detail) == (Reason.MALFORMED, "claims: claims set must be a map")
     peak = peak_of(lambda: verify(world, token))
     assert peak < BYTES_PER_INPUT_BYTE * world.verifier.policy.max_token_size + 16 * 1024

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from _points import NAMES, ORDER_8, bad_ed25519
 from trunkkey import (
     Algorithm,
     DecodeError,
@@ -332,3 +333,94 @@ def test_keys_verify_through_the_bindings_when_the_direct_call_is_missing(
     assert signer.public_key.is_valid_unique_signature(signature, b"message")
     assert not signer.public_key.is_valid_unique_signature(signature, b"messagE")
     assert not signer.public_key.is_valid_signature(bytes(64), b"message")
+
+
+# -- Ed25519 public keys must be points of the prime-order group -------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ed25519_key_that_is_not_a_prime_order_point_is_refused_at_construction(
+    name: str,
+) -> None:
+    raw = bad_ed25519(name)
+    assert len(raw) == 32
+    with pytest.raises(InvalidRequest, match="not a valid Ed25519 point"):
+        VerificationKey(Algorithm.EDDSA, raw)
+    # The hot paths' constructor goes through the same check.
+    with pytest.raises(InvalidRequest, match="not a valid Ed25519 point"):
+        VerificationKey._ed25519(raw)
+    with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+        VerificationKey.from_cose_key({1: 1, -1: 6, -2: raw})
+
+
+def test_a_mixed_order_key_verifies_signatures_in_libsodium_so_construction_refuses_it() -> None:
+    # libsodium's verify refuses small-order and non-canonical keys, but not a key
+    # with a torsion part: signed with a's scalar and hashed over A + T, about one
+    # message in eight verifies under A + T. Only the construction check stops it.
+    import nacl.bindings as nb
+
+    from trunkkey import _sodium
+
+    a = nb.crypto_core_ed25519_scalar_reduce(os.urandom(64))
+    mixed = nb.crypto_core_ed25519_add(nb.crypto_scalarmult_ed25519_base_noclamp(a), ORDER_8)
+    for attempt in range(256):
+        message = b"proof %d" % attempt
+        r = nb.crypto_core_ed25519_scalar_reduce(os.urandom(64))
+        big_r = nb.crypto_scalarmult_ed25519_base_noclamp(r)
+        k = nb.crypto_core_ed25519_scalar_reduce(hashlib.sha512(big_r + mixed + message).digest())
+        if int.from_bytes(k, "little") % 8 == 0:
+            break
+    else:
+        pytest.fail("no message gave a hash divisible by 8 in 256 attempts")
+    s = nb.crypto_core_ed25519_scalar_add(r, nb.crypto_core_ed25519_scalar_mul(k, a))
+    signature = big_r + s
+    assert _sodium.ed25519_open(signature + message, mixed) is True
+    with pytest.raises(InvalidRequest, match="not a valid Ed25519 point"):
+        VerificationKey(Algorithm.EDDSA, mixed)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pem_ed25519_key_that_is_not_a_valid_point_is_a_decode_error(name: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    loaded = ed25519.Ed25519PublicKey.from_public_bytes(bad_ed25519(name))
+    pem = loaded.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
+        VerificationKey.from_pem(pem)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickled_ed25519_key_that_is_not_a_valid_point_does_not_load(name: str) -> None:
+    public = SigningKey.generate().public_key
+    pickled = pickle.dumps(public)
+    assert pickled.count(public.raw) == 1
+    with pytest.raises(InvalidRequest, match="not a valid Ed25519 point"):
+        pickle.loads(pickled.replace(public.raw, bad_ed25519(name)))
+
+
+def test_every_generated_ed25519_key_is_a_valid_point() -> None:
+    for _ in range(64):
+        public = SigningKey.generate().public_key
+        assert VerificationKey(Algorithm.EDDSA, public.raw) == public
+
+
+def test_p256_key_off_the_curve_or_with_a_coordinate_above_p_is_refused() -> None:
+    # cryptography (OpenSSL) checks that the point is on the curve and that each
+    # coordinate is below p; these hold trunkkey to that on every path.
+    p = 2**256 - 2**224 + 2**192 + 2**96 - 1
+    b = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+    # The smallest x on the curve, so that x + p still fits in 32 bytes.
+    x = next(x for x in range(1, 100) if pow((x**3 - 3 * x + b) % p, (p - 1) // 2, p) == 1)
+    rhs = (x**3 - 3 * x + b) % p
+    y = pow(rhs, (p + 1) // 4, p)  # a square root, as p = 3 (mod 4)
+    assert y * y % p == rhs
+    on_curve = x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    assert VerificationKey(Algorithm.ES256, on_curve).raw == on_curve
+    off_curve = x.to_bytes(32, "big") + ((y + 1) % p).to_bytes(32, "big")
+    x_above_p = (x + p).to_bytes(32, "big") + y.to_bytes(32, "big")
+    for raw in (off_curve, x_above_p, bytes(64)):
+        with pytest.raises(InvalidRequest, match="P-256"):
+            VerificationKey(Algorithm.ES256, raw)
+        with pytest.raises(DecodeError, match="valid public key"):
+            VerificationKey.from_cose_key({1: 2, -1: 1, -2: raw[:32], -3: raw[32:]})

@@ -8,15 +8,24 @@ the documented error or reason (so it is not looser).
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+import trunkkey.claims
+import trunkkey.consent.grant
+import trunkkey.cose
+import trunkkey.inspect
+import trunkkey.vehicle.receipt
+import trunkkey.vehicle.timekeeping
 from support import ISSUER, NOW, VEHICLE, World, make_world
 from trunkkey import (
     Action,
+    Algorithm,
     DecodeError,
     Geofence,
     InvalidRequest,
@@ -28,12 +37,15 @@ from trunkkey import (
     Reason,
     SigningKey,
     SqliteLedger,
+    TokenClaims,
     TrustedKey,
     TrustStore,
     Typ,
+    VerificationKey,
     Verifier,
     VerifierPolicy,
     cbor,
+    inspect_unverified,
     make_proof,
 )
 from trunkkey.claims import (
@@ -44,16 +56,20 @@ from trunkkey.claims import (
     GEOFENCE,
     IAT,
     ISS,
+    MAX_CLAIMS_BYTES,
     MAX_NAME_BYTES,
     MAX_ORDER_BYTES,
     MAX_TIME,
     NBF,
     ORDER,
     TOKEN_ID_LENGTH,
+    Purpose,
     check_name,
     decode_claims,
+    encode_claims,
 )
 from trunkkey.consent import encode_chain, make_grant, narrow, sign_delegation, sign_root_grant
+from trunkkey.consent.anchors import MAX_UPDATE_BYTES
 from trunkkey.consent.chain import MAX_CHAIN_BYTES
 from trunkkey.consent.grant import (
     MAX_DAILY_LIMIT,
@@ -62,12 +78,18 @@ from trunkkey.consent.grant import (
     MAX_PLACES,
     MAX_VEHICLES,
     Scope,
+    decode_grant,
+    encode_grant,
     root_scope,
 )
+from trunkkey.consent.revocation import decode_revocations
+from trunkkey.consent.rotation import decode_update
 from trunkkey.consent.story import build_world
 from trunkkey.cose import sig_structure, verify_sign1
 from trunkkey.geo import E7, MAX_RADIUS_M, MIN_RADIUS_M
+from trunkkey.inspect import MAX_INSPECT_BYTES
 from trunkkey.issuer import DEFAULT_MAX_LIFETIME
+from trunkkey.keys import MAX_COSE_KEY_BYTES, MAX_PEM_BYTES
 from trunkkey.ledger.base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES
 from trunkkey.proof import MAX_CHALLENGE_BYTES, MAX_PROOF_BYTES, MIN_CHALLENGE_BYTES, check_proof
 from trunkkey.vehicle import UnitConfig, read_time_sync, verify_receipt
@@ -463,3 +485,148 @@ def test_issuer_refuses_what_the_verifier_would_refuse() -> None:
                  policy=VerifierPolicy(max_lifetime=59))
     assert v.verify(token, vehicle_id=VEHICLE, action="trunk").reason is Reason.LIFETIME_TOO_LONG
     assert replace(VerifierPolicy(), max_lifetime=60).max_lifetime == 60
+
+
+# -- every public decoder: oversized input is refused before any parsing -------------------
+#
+# Each public function that reads untrusted bytes checks their size against a cap
+# suited to its object before a single byte is parsed, whichever path called it
+# (not only the verifier's). 10 MiB of four shapes: a flat array, a map, deep
+# nesting, and a long run of tiny items (empty maps: the most Python objects per
+# byte). Without the cap each took seconds and hundreds of MB; how long each
+# decoder takes at its cap is measured in the report, not timed here.
+
+TEN_MIB = 10 * 1024 * 1024
+
+
+def _ten_mib(head: bytes, filler: bytes) -> bytes:
+    return head + filler * ((TEN_MIB - len(head)) // len(filler))
+
+
+SHAPES = {
+    "flat array": _ten_mib(cbor.head(4, TEN_MIB - 5), b"\x00"),
+    # 0: 0 pairs, the last value one byte longer to land on 10 MiB exactly.
+    "map": cbor.head(5, (TEN_MIB - 6) // 2) + b"\x00\x00" * ((TEN_MIB - 8) // 2) + b"\x00\x18\x18",
+    "deep nesting": b"\x81" * (TEN_MIB - 1) + b"\x00",
+    "run of tiny items": _ten_mib(cbor.head(4, TEN_MIB - 5), b"\xa0"),
+}
+
+_SIGNER = SigningKey.generate()
+_BEFORE_PARSING = "refused before parsing"
+
+
+@dataclass(frozen=True)
+class PublicDecoder:
+    call: Callable[[bytes], object]
+    cap: int
+    refusal: str  #: what the size refusal says, and only it
+
+
+DECODERS: dict[str, PublicDecoder] = {
+    "decode_claims": PublicDecoder(decode_claims, MAX_CLAIMS_BYTES, _BEFORE_PARSING),
+    "decode_grant": PublicDecoder(decode_grant, MAX_GRANT_BYTES, _BEFORE_PARSING),
+    "decode_revocations": PublicDecoder(decode_revocations, MAX_UPDATE_BYTES, _BEFORE_PARSING),
+    "decode_update": PublicDecoder(decode_update, MAX_UPDATE_BYTES, _BEFORE_PARSING),
+    "VerificationKey.from_cose_key": PublicDecoder(
+        VerificationKey.from_cose_key, MAX_COSE_KEY_BYTES, _BEFORE_PARSING),
+    "SigningKey.from_cose_key": PublicDecoder(
+        SigningKey.from_cose_key, MAX_COSE_KEY_BYTES, _BEFORE_PARSING),
+    "VerificationKey.from_pem": PublicDecoder(
+        VerificationKey.from_pem, MAX_PEM_BYTES, _BEFORE_PARSING),
+    "SigningKey.from_pem": PublicDecoder(SigningKey.from_pem, MAX_PEM_BYTES, _BEFORE_PARSING),
+    "inspect_unverified": PublicDecoder(inspect_unverified, MAX_INSPECT_BYTES, _BEFORE_PARSING),
+    # Capped before this work; held to the same shapes.
+    "read_time_sync": PublicDecoder(
+        lambda data: read_time_sync(data, _SIGNER.public_key), MAX_SYNC_BYTES, "bounded size"),
+    "verify_receipt": PublicDecoder(
+        lambda data: verify_receipt(data, _SIGNER.public_key), MAX_RECEIPT_BYTES, "bounded size"),
+    "verify_sign1": PublicDecoder(
+        lambda data: verify_sign1(data, _SIGNER.public_key), 65536, "too large"),
+}
+
+
+def _entered(*_: object, **__: object) -> NoReturn:
+    raise AssertionError("a parser was entered")
+
+
+@pytest.fixture
+def no_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every parser a public decoder could reach fails the test if it is entered."""
+    monkeypatch.setattr(trunkkey.cbor, "_item", _entered)
+    monkeypatch.setattr(trunkkey.claims, "_decode_common_shape", _entered)
+    monkeypatch.setattr(trunkkey.consent.grant, "_decode_usual_grant", _entered)
+    monkeypatch.setattr(trunkkey.cose, "_loads", _entered)
+    for module in (trunkkey.inspect, trunkkey.vehicle.timekeeping, trunkkey.vehicle.receipt):
+        monkeypatch.setattr(module, "parse_sign1", _entered)
+    monkeypatch.setattr(serialization, "load_pem_public_key", _entered)
+    monkeypatch.setattr(serialization, "load_pem_private_key", _entered)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.usefixtures("no_parser")
+def test_public_decoder_refuses_10_mib_before_parsing(name: str, shape: str) -> None:
+    decoder = DECODERS[name]
+    data = SHAPES[shape]
+    assert len(data) == TEN_MIB
+    with pytest.raises(DecodeError, match=decoder.refusal):
+        decoder.call(data)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_public_decoder_parses_at_its_cap_and_refuses_one_past_it(name: str) -> None:
+    decoder = DECODERS[name]
+    with pytest.raises(DecodeError) as at_cap:
+        decoder.call(b"\xd2" * decoder.cap)
+    assert decoder.refusal not in str(at_cap.value)
+    with pytest.raises(DecodeError, match=decoder.refusal):
+        decoder.call(b"\xd2" * (decoder.cap + 1))
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("kind", [bytearray, memoryview, str])
+def test_public_decoder_refuses_what_is_not_bytes(name: str, kind: type) -> None:
+    data: Any = "\xd2\x84" if kind is str else kind(b"\xd2\x84")
+    with pytest.raises(DecodeError):
+        DECODERS[name].call(data)
+
+
+def test_the_largest_claims_set_fits_its_cap() -> None:
+    # Every member of the closed set at its longest encoding: the cap refuses
+    # nothing an issuer can mint.
+    courier = SigningKey.generate(Algorithm.ES256).public_key
+    claims = TokenClaims(
+        issuer="i" * MAX_NAME_BYTES, vehicle_id="v" * MAX_NAME_BYTES,
+        not_before=MAX_TIME - 2, expires=MAX_TIME - 1, issued_at=MAX_TIME - 2,
+        token_id=bytes(TOKEN_ID_LENGTH), action=Action.UNLOCK_RELOCK,
+        purpose=Purpose.RETURN_PICKUP,
+        geofence=Geofence(lat_e7=-90 * E7, lon_e7=-180 * E7, radius_m=MAX_RADIUS_M),
+        courier_key=courier, order_ref=b"o" * MAX_ORDER_BYTES,
+    )
+    payload = encode_claims(claims)
+    assert len(payload) <= MAX_CLAIMS_BYTES
+    assert decode_claims(payload) == claims
+
+
+def test_the_largest_grant_payload_fits_its_cap() -> None:
+    grant = make_grant(
+        grantee=SigningKey.generate(Algorithm.ES256).public_key,
+        grantee_name="g" * MAX_NAME_BYTES, access=0x0F, not_before=MAX_TIME - 2,
+        expires=MAX_TIME - 1, depth=MAX_DEPTH,
+        vehicle_ids=[f"vehicle-{i}" for i in range(MAX_VEHICLES)],
+        places=[Geofence(lat_e7=-90 * E7, lon_e7=-180 * E7, radius_m=MAX_RADIUS_M)] * MAX_PLACES,
+        daily_limit=MAX_DAILY_LIMIT,
+    )
+    payload = encode_grant(grant)
+    assert len(payload) <= MAX_GRANT_BYTES
+    assert decode_grant(payload) == grant
+
+
+@pytest.mark.parametrize("alg", [Algorithm.EDDSA, Algorithm.ES256])
+def test_the_largest_cose_key_fits_its_cap(alg: Algorithm) -> None:
+    key = SigningKey.generate(alg)
+    private = key.private_cose_key()  # with kid and alg: the longest form read
+    assert len(private) <= MAX_COSE_KEY_BYTES
+    assert SigningKey.from_cose_key(private).public_key == key.public_key
+    pem = key.private_pem(password=b"pw")
+    assert len(pem) <= MAX_PEM_BYTES

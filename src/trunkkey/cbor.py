@@ -9,7 +9,10 @@ floats, no simple values, no indefinite lengths, no non-shortest arguments, no
 duplicate or unordered map keys, no trailing bytes, and nesting is bounded.
 
 ``decode`` allocates nothing larger than its input: a declared length is only
-believed once that many bytes are actually present.
+believed once that many bytes are actually present, and it runs in time linear
+in its input. It has no size cap of its own, because it does not know what
+object it reads: every public decoder built on it first calls
+:func:`refuse_oversized` with the cap of its object.
 """
 
 from __future__ import annotations
@@ -99,6 +102,20 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     if major == 6:
         raise DecodeError("unexpected tag")
     raise DecodeError("floats and simple values are not allowed")
+
+
+def refuse_oversized(data: object, cap: int, what: str) -> None:
+    """Raise :class:`DecodeError` unless ``data`` is ``bytes`` of at most ``cap`` bytes.
+
+    The first thing every public decoder does, so that nothing is parsed of an
+    input longer than its object can ever be, whichever path handed it over.
+    """
+    if type(data) is not bytes:
+        raise DecodeError(f"{what} must be bytes, not {type(data).__name__}")
+    if len(data) > cap:
+        raise DecodeError(
+            f"{what} of {len(data)} bytes is over its {cap}-byte cap: refused before parsing"
+        )
 
 
 def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:

@@ -33,6 +33,9 @@ TOKEN_ID_LENGTH = 16  #: 128 random bits
 MAX_NAME_BYTES = 64  #: issuer names and vehicle ids, UTF-8
 MAX_ORDER_BYTES = 64
 MAX_TIME = 2**40  #: year 36812: any larger NumericDate is nonsense
+#: The longest claims set the closed profile allows is about 360 bytes (every
+#: member at its longest, a P-256 ``cnf`` key); anything larger is refused unread.
+MAX_CLAIMS_BYTES = 512
 _REQUIRED = frozenset({ISS, AUD, EXP, NBF, IAT, CTI, ACCESS})
 _KNOWN = _REQUIRED | {CNF, GEOFENCE, ORDER}
 
@@ -202,7 +205,13 @@ def _time(value: Any, what: str) -> int:
 
 
 def decode_claims(payload: bytes) -> TokenClaims:
-    """Strictly decode a claims set; raise :class:`DecodeError` on anything off-profile."""
+    """Strictly decode a claims set; raise :class:`DecodeError` on anything off-profile.
+
+    Refuses anything but ``bytes`` of at most :data:`MAX_CLAIMS_BYTES` before parsing.
+    """
+    # Inline for the hot path; the helper only words the refusal.
+    if type(payload) is not bytes or len(payload) > MAX_CLAIMS_BYTES:
+        cbor.refuse_oversized(payload, MAX_CLAIMS_BYTES, "claims set")
     fast = _decode_common_shape(payload)
     if fast is not None:
         return fast
@@ -431,6 +440,10 @@ def _decode_claims_generic(payload: bytes) -> TokenClaims:
         cnf = members[CNF]
         if type(cnf) is not dict or set(cnf) != {CNF_COSE_KEY}:
             raise DecodeError("cnf must hold exactly one COSE_Key")
+        if type(cnf[CNF_COSE_KEY]) is not dict:
+            # RFC 8747 §3.2: the COSE_Key itself, a map; from_cose_key would also
+            # read one wrapped in a byte string, a second encoding of one claim.
+            raise DecodeError("cnf COSE_Key must be a map")
         courier_key = VerificationKey.from_cose_key(cnf[CNF_COSE_KEY])
     order_ref = None
     if ORDER in members:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import cbor
 from .claims import TokenClaims, decode_claims
 from .cose import HeaderProblem, ProtectedHeader, decode_protected, parse_sign1
 from .errors import DecodeError
+
+#: The largest token any :class:`~trunkkey.VerifierPolicy` can be set to accept.
+MAX_INSPECT_BYTES = 65536
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,8 +27,10 @@ def inspect_unverified(token: bytes) -> UnverifiedToken:
     """Decode ``token`` WITHOUT checking its signature, its key or anything else.
 
     The name is loud on purpose: use this to debug, log or display a token,
-    never to decide anything. Raises :class:`DecodeError` if it does not parse.
+    never to decide anything. Raises :class:`DecodeError` if it does not parse,
+    and before parsing if it is longer than :data:`MAX_INSPECT_BYTES`.
     """
+    cbor.refuse_oversized(token, MAX_INSPECT_BYTES, "token")
     parts = parse_sign1(token)
     header = decode_protected(parts.protected)
     if isinstance(header, HeaderProblem):

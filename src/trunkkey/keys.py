@@ -15,6 +15,7 @@ only the owner can read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import stat
@@ -43,6 +44,11 @@ from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, 
 #: two keys with the same id.
 KID_LENGTH = 8
 _MAX_KEY_FILE = 64 * 1024
+#: A COSE_Key trunkkey reads holds at most kty, kid, alg, crv, x, y and d: about
+#: 125 bytes for a private P-256 key. Anything larger is refused unread.
+MAX_COSE_KEY_BYTES = 256
+#: A PEM key, even encrypted, is a few hundred bytes; the key file cap bounds it.
+MAX_PEM_BYTES = _MAX_KEY_FILE
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = _P256_ORDER // 2
@@ -75,6 +81,35 @@ class Algorithm(IntEnum):
 _new_object = object.__new__
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_ed25519_point(raw: bytes) -> bool:
+    # libsodium: canonical encoding, on the curve, not of small order, and in
+    # the prime-order subgroup. The check costs 0.7-0.9 of a verification
+    # (a scalar multiplication by the group order), and the keys a verifier
+    # sees repeat (issuers, roots, a courier's device): the answer depends on
+    # the 32 bytes alone, so it is kept for the last 1024 keys seen.
+    valid: bool = nacl.bindings.crypto_core_ed25519_is_valid_point(raw)
+    return valid
+
+
+def _check_ed25519(raw: bytes) -> None:
+    """The one check every Ed25519 :class:`VerificationKey` passes, however it is built.
+
+    libsodium's verify refuses small-order and non-canonical keys, but a key
+    with a torsion part (a genuine key plus a point of small order) verifies
+    about one signature in eight made for it: held anywhere, it would be a
+    second public key for one secret. So a key is refused when it is built,
+    and a token, grant or update that carries one is malformed.
+    """
+    if len(raw) != 32:
+        raise InvalidRequest("an Ed25519 public key is 32 bytes")
+    if not _is_ed25519_point(raw):
+        raise InvalidRequest(
+            "not a valid Ed25519 point (non-canonical, off the curve, of small order, "
+            "or outside the prime-order group)"
+        )
+
+
 def _forbid_pickle(obj: object) -> NoReturn:
     raise TypeError(f"{type(obj).__name__} cannot be pickled: export it explicitly")
 
@@ -85,17 +120,19 @@ class VerificationKey:
     __slots__ = ("_algorithm", "_ec", "_kid", "_raw", "_thumbprint")
 
     def __init__(self, algorithm: Algorithm, raw: bytes) -> None:
-        """Build from raw public bytes: 32 bytes (Ed25519) or x || y (P-256, 64 bytes)."""
+        """Build from raw public bytes: 32 bytes (Ed25519) or x || y (P-256, 64 bytes).
+
+        Raises :class:`InvalidRequest` unless the bytes are a canonical point of
+        the curve's prime-order group.
+        """
         if not isinstance(algorithm, Algorithm):
             raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
         raw = bytes(raw)
         self._ec: ec.EllipticCurvePublicKey | None = None
         if algorithm is Algorithm.EDDSA:
-            # Length is all there is to check here: libsodium refuses small-order
-            # and non-canonical points when it verifies (Wycheproof agrees).
-            if len(raw) != 32:
-                raise InvalidRequest("an Ed25519 public key is 32 bytes")
+            _check_ed25519(raw)
         else:
+            # OpenSSL checks that the point is on the curve, coordinates below p.
             if len(raw) != 64:
                 raise InvalidRequest("a P-256 public key is x || y, 64 bytes")
             try:
@@ -113,7 +150,9 @@ class VerificationKey:
 
     @classmethod
     def _ed25519(cls, raw: bytes) -> VerificationKey:
-        """The hot path's constructor: ``raw`` must already be 32 ``bytes``."""
+        """The hot path's constructor: ``raw`` must already be ``bytes``; checked as
+        :meth:`__init__` checks it, raising :class:`InvalidRequest`."""
+        _check_ed25519(raw)
         key: VerificationKey = _new_object(cls)
         key._algorithm = Algorithm.EDDSA
         key._raw = raw
@@ -239,8 +278,16 @@ class VerificationKey:
 
     @classmethod
     def from_cose_key(cls, data: bytes | dict[int, Any]) -> VerificationKey:
-        """Read a public COSE_Key (bytes in trunkkey's strict encoding, or a decoded map)."""
-        members = cbor.decode(data) if isinstance(data, bytes) else data
+        """Read a public COSE_Key (bytes in trunkkey's strict encoding, or a decoded map).
+
+        Bytes are refused before parsing beyond :data:`MAX_COSE_KEY_BYTES`.
+        """
+        members: Any
+        if isinstance(data, dict):
+            members = data
+        else:
+            cbor.refuse_oversized(data, MAX_COSE_KEY_BYTES, "COSE_Key")
+            members = cbor.decode(data)
         return cls._from_cose_map(members, private=False)  # type: ignore[return-value]
 
     @classmethod
@@ -274,8 +321,8 @@ class VerificationKey:
             raw = x + y
         try:
             public = cls(algorithm, raw)
-        except (InvalidRequest, ValueError):
-            raise DecodeError("COSE_Key does not hold a valid public key") from None
+        except (InvalidRequest, ValueError) as exc:
+            raise DecodeError(f"COSE_Key does not hold a valid public key: {exc}") from None
         if _KID in members and members[_KID] != public.kid:
             raise DecodeError("COSE_Key kid is not this key's thumbprint id")
         if not private:
@@ -296,11 +343,16 @@ class VerificationKey:
 
     @classmethod
     def from_pem(cls, data: bytes) -> VerificationKey:
+        """Read a SubjectPublicKeyInfo PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM public key")
         try:
             loaded = serialization.load_pem_public_key(data)
         except (ValueError, TypeError):
             raise DecodeError("not a PEM public key") from None
-        return cls.from_cryptography(loaded)
+        try:
+            return cls.from_cryptography(loaded)
+        except InvalidRequest as exc:  # OpenSSL loads any 32 bytes as an Ed25519 key
+            raise DecodeError(f"PEM does not hold a valid public key: {exc}") from None
 
     @classmethod
     def from_cryptography(cls, key: object) -> VerificationKey:
@@ -462,6 +514,8 @@ class SigningKey:
 
     @classmethod
     def from_pem(cls, data: bytes, *, password: bytes | None = None) -> SigningKey:
+        """Read a PKCS#8 PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM private key")
         try:
             loaded = serialization.load_pem_private_key(data, password=password)
         except (ValueError, TypeError):
@@ -471,6 +525,8 @@ class SigningKey:
 
     @classmethod
     def from_cose_key(cls, data: bytes) -> SigningKey:
+        """Read a private COSE_Key; refused before parsing beyond :data:`MAX_COSE_KEY_BYTES`."""
+        cbor.refuse_oversized(data, MAX_COSE_KEY_BYTES, "COSE_Key")
         try:
             members = cbor.decode(data)
         except DecodeError:

@@ -244,8 +244,8 @@ def _key(raw: Any) -> VerificationKey:
     algorithm = Algorithm.EDDSA if len(raw) == 32 else Algorithm.ES256
     try:
         return VerificationKey(algorithm, raw)
-    except (InvalidRequest, ValueError):
-        raise DecodeError("grantee key is not a valid public key") from None
+    except (InvalidRequest, ValueError) as exc:
+        raise DecodeError(f"grantee key is not a valid public key: {exc}") from None
 
 
 def _vehicles(value: Any) -> frozenset[bytes]:
@@ -277,7 +277,13 @@ def _places(value: Any) -> tuple[Geofence, ...]:
 
 
 def decode_grant(payload: bytes) -> Grant:
-    """Strictly decode a grant payload; raise :class:`DecodeError` on anything off-profile."""
+    """Strictly decode a grant payload; raise :class:`DecodeError` on anything off-profile.
+
+    Refuses anything but ``bytes`` of at most :data:`MAX_GRANT_BYTES` before
+    parsing: a payload is shorter than the signed grant that carries it.
+    """
+    if type(payload) is not bytes or len(payload) > MAX_GRANT_BYTES:
+        cbor.refuse_oversized(payload, MAX_GRANT_BYTES, "grant payload")
     fast = _decode_usual_grant(payload)
     if fast is not None:
         return fast
@@ -371,9 +377,13 @@ def _decode_usual_grant(p: bytes) -> Grant | None:
         return None
     if pos != end or members != count:
         return None
+    try:
+        grantee = VerificationKey._ed25519(raw)
+    except InvalidRequest:
+        return None  # not a valid point: the generic path says so
     # Every check of the generic path has been made, on the same values.
     grant: Grant = _new(Grant)
-    _set_grantee(grant, VerificationKey._ed25519(raw))
+    _set_grantee(grant, grantee)
     _set_grantee_name(grant, name)
     _set_access(grant, access)
     _set_not_before(grant, nbf)

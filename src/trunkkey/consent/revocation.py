@@ -30,7 +30,7 @@ from ..errors import DecodeError, InvalidRequest
 from ..keys import KID_LENGTH, SigningKey
 from ..reasons import Reason
 from ._files import write_atomically
-from .anchors import VehicleAnchors, open_root_signed
+from .anchors import MAX_UPDATE_BYTES, VehicleAnchors, open_root_signed
 from .errors import UpdateRefused
 from .grant import DIGEST_LENGTH
 
@@ -86,6 +86,12 @@ def _ids(value: Any, length: int, what: str) -> frozenset[bytes]:
 
 
 def decode_revocations(payload: bytes) -> RevocationList:
+    """Strictly decode a revocation list payload; raise :class:`DecodeError` if off-profile.
+
+    Refuses anything but ``bytes`` of at most ``MAX_UPDATE_BYTES`` (the cap on
+    the signed list that carries it) before parsing.
+    """
+    cbor.refuse_oversized(payload, MAX_UPDATE_BYTES, "revocation list")
     members = cbor.decode(payload)
     if type(members) is not dict or set(members) != _KNOWN:
         raise DecodeError("a revocation list has exactly members 1 to 6")

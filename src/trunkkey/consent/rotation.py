@@ -35,7 +35,7 @@ from ..keys import KID_LENGTH, Algorithm, SigningKey, VerificationKey
 from ..reasons import Reason
 from ..trust import TrustedKey, TrustStore
 from ._files import write_atomically
-from .anchors import RootKey, VehicleAnchors, open_root_signed
+from .anchors import MAX_UPDATE_BYTES, RootKey, VehicleAnchors, open_root_signed
 from .errors import UpdateRefused
 
 VERSION, ISSUED_AT, SET, REMOVE = 1, 2, 3, 4
@@ -85,6 +85,12 @@ def _int(value: Any, what: str, lower: int, upper: int) -> int:
 
 
 def decode_update(payload: bytes) -> TrustUpdate:
+    """Strictly decode a trust update payload; raise :class:`DecodeError` if off-profile.
+
+    Refuses anything but ``bytes`` of at most ``MAX_UPDATE_BYTES`` (the cap on
+    the signed update that carries it) before parsing.
+    """
+    cbor.refuse_oversized(payload, MAX_UPDATE_BYTES, "trust update")
     members = cbor.decode(payload)
     if type(members) is not dict or set(members) != {VERSION, ISSUED_AT, SET, REMOVE}:
         raise DecodeError("a trust update has exactly members 1 to 4")
