@@ -556,8 +556,11 @@ def no_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trunkkey.claims, "_decode_common_shape", _entered)
     monkeypatch.setattr(trunkkey.consent.grant, "_decode_usual_grant", _entered)
     monkeypatch.setattr(trunkkey.cose, "_loads", _entered)
-    for module in (trunkkey.inspect, trunkkey.vehicle.timekeeping, trunkkey.vehicle.receipt):
-        monkeypatch.setattr(module, "parse_sign1", _entered)
+    monkeypatch.setattr(trunkkey.inspect, "parse_sign1", _entered)
+    # Every other signed object is split by the one envelope parser in cose.
+    monkeypatch.setattr(trunkkey.cose, "split_sign1", _entered)
+    for module in (trunkkey.vehicle.timekeeping, trunkkey.vehicle.receipt):
+        monkeypatch.setattr(module, "open_sign1", _entered)
     monkeypatch.setattr(serialization, "load_pem_public_key", _entered)
     monkeypatch.setattr(serialization, "load_pem_private_key", _entered)
 
