@@ -223,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run(dsn, pool_size=args.pool_size, **common))  # type: ignore[arg-type]
     else:
         print(f"{SERVER_ENV['postgres']} unset: PostgreSQL scenarios skipped", file=sys.stderr)
-    with RedisServer(Path(tempfile.mkdtemp(prefix="trunkkey-lat-")), "--appendonly", "yes",
-                     "--save", "") as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="trunkkey-lat-") as scratch,
+        RedisServer(Path(scratch), "--appendonly", "yes", "--save", "") as server,
+    ):
         if "redis_pause" not in skip:
             results.append(redis_pause(server.url, then_wait=False, **common))  # type: ignore[arg-type]
         if "redis_pause_then_wait" not in skip:
