@@ -340,7 +340,8 @@ def run_redis_growth(
     client = redis.Redis.from_url(url)
     ledger = RedisLedger(url, prefix=prefix)
     clock = _RedisClock(client)
-    key_head = len(prefix) + 1 + len(VEHICLE.encode())
+    # A spent token's key: prefix, b"t{", the vehicle in hex, b"}", the token id.
+    key_head = len(prefix) + 3 + 2 * len(VEHICLE.encode())
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     started = time.perf_counter()
     # Tick 0 starts at the next full second of the server's clock.
@@ -352,7 +353,7 @@ def run_redis_growth(
         return r0 + (keep_until - START) // tick
 
     def held() -> set[int]:
-        found = client.scan_iter(match=prefix + b"*", count=1000)
+        found = client.scan_iter(match=prefix + b"t{*", count=1000)
         return {int.from_bytes(key[key_head:], "big") for key in found}
 
     live: list[tuple[int, int]] = []  # (real keep_until, n) of spent tokens (model)

@@ -98,4 +98,5 @@ def drop_namespace(kind: str, namespace: str, url: str | None = None) -> None:
         from psycopg import sql
 
         with psycopg.connect(url or os.environ[SERVER_ENV[kind]], autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(namespace)))
+            for table in (namespace, namespace + "_daily"):  # spent tokens, daily counters
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))

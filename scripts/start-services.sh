@@ -63,20 +63,37 @@ redis_up() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
 # A replica answers PING before it has synced; WAIT-based tests need the link up.
 redis_replica_synced() { redis-cli -p "$1" info replication 2>/dev/null | grep -q "master_link_status:up"; }
 
+# What RedisLedger refuses to run on (it reads these on every new connection):
+# an eviction policy under a maxmemory evicts spent tokens, and without the
+# append-only file a restart loses every spend since the last snapshot.
+check_redis_settings() {
+    local port="$1" policy maxmemory aof
+    policy="$(redis-cli -p "$port" config get maxmemory-policy | sed -n 2p)"
+    maxmemory="$(redis-cli -p "$port" config get maxmemory | sed -n 2p)"
+    aof="$(redis-cli -p "$port" config get appendonly | sed -n 2p)"
+    if [ "$aof" != yes ] || { [ "$maxmemory" != 0 ] && [ "$policy" != noeviction ]; }; then
+        die "redis on $port runs with appendonly=$aof maxmemory=$maxmemory maxmemory-policy=$policy;" \
+            "the ledger refuses that: stop it (bash $0 --stop) and start again"
+    fi
+}
+
 start_redis() {
     local port="$1" dir="$STATE/redis-$1"
     shift
     if redis_up "$port"; then
         log "redis already answering on $port"
+        check_redis_settings "$port"
         return 0
     fi
     mkdir -p "$dir"
     log "starting redis-server on 127.0.0.1:$port"
-    # appendfsync everysec is the common production setting; docs/ledgers.md says
-    # what it does and does not survive.
+    # AOF on and noeviction: the settings RedisLedger accepts. appendfsync everysec
+    # is the common production setting; docs/ledgers.md says what it does and does
+    # not survive.
     redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-        --save '' --appendonly yes --appendfsync everysec "$@" >&2
+        --save '' --appendonly yes --appendfsync everysec \
+        --maxmemory 0 --maxmemory-policy noeviction "$@" >&2
 }
 
 wait_for() {
@@ -179,9 +196,11 @@ PG_BIN="$(pg_bindir)" || die "PostgreSQL binaries not found"
 mkdir -p "$STATE"
 start_redis "$REDIS_PORT"
 wait_for "redis" redis_up "$REDIS_PORT"
+check_redis_settings "$REDIS_PORT"
 start_redis "$REDIS_REPLICA_PORT" --replicaof 127.0.0.1 "$REDIS_PORT" --replica-read-only yes
 wait_for "redis replica" redis_up "$REDIS_REPLICA_PORT"
 wait_for "redis replica sync" redis_replica_synced "$REDIS_REPLICA_PORT"
+check_redis_settings "$REDIS_REPLICA_PORT"
 start_postgres
 
 echo "export TRUNKKEY_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"

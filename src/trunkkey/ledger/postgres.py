@@ -1,16 +1,30 @@
 """A replay ledger shared by a fleet of verifiers, on PostgreSQL.
 
-Each consume is one ``INSERT ... ON CONFLICT DO NOTHING`` in its own
-(autocommit) transaction: the primary key makes check-and-set one atomic step
-across every connection, and the insert is acknowledged only after PostgreSQL
-has committed it (``synchronous_commit`` as the server sets it; ``on`` by
-default, which flushes the WAL before the commit returns).
+A spend without limits is one ``INSERT ... ON CONFLICT DO NOTHING`` in its
+own (autocommit) transaction: the primary key makes check-and-set one atomic
+step across every connection. A spend with daily limits is one transaction:
+the token's insert first (so "already used" beats "limit reached"), then each
+counter's ``INSERT ... ON CONFLICT DO UPDATE SET n = n + 1 WHERE n < limit``,
+in a fixed order (so two spends never wait on each other's counters in a
+cycle); a full counter rolls everything back. Either way the answer is given
+only after PostgreSQL committed.
 
-Fail closed: a lost connection, a timeout, a read-only server (a hot standby,
-or ``default_transaction_read_only``; SQLSTATE 25006) or any other error
-raises :class:`~trunkkey.errors.LedgerError`, so the verifier denies with
-``ledger_unavailable``. A connection that failed is thrown away; the next call
-opens a fresh one.
+Durability: every session of the ledger runs with ``synchronous_commit=on``
+(or the stronger ``remote_apply`` if that is what it inherits), which flushes
+the WAL before a commit returns. The ledger refuses a server, role, database
+or DSN that would give its sessions anything weaker (``off``, ``local``,
+``remote_write``), and a server with ``fsync=off`` or ``full_page_writes=off``,
+with an error naming the setting and the fix; it checks again on every new
+connection, so a setting weakened later is refused at the next reconnect.
+
+Bounded: every call has one deadline, ``timeout_s`` from its start, covering
+the wait for a pooled connection, connecting (and the settings check) and the
+statements; a call still blocked at its deadline has its socket shut down
+and raises. Fail closed: a lost connection, a timeout, a read-only server (a
+hot standby, or ``default_transaction_read_only``; SQLSTATE 25006) or any
+other error raises :class:`~trunkkey.errors.LedgerError`, so the verifier
+denies with ``ledger_unavailable``. A connection that failed is thrown away;
+the next call opens a fresh one.
 
 ``psycopg`` (psycopg 3, the ``trunkkey[postgres]`` extra) is imported only when
 a ``PostgresLedger`` is made, so ``import trunkkey`` never needs it.
@@ -18,75 +32,29 @@ a ``PostgresLedger`` is made, so ``import trunkkey`` never needs it.
 
 from __future__ import annotations
 
+import math
 import queue
 import re
-import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LedgerError
-from .base import check_key
+from ._deadline import WATCHDOG, remaining
+from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
 
 DEFAULT_TABLE = "trunkkey_spent"
-#: Client-side connect timeout and server-side statement/lock timeouts.
+#: One call's whole budget: pool wait, connect, statements.
 DEFAULT_TIMEOUT_S = 2.0
 #: Rows deleted per prune transaction: bounded, so pruning never holds locks long.
 DEFAULT_PRUNE_BATCH = 5000
-_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-class _Watchdog:
-    """Severs connections whose call outlived its deadline.
-
-    ``statement_timeout`` is enforced by the server, so it cannot help when the
-    server or the network hangs with the request already acknowledged by TCP;
-    without a client-side bound the verifier would wait forever instead of
-    denying. One daemon thread checks the deadlines and shuts the socket down,
-    which makes the blocked call fail at once (and the connection is dropped).
-    """
-
-    def __init__(self, period_s: float) -> None:
-        self._period = period_s
-        self._deadlines: dict[int, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, conn: Any, seconds: float) -> None:
-        with self._lock:
-            self._deadlines[id(conn)] = (time.monotonic() + seconds, conn)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="trunkkey-pg-watchdog", daemon=True
-                )
-                self._thread.start()
-
-    def disarm(self, conn: Any) -> None:
-        with self._lock:
-            self._deadlines.pop(id(conn), None)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._period):
-            now = time.monotonic()
-            with self._lock:
-                late = [c for deadline, c in self._deadlines.values() if deadline <= now]
-            for conn in late:
-                self._sever(conn)
-
-    @staticmethod
-    def _sever(conn: Any) -> None:
-        try:
-            # shutdown() on a duplicate descriptor acts on the shared socket and
-            # wakes the thread blocked on it; closing the duplicate leaves the
-            # original descriptor for psycopg to close.
-            with socket.socket(fileno=socket.dup(conn.fileno())) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+#: At most 52 characters, so the names derived from it (``_keep_until``,
+#: ``_daily_day``) stay within PostgreSQL's 63 and are never truncated into another's.
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,51}")
+#: Values of synchronous_commit that flush the WAL before a commit returns.
+_DURABLE_COMMIT = ("on", "remote_apply")
+_T = TypeVar("_T")
 
 
 def _psycopg() -> Any:
@@ -101,12 +69,63 @@ def _psycopg() -> Any:
     return psycopg
 
 
+class _Connecting:
+    """One connection attempt in a thread of its own, so the caller can stop waiting.
+
+    libpq's ``connect_timeout`` is whole seconds (at least 2), too coarse for a
+    call's remaining budget. A caller that gives up abandons the attempt; a
+    connection that arrives afterwards is closed, and the attempt itself ends
+    within ``connect_timeout``.
+    """
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._conn: Any = None
+        self._error: BaseException | None = None
+        self._abandoned = False
+        threading.Thread(
+            target=self._attempt, args=(connect,), name="trunkkey-pg-connect", daemon=True
+        ).start()
+
+    def _attempt(self, connect: Callable[[], Any]) -> None:
+        try:
+            conn = connect()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the waiting caller
+            with self._lock:
+                self._error = exc
+        else:
+            with self._lock:
+                late = self._abandoned
+                if not late:
+                    self._conn = conn
+            if late:
+                conn.close()
+        finally:
+            self._done.set()
+
+    def result(self, timeout: float) -> Any:
+        self._done.wait(timeout)
+        with self._lock:
+            if self._conn is None and self._error is None:
+                self._abandoned = True
+                raise TimeoutError("connecting took longer than the call's deadline")
+        if self._error is not None:
+            raise self._error
+        return self._conn
+
+
 class PostgresLedger:
-    """Spent tokens as rows of one PostgreSQL table.
+    """Spent tokens as rows of one PostgreSQL table, daily counters in a second one.
 
     Thread-safe: up to ``pool_size`` connections, each used by one thread at a
-    time. Each process makes its own ledger. The table (and its index on
-    ``keep_until``) is created if absent.
+    time. Each process makes its own ledger. The tables ``table`` and
+    ``table + "_daily"`` (and their indexes) are created if absent.
+
+    ``accept_torn_pages_on_power_loss=True`` accepts a server with
+    ``full_page_writes=off``: only sound where the storage cannot tear a page
+    (e.g. ZFS); elsewhere a power cut can corrupt pages the WAL cannot repair,
+    spent tokens included.
     """
 
     def __init__(
@@ -117,9 +136,10 @@ class PostgresLedger:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         pool_size: int = 4,
         prune_batch: int = DEFAULT_PRUNE_BATCH,
+        accept_torn_pages_on_power_loss: bool = False,
     ) -> None:
         if type(table) is not str or not _TABLE_NAME.fullmatch(table):
-            raise InvalidRequest("table must be a lower-case SQL identifier")
+            raise InvalidRequest("table must be a lower-case SQL identifier of at most 52 bytes")
         if not (0 < timeout_s <= 60):
             raise InvalidRequest("timeout_s must be in (0, 60]")
         if type(pool_size) is not int or pool_size < 1:
@@ -131,22 +151,33 @@ class PostgresLedger:
         self._timeout_s = timeout_s
         self._prune_batch = prune_batch
         self._table = table
+        self._accept_torn_pages = bool(accept_torn_pages_on_power_loss)
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._lock = threading.Lock()
         self._closed = False
+        self._synchronous_commit: str | None = None
         self._where = self._describe(dsn)
-        self._watchdog = _Watchdog(period_s=min(0.05, timeout_s / 4))
         sql = self._pg.sql
-        ident = sql.Identifier(table)
+        ident, daily = sql.Identifier(table), sql.Identifier(table + "_daily")
         self._insert = sql.SQL(
             "INSERT INTO {} (vehicle, token_id, keep_until) VALUES (%s, %s, %s) "
             "ON CONFLICT DO NOTHING"
         ).format(ident)
+        # RETURNING gives no row when the WHERE keeps the full counter as it is.
+        self._bump = sql.SQL(
+            "INSERT INTO {d} AS c (vehicle, grant_id, day, n) VALUES (%s, %s, %s, 1) "
+            "ON CONFLICT (vehicle, grant_id, day) DO UPDATE SET n = c.n + 1 "
+            "WHERE c.n < %s RETURNING c.n"
+        ).format(d=daily)
         self._delete_batch = sql.SQL(
             "DELETE FROM {t} WHERE (vehicle, token_id) IN (SELECT vehicle, token_id FROM {t} "
             "WHERE keep_until < %s ORDER BY keep_until LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(t=ident)
+        self._delete_days = sql.SQL(
+            "DELETE FROM {d} WHERE (vehicle, grant_id, day) IN (SELECT vehicle, grant_id, day "
+            "FROM {d} WHERE day < %s LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(d=daily)
         self._count = sql.SQL("SELECT count(*) FROM {}").format(ident)
         self._ensure_schema()
 
@@ -159,18 +190,25 @@ class PostgresLedger:
         words = [w for w in dsn.split() if w.split("=")[0] in {"host", "port", "dbname"}]
         return " ".join(words)
 
-    def _connect(self) -> Any:
+    @property
+    def synchronous_commit(self) -> str | None:
+        """What the ledger's sessions run with: ``on``, or ``remote_apply`` if inherited."""
+        return self._synchronous_commit
+
+    def _open(self) -> Any:
         ms = int(self._timeout_s * 1000)
         # The caller's own options (a DSN may carry some) come after ours, so
-        # they are kept, and a setting given there wins.
+        # they are kept; what they set for synchronous_commit is checked below.
         given = self._pg.conninfo.conninfo_to_dict(self._dsn).get("options") or ""
         return self._pg.connect(
             self._dsn,
             autocommit=True,
-            connect_timeout=max(1, round(self._timeout_s)),
-            # Server-side bounds on any one statement, plus a TCP bound on
-            # unacknowledged data, so a dead network fails within the timeout.
-            options=f"-c statement_timeout={ms} -c lock_timeout={ms} "
+            # Bounds the connecting thread; the caller stops waiting at its deadline.
+            connect_timeout=max(2, math.ceil(self._timeout_s)),
+            # Server-side bounds, a little inside the call's deadline, so a
+            # statement that waits on a lock usually ends cleanly (keeping its
+            # connection) before the deadline has to cut the socket.
+            options=f"-c statement_timeout={ms * 9 // 10} -c lock_timeout={ms * 9 // 10} "
             f"-c idle_in_transaction_session_timeout={ms * 5} {given}".strip(),
             tcp_user_timeout=ms,
             keepalives=1,
@@ -179,24 +217,83 @@ class PostgresLedger:
             keepalives_count=2,
         )
 
-    def _run(self, what: str, job: Any) -> Any:
-        """Run ``job(connection)`` on a pooled connection; wrap every failure."""
+    def _prepare(self, conn: Any) -> None:
+        """Refuse settings that lose acknowledged commits; pin synchronous_commit."""
+        inherited, source, fsync, full_pages, role, db = conn.execute(
+            "SELECT current_setting('synchronous_commit'),"
+            " (SELECT source FROM pg_settings WHERE name = 'synchronous_commit'),"
+            " current_setting('fsync'), current_setting('full_page_writes'),"
+            " current_user, current_database()"
+        ).fetchone()
+        problems = []
+        if inherited not in _DURABLE_COMMIT:
+            problems.append(
+                f"synchronous_commit is {inherited} ({_SOURCES.get(source, source)}): a commit "
+                "acknowledged under it can be lost in a crash, and a lost spend opens a trunk "
+                f"again. Fix: {_commit_fix(source, role, db)}"
+            )
+        if fsync != "on":
+            problems.append(
+                "fsync is off on the server: a crash of the host can lose or corrupt committed "
+                "spends. Fix: set fsync = on (postgresql.conf, or ALTER SYSTEM SET fsync = on) "
+                "and reload"
+            )
+        if full_pages != "on" and not self._accept_torn_pages:
+            problems.append(
+                "full_page_writes is off on the server: a power cut can tear a page that the "
+                "WAL cannot repair. Fix: set full_page_writes = on and reload, or, only on "
+                "storage that cannot tear pages (e.g. ZFS), pass "
+                "accept_torn_pages_on_power_loss=True"
+            )
+        if problems:
+            raise LedgerError(
+                f"postgres ledger at {self._where} refuses the server's settings: "
+                + "; ".join(problems)
+            )
+        # Pinned for the session, so nothing set later for the role or database
+        # (which a new session would inherit) changes what this one does.
+        wanted = inherited if inherited in _DURABLE_COMMIT else "on"
+        pinned = conn.execute(
+            "SELECT set_config('synchronous_commit', %s, false)", (wanted,)
+        ).fetchone()[0]
+        if pinned != wanted:  # pragma: no cover - set_config returns what it set
+            raise LedgerError(
+                f"postgres ledger at {self._where}: synchronous_commit stayed {pinned}"
+            )
+        self._synchronous_commit = pinned
+
+    def _run(self, what: str, job: Callable[[Any], _T]) -> _T:
+        """Run ``job(connection)`` on a pooled connection, all within one deadline."""
+        deadline = time.monotonic() + self._timeout_s
         if self._closed:
             raise LedgerError("ledger is closed")
-        if not self._slots.acquire(timeout=self._timeout_s):
-            raise LedgerError("no ledger connection free in time")
+        if not self._slots.acquire(timeout=remaining(deadline)):
+            raise LedgerError(
+                f"postgres ledger at {self._where}: {what} failed: no connection free "
+                f"within {self._timeout_s} s"
+            )
         conn = None
         try:
             try:
                 conn = self._idle.get_nowait()
+                fresh = False
             except queue.Empty:
-                conn = self._connect()
-            # Server timeouts fire first; this client bound is for a hung peer.
-            self._watchdog.arm(conn, self._timeout_s + 0.5)
+                conn = _Connecting(self._open).result(remaining(deadline))
+                fresh = True
+            WATCHDOG.arm(conn, deadline, conn.fileno)
             try:
+                if fresh:
+                    self._prepare(conn)
                 result = job(conn)
             finally:
-                self._watchdog.disarm(conn)
+                cut = WATCHDOG.disarm(conn)
+            if cut:  # the answer came, but the socket is gone: do not pool it
+                conn.close()
+                conn = None
+        except LedgerError:
+            if conn is not None:
+                conn.close()
+            raise
         except Exception as exc:  # noqa: BLE001 -- every failure must deny, none may escape raw
             if conn is not None:
                 conn.close()  # a failed connection is never reused
@@ -205,60 +302,120 @@ class PostgresLedger:
                 f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'})"
             ) from None
         else:
-            self._idle.put(conn)
-            if self._is_closed():  # closed meanwhile: close() already drained the pool
-                self._drain()
+            if conn is not None:
+                self._idle.put(conn)
+                if self._is_closed():  # closed meanwhile: close() already drained the pool
+                    self._drain()
             return result
         finally:
             self._slots.release()
 
     def _ensure_schema(self) -> None:
         sql = self._pg.sql
-        ident = sql.Identifier(self._table)
+        ident, daily = sql.Identifier(self._table), sql.Identifier(self._table + "_daily")
         create = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {t} ("
             " vehicle bytea NOT NULL, token_id bytea NOT NULL, keep_until bigint NOT NULL,"
             " PRIMARY KEY (vehicle, token_id));"
-            "CREATE INDEX IF NOT EXISTS {i} ON {t} (keep_until)"
-        ).format(t=ident, i=sql.Identifier(self._table + "_keep_until"))
+            "CREATE INDEX IF NOT EXISTS {i} ON {t} (keep_until);"
+            "CREATE TABLE IF NOT EXISTS {d} ("
+            " vehicle bytea NOT NULL, grant_id bytea NOT NULL, day integer NOT NULL,"
+            " n integer NOT NULL, PRIMARY KEY (vehicle, grant_id, day));"
+            "CREATE INDEX IF NOT EXISTS {di} ON {d} (day)"
+        ).format(
+            t=ident, i=sql.Identifier(self._table + "_keep_until"),
+            d=daily, di=sql.Identifier(self._table + "_daily_day"),
+        )
 
         def job(conn: Any) -> None:
             # Render the hot statements to text once, not on every call.
-            self._insert = self._insert.as_string(conn)
-            self._delete_batch = self._delete_batch.as_string(conn)
-            self._count = self._count.as_string(conn)
+            for name in ("_insert", "_bump", "_delete_batch", "_delete_days", "_count"):
+                statement = getattr(self, name)
+                if not isinstance(statement, str):
+                    setattr(self, name, statement.as_string(conn))
             # Only create what is missing: a standby (read-only) whose schema
-            # came from the primary then opens fine and refuses each consume.
-            found = conn.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()[0]
-            if found is None:
+            # came from the primary then opens fine and refuses each spend.
+            found = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                (self._table, self._table + "_daily"),
+            ).fetchone()[0]
+            if not found:
                 with conn.transaction():
                     conn.execute(create)
 
         self._run("schema setup", job)
 
+    def spend(
+        self,
+        vehicle_id: str,
+        token_id: bytes,
+        keep_until: int,
+        *,
+        issued_at: int,
+        at: int,
+        limits: tuple[DailyLimit, ...] = (),
+    ) -> SpendOutcome:
+        """One transaction: the token, then each limit's counter; see the module docstring.
+
+        A server ledger is never started afresh after a loss (it refuses the
+        settings that would lose spends), so ``issued_at`` is never refused.
+        """
+        vehicle, day = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
+        if not limits:
+            return self._spend_once(vehicle, token_id, keep_until)
+        # A fixed order: two spends under the same grants lock their counters
+        # in the same order, so they never deadlock.
+        ordered = sorted(limits, key=lambda item: item.grant)
+        rollback = self._pg.Rollback
+
+        def job(conn: Any) -> SpendOutcome:
+            # Rollback leaves the block quietly, the token's row undone with it
+            # (hence the variable: a type checker cannot see the block may end so).
+            outcome = SpendOutcome.LIMIT_REACHED
+            with conn.transaction():
+                if conn.execute(self._insert, (vehicle, token_id, keep_until)).rowcount != 1:
+                    return SpendOutcome.ALREADY_USED
+                for item in ordered:
+                    bumped = conn.execute(self._bump, (vehicle, item.grant, day, item.limit))
+                    if bumped.fetchone() is None:
+                        raise rollback()
+                outcome = SpendOutcome.FIRST_USE
+            return outcome  # noqa: RET504
+
+        return self._run("spend", job)
+
+    def _spend_once(self, vehicle: bytes, token_id: bytes, keep_until: int) -> SpendOutcome:
+        def job(conn: Any) -> SpendOutcome:
+            inserted = conn.execute(self._insert, (vehicle, token_id, keep_until)).rowcount == 1
+            return SpendOutcome.FIRST_USE if inserted else SpendOutcome.ALREADY_USED
+
+        return self._run("consume", job)
+
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
-        vehicle = check_key(vehicle_id, token_id)
-        if type(keep_until) is not int:
-            raise InvalidRequest("keep_until must be an int (Unix seconds)")
-
-        def job(conn: Any) -> bool:
-            cursor = conn.execute(self._insert, (vehicle, token_id, keep_until))
-            return bool(cursor.rowcount == 1)
-
-        return bool(self._run("consume", job))
+        vehicle, _ = check_spend(vehicle_id, token_id, keep_until, 0, 0, ())
+        return self._spend_once(vehicle, token_id, keep_until) is SpendOutcome.FIRST_USE
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
-        """Delete expired rows, ``prune_batch`` per transaction, at most ``limit``."""
+        """Delete expired rows, ``prune_batch`` per transaction, at most ``limit``.
+
+        Then the daily counters of days before yesterday (UTC), as many again at
+        most; they are not in the returned count, which is of spent tokens.
+        """
         if limit is not None and (type(limit) is not int or limit < 0):
             raise InvalidRequest("limit must be a non-negative int or None")
+        removed = self._delete_in_batches(self._delete_batch, int(now), limit)
+        self._delete_in_batches(self._delete_days, int(now) // DAY_SECONDS - 1, limit)
+        return removed
+
+    def _delete_in_batches(self, statement: Any, before: int, limit: int | None) -> int:
         removed = 0
         while limit is None or removed < limit:
             batch = self._prune_batch if limit is None else min(self._prune_batch, limit - removed)
 
             def job(conn: Any, batch: int = batch) -> int:
-                return int(conn.execute(self._delete_batch, (int(now), batch)).rowcount)
+                return int(conn.execute(statement, (before, batch)).rowcount)
 
-            done = int(self._run("prune", job))
+            done = self._run("prune", job)
             removed += done
             if done < batch:
                 break
@@ -280,7 +437,6 @@ class PostgresLedger:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        self._watchdog.stop()
         self._drain()
 
     def __enter__(self) -> PostgresLedger:
@@ -291,3 +447,35 @@ class PostgresLedger:
 
     def __repr__(self) -> str:
         return f"PostgresLedger({self._where!r}, table={self._table!r})"
+
+
+#: Where pg_settings says a value came from, in words.
+_SOURCES = {
+    "default": "the server's default",
+    "configuration file": "set in the server's configuration",
+    "command line": "set on the server's command line",
+    "environment variable": "set in the server's environment",
+    "database": "set for this database",
+    "user": "set for this role",
+    "database user": "set for this role in this database",
+    "client": "asked for by the client: the DSN's options or PGOPTIONS",
+}
+
+
+def _quote(name: str) -> str:
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def _commit_fix(source: str, role: str, db: str) -> str:
+    if source == "user":
+        return f"ALTER ROLE {_quote(role)} RESET synchronous_commit"
+    if source == "database":
+        return f"ALTER DATABASE {_quote(db)} RESET synchronous_commit"
+    if source == "database user":
+        return f"ALTER ROLE {_quote(role)} IN DATABASE {_quote(db)} RESET synchronous_commit"
+    if source == "client":
+        return "remove synchronous_commit from the DSN's options (and from PGOPTIONS)"
+    return (
+        "set synchronous_commit = on in postgresql.conf (or ALTER SYSTEM RESET "
+        "synchronous_commit) and reload"
+    )
