@@ -45,14 +45,15 @@ MODULES: dict[str, tuple[str, ...]] = {
     "cbor": ("test_cbor.py", "test_hostile_cbor.py", "test_mutation_killers.py"),
     "cose": (
         "test_cose_vectors.py", "test_signed_objects.py", "test_verifier.py", "test_attacks.py",
-        "test_hostile_cbor.py", "test_interop_cwt.py", "test_mutation_killers.py",
+        "test_hostile_cbor.py", "test_interop_cwt.py", "test_properties.py",
+        "test_mutation_killers.py",
     ),
     "authority": (
         "test_verifier.py", "test_signed_objects.py", "test_attacks.py",
         "test_mutation_killers.py", "test_mutation_killers_consent.py",
     ),
     "trust": (
-        "test_verifier.py", "test_signed_objects.py", "test_attacks.py",
+        "test_trust.py", "test_verifier.py", "test_signed_objects.py", "test_attacks.py",
         "test_mutation_killers.py",
     ),
     "claims": (
