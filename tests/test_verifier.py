@@ -378,6 +378,11 @@ def test_ledger_failure_denies(ed_world: World) -> None:
         d = verifier.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
         assert not d.allowed
         assert d.reason is Reason.LEDGER_UNAVAILABLE
+    lying = Verifier(trust_store=ed_world.store, ledger=_LyingLedger(), clock=ed_world.clock)
+    d = lying.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
+    assert (d.reason, d.detail) == (Reason.LEDGER_UNAVAILABLE, "ledger answered True")
+    with pytest.raises(InvalidRequest, match=r"^ledger must implement trunkkey\.ledger\.Ledger"):
+        Verifier(trust_store=ed_world.store, ledger=object(), clock=ed_world.clock)  # type: ignore[arg-type]
     broken = Verifier(trust_store=ed_world.store, ledger=_BrokenLedger(), clock=ed_world.clock)
     d = broken.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
     assert d.reason is Reason.LEDGER_UNAVAILABLE
