@@ -16,6 +16,7 @@ from trunkkey.errors import DecodeError, InvalidRequest, SignatureError
 from trunkkey.vehicle import (
     FileTimeStore,
     MemoryTimeStore,
+    SyncOutcome,
     TimeKeeper,
     TimeState,
     make_time_sync,
@@ -288,6 +289,21 @@ def test_a_sync_the_store_cannot_record_is_refused_and_changes_nothing() -> None
     assert outcome.detail == "synchronised time could not be persisted (OSError)"
     assert not tk.trusted
     assert tk.now() is None
+
+
+def test_a_sync_outcome_is_not_a_bool() -> None:
+    clock = ManualClock(T0)
+    tk = keeper(clock, MemoryTimeStore())
+    refused = tk.apply_sync(b"junk")
+    assert isinstance(refused, SyncOutcome)
+    assert refused.accepted is False
+    with pytest.raises(TypeError, match="accepted"):
+        bool(refused)
+    accepted = tk.apply_sync(
+        make_time_sync(CARMAKER, vehicle_id=VIN, nonce=tk.sync_nonce(), time=T0))
+    assert accepted.accepted is True
+    with pytest.raises(TypeError, match="accepted"):
+        bool(accepted)
 
 
 def test_elapsed_time_never_runs_back_when_the_clock_does() -> None:

@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from .. import cbor
 from ..claims import MAX_TIME, check_name
@@ -183,11 +183,15 @@ def read_time_sync(message: bytes, carmaker_key: VerificationKey) -> TimeSync:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncOutcome:
-    """What the unit did with a time-sync message."""
+    """What the unit did with a time-sync message. Test ``.accepted``, not the object."""
 
     accepted: bool
     detail: str
     time: int | None = None
+
+    def __bool__(self) -> NoReturn:
+        # A refused sync is still an object: as a bool it would read "accepted".
+        raise TypeError("test sync_outcome.accepted, not the outcome itself")
 
 
 # -- The keeper ----------------------------------------------------------------
