@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
 
+import trunkkey
 from trunkkey import (
     AccessDenied,
     Action,
@@ -17,6 +20,7 @@ from trunkkey import (
     SqliteLedger,
     make_proof,
 )
+from trunkkey.consent import UpdateRefused
 from trunkkey.vehicle import (
     Event,
     EventKind,
@@ -544,3 +548,22 @@ def test_a_clock_stepped_back_after_a_challenge_does_not_stretch_its_lifetime(
     assert outcome.reason is Reason.CHALLENGE_EXPIRED
     assert outcome.detail == "answered 50 s after issue; lifetime is 30 s"
     assert stage.present(token) is Reason.ALLOWED  # the token was not spent
+
+
+def test_update_refused_names_exactly_the_reasons_its_raisers_use() -> None:
+    # A unit's UpdateOutcome.reason is UpdateRefused.reason: its docstring is the
+    # list a backend alarms on, so it must name every code raised and no other.
+    raised: set[str] = set()
+    for path in Path(trunkkey.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                and isinstance(node.exc.func, ast.Name) and node.exc.func.id == "UpdateRefused"
+            ):
+                code = node.exc.args[0]
+                assert isinstance(code, ast.Attribute), f"{path}:{node.lineno}: not Reason.X"
+                raised.add(Reason[code.attr].value)
+    doc = UpdateRefused.__doc__ or ""
+    named = set(re.findall(r"\* ``([a-z_]+)``", doc))
+    assert raised
+    assert named == raised
