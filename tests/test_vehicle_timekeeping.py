@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 
@@ -376,3 +377,19 @@ def test_no_clock_steps_reboots_or_power_cuts_take_decision_time_back(
                 assert at >= latest, "a decision was made at an earlier time than one before it"
                 assert saved_floor(store) >= at, "a decision's time is not on the store"
                 latest = at
+
+
+def test_every_time_promise_in_the_vehicle_docs_cites_tests_that_exist() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "vehicle.md").read_text(encoding="utf-8")
+    section = text[text.index("## Trusted time"):text.index("## Relay attacks")]
+    rows = [line for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith(("| promise", "|---"))]
+    assert len(rows) >= 15
+    for row in rows:
+        cited = re.findall(r"`tests/(\w+\.py)::(\w+)`", row)
+        assert cited, f"a promise with no test: {row}"
+        for filename, name in cited:
+            source = (root / "tests" / filename).read_text(encoding="utf-8")
+            assert re.search(rf"^(def|class) {name}\b|^{name} = ", source, re.MULTILINE), (
+                filename, name)

@@ -567,3 +567,46 @@ def test_update_refused_names_exactly_the_reasons_its_raisers_use() -> None:
     named = set(re.findall(r"\* ``([a-z_]+)``", doc))
     assert raised
     assert named == raised
+
+
+def test_a_clock_run_far_ahead_refuses_tokens_and_no_sync_of_true_time_undoes_it(
+    stage: Stage,
+) -> None:
+    token = stage.token(window=3600)
+    stage.car.clock.advance(2 * 3600)  # not detectable: forward is what clocks do
+    assert stage.present(token) is Reason.EXPIRED
+    stage.car.clock.advance(-2 * 3600)  # put right locally: now far below the floor
+    assert stage.present(stage.token()) is Reason.CLOCK_UNTRUSTED
+    synced = stage.world.time_sync(stage.car)
+    assert (synced.accepted, synced.detail) == (False, "time sync is below the trusted floor")
+    assert stage.present(stage.token()) is Reason.CLOCK_UNTRUSTED
+    assert stage.car.body.trunk_openings == 0
+
+
+def test_residual_a_clock_held_back_while_the_unit_is_off_is_not_detected(
+    stage: Stage,
+) -> None:
+    # The documented limit of a floor: it keeps the car's time from running
+    # back, not from running slow. A token never refused can outlive its window
+    # in true time by as long as the clock was held back while the unit was off.
+    token = stage.token(window=100)
+    stage.world.advance(50)
+    assert stage.unit.challenge()  # a decision: the floor T0+50 is stored
+    stage.world.true_clock.advance(3600)  # an hour off; the clock is stopped meanwhile
+    stage.world.reboot(stage.car)
+    assert stage.unit.clock_trusted
+    assert stage.present(token) is Reason.ALLOWED
+    assert stage.world.now > T0 + 100 + stage.unit.config.policy.max_skew
+
+
+def test_a_spent_token_pruned_at_a_stored_time_does_not_come_back(stage: Stage) -> None:
+    token = stage.token(window=100)
+    assert stage.present(token) is Reason.ALLOWED
+    assert stage.unit.trunk_closed() is True
+    stage.world.advance(200)
+    stage.unit.challenge()  # a decision: the floor T0+200 is stored
+    assert stage.car.ledger.prune(T0 + 200) == 1  # kept until T0+100+60 only
+    stage.car.clock.set(T0 + 140)  # within the skew of the stored floor
+    power_cut(stage)
+    assert stage.present(token) is Reason.EXPIRED
+    assert stage.car.body.trunk_openings == 1
