@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
 
+import trunkkey
 from trunkkey import (
     AccessDenied,
     Action,
@@ -17,9 +20,13 @@ from trunkkey import (
     SqliteLedger,
     make_proof,
 )
+from trunkkey.consent import UpdateRefused
 from trunkkey.vehicle import (
+    Event,
     EventKind,
     GapDetector,
+    MemoryTimeStore,
+    TimeState,
     UnitConfig,
     UnitState,
     VehicleUnit,
@@ -375,3 +382,231 @@ def test_repr_shows_no_secrets(stage: Stage) -> None:
     text = repr(stage.unit)
     assert "VIN-1" in text
     assert "locked" in text
+
+
+# -- time that never runs back: what a decision relied on is on disk first ---------------
+
+
+def power_cut(stage: Stage) -> None:
+    """The unit dies without a word: only what it persisted survives.
+
+    ``World.reboot`` is the clean shutdown (``close()`` first); here the old
+    unit never runs again, and a new one boots over the same files.
+    """
+    car = stage.car
+    path = car.ledger.path  # type: ignore[attr-defined]
+    car.ledger.close()  # the connection dies with the process; its commits stay
+    car.ledger = SqliteLedger(path)
+    car.unit = stage.world._boot(car)
+
+
+@pytest.mark.parametrize(("clock_after", "reason"), [
+    (70, Reason.CLOCK_UNTRUSTED),  # the review's sequence: within the skew of the old floor
+    (125, Reason.EXPIRED),  # within the skew of the floor the refusal relied on
+])
+def test_a_token_refused_as_expired_stays_refused_after_a_power_cut_and_a_set_back_clock(
+    stage: Stage, clock_after: int, reason: Reason,
+) -> None:
+    token = stage.token(window=100)
+    stage.world.advance(130)  # the periodic write puts the floor at T0+130 on disk
+    stage.world.advance(55)  # too little for another periodic write
+    assert stage.present(token) is Reason.EXPIRED
+    stage.car.clock.set(T0 + clock_after)  # set back while the power is off
+    power_cut(stage)
+    assert stage.present(token) is reason
+    assert stage.car.body.trunk_openings == 0
+
+
+def test_a_clean_shutdown_persists_the_floor(stage: Stage) -> None:
+    stage.world.advance(30)  # ticks only: the floor moves in memory, not yet on disk
+    assert stage.car.time_store.load().floor == T0  # type: ignore[union-attr]
+    stage.car.clock.advance(-30)  # back within the skew while the unit is off
+    stage.world.reboot(stage.car)
+    assert stage.unit.trusted_time_floor == T0 + 30
+    assert stage.unit.clock_trusted
+
+
+class FlakyTimeStore(MemoryTimeStore):
+    """A time store that counts its writes and can be made to refuse them (worn flash)."""
+
+    def __init__(self, state: TimeState | None = None) -> None:
+        super().__init__()
+        self.writes = 0
+        self.broken = False
+        if state is not None:
+            super().save(state)
+
+    def save(self, state: TimeState) -> None:
+        if self.broken:
+            raise OSError("flash refused the write")
+        self.writes += 1
+        super().save(state)
+
+
+def use_time_store(stage: Stage, store: FlakyTimeStore) -> None:
+    """Reboot the stage's car over ``store`` (seeded with what its old store held)."""
+    stage.car.time_store = store
+    stage.world.reboot(stage.car)
+    stage.seen = GapDetector()
+    stage.unit.subscribe(stage.seen)
+
+
+def test_no_event_reports_a_time_the_store_does_not_hold(stage: Stage) -> None:
+    store = FlakyTimeStore(stage.car.time_store.load())
+    use_time_store(stage, store)
+    ahead: list[EventKind] = []
+
+    def check(event: Event) -> None:
+        saved = store.load()
+        if event.at is not None and (saved is None or saved.floor < event.at):
+            ahead.append(event.kind)
+
+    stage.unit.subscribe(check)
+    token = stage.token(window=100)
+    stage.world.advance(5)
+    assert stage.present(token) is Reason.ALLOWED
+    stage.world.advance(20)
+    assert stage.unit.trunk_closed() is True
+    stage.world.advance(7)
+    stage.unit.challenge()
+    stage.world.advance(90)
+    assert stage.present(token) is Reason.ALREADY_USED
+    stage.world.advance(3)
+    assert stage.present(stage.token()) is Reason.ALLOWED
+    stage.world.advance(stage.unit.config.relock_timeout)  # relocks by itself
+    assert stage.car.body.locked
+    stage.world.advance(11)
+    assert stage.unit.present(b"junk", action="trunk").reason is Reason.MALFORMED
+    stage.world.advance(13)
+    assert stage.unit.apply_revocations(b"junk").reason is Reason.CHAIN_INVALID
+    assert {e.kind for e in stage.seen.events} >= {
+        EventKind.CHALLENGE_ISSUED, EventKind.TOKEN_ACCEPTED, EventKind.TRUNK_OPENED,
+        EventKind.TRUNK_CLOSED, EventKind.RELOCKED, EventKind.RECEIPT_SIGNED,
+        EventKind.ACCESS_DENIED, EventKind.REVOCATIONS_REFUSED,
+    }
+    assert ahead == []
+
+
+def test_a_time_store_that_cannot_write_fails_closed_until_it_can(stage: Stage) -> None:
+    store = FlakyTimeStore(stage.car.time_store.load())
+    use_time_store(stage, store)
+    token = stage.token()
+    store.broken = True
+    stage.world.advance(1)  # the floor moved: a decision now needs a write first
+    outcome = stage.unit.present(token, action="trunk")
+    assert (outcome.reason, outcome.detail) == (
+        Reason.CLOCK_UNTRUSTED, "trusted time could not be persisted; refusing to decide")
+    with pytest.raises(AccessDenied) as raised:
+        stage.unit.challenge()
+    assert raised.value.reason is Reason.CLOCK_UNTRUSTED
+    assert stage.unit.apply_revocations(b"junk").reason is Reason.CLOCK_UNTRUSTED
+    synced = stage.world.time_sync(stage.car)
+    assert not synced.accepted
+    assert "could not be persisted" in synced.detail
+    assert stage.car.body.trunk_openings == 0
+    store.broken = False  # the write goes through again: no sync is needed
+    assert stage.present(token) is Reason.ALLOWED
+
+
+def test_a_unit_whose_time_store_cannot_write_boots_locked_and_refuses(stage: Stage) -> None:
+    token = stage.token()
+    store = FlakyTimeStore(stage.car.time_store.load())
+    store.broken = True
+    stage.car.body.doors_unlocked = True  # whatever the car was doing before
+    use_time_store(stage, store)
+    assert stage.car.body.locked
+    assert stage.present(token) is Reason.CLOCK_UNTRUSTED
+    store.broken = False
+    assert stage.present(token) is Reason.ALLOWED
+    assert store.load().boot == 2  # type: ignore[union-attr]  # the boot is counted late, not lost
+
+
+def test_a_flood_of_presentations_writes_the_floor_once_per_second_of_clock(
+    stage: Stage,
+) -> None:
+    store = FlakyTimeStore(stage.car.time_store.load())
+    use_time_store(stage, store)
+    before = store.writes
+    for _ in range(10):
+        for _ in range(20):
+            assert stage.unit.present(b"junk", action="trunk").reason is Reason.MALFORMED
+        stage.car.clock.advance(1)  # no tick: only the presentations read the clock
+    # The first second's floor was already on the store; each later one costs one write.
+    assert store.writes - before == 9
+
+
+def test_a_clock_stepped_back_after_a_challenge_does_not_stretch_its_lifetime(
+    stage: Stage,
+) -> None:
+    token = stage.token()
+    challenge = stage.unit.challenge()
+    stage.car.clock.advance(-25)  # within the skew: the trusted floor does not notice
+    stage.unit.tick()
+    stage.car.clock.advance(50)  # 50 s have passed; the clock reads 25 s after the issue
+    proof = make_proof(stage.courier, token=token, vehicle_id="VIN-1", challenge=challenge)
+    outcome = stage.unit.present(token, action="trunk", proof=proof, challenge=challenge)
+    assert outcome.reason is Reason.CHALLENGE_EXPIRED
+    assert outcome.detail == "answered 50 s after issue; lifetime is 30 s"
+    assert stage.present(token) is Reason.ALLOWED  # the token was not spent
+
+
+def test_update_refused_names_exactly_the_reasons_its_raisers_use() -> None:
+    # A unit's UpdateOutcome.reason is UpdateRefused.reason: its docstring is the
+    # list a backend alarms on, so it must name every code raised and no other.
+    raised: set[str] = set()
+    for path in Path(trunkkey.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+                and isinstance(node.exc.func, ast.Name) and node.exc.func.id == "UpdateRefused"
+            ):
+                code = node.exc.args[0]
+                assert isinstance(code, ast.Attribute), f"{path}:{node.lineno}: not Reason.X"
+                raised.add(Reason[code.attr].value)
+    doc = UpdateRefused.__doc__ or ""
+    named = set(re.findall(r"\* ``([a-z_]+)``", doc))
+    assert raised
+    assert named == raised
+
+
+def test_a_clock_run_far_ahead_refuses_tokens_and_no_sync_of_true_time_undoes_it(
+    stage: Stage,
+) -> None:
+    token = stage.token(window=3600)
+    stage.car.clock.advance(2 * 3600)  # not detectable: forward is what clocks do
+    assert stage.present(token) is Reason.EXPIRED
+    stage.car.clock.advance(-2 * 3600)  # put right locally: now far below the floor
+    assert stage.present(stage.token()) is Reason.CLOCK_UNTRUSTED
+    synced = stage.world.time_sync(stage.car)
+    assert (synced.accepted, synced.detail) == (False, "time sync is below the trusted floor")
+    assert stage.present(stage.token()) is Reason.CLOCK_UNTRUSTED
+    assert stage.car.body.trunk_openings == 0
+
+
+def test_residual_a_clock_held_back_while_the_unit_is_off_is_not_detected(
+    stage: Stage,
+) -> None:
+    # The documented limit of a floor: it keeps the car's time from running
+    # back, not from running slow. A token never refused can outlive its window
+    # in true time by as long as the clock was held back while the unit was off.
+    token = stage.token(window=100)
+    stage.world.advance(50)
+    assert stage.unit.challenge()  # a decision: the floor T0+50 is stored
+    stage.world.true_clock.advance(3600)  # an hour off; the clock is stopped meanwhile
+    stage.world.reboot(stage.car)
+    assert stage.unit.clock_trusted
+    assert stage.present(token) is Reason.ALLOWED
+    assert stage.world.now > T0 + 100 + stage.unit.config.policy.max_skew
+
+
+def test_a_spent_token_pruned_at_a_stored_time_does_not_come_back(stage: Stage) -> None:
+    token = stage.token(window=100)
+    assert stage.present(token) is Reason.ALLOWED
+    assert stage.unit.trunk_closed() is True
+    stage.world.advance(200)
+    stage.unit.challenge()  # a decision: the floor T0+200 is stored
+    assert stage.car.ledger.prune(T0 + 200) == 1  # kept until T0+100+60 only
+    stage.car.clock.set(T0 + 140)  # within the skew of the stored floor
+    power_cut(stage)
+    assert stage.present(token) is Reason.EXPIRED
+    assert stage.car.body.trunk_openings == 1

@@ -9,10 +9,17 @@ from ..reasons import Reason
 class UpdateRefused(TrunkkeyError):
     """A revocation list or trust update was not applied; the car keeps what it held.
 
-    ``reason`` is a stable :class:`~trunkkey.Reason` (``rollback`` for an old
-    or replayed version, ``unknown_key`` for a signer that is not a carmaker
-    root, ``chain_invalid`` for a bad signature, ``malformed`` for bytes off
-    the profile).
+    ``reason`` is a stable :class:`~trunkkey.Reason`, one of:
+
+    * ``malformed`` — bytes off the profile, a payload that does not decode,
+      or a trust update that would remove every carmaker root;
+    * ``wrong_type`` — a signed object of another type;
+    * ``chain_invalid`` — no ``kid``, so no way to tell which root signed;
+    * ``unknown_key`` — a signer that is not a carmaker root;
+    * ``key_not_valid`` — a root outside its validity period;
+    * ``alg_mismatch`` — a header that is not exactly {root's alg, kid, typ};
+    * ``bad_signature`` — a signature that does not verify;
+    * ``rollback`` — a version not newer than the one held (old or replayed).
     """
 
     def __init__(self, reason: Reason, detail: str) -> None:

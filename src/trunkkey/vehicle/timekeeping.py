@@ -9,6 +9,12 @@ reading more than the allowed skew below it makes the unit fail closed
 with a message signed by the carmaker's key and bound to a nonce the unit
 issued (so an old sync message cannot be replayed).
 
+Every time a decision relies on comes from :meth:`TimeKeeper.decision_time`,
+which puts the floor on the store first: a power cut can lose only floor that
+no decision relied on, so no decision is ever made at an earlier time than
+one before it — across clock steps, reboots and power cuts — and a token
+refused as expired stays refused.
+
 A clock that runs *fast* is not detected: it makes tokens expire early (a
 failed delivery, never an extra opening), and the floor it leaves behind can
 only be brought back by the carmaker's service — see ``docs/vehicle.md``.
@@ -23,7 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from .. import cbor
 from ..claims import MAX_TIME, check_name
@@ -36,8 +42,9 @@ SYNC_NONCE_BYTES = 16
 MAX_SYNC_BYTES = 256
 #: Payload labels of a time-sync message.
 _SYNC_VEHICLE, _SYNC_NONCE, _SYNC_TIME = 1, 2, 3
-#: The floor is written to disk when it has moved at least this much, and on
-#: every acceptance; a reboot can lose at most this much of it.
+#: Without decisions, the floor is still written when it has moved this much,
+#: so that a power cut takes at most this much off what rollback detection
+#: measures against. (A decision's time is always written first.)
 DEFAULT_PERSIST_EVERY = 60
 
 
@@ -171,17 +178,26 @@ def read_time_sync(message: bytes, carmaker_key: VerificationKey) -> TimeSync:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SyncOutcome:
-    """What the unit did with a time-sync message."""
+    """What the unit did with a time-sync message. Test ``.accepted``, not the object."""
 
     accepted: bool
     detail: str
     time: int | None = None
 
+    def __bool__(self) -> NoReturn:
+        # A refused sync is still an object: as a bool it would read "accepted".
+        raise TypeError("test sync_outcome.accepted, not the outcome itself")
+
 
 # -- The keeper ----------------------------------------------------------------
 
 class TimeKeeper:
-    """The unit's view of time: ``now()`` is trusted time, or ``None`` (fail closed)."""
+    """The unit's view of time.
+
+    :meth:`now` is trusted time, or ``None`` (fail closed), held in memory;
+    :meth:`decision_time` is the same time once the floor covering it is on
+    the store — the only time a decision may rely on.
+    """
 
     def __init__(
         self,
@@ -210,7 +226,12 @@ class TimeKeeper:
             loaded = TimeState(untrusted=True)
         state = loaded if loaded is not None else TimeState()
         self._state = self._persisted = state
-        self._save(replace(state, boot=state.boot + 1))
+        # A boot that cannot be written is still counted in memory: the unit
+        # must come up (and lock the car) even on a failing store, and the
+        # next checkpoint writes the count with the floor.
+        self._write(replace(state, boot=state.boot + 1))
+        self._last_clock = clock.now()
+        self._elapsed = 0
         # Read the clock at boot, so the floor starts from what the unit first saw.
         self.now()
 
@@ -232,35 +253,66 @@ class TimeKeeper:
         return not self._state.untrusted
 
     def now(self) -> int | None:
-        """Trusted time, never below the floor; ``None`` if the clock went back."""
+        """Trusted time, never below the floor; ``None`` if the clock went back.
+
+        The floor it raises is in memory (written every ``persist_every``
+        seconds of it): use :meth:`decision_time` for anything decided on it.
+        """
         state = self._state
         if state.untrusted:
             return None
-        reading = self._clock.now() + state.offset
+        reading = self._read() + state.offset
         if reading < state.floor - self._skew:
-            self._save(replace(state, untrusted=True))
+            # Untrusted in memory even if the store refuses the write: this
+            # boot stays closed, and the next boot sees the same rollback.
+            self._write(replace(state, untrusted=True))
             return None
         if reading > state.floor:
             new = replace(state, floor=reading)
-            if reading - self._saved_floor >= self._persist_every:
-                self._save(new)
+            if reading - self._persisted.floor >= self._persist_every:
+                self._write(new)
             else:
                 self._state = new
         return self._state.floor
 
+    def decision_time(self) -> int | None:
+        """Trusted time for a decision, on the store before it is returned.
+
+        ``None`` if the clock is untrusted or the store cannot take the floor:
+        a decision made at a time the store does not hold could be undone by a
+        power cut and a clock set back within the skew (an expired token
+        allowed again). Writes only when the floor has moved, so it costs at
+        most one write per second of clock however often it is called.
+        """
+        now = self.now()
+        if now is None or not self.checkpoint():
+            return None
+        return now
+
     def reading(self) -> int:
         """The raw clock reading (with the sync offset), not held up by the floor.
 
-        Elapsed-time bounds (a challenge's lifetime) use this: measured on the
-        floored time, a clock set back within the skew just before a challenge
-        would stretch the relay bound by that much.
+        The relock timeout uses it: measured on the floored time, a clock set
+        back within the skew just before an opening would keep the trunk open
+        that much longer.
         """
-        return self._clock.now() + self._state.offset
+        return self._read() + self._state.offset
 
-    def checkpoint(self) -> None:
-        """Persist the floor now (the unit calls this before it actuates)."""
-        if self._state.floor != self._saved_floor:
-            self._save(self._state)
+    def monotonic(self) -> int:
+        """Seconds the clock ran forward while the unit watched it, this boot.
+
+        A step back counts as no time at all, so an interval measured on it (a
+        challenge's lifetime) is never shortened by setting the clock back
+        between two readings the unit took; a sync does not move it.
+        """
+        self._read()
+        return self._elapsed
+
+    def checkpoint(self) -> bool:
+        """Put the state held in memory on the store; ``False`` if the store refused."""
+        if self._state == self._persisted:
+            return True
+        return self._write(self._state)
 
     def sync_nonce(self) -> bytes:
         """A nonce for the carmaker's time server; a newer one replaces the older."""
@@ -290,21 +342,37 @@ class TimeKeeper:
             return SyncOutcome(
                 accepted=False, detail="time sync is below the trusted floor", time=sync.time
             )
-        self._save(
-            replace(
-                state,
-                offset=sync.time - self._clock.now(),
-                floor=max(state.floor, sync.time),
-                untrusted=False,
-            )
+        synced = replace(
+            state,
+            offset=sync.time - self._read(),
+            floor=max(state.floor, sync.time),
+            untrusted=False,
         )
+        try:
+            self._store.save(synced)
+        except Exception as exc:  # noqa: BLE001 -- any store failure: stay as we were
+            # Trusted only in memory, a power cut would bring back the old state
+            # under a unit that already acted on the new one.
+            return SyncOutcome(
+                accepted=False,
+                detail=f"synchronised time could not be persisted ({type(exc).__name__})",
+                time=sync.time,
+            )
+        self._state = self._persisted = synced
         return SyncOutcome(accepted=True, detail="clock re-synchronised", time=sync.time)
 
-    @property
-    def _saved_floor(self) -> int:
-        return self._persisted.floor
+    def _read(self) -> int:
+        clock = self._clock.now()
+        self._elapsed += max(0, clock - self._last_clock)
+        self._last_clock = clock
+        return clock
 
-    def _save(self, state: TimeState) -> None:
-        self._store.save(state)
+    def _write(self, state: TimeState) -> bool:
+        """Hold ``state`` in memory and try to store it; ``False`` if the store refused."""
         self._state = state
+        try:
+            self._store.save(state)
+        except Exception:  # noqa: BLE001 -- the caller fails closed on False
+            return False
         self._persisted = state
+        return True

@@ -7,7 +7,8 @@ message can reach one (the 2022 key-card enrolment window is the warning).
 
 One opening at a time, in this order:
 
-1. trusted time (:mod:`.timekeeping`), or ``clock_untrusted``;
+1. trusted time (:mod:`.timekeeping`), with the floor that covers it on the
+   store first, or ``clock_untrusted``;
 2. the challenge the courier's device answered (:mod:`.challenge`):
    issued here, unused, younger than its time to live;
 3. the core :class:`~trunkkey.Verifier`, which spends the token in the
@@ -57,6 +58,8 @@ from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
 from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
 
 DEFAULT_RELOCK_TIMEOUT = 120
+_WENT_BACK = "clock went back; awaiting time sync"
+_UNPERSISTED = "trusted time could not be persisted; refusing to decide"
 #: How far beyond the geofence's edge the car may read before the unit says
 #: "the car was moved" rather than "just outside": a few GPS errors.
 DEFAULT_MOVED_MARGIN_M = 250
@@ -228,7 +231,12 @@ class VehicleUnit:
         )
 
     def close(self) -> None:
-        """Release the ledger (a simulated power-off; nothing is unlocked)."""
+        """Shut down cleanly: the floor goes to the store, the ledger is released.
+
+        Nothing is unlocked. A power cut (no ``close()``) loses only floor that
+        no decision relied on.
+        """
+        self._time.checkpoint()
         self._ledger.close()
 
     def __repr__(self) -> str:
@@ -294,14 +302,15 @@ class VehicleUnit:
     # -- the courier's exchange ---------------------------------------------
     def challenge(self) -> bytes:
         """A fresh challenge for the courier's device to sign."""
-        now = self._now()
+        now, why = self._decision_time()
         if now is None:
             self._events.emit(
                 EventKind.ACCESS_DENIED, at=None, reason=Reason.CLOCK_UNTRUSTED,
-                detail="no challenge while the clock is untrusted",
+                detail="no challenge while the clock is untrusted" if why == _WENT_BACK
+                else "no challenge while trusted time cannot be persisted",
             )
-            raise AccessDenied(Reason.CLOCK_UNTRUSTED, "clock went back; awaiting time sync")
-        challenge = self._challenges.issue(self._time.reading())
+            raise AccessDenied(Reason.CLOCK_UNTRUSTED, why)
+        challenge = self._challenges.issue(self._time.monotonic())
         self._events.emit(EventKind.CHALLENGE_ISSUED, at=now)
         return challenge
 
@@ -324,9 +333,9 @@ class VehicleUnit:
         with an event), so the token is judged under the newest list either
         of them knows.
         """
-        now = self._now()
+        now, why = self._decision_time()
         if now is None:
-            return self._deny(None, Reason.CLOCK_UNTRUSTED, "clock went back; awaiting time sync")
+            return self._deny(None, Reason.CLOCK_UNTRUSTED, why)
         if revocations is not None:
             self._carried_revocations(revocations)
         try:
@@ -343,7 +352,7 @@ class VehicleUnit:
         if self._opening is not None:
             return self._deny(now, Reason.UNIT_BUSY, "an opening is already in progress")
         if challenge is not None:
-            refusal = self._challenges.redeem(challenge, self._time.reading())
+            refusal = self._challenges.redeem(challenge, self._time.monotonic())
             if refusal is not None:
                 return self._deny(now, refusal.reason, refusal.detail)
         location = self._position()
@@ -355,9 +364,8 @@ class VehicleUnit:
         if not decision.allowed or claims is None:
             reason, detail = self._refine(decision, location)
             return self._deny(now, reason, detail, claims, decision)
-        # The ledger has recorded the token as spent (durably) by now; the
-        # floor goes to disk too, before anything moves.
-        self._time.checkpoint()
+        # The ledger has recorded the token as spent (durably) by now, and the
+        # floor this decision relied on was stored before it was made.
         self._events.emit(EventKind.TOKEN_ACCEPTED, at=now, token_id=claims.token_id)
         try:
             if wanted is Action.TRUNK:
@@ -440,12 +448,13 @@ class VehicleUnit:
         self, applied: EventKind, refused: EventKind,
         apply: Callable[[ConsentUpdates, int], UpdateOutcome],
     ) -> UpdateOutcome:
-        now = self._now()
+        now, why = self._decision_time()
         updates = self._updates
         if now is None:
-            # A root's validity is judged at trusted time, or not at all.
+            # A root's validity is judged at stored trusted time, or not at all:
+            # a root refused as expired must not be accepted after a power cut.
             outcome = UpdateOutcome(
-                reason=Reason.CLOCK_UNTRUSTED, detail="clock went back; awaiting time sync",
+                reason=Reason.CLOCK_UNTRUSTED, detail=why,
                 version=0 if updates is None else updates.revocations_version,
             )
         elif updates is None:
@@ -471,14 +480,34 @@ class VehicleUnit:
 
     # -- internals -------------------------------------------------------------
     def _now(self) -> int | None:
+        """Trusted time held in memory: enough to relock, never to decide."""
         now = self._time.now()
-        if now is None and not self._clock_alarm_raised:
+        if now is None:
+            self._clock_alarm()
+        return now
+
+    def _decision_time(self) -> tuple[int | None, str]:
+        """Trusted time whose floor is on the store, or ``None`` and why not.
+
+        Everything the unit decides goes through here first: a refusal at a
+        time the store does not hold could be reversed after a power cut with
+        the clock set back within the skew (an expired token allowed again).
+        """
+        now = self._time.decision_time()
+        if now is not None:
+            return now, ""
+        if self._time.trusted:
+            return None, _UNPERSISTED
+        self._clock_alarm()
+        return None, _WENT_BACK
+
+    def _clock_alarm(self) -> None:
+        if not self._clock_alarm_raised:
             self._clock_alarm_raised = True
             self._events.emit(
                 EventKind.CLOCK_UNTRUSTED, at=None,
                 detail=f"clock below trusted floor {self._time.floor}",
             )
-        return now
 
     def _position(self) -> Location | None:
         try:
@@ -522,6 +551,9 @@ class VehicleUnit:
             return False
         now = self._now()
         at = self._time.floor if now is None else now
+        # Best effort: the report should not run ahead of the stored floor,
+        # but relocking never waits for a store that refuses.
+        self._time.checkpoint()
         self._events.emit(kind, at=at, token_id=opening.token_id)
         self._relock(at, "closed" if now is not None else "clock_untrusted", closed_at=at)
         return True
@@ -542,6 +574,7 @@ class VehicleUnit:
         opening = self._opening
         if opening is None:
             return
+        self._time.checkpoint()  # best effort, as for closing
         try:
             self._actuator.lock_all()
         except Exception as exc:  # noqa: BLE001 -- retried on the next tick
