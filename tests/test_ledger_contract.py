@@ -136,6 +136,7 @@ def real_future() -> int:
 
 class TestLedgerContract:
     def test_satisfies_protocol(self, ledger: Ledger) -> None:
+        require_spend(ledger)
         assert isinstance(ledger, Ledger)
 
     def test_first_consume_wins_second_loses(self, ledger: Ledger) -> None:
