@@ -28,6 +28,7 @@ from support import NOW, VEHICLE
 from trunkkey import LedgerError
 from trunkkey.cli import main as cli_main
 from trunkkey.errors import LedgerCorrupted
+from trunkkey.ledger import sqlite as sqlite_module
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.sqlite import (
     JOURNAL_SIZE_LIMIT,
@@ -488,6 +489,59 @@ class TestDamagedFilesAreRefused:
         assert Path(f"{path}-wal").stat().st_size > 0, "the spends are only in the WAL"
         assert not _refused(path, tokens)
 
+    def test_a_damaged_wal_frame_with_commits_after_it_is_refused_and_left_as_found(
+        self, crashed: Crashed, tmp_path: Path
+    ) -> None:
+        # SQLite's recovery stops silently at the first bad frame: every later
+        # commit (here up to five spent tokens) would be forgotten.
+        rng = random.Random(7)
+        offsets = list(range(32))  # the WAL header: magic, version, page size, salts, checksum
+        for frame in range(crashed.frames - 2):  # all but the last transaction's two frames
+            start = 32 + frame * crashed.frame_size
+            offsets += [start + field for field in (0, 4, 8, 12, 16, 20)]  # the frame header
+            offsets += [start + 24 + rng.randrange(4096) for _ in range(3)]  # its page
+        for n, offset in enumerate(offsets):
+            path = tmp_path / f"wal-{offset}.db"
+            path.write_bytes(crashed.db)
+            wal = _flip(crashed.wal, offset, n % 8)
+            Path(f"{path}-wal").write_bytes(wal)
+            assert _refused(path, crashed.tokens), f"WAL byte {offset}"
+            assert Path(f"{path}-wal").read_bytes() == wal, "SQLite never got to fold it away"
+            if n % 10 == 0:
+                assert _refused(path, crashed.tokens), "and it stays refused"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    def test_without_room_for_a_scratch_copy_the_wal_is_checked_all_the_same(
+        self, crashed: Crashed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The check asks SQLite (on a copy in the temp directory) how much of
+        # the WAL it keeps; without that copy it works the chain out itself.
+        monkeypatch.setattr(sqlite_module, "_frames_sqlite_keeps", lambda path, wal: None)
+        path = tmp_path / "intact.db"
+        path.write_bytes(crashed.db)
+        Path(f"{path}-wal").write_bytes(crashed.wal)
+        assert not _refused(path, crashed.tokens)
+        for frame in range(crashed.frames - 2):
+            path = tmp_path / f"frame-{frame}.db"
+            path.write_bytes(crashed.db)
+            offset = 32 + frame * crashed.frame_size + 24 + 1000
+            Path(f"{path}-wal").write_bytes(_flip(crashed.wal, offset, frame % 8))
+            assert _refused(path, crashed.tokens), f"frame {frame}"
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="a damaged frame of the last transaction looks like a write torn by the crash",
+    )
+    def test_a_damaged_frame_of_the_last_transaction_is_refused(
+        self, crashed: Crashed, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "last.db"
+        path.write_bytes(crashed.db)
+        last = 32 + (crashed.frames - 1) * crashed.frame_size + 24 + 100
+        Path(f"{path}-wal").write_bytes(_flip(crashed.wal, last, 0))
+        assert _refused(path, crashed.tokens)
+
     @pytest.mark.xfail(
         strict=True,
         reason="a deleted WAL leaves an older but consistent file: nothing inside it can tell "
@@ -500,6 +554,30 @@ class TestDamagedFilesAreRefused:
         Path(f"{path}-wal").unlink()
         Path(f"{path}-shm").unlink(missing_ok=True)
         assert _refused(path, tokens)
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """A ledger left by a killed process: its spends are only in the WAL's frames."""
+
+    db: bytes
+    wal: bytes
+    tokens: list[bytes]
+    frame_size: int = 24 + 4096
+
+    @property
+    def frames(self) -> int:
+        return (len(self.wal) - 32) // self.frame_size
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory: pytest.TempPathFactory) -> Crashed:
+    path = tmp_path_factory.mktemp("crashed") / "ledger.db"
+    tokens = _tokens(6)
+    _spend_then_die(path, tokens)
+    made = Crashed(path.read_bytes(), Path(f"{path}-wal").read_bytes(), tokens)
+    assert made.frames == 2 * len(tokens)  # a table page and an index page per spend
+    return made
 
 
 def _spend_then_die(path: Path, tokens: list[bytes]) -> None:
