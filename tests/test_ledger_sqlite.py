@@ -432,9 +432,25 @@ class TestDamagedFilesAreRefused:
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
 
+    @pytest.mark.parametrize("version", [b"\x01\x01", b"\x02\x03", b"\x03\x02"],
+                             ids=["rollback-journal", "write-version-3", "read-version-3"])
+    def test_a_header_that_no_longer_says_wal_is_refused_and_its_wal_kept(
+        self, crashed: Crashed, tmp_path: Path, version: bytes
+    ) -> None:
+        # Read in rollback mode, SQLite would ignore the WAL (every spend in
+        # it), and switching the file back to WAL would reset it.
+        path = tmp_path / "mode.db"
+        data = bytearray(crashed.db)
+        data[18:20] = version
+        path.write_bytes(bytes(data))
+        Path(f"{path}-wal").write_bytes(crashed.wal)
+        assert _refused(path, crashed.tokens)
+        assert Path(f"{path}-wal").read_bytes() == crashed.wal
+
     def test_a_sqlite_file_that_is_no_ledger_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "other.db"
         conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("CREATE TABLE notes (text)")
         conn.commit()
         conn.close()

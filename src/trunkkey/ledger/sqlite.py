@@ -284,7 +284,7 @@ def _frames_sqlite_keeps(path: Path, wal: bytes) -> int | None:
                 row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             finally:
                 conn.close()
-            return int(row[1])
+            return max(0, int(row[1]))  # -1: the copy is not in WAL mode at all
     except OSError:
         return None  # no room for a copy: the caller works it out itself
     except (sqlite3.Error, ValueError, TypeError):
@@ -330,6 +330,13 @@ class SqliteLedger:
         try:
             if not os.path.lexists(self._path):
                 _create(self._path, floor=0)
+            # Every ledger file is in WAL mode (header bytes 18 and 19 are 2).
+            # Read as anything else SQLite would ignore the WAL, and switching
+            # back to WAL would reset it, committed spends and all.
+            with open(self._path, "rb") as file:
+                header = file.read(20)
+            if header[18:20] != b"\x02\x02":
+                raise self._corrupted("its header does not say WAL mode")
             # Before SQLite reads the WAL: its recovery would silently stop at
             # a damaged frame, and closing would fold the rest away for good.
             if _wal_drops_commits(self._path):
@@ -418,9 +425,7 @@ class SqliteLedger:
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
             if mode != "wal":
-                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
-            if mode != "wal":
-                raise LedgerError(f"cannot put {self._path} in WAL mode (got {mode})")
+                raise LedgerError(f"cannot use {self._path} in WAL mode (got {mode})")
         except BaseException:
             conn.close()
             raise
