@@ -15,6 +15,7 @@ from _setups import NOW, VEHICLE, WINDOW, ConsentMissing, Direct, chained, check
 
 from trunkkey import MemoryLedger, SqliteLedger
 from trunkkey.ledger.base import Ledger
+from trunkkey.ledger.sqlite import spent_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,9 +67,10 @@ def _prefill_sqlite(path: Path, size: int) -> None:
     SqliteLedger(path).close()  # the ledger's own schema
     conn = sqlite3.connect(path)
     with conn:
-        conn.executemany(
-            "INSERT INTO spent (vehicle, token_id, keep_until) VALUES (?, ?, ?)",
-            ((VEHICLE.encode(), secrets.token_bytes(16), NOW + WINDOW) for _ in range(size)),
+        rows = ((VEHICLE.encode(), secrets.token_bytes(16), NOW + WINDOW) for _ in range(size))
+        conn.executemany(  # each row with the checksum the ledger verifies on open
+            "INSERT INTO spent (vehicle, token_id, keep_until, checksum) VALUES (?, ?, ?, ?)",
+            ((v, t, k, spent_checksum(v, t, k)) for v, t, k in rows),
         )
     conn.close()
 

@@ -1,10 +1,19 @@
-"""Race P processes x T threads to consume the same tokens; exactly one may win each.
+"""Race P processes x T threads on every ledger; exactly one may win each race.
 
     python -m harness.race --ledger sqlite --races 10000 --procs 2 --threads 4
+    python -m harness.race --ledger sqlite --daily-limit --rounds 1000 --procs 2 --threads 4
 
-Every worker walks the same token ids in the same order, so for each token
-all P x T workers arrive at nearly the same moment. The parent counts the
-winners per token and exits non-zero unless every token had exactly one.
+Token race (the default): every worker walks the same token ids in the same
+order, so for each token all P x T workers arrive at nearly the same moment.
+The parent counts the winners per token and exits non-zero unless every
+token had exactly one.
+
+Daily-limit race (``--daily-limit``): in each round every worker presents a
+*different* token, all under the same ``DailyLimit`` of one opening a day
+(a fresh 32-byte grant digest per round), so the tokens cannot collide and
+only the limit stands between them. At most one FIRST_USE per round, ever;
+exactly one when no call failed. The threads of a process start each round
+together.
 
 The memory ledger lives inside one process: it is raced by threads only
 (``--procs`` is forced to 1 for it). The others are raced by processes, each
@@ -14,8 +23,10 @@ with its own ledger object on the shared file or server, and threads within.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
+import secrets
 import sys
 import tempfile
 import threading
@@ -26,7 +37,7 @@ from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
 
 from harness.ledgers import KINDS, SERVER_ENV, drop_namespace, new_namespace, open_ledger
-from trunkkey.ledger.base import Ledger
+from trunkkey.ledger.base import DailyLimit, Ledger, SpendOutcome
 
 VEHICLE = "race-car"
 
@@ -160,17 +171,174 @@ def run_race(
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitRaceResult:
+    ledger: str
+    rounds: int
+    procs: int
+    threads: int
+    attempts: int
+    first_uses: int
+    rounds_with_one_winner: int
+    rounds_won_twice: int
+    rounds_never_won: int
+    outcomes: dict[str, int]
+    errors: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rounds_with_one_winner == self.rounds and self.errors == 0
+
+
+def _grant(seed: bytes, round_: int) -> bytes:
+    """The round's grant digest: fresh per run and per round, the same in every process."""
+    return hashlib.sha256(seed + round_.to_bytes(8, "big")).digest()
+
+
+def _limit_thread_worker(
+    ledger: Ledger, *, worker: int, rounds: int, seed: bytes, at: int,
+    start: threading.Barrier, wins: list[int], outcomes: Counter[str], errors: list[int],
+) -> None:
+    for r in range(rounds):
+        start.wait()  # the process's threads enter every round together
+        limit = DailyLimit(_grant(seed, r), 1)
+        token = b"limit" + r.to_bytes(8, "big") + worker.to_bytes(4, "big")
+        try:
+            outcome = ledger.spend(
+                VEHICLE, token, at + 86_400, issued_at=at, at=at, limits=(limit,)
+            )
+        except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
+            errors.append(r)
+            continue
+        outcomes[outcome.value] += 1
+        if outcome is SpendOutcome.FIRST_USE:
+            wins.append(r)
+
+
+def _run_limit_process(
+    kind: str, *, namespace: str, path: str, rounds: int, threads: int, first_worker: int,
+    seed: bytes, at: int, barrier: ProcessBarrier | None, ledger: Ledger | None = None,
+) -> tuple[list[int], dict[str, int], int]:
+    sys.setswitchinterval(1e-6)  # see _run_process
+    own = ledger is None
+    ledger = ledger or open_ledger(kind, namespace=namespace, path=Path(path))
+    wins: list[int] = []
+    outcomes: Counter[str] = Counter()
+    errors: list[int] = []
+    start = threading.Barrier(threads)
+    workers = [
+        threading.Thread(
+            target=_limit_thread_worker,
+            args=(ledger,),
+            kwargs={"worker": first_worker + t, "rounds": rounds, "seed": seed, "at": at,
+                    "start": start, "wins": wins, "outcomes": outcomes, "errors": errors},
+        )
+        for t in range(threads)
+    ]
+    if barrier is not None:
+        barrier.wait()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    sys.setswitchinterval(0.005)
+    if own:
+        ledger.close()
+    return wins, dict(outcomes), len(errors)
+
+
+def _limit_child(kind: str, options: dict[str, object], out: mp.SimpleQueue) -> None:  # type: ignore[type-arg]
+    out.put(_run_limit_process(kind, **options))  # type: ignore[arg-type]
+
+
+def run_limit_race(
+    kind: str, *, rounds: int, procs: int = 1, threads: int = 8, path: Path | None = None,
+    namespace: str | None = None, ledger: Ledger | None = None,
+) -> LimitRaceResult:
+    """Race ``procs x threads`` different tokens under one daily limit of 1, ``rounds`` times.
+
+    ``ledger`` (one process only) races a ledger object made by the caller.
+    """
+    if kind == "memory" or ledger is not None:
+        # One process (the object is not shared between processes), as many competitors.
+        procs, threads = 1, procs * threads
+    namespace = namespace or new_namespace()
+    seed = secrets.token_bytes(16)
+    at = int(time.time())  # one UTC day for the whole run: the limit never resets mid-run
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(path or Path(tmp) / "limit-race.db")
+        if kind != "memory" and ledger is None:
+            open_ledger(kind, namespace=namespace, path=Path(db)).close()  # create the schema
+        started = time.perf_counter()
+        results: list[tuple[list[int], dict[str, int], int]] = []
+        options: dict[str, object] = {"namespace": namespace, "path": db, "rounds": rounds,
+                                      "threads": threads, "seed": seed, "at": at}
+        if procs == 1 and (kind == "memory" or ledger is not None):
+            results.append(_run_limit_process(
+                kind, **options, first_worker=0, barrier=None,  # type: ignore[arg-type]
+                ledger=ledger or open_ledger("memory"),
+            ))
+        else:
+            ctx = mp.get_context("spawn")  # no connection or lock is ever inherited by fork
+            barrier = ctx.Barrier(procs)
+            out = ctx.SimpleQueue()
+            children = [
+                ctx.Process(
+                    target=_limit_child,
+                    args=(kind, options | {"first_worker": p * threads, "barrier": barrier}, out),
+                )
+                for p in range(procs)
+            ]
+            for c in children:
+                c.start()
+            results = [out.get() for _ in children]
+            for c in children:
+                c.join()
+        seconds = time.perf_counter() - started
+        if kind in SERVER_ENV and ledger is None:
+            drop_namespace(kind, namespace)
+    per_round = Counter(r for wins, _, _ in results for r in wins)
+    outcomes: Counter[str] = Counter()
+    for _, counted, _ in results:
+        outcomes.update(counted)
+    return LimitRaceResult(
+        ledger=kind,
+        rounds=rounds,
+        procs=procs,
+        threads=threads,
+        attempts=rounds * procs * threads,
+        first_uses=sum(per_round.values()),
+        rounds_with_one_winner=sum(1 for n in per_round.values() if n == 1),
+        rounds_won_twice=sum(1 for n in per_round.values() if n > 1),
+        rounds_never_won=rounds - len(per_round),
+        outcomes=dict(sorted(outcomes.items())),
+        errors=sum(e for _, _, e in results),
+        seconds=round(seconds, 3),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ledger", choices=KINDS, required=True)
-    parser.add_argument("--races", type=int, default=10_000)
+    parser.add_argument("--races", "--rounds", dest="races", type=int, default=10_000,
+                        help="tokens to race, or with --daily-limit rounds to run")
+    parser.add_argument("--daily-limit", action="store_true",
+                        help="race different tokens under one daily limit of 1 per round")
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--path", type=Path, help="SQLite file (default: a temporary one)")
     args = parser.parse_args(argv)
-    result = run_race(
-        args.ledger, races=args.races, procs=args.procs, threads=args.threads, path=args.path
-    )
+    result: RaceResult | LimitRaceResult
+    if args.daily_limit:
+        result = run_limit_race(
+            args.ledger, rounds=args.races, procs=args.procs, threads=args.threads,
+            path=args.path,
+        )
+    else:
+        result = run_race(
+            args.ledger, races=args.races, procs=args.procs, threads=args.threads, path=args.path
+        )
     print(json.dumps(asdict(result) | {"ok": result.ok}))
     return 0 if result.ok else 1
 

@@ -1,12 +1,18 @@
-"""Each ledger against a model, under random sequences of consume / prune / time / reopen.
+"""Each ledger against a model, under random sequences of consume / spend / prune / time / reopen.
 
-The model is a dict of spent keys to keep_until. Two things must hold at
-every step, for every ledger:
+The model is a dict of spent keys to keep_until, and the daily-limit
+counters per (vehicle, grant, UTC day). Three things must hold at every
+step, for every ledger:
 
-* consume answers what the model says: True for a key never spent (or spent
-  and pruned), False for a key still held;
+* consume and spend answer what the model says: a key never spent (or spent
+  and pruned) is a first use unless a limit it is spent under is full today,
+  a key still held is already used;
 * no key is ever consumed twice while its keep_until has not passed — pruning,
-  time and reopening notwithstanding.
+  time and reopening notwithstanding;
+* no (vehicle, grant) opens more than its limit in one UTC day.
+
+Spends are decided at the model's "now", which never goes back, so a
+counter is never asked about after prune may have dropped it.
 
 A prune with a limit may remove any of the expired entries (ties in
 keep_until have no order), so after one the model marks the expired keys as
@@ -32,11 +38,16 @@ from harness.ledgers import KINDS, drop_namespace, new_namespace, open_ledger
 
 from support import NOW
 from test_ledger_contract import SERVER_KINDS, require_server
-from trunkkey.ledger.base import Ledger
+from trunkkey.ledger.base import DAY_SECONDS, DailyLimit, Ledger, SpendOutcome
 
 VEHICLES = st.sampled_from(["car-1", "car-2", "\u00e9t\u00e9"])
 TOKENS = st.sampled_from([b"\x00", b"\x01", b"\x00\x01", b"tok", b"t" * 64])
+GRANTS = (bytes(range(32)), bytes(range(1, 33)), bytes(range(2, 34)))
+#: Which of GRANTS a spend is limited by, each with its limit today.
+LIMITS = st.lists(st.tuples(st.integers(0, 2), st.integers(1, 3)), max_size=3,
+                  unique_by=lambda pair: pair[0])
 Key = tuple[str, bytes]
+Counter = tuple[str, bytes, int]  # vehicle, grant, day
 
 
 class LedgerModel(RuleBasedStateMachine):
@@ -52,6 +63,7 @@ class LedgerModel(RuleBasedStateMachine):
         self.now = int(time.time()) + 86_400 if self.kind == "redis" else NOW
         self.held: dict[Key, int] = {}
         self.maybe: dict[Key, int] = {}
+        self.used: dict[Counter, int] = {}
         self.ledger = self._open()
 
     def _open(self) -> Ledger:
@@ -74,10 +86,49 @@ class LedgerModel(RuleBasedStateMachine):
         if result:
             self.held[key] = self.now + ttl
 
+    # Until a server ledger has spend(), its model runs the rest (see require_spend).
+    @precondition(lambda self: callable(getattr(type(self.ledger), "spend", None)))
+    @rule(vehicle=VEHICLES, token=TOKENS, ttl=st.integers(0, 400), chosen=LIMITS)
+    def spend(
+        self, vehicle: str, token: bytes, ttl: int, chosen: list[tuple[int, int]]
+    ) -> None:
+        key = (vehicle, token)
+        limits = tuple(DailyLimit(GRANTS[g], n) for g, n in chosen)
+        day = self.now // DAY_SECONDS
+        result = self.ledger.spend(
+            vehicle, token, self.now + ttl, issued_at=self.now, at=self.now, limits=limits
+        )
+        if key in self.held:
+            assert result is SpendOutcome.ALREADY_USED, (key, result)
+            return
+        if key in self.maybe:
+            # A limited prune may or may not have taken it; both answers are sound.
+            if result is SpendOutcome.ALREADY_USED:
+                self.held[key] = self.maybe.pop(key)
+                return
+            del self.maybe[key]
+        full = [
+            item for item in limits if self.used.get((vehicle, item.grant, day), 0) >= item.limit
+        ]
+        if full:
+            assert result is SpendOutcome.LIMIT_REACHED, (key, limits, result)
+            return
+        assert result is SpendOutcome.FIRST_USE, (key, limits, result)
+        self.held[key] = self.now + ttl
+        for item in limits:
+            counter = (vehicle, item.grant, day)
+            self.used[counter] = self.used.get(counter, 0) + 1
+
     @precondition(lambda self: self.kind != "redis")
     @rule(seconds=st.integers(0, 300))
     def advance(self, seconds: int) -> None:
         self.now += seconds
+
+    @precondition(lambda self: self.kind != "redis")
+    @rule(into=st.integers(0, 120))
+    def next_day(self, into: int) -> None:
+        # To just past the next UTC midnight: yesterday's limits no longer bind.
+        self.now = (self.now // DAY_SECONDS + 1) * DAY_SECONDS + into
 
     @rule(limit=st.none() | st.integers(0, 4))
     def prune(self, limit: int | None) -> None:

@@ -1,8 +1,10 @@
-"""Exactly one winner per token when processes x threads race on every ledger.
+"""Exactly one winner per race when processes x threads race on every ledger.
 
-The default run races 300 tokens per ledger; ``TRUNKKEY_RACES=10000`` (as CI
-sets it) raises the count. The memory ledger is raced by threads of one
-process only: it is not shared between processes.
+Two races: the same token presented by every worker at once (300 tokens per
+ledger by default, ``TRUNKKEY_RACES=10000`` in CI), and different tokens
+under one daily limit of 1 (100 rounds of 8 workers by default,
+``TRUNKKEY_LIMIT_RACES=1000`` in CI). The memory ledger is raced by threads
+of one process only: it is not shared between processes.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.ledgers import KINDS
-from harness.race import _run_process, run_race
+from harness.ledgers import KINDS, new_namespace, open_ledger
+from harness.race import _run_process, run_limit_race, run_race
 
-from test_ledger_contract import SERVER_KINDS, require_server
+from test_ledger_contract import SERVER_KINDS, require_server, require_spend
+from trunkkey.ledger.base import DailyLimit, SpendOutcome, check_spend
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.sqlite import SqliteLedger
 
 RACES = int(os.environ.get("TRUNKKEY_RACES", "300"))
+LIMIT_RACES = int(os.environ.get("TRUNKKEY_LIMIT_RACES", "100"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -69,3 +73,62 @@ def test_one_winner_when_threads_share_one_ledger_object(tmp_path: Path) -> None
     ledger.close()
     assert errors == 0
     assert sorted(wins) == list(range(200))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_opening_per_day_under_a_limit_of_one(kind: str, tmp_path: Path) -> None:
+    if kind in SERVER_KINDS:
+        require_server(kind)
+    probe = open_ledger(kind, namespace=new_namespace(), path=tmp_path / "probe.db")
+    try:
+        require_spend(probe)
+    finally:
+        probe.close()
+    result = run_limit_race(kind, rounds=LIMIT_RACES, procs=2, threads=4,
+                            path=tmp_path / "limit.db")
+    assert result.procs * result.threads == 8
+    assert result.rounds_won_twice == 0, result
+    assert result.errors == 0, result
+    assert result.rounds_never_won == 0, result
+    assert result.first_uses == LIMIT_RACES
+    assert result.outcomes == {"first_use": LIMIT_RACES, "limit_reached": LIMIT_RACES * 7}
+    assert result.ok
+
+
+class CheckThenCountLedger(MemoryLedger):
+    """The bug spend() forbids: read the counter, then record and count, with a gap between."""
+
+    def spend(
+        self,
+        vehicle_id: str,
+        token_id: bytes,
+        keep_until: int,
+        *,
+        issued_at: int,
+        at: int,
+        limits: tuple[DailyLimit, ...] = (),
+    ) -> SpendOutcome:
+        _, day = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
+        counts = self._counts.setdefault(day, {})
+        full = any(counts.get((vehicle_id, item.grant), 0) >= item.limit for item in limits)
+        time.sleep(0)  # let another thread in between the look and the count
+        if full:
+            return SpendOutcome.LIMIT_REACHED
+        if not self.consume(vehicle_id, token_id, keep_until):
+            return SpendOutcome.ALREADY_USED
+        for item in limits:
+            counts[(vehicle_id, item.grant)] = counts.get((vehicle_id, item.grant), 0) + 1
+        return SpendOutcome.FIRST_USE
+
+
+def test_the_limit_race_catches_a_check_then_count_ledger() -> None:
+    result = run_limit_race("memory", rounds=100, threads=8, ledger=CheckThenCountLedger())
+    assert result.errors == 0
+    assert result.rounds_won_twice > 0, "a check-then-count ledger must lose some rounds"
+    assert not result.ok
+
+
+def test_the_limit_race_passes_the_same_ledger_done_right() -> None:
+    # The control for the test above: same harness, same shape, the real spend.
+    result = run_limit_race("memory", rounds=100, threads=8, ledger=MemoryLedger())
+    assert result.ok, result

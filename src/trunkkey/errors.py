@@ -44,6 +44,15 @@ class LedgerError(TrunkkeyError):
     """The replay ledger could not record or answer; access must be denied."""
 
 
+class LedgerCorrupted(LedgerError):
+    """A ledger file failed its integrity checks and is refused, never used.
+
+    A damaged ledger could have forgotten spent tokens, so it is not opened
+    at all; the message names the file and the operator's recovery step
+    (``trunkkey ledger recover PATH``, see docs/operations.md).
+    """
+
+
 class AccessDenied(TrunkkeyError):
     """Raised by :meth:`Decision.raise_for_denial` for a denied decision."""
 
