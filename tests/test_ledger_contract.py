@@ -3,8 +3,7 @@
 ``TestSpendContract`` holds every ledger to the one atomic step of
 ``Ledger.spend``: the order of its outcomes, nothing written on a refusal,
 daily-limit counters per vehicle, per grant and per UTC day, and the same
-refusal of malformed requests everywhere. A ledger class without ``spend``
-yet is an expected failure (xfail) naming what is missing.
+refusal of malformed requests everywhere.
 
 The Redis and PostgreSQL cases run against the real servers that
 ``scripts/start-services.sh`` starts (``TRUNKKEY_REDIS_URL``,
@@ -73,12 +72,6 @@ def require_server(kind: str) -> str:
     return os.environ[SERVER_ENV[kind]]
 
 
-def require_spend(ledger: object) -> None:
-    """Expected failure (xfail) for a ledger class that has no ``spend`` yet."""
-    if not callable(getattr(type(ledger), "spend", None)):
-        pytest.xfail(f"{type(ledger).__name__} has no spend() yet (the server-ledger slice)")
-
-
 @dataclass
 class Backend:
     """How to open one kind of ledger, and what that kind promises."""
@@ -136,7 +129,6 @@ def real_future() -> int:
 
 class TestLedgerContract:
     def test_satisfies_protocol(self, ledger: Ledger) -> None:
-        require_spend(ledger)
         assert isinstance(ledger, Ledger)
 
     def test_first_consume_wins_second_loses(self, ledger: Ledger) -> None:
@@ -306,7 +298,6 @@ class Spender:
 
 @pytest.fixture
 def spend(ledger: Ledger) -> Spender:
-    require_spend(ledger)
     return Spender(ledger, Day.today())
 
 
@@ -384,7 +375,6 @@ class TestSpendContract:
         if backend.self_expiring:
             return  # Redis expires by its own clock: its prune has nothing to do
         ledger = backend.open()
-        require_spend(ledger)
         assert ledger.spend(VEHICLE, b"a", NOW + 100, issued_at=NOW, at=NOW) is FIRST
         assert ledger.prune(NOW + 100) == 0
         assert ledger.spend(VEHICLE, b"a", NOW + 100, issued_at=NOW, at=NOW) is USED
@@ -395,7 +385,6 @@ class TestSpendContract:
         if backend.self_expiring:
             return  # Redis expires its counters itself
         ledger = backend.open()
-        require_spend(ledger)
         day = NOW // DAY_SECONDS * DAY_SECONDS
         gate = (limit(GRANT_A, 1),)
 
@@ -425,12 +414,12 @@ class TestSpendContract:
             pytest.param({"token_id": "str-token"}, id="str-token"),
             pytest.param({"token_id": bytearray(b"t")}, id="bytearray-token"),
             pytest.param({"keep_until": -1}, id="negative-keep-until"),
-            pytest.param({"keep_until": 2**40}, id="keep-until-too-late"),
+            pytest.param({"keep_until": 2**41}, id="keep-until-too-late"),
             pytest.param({"keep_until": 1.5}, id="float-keep-until"),
             pytest.param({"keep_until": True}, id="bool-keep-until"),
             pytest.param({"issued_at": -1}, id="negative-issued-at"),
             pytest.param({"issued_at": "0"}, id="str-issued-at"),
-            pytest.param({"at": 2**40}, id="at-too-late"),
+            pytest.param({"at": 2**41}, id="at-too-late"),
             pytest.param({"at": None}, id="no-at"),
             pytest.param({"limits": [DailyLimit(GRANT_A, 1)]}, id="limits-a-list"),
             pytest.param({"limits": (DailyLimit(GRANT_A, 1), DailyLimit(GRANT_A, 2))},

@@ -86,8 +86,6 @@ class LedgerModel(RuleBasedStateMachine):
         if result:
             self.held[key] = self.now + ttl
 
-    # Until a server ledger has spend(), its model runs the rest (see require_spend).
-    @precondition(lambda self: callable(getattr(type(self.ledger), "spend", None)))
     @rule(vehicle=VEHICLES, token=TOKENS, ttl=st.integers(0, 400), chosen=LIMITS)
     def spend(
         self, vehicle: str, token: bytes, ttl: int, chosen: list[tuple[int, int]]

@@ -218,8 +218,11 @@ def test_sqlite_ledger_errors_say_what_failed(tmp_path: Path) -> None:
 
 
 def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode \(got memory\)$"):
+    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode: a ledger needs a file"):
         SqliteLedger(":memory:")
+    with pytest.raises(LedgerError, match=r"^cannot put an empty path in WAL mode"):
+        SqliteLedger("")
+    assert not (Path.cwd() / ":memory:").exists()
     with pytest.raises(LedgerError, match=r"^cannot open ledger .*: unable to open database file$"):
         SqliteLedger(tmp_path / "no-such-dir" / "l.db")
 

@@ -18,10 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.ledgers import KINDS, new_namespace, open_ledger
+from harness.ledgers import KINDS
 from harness.race import _run_process, run_limit_race, run_race
 
-from test_ledger_contract import SERVER_KINDS, require_server, require_spend
+from test_ledger_contract import SERVER_KINDS, require_server
 from trunkkey.ledger.base import DailyLimit, SpendOutcome, check_spend
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.sqlite import SqliteLedger
@@ -79,11 +79,6 @@ def test_one_winner_when_threads_share_one_ledger_object(tmp_path: Path) -> None
 def test_one_opening_per_day_under_a_limit_of_one(kind: str, tmp_path: Path) -> None:
     if kind in SERVER_KINDS:
         require_server(kind)
-    probe = open_ledger(kind, namespace=new_namespace(), path=tmp_path / "probe.db")
-    try:
-        require_spend(probe)
-    finally:
-        probe.close()
     result = run_limit_race(kind, rounds=LIMIT_RACES, procs=2, threads=4,
                             path=tmp_path / "limit.db")
     assert result.procs * result.threads == 8

@@ -15,6 +15,7 @@ from .errors import DecodeError as DecodeError
 from .errors import InsecureKeyFile as InsecureKeyFile
 from .errors import InvalidRequest as InvalidRequest
 from .errors import KeyFileError as KeyFileError
+from .errors import LedgerCorrupted as LedgerCorrupted
 from .errors import LedgerError as LedgerError
 from .errors import SignatureError as SignatureError
 from .errors import TrunkkeyError as TrunkkeyError
@@ -52,6 +53,7 @@ __all__ = [
     "Issuer",
     "KeyFileError",
     "Ledger",
+    "LedgerCorrupted",
     "LedgerError",
     "Location",
     "ManualClock",

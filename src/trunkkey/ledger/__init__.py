@@ -6,7 +6,9 @@ their client libraries only when constructed (extras ``trunkkey[redis]`` and
 ``trunkkey[postgres]``).
 """
 
+from .base import DailyLimit as DailyLimit
 from .base import Ledger as Ledger
+from .base import SpendOutcome as SpendOutcome
 from .memory import MemoryLedger as MemoryLedger
 from .postgres import PostgresLedger as PostgresLedger
 from .redis import RedisLedger as RedisLedger
@@ -14,10 +16,12 @@ from .sqlite import SqliteLedger as SqliteLedger
 from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
 
 __all__ = [
+    "DailyLimit",
     "GroupCommitSqliteLedger",
     "Ledger",
     "MemoryLedger",
     "PostgresLedger",
     "RedisLedger",
+    "SpendOutcome",
     "SqliteLedger",
 ]

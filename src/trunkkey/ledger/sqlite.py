@@ -321,6 +321,13 @@ class SqliteLedger:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
         if type(busy_timeout_ms) is not int or not (1 <= busy_timeout_ms <= 600_000):
             raise InvalidRequest("busy_timeout_ms must be an int from 1 to 600,000")
+        if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+            # SQLite reads these as a database in memory (or a URI): nothing
+            # durable, whatever the name suggests. Refused, never a file so named.
+            raise LedgerError(
+                f"cannot put {str(path) or 'an empty path'} in WAL mode: a ledger needs a file "
+                "(MemoryLedger is the in-memory one)"
+            )
         self._path = Path(path)
         self._bound = busy_timeout_ms / 1000
         self._lock = threading.Lock()
