@@ -263,7 +263,23 @@ def test_simulate(work: Path) -> None:
     ]
     result = run("simulate", cwd=work)
     assert result.returncode == 0, result.stderr
-    assert result.stdout
+    assert b"built-in story" in result.stdout
+
+
+def test_simulate_never_runs_a_file_planted_in_the_current_directory(work: Path) -> None:
+    planted = work / "examples" / "simulate_delivery.py"
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    marker = work / "planted-ran"
+    planted.write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('x')\n"
+        "def main(argv):\n    print('PLANTED')\n    return 0\n"
+    )
+    for args in (("simulate",), ("simulate", "--json")):
+        result = run(*args, cwd=work)
+        assert result.returncode == 0, result.stderr
+        assert b"PLANTED" not in result.stdout
+        assert not marker.exists()
+    assert json.loads(ok("simulate", "--json", cwd=work))["source"] == "builtin"
 
 
 def test_help_and_version(work: Path) -> None:

@@ -218,7 +218,7 @@ def test_sqlite_ledger_errors_say_what_failed(tmp_path: Path) -> None:
 
 
 def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode: a ledger needs a file"):
+    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode: a ledger needs"):
         SqliteLedger(":memory:")
     with pytest.raises(LedgerError, match=r"^cannot put an empty path in WAL mode"):
         SqliteLedger("")

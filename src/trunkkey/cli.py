@@ -14,8 +14,6 @@ import argparse
 import base64
 import binascii
 import contextlib
-import importlib.util
-import io
 import json
 import re
 import sys
@@ -845,58 +843,18 @@ def _ledger_recover(args: argparse.Namespace, path: Path, out: Output) -> int:
 
 def _simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--builtin", action="store_true",
-                   help="run the short built-in story even if examples/ is present")
-
-
-def find_example() -> Path | None:
-    """``examples/simulate_delivery.py`` next to the source tree or in the current directory."""
-    here = Path(__file__).resolve()
-    for root in (here.parents[2], Path.cwd()):
-        candidate = root / "examples" / "simulate_delivery.py"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _run_example(path: Path) -> tuple[int, str]:
-    spec = importlib.util.spec_from_file_location("trunkkey_simulate_delivery", path)
-    if spec is None or spec.loader is None:
-        raise CliError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    buffer = io.StringIO()
-    # Dataclasses in the example look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    try:
-        with contextlib.redirect_stdout(buffer):
-            spec.loader.exec_module(module)
-            main_function = getattr(module, "main", None)
-            if not callable(main_function):
-                raise CliError(f"{path} has no main()")
-            code = main_function([])
-    except CliError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- report the example's failure in one line
-        raise CliError(f"{path} failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        sys.modules.pop(spec.name, None)
-    return (code if isinstance(code, int) else 0), buffer.getvalue()
+                   help="accepted for older scripts: the story is always the one in the package")
 
 
 def _simulate(args: argparse.Namespace, out: Output) -> int:
-    example = None if args.builtin else find_example()
-    if example is not None:
-        code, text = _run_example(example)
-        out.data({"source": str(example), "exit_code": code, "output": text})
-        if not out.json_mode:
-            sys.stdout.write(text)
-        return EXIT_OK if code == 0 else EXIT_DENIED
+    # Only the story that ships in the package runs: a command that executed
+    # examples/simulate_delivery.py from the current directory would run
+    # whatever file someone planted there.
+    del args
     steps = builtin_story()
     ok = all(step["reason"] == step["expected"] for step in steps)
     out.data({"source": "builtin", "steps": steps, "ok": ok})
-    if args.builtin:
-        out.line("built-in story:")
-    else:
-        out.line("examples/simulate_delivery.py not found: running the built-in story")
+    out.line("built-in story (the full one: python examples/simulate_delivery.py in a checkout):")
     for step in steps:
         mark = "ok " if step["reason"] == step["expected"] else "BAD"
         out.line(f"[{mark}] {step['time']}  {step['what']}: {step['reason']}")
