@@ -74,7 +74,9 @@ def test_crit_with_a_non_label_is_a_decode_error() -> None:
     from trunkkey import DecodeError, SigningKey
     from trunkkey.cose import verify_sign1
 
-    with pytest.raises(DecodeError, match="crit labels"):
+    # cbor2 5 decodes the map inside crit and trunkkey refuses the label; cbor2 6
+    # refuses the unhashable map itself. Either way: our own error, never a crash.
+    with pytest.raises(DecodeError, match="crit labels|not CBOR: CBORDecodeError"):
         verify_sign1(base64.b64decode(FINDINGS[0][1]), SigningKey.generate().public_key)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -344,20 +345,22 @@ def _verify_sign1(
         if item.tag != COSE_SIGN1_TAG:
             raise DecodeError(f"CBOR tag {item.tag} is not COSE_Sign1")
         item = item.value
-    if type(item) is not list or len(item) != 4:
+    # cbor2 6 decodes an array inside a tag as a tuple, cbor2 5 as a list.
+    if type(item) not in (list, tuple) or len(item) != 4:
         raise DecodeError("COSE_Sign1 must be an array of four items")
     protected_bytes, unprotected, payload, signature = item
-    if type(protected_bytes) is not bytes or type(unprotected) is not dict:
+    # ... and a map inside that tuple as an immutable mapping.
+    if type(protected_bytes) is not bytes or not isinstance(unprotected, Mapping):
         raise DecodeError("malformed COSE_Sign1 headers")
     protected = _loads(protected_bytes) if protected_bytes else {}
-    if type(protected) is not dict:
+    if not isinstance(protected, Mapping):
         raise DecodeError("protected header must be a map")
     if set(protected) & set(unprotected):
         raise DecodeError("a header parameter appears in both buckets")
     if HDR_CRIT in unprotected:
         raise DecodeError("crit must be protected")
     crit = protected.get(HDR_CRIT, [])
-    if type(crit) is not list or (not crit and HDR_CRIT in protected):
+    if type(crit) not in (list, tuple) or (not crit and HDR_CRIT in protected):
         raise DecodeError("crit must be a non-empty array")
     for label in crit:
         # Labels are ints or text (RFC 9052 3.1); anything else, a map say,
