@@ -1,9 +1,9 @@
 """Where the external conformance vectors live, and what to do when they do not.
 
-The COSE WG examples and Project Wycheproof files are read in place from
-``../shared/vectors`` beside the checkout (override with ``TRUNKKEY_VECTORS``);
-they are never copied into the project. Missing vectors fail the run under CI
-(``CI`` set) and skip it, loudly, on a developer's machine.
+The COSE WG examples and Project Wycheproof files live in ``tests/vectors``
+(copied with their licences, see its README), so a fresh clone runs them;
+``TRUNKKEY_VECTORS`` points the tests at another copy. Missing vectors fail
+the run under CI (``CI`` set) and skip it, loudly, elsewhere.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def vectors_root() -> Path:
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override).expanduser().resolve()
-    return REPO_ROOT.parent / "shared" / "vectors"
+    return REPO_ROOT / "tests" / "vectors"
 
 
 def vector_dir(name: str) -> Path | None:
