@@ -76,7 +76,7 @@ def test_crit_with_a_non_label_is_a_decode_error() -> None:
 
     # cbor2 5 decodes the map inside crit and trunkkey refuses the label; cbor2 6
     # refuses the unhashable map itself. Either way: our own error, never a crash.
-    with pytest.raises(DecodeError, match="crit labels|not CBOR: CBORDecodeError"):
+    with pytest.raises(DecodeError, match=r"crit labels|not CBOR: CBORDecodeError"):
         verify_sign1(base64.b64decode(FINDINGS[0][1]), SigningKey.generate().public_key)
 
 
