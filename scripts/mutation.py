@@ -69,9 +69,13 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_mutation_killers.py",
     ),
     "ledger/memory": ("test_ledger_contract.py", "test_attacks.py", "test_mutation_killers.py"),
-    "ledger/sqlite": ("test_ledger_contract.py", "test_attacks.py", "test_mutation_killers.py"),
+    "ledger/sqlite": (
+        "test_ledger_sqlite.py", "test_ledger_contract.py", "test_attacks.py",
+        "test_mutation_killers.py",
+    ),
     "vehicle/unit": (
-        "test_vehicle_unit.py", "test_vehicle_consent.py", "test_vehicle_events.py",
+        "test_vehicle_unit.py", "test_vehicle_timekeeping.py", "test_vehicle_consent.py",
+        "test_vehicle_events.py",
         "test_attacks.py", "test_resource_bounds.py", "test_mutation_killers.py",
         "test_mutation_killers_vehicle.py",
     ),

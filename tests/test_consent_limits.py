@@ -15,7 +15,7 @@ import pytest
 from trunkkey import Action, Algorithm, Purpose, Reason, Verifier
 from trunkkey.consent import encode_chain, grant_digest, sign_revocation_list
 from trunkkey.consent.story import HOME, START, VEHICLE, ConsentWorld, build_world
-from trunkkey.cose import signed_identity
+from trunkkey.cose import Typ, sign1, signed_identity, split_sign1
 from trunkkey.ledger.base import Ledger
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.sqlite import SqliteLedger
@@ -119,3 +119,32 @@ def test_concurrent_presentations_never_exceed_a_daily_limit(kind: str, tmp_path
             assert set(reasons) == {Reason.ALLOWED, Reason.DAILY_LIMIT_REACHED}
     finally:
         ledger.close()
+
+
+def test_a_cached_grant_is_checked_once_and_other_signature_bytes_are_checked_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The grant cache holds what one signature check proved, for those very bytes."""
+    import trunkkey.consent.chain as chain_module
+
+    w = build_world(algorithm=Algorithm.ES256)
+    checked: list[bytes] = []
+    real = chain_module.signature_holds
+
+    def counting(key: object, signature: bytes, *rest: bytes) -> bool:
+        checked.append(signature)
+        return real(key, signature, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chain_module, "signature_holds", counting)
+    assert w.present(w.token(), w.chain).allowed
+    assert len(checked) == 2  # the root grant and the carrier's grant
+    assert w.present(w.token(), w.chain).allowed
+    assert len(checked) == 2  # both from the cache: no grant signature checked again
+    # The same grants signed afresh (ECDSA: other bytes, same identity) are
+    # checked again, not taken on trust from the cache, and still open.
+    payload = split_sign1(w.carrier_grant)[1]
+    fresh = sign1(w.retailer, payload, typ=Typ.GRANT, include_kid=False)
+    assert fresh != w.carrier_grant
+    assert w.present(w.token(), encode_chain([w.root_grant, fresh])).allowed
+    assert checked[-1] == fresh[-64:]
+    assert len(checked) == 3
