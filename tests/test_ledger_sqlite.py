@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from support import NOW, VEHICLE
-from trunkkey import LedgerError
+from trunkkey import InvalidRequest, LedgerError
 from trunkkey.cli import main as cli_main
 from trunkkey.errors import LedgerCorrupted
 from trunkkey.ledger import sqlite as sqlite_module
@@ -969,3 +969,28 @@ class TestBoundedWait:
             ledger._lock.release()
         assert spend(ledger, b"queued") is FIRST
         ledger.close()
+
+
+def test_the_wait_bound_is_refused_outside_one_millisecond_to_ten_minutes(tmp_path: Path) -> None:
+    message = r"^busy_timeout_ms must be an int from 1 to 600,000$"
+    for bad in (0, 600_001, 1.5, True):
+        with pytest.raises(InvalidRequest, match=message):
+            SqliteLedger(tmp_path / "bound.db", busy_timeout_ms=bad)  # type: ignore[arg-type]
+    for good in (1000, 600_000):
+        SqliteLedger(tmp_path / f"bound-{good}.db", busy_timeout_ms=good).close()
+
+
+def test_a_memory_ledger_started_afresh_names_its_floor_and_refuses_consume() -> None:
+    from trunkkey.ledger.memory import MemoryLedger
+
+    ledger = MemoryLedger(start_floor=1_800_000_000)
+    assert ledger.start_floor == 1_800_000_000
+    assert MemoryLedger().start_floor == 0
+    with pytest.raises(LedgerError, match=r"^this ledger was started afresh after a loss and "
+                                          r"cannot check a token's issue time in consume\(\); "
+                                          r"use spend\(\)$"):
+        ledger.consume("car", b"t", 1_800_000_100)
+    # The longest vehicle id a key may have is accepted, one byte more is not.
+    assert MemoryLedger().consume("v" * 64, b"t", 1) is True
+    with pytest.raises(InvalidRequest):
+        MemoryLedger().consume("v" * 65, b"t", 1)
