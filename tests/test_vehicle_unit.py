@@ -610,3 +610,18 @@ def test_a_spent_token_pruned_at_a_stored_time_does_not_come_back(stage: Stage) 
     power_cut(stage)
     assert stage.present(token) is Reason.EXPIRED
     assert stage.car.body.trunk_openings == 1
+
+
+def test_a_lock_that_fails_at_boot_is_reported_to_the_first_subscriber(stage: Stage) -> None:
+    stage.car.body.fail_next = "lock_all"
+    unit = stage.world.reboot(stage.car)
+    seen = GapDetector()
+    unit.subscribe(seen)
+    failed = [(e.kind, e.detail) for e in seen.events if e.kind is EventKind.ACTUATOR_FAILED]
+    assert failed == [(EventKind.ACTUATOR_FAILED, "lock at boot failed")]
+
+
+def test_a_presentation_refused_before_its_token_is_read_names_no_token(stage: Stage) -> None:
+    outcome = stage.unit.present(b"\x00", action="trunk", proof=b"p", challenge=bytes(16))
+    assert not outcome.allowed
+    assert outcome.token_id is None
