@@ -32,9 +32,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
+from typing import Any
 
 from harness.ledgers import KINDS, SERVER_ENV, drop_namespace, new_namespace, open_ledger
 from trunkkey.ledger.base import DailyLimit, Ledger, SpendOutcome
@@ -78,34 +80,61 @@ def _thread_worker(
             errors.append(i)
 
 
+def _run_threads(
+    ledger: Ledger, threads: int, barrier: ProcessBarrier | None,
+    work: Callable[[Ledger, int], None],
+) -> None:
+    """Run ``work(ledger, t)`` on ``threads`` threads, once every process has connected."""
+    # Switch threads as often as possible, so threads of one process really
+    # interleave inside the ledger call instead of taking turns by the GIL's 5 ms slice.
+    sys.setswitchinterval(1e-6)
+    try:
+        workers = [threading.Thread(target=work, args=(ledger, t)) for t in range(threads)]
+        if barrier is not None:
+            barrier.wait()  # every process is connected before anyone starts
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        sys.setswitchinterval(0.005)
+
+
+def _in_processes(
+    child: Callable[..., None], kind: str, procs: int,
+    options_for: Callable[[int], dict[str, object]],
+) -> list[Any]:
+    """Run ``child`` in ``procs`` spawned processes; each puts one result on the queue."""
+    ctx = mp.get_context("spawn")  # no connection or lock is ever inherited by fork
+    barrier = ctx.Barrier(procs)
+    out = ctx.SimpleQueue()
+    children = [
+        ctx.Process(target=child, args=(kind, options_for(p) | {"barrier": barrier}, out))
+        for p in range(procs)
+    ]
+    for c in children:
+        c.start()
+    results = [out.get() for _ in children]
+    for c in children:
+        c.join()
+    return results
+
+
 def _run_process(
     kind: str, *, namespace: str, path: str, races: int, threads: int, keep_until: int,
     barrier: ProcessBarrier | None, ledger: Ledger | None = None,
 ) -> tuple[list[int], int]:
-    # Switch threads as often as possible, so threads of one process really
-    # interleave inside consume instead of taking turns by the GIL's 5 ms slice.
-    sys.setswitchinterval(1e-6)
     own = ledger is None
     ledger = ledger or open_ledger(kind, namespace=namespace, path=Path(path))
     wins: list[int] = []
     errors: list[int] = []
     start = threading.Barrier(threads)
-    workers = [
-        threading.Thread(
-            target=_thread_worker,
-            args=(ledger,),
-            kwargs={"races": races, "keep_until": keep_until, "start": start, "wins": wins,
-                    "errors": errors},
-        )
-        for _ in range(threads)
-    ]
-    if barrier is not None:
-        barrier.wait()  # every process is connected before anyone starts
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    sys.setswitchinterval(0.005)
+
+    def work(shared: Ledger, _: int) -> None:
+        _thread_worker(shared, races=races, keep_until=keep_until, start=start, wins=wins,
+                       errors=errors)
+
+    _run_threads(ledger, threads, barrier, work)
     if own:
         ledger.close()
     return wins, len(errors)
@@ -135,23 +164,9 @@ def run_race(
                              keep_until=keep_until, barrier=None, ledger=open_ledger("memory"))
             )
         else:
-            ctx = mp.get_context("spawn")  # no connection or lock is ever inherited by fork
-            barrier = ctx.Barrier(procs)
-            out = ctx.SimpleQueue()
-            children = [
-                ctx.Process(
-                    target=_child,
-                    args=(kind, {"namespace": namespace, "path": db, "races": races,
-                                 "threads": threads, "keep_until": keep_until,
-                                 "barrier": barrier}, out),
-                )
-                for _ in range(procs)
-            ]
-            for c in children:
-                c.start()
-            results = [out.get() for _ in children]
-            for c in children:
-                c.join()
+            options: dict[str, object] = {"namespace": namespace, "path": db, "races": races,
+                                          "threads": threads, "keep_until": keep_until}
+            results = _in_processes(_child, kind, procs, lambda _: options)
         seconds = time.perf_counter() - started
         if kind in SERVER_ENV:
             drop_namespace(kind, namespace)
@@ -220,29 +235,18 @@ def _run_limit_process(
     kind: str, *, namespace: str, path: str, rounds: int, threads: int, first_worker: int,
     seed: bytes, at: int, barrier: ProcessBarrier | None, ledger: Ledger | None = None,
 ) -> tuple[list[int], dict[str, int], int]:
-    sys.setswitchinterval(1e-6)  # see _run_process
     own = ledger is None
     ledger = ledger or open_ledger(kind, namespace=namespace, path=Path(path))
     wins: list[int] = []
     outcomes: Counter[str] = Counter()
     errors: list[int] = []
     start = threading.Barrier(threads)
-    workers = [
-        threading.Thread(
-            target=_limit_thread_worker,
-            args=(ledger,),
-            kwargs={"worker": first_worker + t, "rounds": rounds, "seed": seed, "at": at,
-                    "start": start, "wins": wins, "outcomes": outcomes, "errors": errors},
-        )
-        for t in range(threads)
-    ]
-    if barrier is not None:
-        barrier.wait()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    sys.setswitchinterval(0.005)
+
+    def work(shared: Ledger, t: int) -> None:
+        _limit_thread_worker(shared, worker=first_worker + t, rounds=rounds, seed=seed, at=at,
+                             start=start, wins=wins, outcomes=outcomes, errors=errors)
+
+    _run_threads(ledger, threads, barrier, work)
     if own:
         ledger.close()
     return wins, dict(outcomes), len(errors)
@@ -280,21 +284,9 @@ def run_limit_race(
                 ledger=ledger or open_ledger("memory"),
             ))
         else:
-            ctx = mp.get_context("spawn")  # no connection or lock is ever inherited by fork
-            barrier = ctx.Barrier(procs)
-            out = ctx.SimpleQueue()
-            children = [
-                ctx.Process(
-                    target=_limit_child,
-                    args=(kind, options | {"first_worker": p * threads, "barrier": barrier}, out),
-                )
-                for p in range(procs)
-            ]
-            for c in children:
-                c.start()
-            results = [out.get() for _ in children]
-            for c in children:
-                c.join()
+            results = _in_processes(
+                _limit_child, kind, procs, lambda p: options | {"first_worker": p * threads}
+            )
         seconds = time.perf_counter() - started
         if kind in SERVER_ENV and ledger is None:
             drop_namespace(kind, namespace)
