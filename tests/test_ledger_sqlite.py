@@ -28,7 +28,7 @@ from support import NOW, VEHICLE
 from trunkkey import InvalidRequest, LedgerError
 from trunkkey.cli import main as cli_main
 from trunkkey.errors import LedgerCorrupted
-from trunkkey.ledger import sqlite as sqlite_module
+from trunkkey.ledger import _sqlite_wal as sqlite_wal
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.sqlite import (
     JOURNAL_SIZE_LIMIT,
@@ -533,7 +533,7 @@ class TestDamagedFilesAreRefused:
     ) -> None:
         # The check asks SQLite (on a copy in the temp directory) how much of
         # the WAL it keeps; without that copy it works the chain out itself.
-        monkeypatch.setattr(sqlite_module, "_frames_sqlite_keeps", lambda path, wal: None)
+        monkeypatch.setattr(sqlite_wal, "_frames_sqlite_keeps", lambda path, wal: None)
         path = tmp_path / "intact.db"
         path.write_bytes(crashed.db)
         Path(f"{path}-wal").write_bytes(crashed.wal)

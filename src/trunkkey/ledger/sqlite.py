@@ -24,13 +24,8 @@ deadline.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import secrets
-import shutil
 import sqlite3
-import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,12 +36,30 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from ..errors import InvalidRequest, LedgerCorrupted, LedgerError
+from ._sqlite_file import (
+    CHECKSUM_BYTES,
+    SCHEMA_VERSION,
+    check_file,
+    corrupted,
+    count_checksum,
+    create,
+    fsync_dir,
+    is_int,
+    meta_checksum,
+    spent_checksum,
+)
+from ._sqlite_wal import wal_drops_commits
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_key, check_spend
+
+# Re-exported: tests, tools and operators read these from this module.
+__all__ = [
+    "CHECKSUM_BYTES", "JOURNAL_SIZE_LIMIT", "RESTART_MARGIN", "SCHEMA_VERSION",
+    "WAL_AUTOCHECKPOINT_PAGES", "SpendRequest", "SqliteLedger", "count_checksum",
+    "meta_checksum", "spent_checksum",
+]
 
 T = TypeVar("T")
 
-#: ``PRAGMA user_version`` of the current schema (files without it are migrated).
-SCHEMA_VERSION = 1
 #: A ledger started afresh refuses tokens issued up to this long after it began:
 #: a verifier accepts a token whose issue time is up to its clock skew ahead of
 #: its own clock (at most ``verifier.MAX_ALLOWED_SKEW``), so a token spent just
@@ -57,63 +70,6 @@ WAL_AUTOCHECKPOINT_PAGES = 256
 #: After a checkpoint the WAL file is cut back to this size, so a small
 #: partition is not held hostage by a WAL that once grew.
 JOURNAL_SIZE_LIMIT = 1 << 20
-#: Checksum of one row: BLAKE2b-128 over its fields, length-prefixed.
-CHECKSUM_BYTES = 16
-
-_DDL = (
-    """CREATE TABLE spent (
-    vehicle    BLOB    NOT NULL,
-    token_id   BLOB    NOT NULL,
-    keep_until INTEGER NOT NULL,
-    checksum   BLOB    NOT NULL,
-    PRIMARY KEY (vehicle, token_id)
-) WITHOUT ROWID""",
-    "CREATE INDEX spent_keep_until ON spent (keep_until)",
-    """CREATE TABLE day_count (
-    day      INTEGER NOT NULL,
-    vehicle  BLOB    NOT NULL,
-    grant_id BLOB    NOT NULL,
-    used     INTEGER NOT NULL,
-    checksum BLOB    NOT NULL,
-    PRIMARY KEY (day, vehicle, grant_id)
-) WITHOUT ROWID""",
-    """CREATE TABLE meta (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    version  INTEGER NOT NULL,
-    floor    INTEGER NOT NULL,
-    checksum BLOB    NOT NULL
-)""",
-)
-#: The schema of files written before version 1 (no checksums, no counters).
-_LEGACY_DDL = (
-    """CREATE TABLE IF NOT EXISTS spent (
-    vehicle    BLOB    NOT NULL,
-    token_id   BLOB    NOT NULL,
-    keep_until INTEGER NOT NULL,
-    PRIMARY KEY (vehicle, token_id)
-) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS spent_keep_until ON spent (keep_until)",
-)
-
-_Schema = list[tuple[str, str, str, str | None]]
-_SCHEMA_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
-
-
-def _schema_of(ddl: tuple[str, ...]) -> _Schema:
-    conn = sqlite3.connect(":memory:")
-    try:
-        for statement in ddl:
-            conn.execute(statement)
-        return [tuple(row) for row in conn.execute(_SCHEMA_QUERY)]
-    finally:
-        conn.close()
-
-
-# Compared object for object, SQL text included: an extra trigger or a changed
-# column could silently drop writes without failing any integrity check.
-_SCHEMA = _schema_of(_DDL)
-_LEGACY_SCHEMA = _schema_of(_LEGACY_DDL)
-
 # Primary result codes (the low byte of an extended code).
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
@@ -126,26 +82,9 @@ _SQLITE_NOTADB = 26
 _NOT_THE_FILES_FAULT = frozenset({5, 6, 7, 8, 9, 10, 13, 14, 3, 23})
 
 
-def _checksum(tag: bytes, *fields: bytes | int) -> bytes:
-    digest = hashlib.blake2b(digest_size=CHECKSUM_BYTES, person=b"trunkkey-ledger")
-    digest.update(tag)
-    for field in fields:
-        raw = field if type(field) is bytes else str(field).encode()
-        digest.update(len(raw).to_bytes(4, "big"))
-        digest.update(raw)
-    return digest.digest()
 
-
-def spent_checksum(vehicle: bytes, token_id: bytes, keep_until: int) -> bytes:
-    return _checksum(b"spent", vehicle, token_id, keep_until)
-
-
-def count_checksum(day: int, vehicle: bytes, grant: bytes, used: int) -> bytes:
-    return _checksum(b"day_count", day, vehicle, grant, used)
-
-
-def meta_checksum(version: int, floor: int) -> bytes:
-    return _checksum(b"meta", version, floor)
+def _code(exc: sqlite3.Error) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,153 +96,6 @@ class SpendRequest:
     keep_until: int
     day: int
     limits: tuple[DailyLimit, ...]
-
-
-def _code(exc: sqlite3.Error) -> int:
-    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-
-
-def _is_int(value: object) -> bool:
-    return type(value) is int
-
-
-_WAL_MAGIC = (0x377F0682, 0x377F0683)  # checksums in little- / big-endian words
-_WAL_VERSION = 3007000
-_WAL_HEADER = 32
-_FRAME_HEADER = 24
-
-
-_MASK32 = 0xFFFFFFFF
-
-
-def _wal_checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
-    """SQLite's WAL checksum of ``data`` (a multiple of 8 bytes), from ``(s0, s1)``."""
-    words = iter(struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data))
-    for a, b in zip(words, words, strict=True):
-        s0 = (s0 + a + s1) & _MASK32
-        s1 = (s1 + b + s0) & _MASK32
-    return s0, s1
-
-
-def _wal_drops_commits(path: Path) -> bool:
-    """Whether SQLite's recovery of ``path``'s WAL would drop a committed transaction.
-
-    Recovery replays frames while their salts match the WAL header and their
-    checksums chain, and stops silently at the first that does not: right
-    for a write torn by a crash at the end, but a damaged frame in the middle
-    makes it drop every later commit too. So: after the frames SQLite keeps,
-    is there still a commit frame of this WAL's generation whose checksum is
-    right given the frame before it? A WAL being reset by another process at
-    this moment can look the same, so a finding is confirmed by a second look.
-    """
-    if not _wal_scan(path):
-        return False
-    time.sleep(0.01)  # let a WAL reset by another process finish, then look again
-    return _wal_scan(path)
-
-
-def _wal_scan(path: Path) -> bool:
-    try:
-        data = Path(f"{path}-wal").read_bytes()
-    except FileNotFoundError:
-        return False
-    if len(data) < _WAL_HEADER + _FRAME_HEADER:
-        return False
-    magic, version, page_size, _seq, salt1, salt2, c1, c2 = struct.unpack(
-        ">8I", data[:_WAL_HEADER]
-    )
-    if (magic not in _WAL_MAGIC or version != _WAL_VERSION or not 512 <= page_size <= 65536
-            or page_size & (page_size - 1)):
-        # Without a readable header no frame can be told apart; a file that
-        # holds whole frames was written by SQLite and is damaged.
-        return len(data) >= _WAL_HEADER + _FRAME_HEADER + 512 and any(data)
-    big_endian = magic == _WAL_MAGIC[1]
-    size = _FRAME_HEADER + page_size
-    frames = (len(data) - _WAL_HEADER) // size
-    if frames == 0:
-        return False
-    if _wal_checksum(data[:24], big_endian, 0, 0) != (c1, c2):
-        # SQLite ignores a WAL whose header fails its checksum, every frame of
-        # it; the frames still name their generation's salts.
-        kept = 0
-        salt1, salt2 = struct.unpack_from(">2I", data, _WAL_HEADER + 8)
-    else:
-        recovered = _frames_sqlite_keeps(path, data)
-        kept = (_frames_chained(data, big_endian, size, frames) if recovered is None
-                else recovered)
-    for index in range(kept, frames):
-        offset = _WAL_HEADER + index * size
-        _page, commit, f1, f2, k1, k2 = struct.unpack_from(">6I", data, offset)
-        if not commit or (f1, f2) != (salt1, salt2):
-            continue
-        # Checked against the checksum stored in the frame before it, as if
-        # the chain had held up to there.
-        seed = (c1, c2) if index == 0 else struct.unpack_from(">2I", data, offset - size + 16)
-        body = data[offset:offset + 8] + data[offset + _FRAME_HEADER:offset + size]
-        if _wal_checksum(body, big_endian, *seed) == (k1, k2):
-            return True
-    return False
-
-
-def _frames_chained(data: bytes, big_endian: bool, size: int, frames: int) -> int:
-    """What SQLite's recovery keeps, worked out here: frames up to the last
-    commit whose salts and chained checksums all hold (slower: Python)."""
-    salts = struct.unpack_from(">2I", data, 16)
-    seed = struct.unpack_from(">2I", data, 24)
-    kept = 0
-    for index in range(frames):
-        offset = _WAL_HEADER + index * size
-        _page, commit, f1, f2, k1, k2 = struct.unpack_from(">6I", data, offset)
-        body = data[offset:offset + 8] + data[offset + _FRAME_HEADER:offset + size]
-        if (f1, f2) != salts or _wal_checksum(body, big_endian, *seed) != (k1, k2):
-            break
-        seed = (k1, k2)
-        if commit:
-            kept = index + 1
-    return kept
-
-
-def _frames_sqlite_keeps(path: Path, wal: bytes) -> int | None:
-    """How many frames of ``wal`` SQLite's own recovery accepts, found on a throwaway copy.
-
-    The copy is recovered and checkpointed, never the ledger itself: a
-    recovery of the real file followed by closing it would fold the kept
-    frames in and delete the WAL, and with it the evidence of the rest.
-    """
-    # In RAM where there is a RAM file system: a crashed ledger opens that much sooner.
-    ram = "/dev/shm"  # noqa: S108 -- a private directory is made inside it
-    scratch = ram if os.path.isdir(ram) and os.access(ram, os.W_OK) else None
-    try:
-        with tempfile.TemporaryDirectory(prefix="trunkkey-wal-check-", dir=scratch) as tmp:
-            copy = Path(tmp) / "ledger.db"
-            shutil.copyfile(path, copy)
-            Path(f"{copy}-wal").write_bytes(wal)
-            conn = sqlite3.connect(copy, isolation_level=None)
-            try:
-                conn.execute("PRAGMA synchronous = OFF")
-                row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            finally:
-                conn.close()
-            return max(0, int(row[1]))  # -1: the copy is not in WAL mode at all
-    except OSError:
-        return None  # no room for a copy: the caller works it out itself
-    except (sqlite3.Error, ValueError, TypeError):
-        # The database itself is unreadable (the checks after this refuse
-        # it anyway): assume SQLite keeps nothing.
-        return 0
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 class SqliteLedger:
@@ -336,7 +128,7 @@ class SqliteLedger:
         self._conn: sqlite3.Connection | None = None
         try:
             if not os.path.lexists(self._path):
-                _create(self._path, floor=0)
+                create(self._path, floor=0)
             # Every ledger file is in WAL mode (header bytes 18 and 19 are 2).
             # Read as anything else SQLite would ignore the WAL, and switching
             # back to WAL would reset it, committed spends and all.
@@ -346,7 +138,7 @@ class SqliteLedger:
                 raise self._corrupted("its header does not say WAL mode")
             # Before SQLite reads the WAL: its recovery would silently stop at
             # a damaged frame, and closing would fold the rest away for good.
-            if _wal_drops_commits(self._path):
+            if wal_drops_commits(self._path):
                 raise self._corrupted(
                     "its write-ahead log is damaged before committed spends"
                 )
@@ -361,7 +153,8 @@ class SqliteLedger:
         except OSError as exc:
             raise LedgerError(f"cannot open ledger {self._path}: {exc.strerror}") from None
         try:
-            self._floor = self._verify(conn, deadline)
+            self._floor = check_file(conn, self._path)
+            self._give_back_wal_space(conn, deadline)
         except sqlite3.Error as exc:
             conn.close()
             raise self._open_error(exc) from None
@@ -407,8 +200,8 @@ class SqliteLedger:
                 if os.path.lexists(source):
                     os.rename(source, f"{aside}{suffix}")
                     moved.append(Path(f"{aside}{suffix}"))
-            _fsync_dir(target.parent)
-            _create(target, floor=now + RESTART_MARGIN)
+            fsync_dir(target.parent)
+            create(target, floor=now + RESTART_MARGIN)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot start a new ledger at {target}: {exc}") from None
         except OSError as exc:
@@ -438,125 +231,16 @@ class SqliteLedger:
             raise
         return conn
 
-    def _verify(self, conn: sqlite3.Connection, deadline: float) -> int:
-        """Check the whole file; return its start floor. Migrates a pre-checksum file."""
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version == 0 and self._schema(conn) == _LEGACY_SCHEMA:
-            self._migrate(conn)
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION and self._meta_version(conn) == version:
-            raise LedgerError(
-                f"ledger {self._path} has schema version {version}, written by a newer "
-                f"trunkkey (this one reads {SCHEMA_VERSION})"
-            )
-        conn.execute("BEGIN")  # one snapshot for every check
-        try:
-            if self._schema(conn) != _SCHEMA:
-                raise self._corrupted("its tables are not a trunkkey ledger's")
-            if version != SCHEMA_VERSION:
-                raise self._corrupted(f"schema version {version} is not {SCHEMA_VERSION}")
-            problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-            if problems != ["ok"]:
-                raise self._corrupted(f"integrity_check: {problems[0]}")
-            meta = conn.execute(
-                "SELECT typeof(version) || typeof(floor) || typeof(checksum), version, floor, "
-                "checksum FROM meta"
-            ).fetchall()
-            if len(meta) != 1:
-                raise self._corrupted(f"{len(meta)} meta rows, not 1")
-            types, meta_version, floor, checksum = meta[0]
-            if not (
-                types == "integerintegerblob" and checksum == meta_checksum(meta_version, floor)
-            ):
-                raise self._corrupted("the meta row fails its checksum")
-            if meta_version != version:
-                raise self._corrupted(f"meta says version {meta_version}, the header {version}")
-            # SQLite's type of each value is checked too: a token id turned
-            # into TEXT would hold the same bytes yet never match a lookup.
-            for types, vehicle, token_id, keep_until, checksum in conn.execute(
-                "SELECT typeof(vehicle) || typeof(token_id) || typeof(keep_until) "
-                "|| typeof(checksum), vehicle, token_id, keep_until, checksum FROM spent"
-            ):
-                if not (
-                    types == "blobblobintegerblob"
-                    and checksum == spent_checksum(vehicle, token_id, keep_until)
-                ):
-                    raise self._corrupted("a spent token's entry fails its checksum")
-            for types, day, vehicle, grant, used, checksum in conn.execute(
-                "SELECT typeof(day) || typeof(vehicle) || typeof(grant_id) || typeof(used) "
-                "|| typeof(checksum), day, vehicle, grant_id, used, checksum FROM day_count"
-            ):
-                if not (
-                    types == "integerblobblobintegerblob"
-                    and checksum == count_checksum(day, vehicle, grant, used)
-                ):
-                    raise self._corrupted("a daily-limit counter fails its checksum")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+    def _give_back_wal_space(self, conn: sqlite3.Connection, deadline: float) -> None:
         if self._wal_bytes() > 2 * JOURNAL_SIZE_LIMIT:
             # Grown past what checkpoints allow (a full disk, a long reader):
             # give the space back now if no one else is reading.
             with contextlib.suppress(sqlite3.Error, LedgerError):
                 _set_busy(conn, deadline)
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return int(floor)
-
-    @staticmethod
-    def _meta_version(conn: sqlite3.Connection) -> object:
-        """The version the meta row claims (every version keeps that row), if readable."""
-        try:
-            row = conn.execute("SELECT version FROM meta").fetchone()
-        except sqlite3.Error:
-            return None
-        return None if row is None else row[0]
-
-    @staticmethod
-    def _schema(conn: sqlite3.Connection) -> _Schema:
-        return [tuple(row) for row in conn.execute(_SCHEMA_QUERY)]
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Rewrite a pre-checksum ledger in the current schema, in one transaction."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version != 0 or self._schema(conn) != _LEGACY_SCHEMA:
-                conn.execute("ROLLBACK")  # another process migrated it meanwhile
-                return
-            problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-            if problems != ["ok"]:
-                raise self._corrupted(f"integrity_check: {problems[0]}")
-            rows = conn.execute("SELECT vehicle, token_id, keep_until FROM spent").fetchall()
-            for vehicle, token_id, keep_until in rows:
-                if not (type(vehicle) is bytes and type(token_id) is bytes
-                        and _is_int(keep_until)):
-                    raise self._corrupted("a spent token's entry has the wrong types")
-            conn.execute("DROP INDEX spent_keep_until")
-            conn.execute("ALTER TABLE spent RENAME TO spent_v0")
-            for statement in _DDL:
-                conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO spent (vehicle, token_id, keep_until, checksum) VALUES (?, ?, ?, ?)",
-                ((v, t, k, spent_checksum(v, t, k)) for v, t, k in rows),
-            )
-            conn.execute("DROP TABLE spent_v0")
-            # It was never lost: it keeps refusing nothing by issue time.
-            conn.execute(
-                "INSERT INTO meta (id, version, floor, checksum) VALUES (1, ?, 0, ?)",
-                (SCHEMA_VERSION, meta_checksum(SCHEMA_VERSION, 0)),
-            )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
 
     def _corrupted(self, what: str) -> LedgerCorrupted:
-        return LedgerCorrupted(
-            f"ledger {self._path} is damaged ({what}) and is refused, so that no spent "
-            f"token is forgotten; stop the verifiers and run 'trunkkey ledger recover "
-            f"{self._path}' (see docs/operations.md, 'Recovering a damaged ledger')"
-        )
+        return corrupted(self._path, what)
 
     def _open_error(self, exc: sqlite3.Error) -> LedgerError:
         # Anything but a passing condition (a lock, a permission, memory, the
@@ -671,7 +355,7 @@ class SqliteLedger:
         ).fetchone()
         if row is not None:
             # Believed only once checked: a damaged keep_until would be pruned early.
-            if not (_is_int(row[0]) and row[1] == spent_checksum(vehicle, token_id, row[0])):
+            if not (is_int(row[0]) and row[1] == spent_checksum(vehicle, token_id, row[0])):
                 raise self._corrupted("a spent token's entry fails its checksum")
             return SpendOutcome.ALREADY_USED
         counts: list[tuple[bytes, int]] = []
@@ -684,7 +368,7 @@ class SqliteLedger:
             used = 0
             if found is not None:
                 used = found[0]
-                if not (_is_int(used) and found[1] == count_checksum(day, vehicle, item.grant,
+                if not (is_int(used) and found[1] == count_checksum(day, vehicle, item.grant,
                                                                      used)):
                     raise self._corrupted("a daily-limit counter fails its checksum")
             if used >= item.limit:
@@ -783,45 +467,3 @@ def _set_busy(conn: sqlite3.Connection, deadline: float) -> None:
     conn.execute(f"PRAGMA busy_timeout = {remaining_ms}")
 
 
-def _create(path: Path, *, floor: int) -> None:
-    """Create a complete ledger file at ``path`` atomically, unless one appears first.
-
-    Built beside it and linked into place whole, so a file at ``path`` is
-    always a complete ledger: an empty or schema-less file there is damage,
-    never a half-finished first install.
-    """
-    tmp = path.with_name(f".{path.name}.new-{secrets.token_hex(6)}")
-    try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")  # stored in the file's header
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _DDL:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO meta (id, version, floor, checksum) VALUES (1, ?, ?, ?)",
-                (SCHEMA_VERSION, floor, meta_checksum(SCHEMA_VERSION, floor)),
-            )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            conn.close()  # the last connection: the WAL is folded in and removed
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if a ledger appeared meanwhile: that one is used
-        except FileExistsError:
-            pass
-        except OSError:
-            # A file system without hard links: rename, unless one appeared.
-            if not os.path.lexists(path):
-                os.rename(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            _remove_quietly(Path(f"{tmp}{suffix}"))
