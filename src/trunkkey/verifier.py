@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
-from .authority import Refusal, TokenAuthority
+from .authority import Refusal, Signer, TokenAuthority
 from .claims import (
     Action,
     Purpose,
@@ -237,133 +237,143 @@ class Verifier:
         """Every check, in order (the order is specified in ``docs/token-format.md``)."""
         action, purpose = _check_request(now, vehicle_id, action, purpose, location)
         try:
-            policy = self._policy
-            # 1. Size, before a single byte is parsed.
-            if type(token) is not bytes:
-                return _decision(Reason.MALFORMED, "token must be bytes", now)
-            if len(token) > policy.max_token_size:
-                return _decision(
-                    Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
-                )
-            # 2. The COSE_Sign1 envelope.
-            try:
-                protected, payload, signature, protected_item, payload_item = split_sign1(token)
-            except DecodeError as exc:
-                return _decision(Reason.MALFORMED, str(exc), now)
-            # 3. The protected header: typ, kid, alg. One dict probe on the exact
-            #    bytes settles all three for a well-formed token from a trusted key.
-            #    With a consent chain, the signer is the chain's last grantee
-            #    instead, once every link from a carmaker root has verified.
-            consent = self._consent
-            authority: TokenAuthority = (
-                self._trust if chain is None or consent is None else consent
-            )
-            signer = authority.token_signer(
-                protected, chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew
-            )
-            if isinstance(signer, Refusal):
-                return _decision(signer.reason, signer.detail, now)
-            entry = signer.trusted
-            # 4. The key's own validity period.
-            if not entry.valid_at(now):
-                return _decision(
-                    Reason.KEY_NOT_VALID, "signing key outside its validity period", now
-                )
-            # 5. The signature, before any claim is believed.
-            if not signature_holds(entry.key, signature, protected_item, payload_item):
-                return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
-            # 6. The claims, strictly decoded.
-            try:
-                claims = decode_claims(payload)
-            except DecodeError as exc:
-                return _decision(Reason.MALFORMED, f"claims: {exc}", now)
-            if claims.expires <= claims.not_before:
-                return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
-            # 6b. Revocation and supersession; under a chain, the chain's narrowest scope.
-            if consent is not None:
-                refused = consent.check_claims(claims, signer)
-                if refused is not None:
-                    return _decision(refused.reason, refused.detail, now, claims)
-            # 7. Who issued it, for whom, for what.
-            if claims.issuer != entry.issuer:
-                return _decision(
-                    Reason.WRONG_ISSUER, "iss does not match the signing key", now, claims
-                )
-            if claims.vehicle_id != vehicle_id:
-                return _decision(Reason.WRONG_VEHICLE, "token is for another vehicle", now, claims)
-            if claims.action is not action:
-                return _decision(
-                    Reason.WRONG_ACTION,
-                    f"token grants {claims.action.value}, not {action.value}",
-                    now,
-                    claims,
-                )
-            if purpose is not None and claims.purpose is not purpose:
-                return _decision(
-                    Reason.WRONG_PURPOSE,
-                    f"token is for {claims.purpose.value}, not {purpose.value}",
-                    now,
-                    claims,
-                )
-            # 8. When.
-            if claims.expires - claims.not_before > policy.max_lifetime:
-                return _decision(
-                    Reason.LIFETIME_TOO_LONG,
-                    f"window of {claims.lifetime} s exceeds {policy.max_lifetime} s",
-                    now,
-                    claims,
-                )
-            skew = policy.max_skew
-            if now + skew < claims.not_before or now + skew < claims.issued_at:
-                return _decision(Reason.NOT_YET_VALID, "window has not started", now, claims)
-            if now - skew >= claims.expires:
-                return _decision(Reason.EXPIRED, "window has ended", now, claims)
-            # 9. Where.
-            if claims.geofence is not None:
-                if location is None:
-                    return _decision(
-                        Reason.LOCATION_UNKNOWN, "token has a geofence; position unknown", now,
-                        claims,
-                    )
-                if not claims.geofence.contains(location):
-                    return _decision(
-                        Reason.OUTSIDE_GEOFENCE, "vehicle is outside the geofence", now, claims
-                    )
-            # 10. Who holds it.
-            if claims.courier_key is not None:
-                if proof is None:
-                    return _decision(
-                        Reason.PROOF_MISSING, "token is bound to a device; no proof given", now,
-                        claims,
-                    )
-                if challenge is None:
-                    return _decision(
-                        Reason.PROOF_INVALID, "no challenge was issued for this proof", now, claims
-                    )
-                problem = check_proof(
-                    proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
-                    challenge=challenge,
-                )
-                if problem is not None:
-                    return _decision(Reason.PROOF_INVALID, problem, now, claims)
-            # 11. Single use, daily limits and the ledger's own start: last, in
-            #     one atomic step of the ledger, and fail closed.
-            try:
-                outcome = self._ledger.spend(
-                    claims.vehicle_id, claims.token_id, claims.expires + skew,
-                    issued_at=claims.issued_at, at=now, limits=signer.limits,
-                )
-            except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
-                return _decision(
-                    Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
-                )
-            if outcome is not SpendOutcome.FIRST_USE:
-                reason, detail = _SPEND_DENIAL.get(
-                    outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
-                )
-                return _decision(reason, detail, now, claims)
-            return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+            opened = self._open(token, now, vehicle_id, chain)
+            if isinstance(opened, Decision):
+                return opened
+            signer, claims = opened
+            refused = _scope_refusal(
+                claims, signer.trusted.issuer, vehicle_id, action, purpose, now, self._policy
+            ) or _presence_refusal(claims, token, vehicle_id, location, proof, challenge)
+            if refused is not None:
+                return _decision(refused[0], refused[1], now, claims)
+            return self._spend(claims, signer, now)
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
                 Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
             )
+
+    def _open(
+        self, token: bytes, now: int, vehicle_id: str, chain: bytes | None
+    ) -> tuple[Signer, TokenClaims] | Decision:
+        """Steps 1 to 6: the claims of a token from a trusted, valid key, or the denial."""
+        policy = self._policy
+        # 1. Size, before a single byte is parsed.
+        if type(token) is not bytes:
+            return _decision(Reason.MALFORMED, "token must be bytes", now)
+        if len(token) > policy.max_token_size:
+            return _decision(
+                Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
+            )
+        # 2. The COSE_Sign1 envelope.
+        try:
+            protected, payload, signature, protected_item, payload_item = split_sign1(token)
+        except DecodeError as exc:
+            return _decision(Reason.MALFORMED, str(exc), now)
+        # 3. The protected header: typ, kid, alg. With a consent chain, the
+        #    signer is the chain's last grantee instead, once every link from a
+        #    carmaker root has verified.
+        consent = self._consent
+        authority: TokenAuthority = self._trust if chain is None or consent is None else consent
+        signer = authority.token_signer(
+            protected, chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew
+        )
+        if isinstance(signer, Refusal):
+            return _decision(signer.reason, signer.detail, now)
+        entry = signer.trusted
+        # 4. The key's own validity period.
+        if not entry.valid_at(now):
+            return _decision(Reason.KEY_NOT_VALID, "signing key outside its validity period", now)
+        # 5. The signature, before any claim is believed.
+        if not signature_holds(entry.key, signature, protected_item, payload_item):
+            return _decision(Reason.BAD_SIGNATURE, "signature does not verify", now)
+        # 6. The claims, strictly decoded.
+        try:
+            claims = decode_claims(payload)
+        except DecodeError as exc:
+            return _decision(Reason.MALFORMED, f"claims: {exc}", now)
+        if claims.expires <= claims.not_before:
+            return _decision(Reason.MALFORMED, "window is empty or inverted", now, claims)
+        # 6b. Revocation and supersession; under a chain, the chain's narrowest scope.
+        if consent is not None:
+            refused = consent.check_claims(claims, signer)
+            if refused is not None:
+                return _decision(refused.reason, refused.detail, now, claims)
+        return signer, claims
+
+    def _spend(self, claims: TokenClaims, signer: Signer, now: int) -> Decision:
+        """Step 11: single use, daily limits and the ledger's own start, last, in
+        one atomic step of the ledger; any fault of the ledger denies."""
+        try:
+            outcome = self._ledger.spend(
+                claims.vehicle_id, claims.token_id, claims.expires + self._policy.max_skew,
+                issued_at=claims.issued_at, at=now, limits=signer.limits,
+            )
+        except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
+            return _decision(
+                Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
+            )
+        if outcome is not SpendOutcome.FIRST_USE:
+            reason, detail = _SPEND_DENIAL.get(
+                outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
+            )
+            return _decision(reason, detail, now, claims)
+        return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+
+
+def _scope_refusal(  # noqa: PLR0917 -- private step of the verifier's hot path
+    claims: TokenClaims,
+    issuer: str,
+    vehicle_id: str,
+    action: Action,
+    purpose: Purpose | None,
+    now: int,
+    policy: VerifierPolicy,
+) -> tuple[Reason, str] | None:
+    """Steps 7 and 8: who issued the token, for which car and what, and when."""
+    if claims.issuer != issuer:
+        return Reason.WRONG_ISSUER, "iss does not match the signing key"
+    if claims.vehicle_id != vehicle_id:
+        return Reason.WRONG_VEHICLE, "token is for another vehicle"
+    if claims.action is not action:
+        return Reason.WRONG_ACTION, f"token grants {claims.action.value}, not {action.value}"
+    if purpose is not None and claims.purpose is not purpose:
+        return Reason.WRONG_PURPOSE, f"token is for {claims.purpose.value}, not {purpose.value}"
+    if claims.expires - claims.not_before > policy.max_lifetime:
+        return (
+            Reason.LIFETIME_TOO_LONG,
+            f"window of {claims.lifetime} s exceeds {policy.max_lifetime} s",
+        )
+    skew = policy.max_skew
+    if now + skew < claims.not_before or now + skew < claims.issued_at:
+        return Reason.NOT_YET_VALID, "window has not started"
+    if now - skew >= claims.expires:
+        return Reason.EXPIRED, "window has ended"
+    return None
+
+
+def _presence_refusal(  # noqa: PLR0917 -- private step of the verifier's hot path
+    claims: TokenClaims,
+    token: bytes,
+    vehicle_id: str,
+    location: Location | None,
+    proof: bytes | None,
+    challenge: bytes | None,
+) -> tuple[Reason, str] | None:
+    """Steps 9 and 10: the car is inside the geofence; the courier holds the bound key."""
+    if claims.geofence is not None:
+        if location is None:
+            return Reason.LOCATION_UNKNOWN, "token has a geofence; position unknown"
+        if not claims.geofence.contains(location):
+            return Reason.OUTSIDE_GEOFENCE, "vehicle is outside the geofence"
+    if claims.courier_key is not None:
+        if proof is None:
+            return Reason.PROOF_MISSING, "token is bound to a device; no proof given"
+        if challenge is None:
+            return Reason.PROOF_INVALID, "no challenge was issued for this proof"
+        problem = check_proof(
+            proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
+            challenge=challenge,
+        )
+        if problem is not None:
+            return Reason.PROOF_INVALID, problem
+    return None
