@@ -58,45 +58,6 @@ from trunkkey.proof import check_proof
 # -- ledgers ----------------------------------------------------------------------------
 
 
-def test_memory_ledger_repr_counts_spent_tokens() -> None:
-    ledger = MemoryLedger()
-    assert repr(ledger) == "MemoryLedger(0 spent)"
-    assert ledger.consume("V", b"t", 10) is True
-    assert repr(ledger) == "MemoryLedger(1 spent)"
-
-
-def test_sqlite_ledger_errors_say_what_failed(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
-    ledger = SqliteLedger(path)
-    assert repr(ledger) == f"SqliteLedger({str(path)!r})"
-    # Someone drops the table behind the ledger's back: every operation fails closed.
-    other = sqlite3.connect(path)
-    other.execute("DROP TABLE spent")
-    other.commit()
-    other.close()
-    with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
-        ledger.consume("V", b"t", 10)
-    with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
-        ledger.prune(10)
-    with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
-        ledger.prune(10, limit=5)
-    with pytest.raises(LedgerError, match=r"^ledger read failed: no such table: spent$"):
-        ledger.count()
-    ledger.close()
-    with pytest.raises(LedgerError, match=r"^ledger is closed$"):
-        ledger.consume("V", b"t", 10)
-
-
-def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode: a ledger needs"):
-        SqliteLedger(":memory:")
-    with pytest.raises(LedgerError, match=r"^cannot put an empty path in WAL mode"):
-        SqliteLedger("")
-    assert not (Path.cwd() / ":memory:").exists()
-    with pytest.raises(LedgerError, match=r"^cannot open ledger .*: unable to open database file$"):
-        SqliteLedger(tmp_path / "no-such-dir" / "l.db")
-
-
 # -- verifier ---------------------------------------------------------------------------
 
 
