@@ -24,7 +24,18 @@ from trunkkey import (
     cbor,
     make_proof,
 )
-from trunkkey.cose import parse_sign1, sig_structure, sign1, to_be_signed, verify_sign1
+from trunkkey.consent.grant import grant_digest
+from trunkkey.cose import (
+    identity_of,
+    open_sign1,
+    parse_sign1,
+    sig_structure,
+    sign1,
+    signed_identity,
+    split_sign1,
+    to_be_signed,
+    verify_sign1,
+)
 
 
 def test_typ_values_are_the_published_wire_values_and_distinct() -> None:
@@ -201,3 +212,34 @@ def test_standard_verifier_refusals_are_exact() -> None:
         verify_sign1(_std_message(key, {1: -8, 2: [3]}), pub)
     with pytest.raises(DecodeError, match=r"^payload and signature must be byte strings$"):
         verify_sign1(b"\x84\x43\xa1\x01\x27\xa0\x40\x61\x78", pub)
+
+
+# -- opening a signed object, and naming it --------------------------------------------
+
+
+def test_open_sign1_says_which_object_failed_and_why() -> None:
+    key = SigningKey.generate()
+    sync = sign1(key, b"\xa0", typ=Typ.TIME_SYNC)
+    assert open_sign1(sync, key.public_key, typ=Typ.TIME_SYNC, kid=key.kid).payload == b"\xa0"
+    with pytest.raises(SignatureError, match=r"^header is not \{alg of the key, typ TIME_SYNC\}$"):
+        open_sign1(sync, key.public_key, typ=Typ.TIME_SYNC, kid=None)
+    with pytest.raises(SignatureError, match=r"^header is not \{alg of the key, kid, typ RECEIPT"):
+        open_sign1(sync, key.public_key, typ=Typ.RECEIPT, kid=key.kid)
+    with pytest.raises(SignatureError, match=r"^header is not \{alg of the key, typ RECEIPT\}$"):
+        open_sign1(sync, key.public_key, typ=Typ.RECEIPT, kid=None)
+    other = SigningKey.generate()
+    forged = sign1(other, b"\xa0", typ=Typ.TIME_SYNC, include_kid=False)
+    with pytest.raises(SignatureError, match=r"^time sync signature does not verify$"):
+        open_sign1(forged, key.public_key, typ=Typ.TIME_SYNC, kid=None)
+
+
+def test_identity_covers_the_header_and_payload_but_not_the_signature() -> None:
+    key = SigningKey.generate(Algorithm.ES256)
+    a = sign1(key, b"\x01", typ=Typ.RECEIPT)
+    b = sign1(key, b"\x02", typ=Typ.RECEIPT)
+    c = sign1(key, b"\x01", typ=Typ.TIME_SYNC)
+    assert len({signed_identity(a), signed_identity(b), signed_identity(c)}) == 3
+    _, _, _, protected_item, payload_item = split_sign1(a)
+    assert signed_identity(a) == identity_of(protected_item, payload_item)
+    assert parse_sign1(a).identity == signed_identity(a)
+    assert grant_digest(a) == signed_identity(a)
