@@ -479,20 +479,6 @@ def test_rotation_with_overlap_keeps_deliveries_flowing() -> None:
     assert check(mint(new)) is Reason.ALLOWED
 
 
-def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
-    key = SigningKey.generate()
-    store = TrustStore([TrustedKey.create(key.public_key, ISSUER)])
-    with pytest.raises(InvalidRequest, match="already trusted"):
-        store.add(TrustedKey.create(key.public_key, "someone-else"))
-    with pytest.raises(InvalidRequest):
-        store.remove(b"\x00" * 8)
-    with pytest.raises(InvalidRequest, match="empty"):
-        TrustedKey.create(key.public_key, ISSUER, not_before=NOW, not_after=NOW)
-    assert len(store) == 1
-    assert key.kid in store
-    assert [e.kid for e in store] == [key.kid]
-
-
 @pytest.mark.parametrize("challenge", [b"", b"c" * 15, b"c" * 33])
 def test_a_proof_over_a_challenge_of_the_wrong_length_is_refused(
     ed_world: World, challenge: bytes
