@@ -961,3 +961,11 @@ def test_token_under_the_chain_denials_are_exact() -> None:
     ), w.anchors, now=START)
     assert w.consent.check_claims(claims, resolved) == ChainDenial(
         reason=Reason.TOKEN_REVOKED, detail="token id revoked")
+
+
+def test_the_consent_verifier_names_no_signer_without_a_chain() -> None:
+    from trunkkey.authority import Refusal
+
+    w = build_world()
+    got = w.consent.token_signer(b"\xa0", None, now=START, vehicle_id=VEHICLE, skew=0)
+    assert got == Refusal(reason=Reason.CHAIN_INVALID, detail="no consent chain was presented")
