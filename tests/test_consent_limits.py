@@ -148,11 +148,3 @@ def test_a_cached_grant_is_checked_once_and_other_signature_bytes_are_checked_af
     assert w.present(w.token(), encode_chain([w.root_grant, fresh])).allowed
     assert checked[-1] == fresh[-64:]
     assert len(checked) == 3
-
-
-def test_the_consent_verifier_names_no_signer_without_a_chain() -> None:
-    from trunkkey.authority import Refusal
-
-    w = build_world()
-    got = w.consent.token_signer(b"\xa0", None, now=START, vehicle_id=VEHICLE, skew=0)
-    assert got == Refusal(reason=Reason.CHAIN_INVALID, detail="no consent chain was presented")

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import pytest
 
 from support import NOW, VEHICLE, make_world
 from trunkkey import (
+    Geofence,
     InvalidRequest,
     Issuer,
+    Location,
+    MemoryLedger,
     Reason,
     TrustedKey,
     TrustStore,
     Verifier,
     inspect_unverified,
+    make_proof,
 )
 from trunkkey.consent import ConsentVerifier, RevocationState, sign_revocation_list
 from trunkkey.consent.story import build_world
@@ -79,3 +85,45 @@ def test_a_denied_chain_never_spends_the_token() -> None:
     assert w.present(token, w.chain[:-1]).reason is Reason.CHAIN_INVALID
     assert w.present(token, w.chain).allowed
     assert w.present(token, w.chain).reason is Reason.ALREADY_USED
+
+
+def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> None:
+    from trunkkey.consent import ConsentVerifier
+    from trunkkey.consent.story import build_world
+
+    class Exploding(ConsentVerifier):
+        def resolve(self, *args: object, **kwargs: object) -> NoReturn:
+            raise RuntimeError("boom")
+
+    cw = build_world()
+    token, chain = cw.token(), cw.chain
+    for cls, reason, text in (
+        (Exploding, Reason.MALFORMED, "unexpected error while checking: RuntimeError"),
+    ):
+        consent = cls(anchors=cw.anchors, revocations=cw.revocations)
+        for use_verify_at in (False, True):
+            v = Verifier(trust_store=TrustStore(), ledger=MemoryLedger(), clock=cw.clock,
+                         consent=consent)
+            challenge = bytes(16)
+            proof = make_proof(cw.courier, token=token, vehicle_id=cw_vehicle(),
+                               challenge=challenge)
+            args: dict[str, object] = {
+                "vehicle_id": cw_vehicle(), "action": "trunk", "chain": chain,
+                "location": Location(lat_e7=cw_home().lat_e7, lon_e7=cw_home().lon_e7),
+                "proof": proof, "challenge": challenge,
+            }
+            d = (v.verify_at(token, now=cw.clock.now(), **args)  # type: ignore[arg-type]
+                 if use_verify_at else v.verify(token, **args))  # type: ignore[arg-type]
+            assert (d.reason, d.detail) == (reason, text)
+
+
+def cw_vehicle() -> str:
+    from trunkkey.consent.story import VEHICLE as STORY_VEHICLE
+
+    return STORY_VEHICLE
+
+
+def cw_home() -> Geofence:
+    from trunkkey.consent.story import HOME
+
+    return HOME

@@ -987,17 +987,36 @@ def test_the_wait_bound_is_refused_outside_one_millisecond_to_ten_minutes(tmp_pa
         SqliteLedger(tmp_path / f"bound-{good}.db", busy_timeout_ms=good).close()
 
 
-def test_a_memory_ledger_started_afresh_names_its_floor_and_refuses_consume() -> None:
-    from trunkkey.ledger.memory import MemoryLedger
+# -- errors that say what failed -------------------------------------------------------
 
-    ledger = MemoryLedger(start_floor=1_800_000_000)
-    assert ledger.start_floor == 1_800_000_000
-    assert MemoryLedger().start_floor == 0
-    with pytest.raises(LedgerError, match=r"^this ledger was started afresh after a loss and "
-                                          r"cannot check a token's issue time in consume\(\); "
-                                          r"use spend\(\)$"):
-        ledger.consume("car", b"t", 1_800_000_100)
-    # The longest vehicle id a key may have is accepted, one byte more is not.
-    assert MemoryLedger().consume("v" * 64, b"t", 1) is True
-    with pytest.raises(InvalidRequest):
-        MemoryLedger().consume("v" * 65, b"t", 1)
+
+def test_every_operation_fails_closed_and_names_what_failed(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    ledger = SqliteLedger(path)
+    assert repr(ledger) == f"SqliteLedger({str(path)!r})"
+    # Someone drops the table behind the ledger's back: every operation fails closed.
+    other = sqlite3.connect(path)
+    other.execute("DROP TABLE spent")
+    other.commit()
+    other.close()
+    with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
+        ledger.consume("V", b"t", 10)
+    with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
+        ledger.prune(10)
+    with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
+        ledger.prune(10, limit=5)
+    with pytest.raises(LedgerError, match=r"^ledger read failed: no such table: spent$"):
+        ledger.count()
+    ledger.close()
+    with pytest.raises(LedgerError, match=r"^ledger is closed$"):
+        ledger.consume("V", b"t", 10)
+
+
+def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match=r"^cannot put :memory: in WAL mode: a ledger needs"):
+        SqliteLedger(":memory:")
+    with pytest.raises(LedgerError, match=r"^cannot put an empty path in WAL mode"):
+        SqliteLedger("")
+    assert not (Path.cwd() / ":memory:").exists()
+    with pytest.raises(LedgerError, match=r"^cannot open ledger .*: unable to open database file$"):
+        SqliteLedger(tmp_path / "no-such-dir" / "l.db")

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from support import ISSUER, NOW
 from trunkkey import InvalidRequest, SigningKey, TrustedKey, TrustStore
 from trunkkey.authority import Refusal, Signer
 from trunkkey.cose import Typ, protected_header
@@ -58,3 +59,17 @@ def test_the_store_names_a_token_signer_by_its_exact_header_only() -> None:
     refused = store.token_signer(grant_header, None, now=0, vehicle_id="car", skew=0)
     assert isinstance(refused, Refusal)
     assert refused.reason is Reason.WRONG_TYPE
+
+
+def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
+    key = SigningKey.generate()
+    store = TrustStore([TrustedKey.create(key.public_key, ISSUER)])
+    with pytest.raises(InvalidRequest, match="already trusted"):
+        store.add(TrustedKey.create(key.public_key, "someone-else"))
+    with pytest.raises(InvalidRequest):
+        store.remove(b"\x00" * 8)
+    with pytest.raises(InvalidRequest, match="empty"):
+        TrustedKey.create(key.public_key, ISSUER, not_before=NOW, not_after=NOW)
+    assert len(store) == 1
+    assert key.kid in store
+    assert [e.kid for e in store] == [key.kid]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import NoReturn
+
 import pytest
 
 from support import ISSUER, NOW, VEHICLE, World, make_world
@@ -12,6 +15,7 @@ from trunkkey import (
     Decision,
     Geofence,
     InvalidRequest,
+    Issuer,
     Location,
     ManualClock,
     MemoryLedger,
@@ -475,20 +479,6 @@ def test_rotation_with_overlap_keeps_deliveries_flowing() -> None:
     assert check(mint(new)) is Reason.ALLOWED
 
 
-def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
-    key = SigningKey.generate()
-    store = TrustStore([TrustedKey.create(key.public_key, ISSUER)])
-    with pytest.raises(InvalidRequest, match="already trusted"):
-        store.add(TrustedKey.create(key.public_key, "someone-else"))
-    with pytest.raises(InvalidRequest):
-        store.remove(b"\x00" * 8)
-    with pytest.raises(InvalidRequest, match="empty"):
-        TrustedKey.create(key.public_key, ISSUER, not_before=NOW, not_after=NOW)
-    assert len(store) == 1
-    assert key.kid in store
-    assert [e.kid for e in store] == [key.kid]
-
-
 @pytest.mark.parametrize("challenge", [b"", b"c" * 15, b"c" * 33])
 def test_a_proof_over_a_challenge_of_the_wrong_length_is_refused(
     ed_world: World, challenge: bytes
@@ -539,3 +529,176 @@ def test_a_header_is_refused_for_the_same_reason_with_or_without_a_chain() -> No
         under_chain = cw.verifier.verify_at(token, chain=cw.chain, **context)  # type: ignore[arg-type]
         assert (without.reason, without.detail) == (under_chain.reason, under_chain.detail), members
         assert not without.allowed
+
+
+# -- the policy, the decision and the caller's mistakes --------------------------------
+
+
+def test_policy_is_frozen_slotted_and_keyword_only() -> None:
+    policy = VerifierPolicy()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.max_skew = 300  # type: ignore[misc]
+    assert not hasattr(policy, "__dict__")
+    with pytest.raises(TypeError):
+        VerifierPolicy(60)  # type: ignore[misc]
+
+
+def test_policy_refusals_say_why() -> None:
+    with pytest.raises(InvalidRequest, match=r"^max_skew must be 0 to 300 seconds$"):
+        VerifierPolicy(max_skew=301)
+    positive = r"^max_lifetime must be a positive number of seconds$"
+    with pytest.raises(InvalidRequest, match=positive):
+        VerifierPolicy(max_lifetime=0)
+    with pytest.raises(InvalidRequest, match=r"^max_token_size must be 64 to 65536 bytes$"):
+        VerifierPolicy(max_token_size=63)
+    assert VerifierPolicy(max_lifetime=1).max_lifetime == 1
+
+
+def test_decision_is_frozen_slotted_and_keyword_only() -> None:
+    world = make_world()
+    decision = world.verifier.verify(world.mint(), vehicle_id=VEHICLE, action="trunk")
+    assert decision.allowed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.reason = Reason.EXPIRED  # type: ignore[misc]
+    assert not hasattr(decision, "__dict__")
+    assert dataclasses.fields(decision)
+    assert all(f.kw_only for f in dataclasses.fields(decision))
+
+
+def test_caller_mistakes_are_refused_with_the_reason() -> None:
+    world = make_world()
+    token = world.mint()
+    decision = world.verifier.verify(token, vehicle_id=VEHICLE, action="trunk")
+    with pytest.raises(TypeError, match=r"^Decisions are made by a Verifier, not constructed$"):
+        Decision(reason=Reason.ALLOWED, detail="", at=0)
+    with pytest.raises(TypeError, match=r"^test decision\.allowed, not the decision itself$"):
+        bool(decision)
+    v = world.verifier
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"vehicle_id": ""}, r"^vehicle_id must be a non-empty string$"),
+        ({"action": "fly"}, r"^unknown action or purpose$"),
+        ({"purpose": "joyride"}, r"^unknown action or purpose$"),
+        ({"location": (48.1, 11.5)}, r"^location must be a trunkkey\.Location$"),
+        ({"now": 1.5}, r"^now must be an int of Unix seconds$"),
+    ]
+    for change, message in cases:
+        args: dict[str, object] = {"now": NOW, "vehicle_id": VEHICLE, "action": "trunk"}
+        args.update(change)
+        with pytest.raises(InvalidRequest, match=message):
+            v.verify_at(token, **args)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"^trust_store must be a trunkkey\.TrustStore$"):
+        Verifier(trust_store=[], ledger=MemoryLedger(), clock=world.clock)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest,
+                       match=r"^consent must be a trunkkey\.consent\.ConsentVerifier$"):
+        Verifier(trust_store=world.store, ledger=MemoryLedger(), clock=world.clock,
+                 consent=object())  # type: ignore[arg-type]
+
+
+def test_verifier_exposes_its_policy_and_trust_store() -> None:
+    world = make_world()
+    policy = VerifierPolicy(max_skew=10)
+    v = Verifier(trust_store=world.store, ledger=world.ledger, clock=world.clock, policy=policy)
+    assert v.policy is policy
+    assert v.trust_store is world.store
+    assert repr(v) == f"Verifier({world.store!r}, {world.ledger!r}, {policy!r})"
+
+
+# -- every denial's detail, exactly ----------------------------------------------------
+
+
+def _forge(key: SigningKey, header: dict[int, object], payload: bytes) -> bytes:
+    prot = cbor.encode(header)
+    sig = key.sign(sig_structure(prot, payload))
+    return (b"\xd2\x84" + cbor.head(2, len(prot)) + prot + b"\xa0"
+            + cbor.head(2, len(payload)) + payload + b"\x58\x40" + sig)
+
+
+class _FailingLedger(MemoryLedger):
+    def spend(self, *args: object, **kwargs: object) -> NoReturn:
+        raise OSError("disk gone")
+
+
+def test_every_denial_detail_is_exact() -> None:
+    world = make_world()
+    key, kid, v = world.key, world.key.kid, world.verifier
+    header = {1: -8, 4: kid, 16: int(Typ.TOKEN)}
+    base = world.issuer.claims_for(vehicle_id=VEHICLE, action="trunk", not_before=NOW,
+                                   expires=NOW + 3600)
+
+    def forged(**changes: object) -> bytes:
+        return _forge(key, header, encode_claims(dataclasses.replace(base, **changes)))
+
+    def detail(token: object, **context: object) -> tuple[Reason, str]:
+        args: dict[str, object] = {"now": NOW, "vehicle_id": VEHICLE, "action": "trunk"}
+        args.update(context)
+        fresh = Verifier(trust_store=world.store, ledger=MemoryLedger(), clock=world.clock)
+        d = fresh.verify_at(token, **args)  # type: ignore[arg-type]
+        return d.reason, d.detail
+
+    device = SigningKey.generate()
+    fence = Geofence(lat_e7=0, lon_e7=0, radius_m=100)
+    bound = world.mint(courier_key=device.public_key)
+    fenced = world.mint(geofence=fence)
+    stranger = SigningKey.generate()
+    assert detail("x") == (Reason.MALFORMED, "token must be bytes")
+    assert detail(b"\xd2" * 1025) == (Reason.TOO_LARGE, "1025 bytes > cap of 1024")
+    assert detail(_forge(key, {1: -8, 2: [1], 4: kid, 16: int(Typ.TOKEN)}, b"\xa0")) == (
+        Reason.UNSUPPORTED_HEADER, "protected header refused")
+    assert detail(_forge(key, {1: -8, 4: kid, 16: 1}, b"\xa0")) == (
+        Reason.WRONG_TYPE, "typ 1 is not a trunkkey token")
+    assert detail(_forge(key, {1: -8, 16: int(Typ.TOKEN)}, b"\xa0")) == (
+        Reason.MALFORMED, "token has no kid")
+    assert detail(_forge(stranger, {1: -8, 4: stranger.kid, 16: int(Typ.TOKEN)}, b"\xa0")) == (
+        Reason.UNKNOWN_KEY, f"no trusted key {stranger.kid.hex()}")
+    assert detail(_forge(key, {1: -7, 4: kid, 16: int(Typ.TOKEN)}, b"\xa0")) == (
+        Reason.ALG_MISMATCH, "alg -7 is not the key's EdDSA")
+    long_typ = b"\xa3\x01\x27\x04\x48" + kid + b"\x10\x1a\x00\x00\xff\x15"
+    sig = key.sign(sig_structure(long_typ, b"\xa0"))
+    assert detail(b"\xd2\x84" + cbor.head(2, len(long_typ)) + long_typ + b"\xa0\x41\xa0\x58\x40"
+                  + sig) == (Reason.MALFORMED, "protected header refused")
+    tampered = bytearray(world.mint())
+    tampered[-1] ^= 1
+    assert detail(bytes(tampered)) == (Reason.BAD_SIGNATURE, "signature does not verify")
+    assert detail(_forge(key, header, b"\xa0")) == (
+        Reason.MALFORMED, "claims: missing claims: [-65537, 1, 3, 4, 5, 6, 7]")
+    assert detail(forged(expires=NOW)) == (Reason.MALFORMED, "window is empty or inverted")
+    assert detail(forged(expires=NOW - 1))[1] == "window is empty or inverted"
+    assert detail(forged(issuer="someone")) == (
+        Reason.WRONG_ISSUER, "iss does not match the signing key")
+    assert detail(world.mint(), vehicle_id="OTHER") == (
+        Reason.WRONG_VEHICLE, "token is for another vehicle")
+    assert detail(world.mint(), action="unlock-relock") == (
+        Reason.WRONG_ACTION, "token grants trunk, not unlock-relock")
+    assert detail(world.mint(), purpose="return-pickup") == (
+        Reason.WRONG_PURPOSE, "token is for delivery, not return-pickup")
+    assert detail(forged(expires=NOW + 86401)) == (
+        Reason.LIFETIME_TOO_LONG, "window of 86401 s exceeds 86400 s")
+    assert detail(world.mint(), now=NOW - 61) == (Reason.NOT_YET_VALID, "window has not started")
+    assert detail(world.mint(), now=NOW + 4 * 3600 + 60) == (Reason.EXPIRED, "window has ended")
+    assert detail(fenced) == (Reason.LOCATION_UNKNOWN, "token has a geofence; position unknown")
+    assert detail(fenced, location=Location(lat_e7=10**6, lon_e7=0)) == (
+        Reason.OUTSIDE_GEOFENCE, "vehicle is outside the geofence")
+    assert detail(bound) == (Reason.PROOF_MISSING, "token is bound to a device; no proof given")
+    assert detail(bound, proof=b"p") == (
+        Reason.PROOF_INVALID, "no challenge was issued for this proof")
+    failing = Verifier(trust_store=world.store, ledger=_FailingLedger(), clock=world.clock)
+    d = failing.verify_at(world.mint(), now=NOW, vehicle_id=VEHICLE, action="trunk")
+    assert (d.reason, d.detail) == (Reason.LEDGER_UNAVAILABLE, "ledger failed: OSError")
+    token = world.mint()
+    assert v.verify(token, vehicle_id=VEHICLE, action="trunk").detail == "all checks passed"
+    again = v.verify(token, vehicle_id=VEHICLE, action="trunk")
+    assert (again.reason, again.detail) == (Reason.ALREADY_USED, "token was already used")
+    no_consent = v.verify(token, vehicle_id=VEHICLE, action="trunk", chain=b"\x80")
+    assert (no_consent.reason, no_consent.detail) == (
+        Reason.CHAIN_INVALID, "verifier holds no consent anchors")
+
+
+def test_a_key_outside_its_validity_period_is_denied_with_the_exact_detail() -> None:
+    clock = ManualClock(NOW)
+    key = SigningKey.generate()
+    store = TrustStore([TrustedKey.create(key.public_key, "shop", not_after=NOW - 1)])
+    token = Issuer(key, "shop", clock=clock).mint(vehicle_id=VEHICLE, action="trunk",
+                                                  not_before=NOW, expires=NOW + 60)
+    v = Verifier(trust_store=store, ledger=MemoryLedger(), clock=clock)
+    d = v.verify(token, vehicle_id=VEHICLE, action="trunk")
+    assert (d.reason, d.detail) == (Reason.KEY_NOT_VALID, "signing key outside its validity period")
