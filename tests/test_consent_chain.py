@@ -9,7 +9,17 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from trunkkey import Action, Algorithm, Geofence, Location, Purpose, Reason, SigningKey
+from support import example, sign_unchecked
+from trunkkey import (
+    Action,
+    Algorithm,
+    Geofence,
+    Location,
+    Purpose,
+    Reason,
+    SigningKey,
+    make_proof,
+)
 from trunkkey.consent import (
     Grant,
     GrantCache,
@@ -23,9 +33,12 @@ from trunkkey.consent import (
     sign_delegation,
     sign_revocation_list,
     sign_root_grant,
-    story,
 )
-from trunkkey.consent.story import DAY, HOME, VEHICLE, ConsentWorld, build_world, sign_unchecked
+from trunkkey.testing import consent as story
+from trunkkey.testing.consent import DAY, HOME, VEHICLE, ConsentWorld, build_world
+
+#: The consent story's scenes, as examples/consent_story.py plays them.
+scenes = example("world")
 
 
 @pytest.fixture(params=[Algorithm.EDDSA, Algorithm.ES256], ids=["ed25519", "p256"])
@@ -73,23 +86,23 @@ def test_without_a_chain_the_token_needs_a_trusted_key(ed_world: ConsentWorld) -
 # -- one test per attack scene --------------------------------------------------
 
 def test_scene_widened_scope(ed_world: ConsentWorld) -> None:
-    assert story.scene_widened_scope(ed_world).reason is Reason.SCOPE_WIDENED
+    assert scenes.scene_widened_scope(ed_world).reason is Reason.SCOPE_WIDENED
 
 
 def test_scene_expired_consent(ed_world: ConsentWorld) -> None:
-    assert story.scene_expired_consent(ed_world).reason is Reason.GRANT_EXPIRED
+    assert scenes.scene_expired_consent(ed_world).reason is Reason.GRANT_EXPIRED
 
 
 def test_scene_revoked_consent(ed_world: ConsentWorld) -> None:
-    assert story.scene_revoked_consent(ed_world).reason is Reason.GRANT_REVOKED
+    assert scenes.scene_revoked_consent(ed_world).reason is Reason.GRANT_REVOKED
 
 
 def test_scene_carrier_outside_retailer_grant(ed_world: ConsentWorld) -> None:
-    assert story.scene_carrier_outside_grant(ed_world).reason is Reason.SCOPE_WIDENED
+    assert scenes.scene_carrier_outside_grant(ed_world).reason is Reason.SCOPE_WIDENED
 
 
 def test_scene_rolled_back_revocation_list(ed_world: ConsentWorld) -> None:
-    refused, decision = story.scene_rolled_back_list(ed_world)
+    refused, decision = scenes.scene_rolled_back_list(ed_world)
     assert refused is not None
     assert refused.reason is Reason.ROLLBACK
     assert ed_world.revocations.version == 2
@@ -97,7 +110,7 @@ def test_scene_rolled_back_revocation_list(ed_world: ConsentWorld) -> None:
 
 
 def test_scene_superseded_token(ed_world: ConsentWorld) -> None:
-    assert story.scene_superseded_token(ed_world).reason is Reason.SUPERSEDED
+    assert scenes.scene_superseded_token(ed_world).reason is Reason.SUPERSEDED
 
 
 @pytest.mark.parametrize(
@@ -348,7 +361,7 @@ def test_no_chain_ever_grants_more_than_its_narrowest_link(case: Case) -> None:
     challenge = b"c" * 16
     decision = w.verifier.verify_at(
         token, now=NOW, vehicle_id=VEHICLE, action=action, purpose=purpose, location=SPOT,
-        proof=story.make_proof(w.courier, token=token, vehicle_id=VEHICLE, challenge=challenge),
+        proof=make_proof(w.courier, token=token, vehicle_id=VEHICLE, challenge=challenge),
         challenge=challenge, chain=signed,
     )
     event(f"decision: {decision.reason.value}")
@@ -375,7 +388,7 @@ def test_the_property_world_can_allow() -> None:
     """Guard against the property above passing vacuously."""
     w = WORLD
     w.clock.set(NOW)
-    assert story.scene_delivery(w).allowed
+    assert scenes.scene_delivery(w).allowed
 
 
 # -- the grant cache ---------------------------------------------------------------

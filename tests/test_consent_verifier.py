@@ -15,7 +15,7 @@ from trunkkey import (
     inspect_unverified,
 )
 from trunkkey.consent import ConsentVerifier, RevocationState, sign_revocation_list
-from trunkkey.consent.story import build_world
+from trunkkey.testing.consent import build_world
 
 
 def test_without_a_resolver_a_chain_is_refused_and_the_old_path_is_intact() -> None:
@@ -63,7 +63,7 @@ def test_the_token_checks_after_the_chain_still_run() -> None:
     no_proof = w.verifier.verify_at(token, now=NOW, vehicle_id=VEHICLE, action="trunk",
                                     location=None, chain=chain)
     assert no_proof.reason is Reason.LOCATION_UNKNOWN
-    from trunkkey.consent.story import HOME
+    from trunkkey.testing.consent import HOME
 
     no_proof = w.verifier.verify_at(token, now=NOW, vehicle_id=VEHICLE, action="trunk",
                                     location=HOME.centre, chain=chain)

@@ -532,7 +532,7 @@ def test_verifier_exposes_its_policy_and_trust_store() -> None:
 
 def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> None:
     from trunkkey.consent import ConsentVerifier
-    from trunkkey.consent.story import build_world
+    from trunkkey.testing.consent import build_world
 
     class Exploding(ConsentVerifier):
         def resolve(self, *args: object, **kwargs: object) -> NoReturn:
@@ -561,13 +561,13 @@ def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> 
 
 
 def cw_vehicle() -> str:
-    from trunkkey.consent.story import VEHICLE as STORY_VEHICLE
+    from trunkkey.testing.consent import VEHICLE as STORY_VEHICLE
 
     return STORY_VEHICLE
 
 
 def cw_home() -> Geofence:
-    from trunkkey.consent.story import HOME
+    from trunkkey.testing.consent import HOME
 
     return HOME
 
@@ -593,7 +593,7 @@ def test_proof_aad_is_the_documented_cbor_array(vehicle_id: str) -> None:
 
 
 def test_grant_window_edges_with_the_skew_are_exact() -> None:
-    from trunkkey.consent.story import START, build_world
+    from trunkkey.testing.consent import START, build_world
 
     skew = 60
     carrier_nbf, carrier_exp = START - 3600, START + 7 * 86_400

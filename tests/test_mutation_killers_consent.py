@@ -12,6 +12,7 @@ import dataclasses
 
 import pytest
 
+from support import sign_unchecked
 from trunkkey import Action, Algorithm, InvalidRequest, Purpose, Reason, SigningKey, cbor
 from trunkkey.authority import Signer
 from trunkkey.consent import (
@@ -34,18 +35,17 @@ from trunkkey.consent.chain import (
     ResolvedChain,
 )
 from trunkkey.consent.grant import encode_grant
-from trunkkey.consent.story import (
+from trunkkey.cose import Typ, sign1
+from trunkkey.ledger.base import DailyLimit, SpendOutcome
+from trunkkey.ledger.memory import MemoryLedger
+from trunkkey.testing.consent import (
     DAY,
     START,
     VEHICLE,
     ConsentWorld,
     build_world,
     carrier_delegation,
-    sign_unchecked,
 )
-from trunkkey.cose import Typ, sign1
-from trunkkey.ledger.base import DailyLimit, SpendOutcome
-from trunkkey.ledger.memory import MemoryLedger
 
 TRUNK = access_mask([Action.TRUNK], [Purpose.DELIVERY])
 

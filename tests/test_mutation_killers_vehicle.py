@@ -26,18 +26,16 @@ from trunkkey import (
 )
 from trunkkey.consent import sign_revocation_list
 from trunkkey.geo import distance_m
+from trunkkey.testing.vehicle import Car, SimulatedBody, SimulatedGps, World, courier_present
 from trunkkey.vehicle import (
     EventKind,
     GapDetector,
     MemoryTimeStore,
-    SimulatedBody,
-    SimulatedGps,
     UnitConfig,
     UnitState,
     VehicleUnit,
     verify_receipt,
 )
-from trunkkey.vehicle.sim import Car, World, courier_present
 from trunkkey.vehicle.unit import DEFAULT_MOVED_MARGIN_M, Opening, Outcome
 
 T0 = 1_800_000_000

@@ -21,6 +21,7 @@ from trunkkey import (
     make_proof,
 )
 from trunkkey.consent import UpdateRefused
+from trunkkey.testing.vehicle import Car, World, courier_present
 from trunkkey.vehicle import (
     Event,
     EventKind,
@@ -32,7 +33,6 @@ from trunkkey.vehicle import (
     VehicleUnit,
     verify_receipt,
 )
-from trunkkey.vehicle.sim import Car, World, courier_present
 
 T0 = 1_800_000_000
 PLACE = Location.from_degrees(48.137154, 11.576124)

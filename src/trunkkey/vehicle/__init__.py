@@ -22,8 +22,6 @@ from .unit import Actuator as Actuator
 from .unit import Opening as Opening
 from .unit import Outcome as Outcome
 from .unit import Positioning as Positioning
-from .unit import SimulatedBody as SimulatedBody
-from .unit import SimulatedGps as SimulatedGps
 from .unit import UnitConfig as UnitConfig
 from .unit import UnitState as UnitState
 from .unit import VehicleUnit as VehicleUnit
@@ -46,8 +44,6 @@ __all__ = [
     "Outcome",
     "Positioning",
     "Receipt",
-    "SimulatedBody",
-    "SimulatedGps",
     "SyncOutcome",
     "TimeKeeper",
     "TimeState",
