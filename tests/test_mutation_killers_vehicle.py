@@ -36,7 +36,7 @@ from trunkkey.vehicle import (
     VehicleUnit,
     verify_receipt,
 )
-from trunkkey.vehicle.unit import DEFAULT_MOVED_MARGIN_M, Opening, Outcome
+from trunkkey.vehicle.state import DEFAULT_MOVED_MARGIN_M, Opening, Outcome
 
 T0 = 1_800_000_000
 PLACE = Location.from_degrees(48.137154, 11.576124)

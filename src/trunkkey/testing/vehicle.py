@@ -27,6 +27,7 @@ from ..ledger.memory import MemoryLedger
 from ..ledger.sqlite import SqliteLedger
 from ..proof import make_proof
 from ..trust import TrustedKey, TrustStore
+from ..vehicle.state import Outcome, UnitConfig
 from ..vehicle.timekeeping import (
     FileTimeStore,
     MemoryTimeStore,
@@ -34,7 +35,7 @@ from ..vehicle.timekeeping import (
     TimeStateStore,
     make_time_sync,
 )
-from ..vehicle.unit import Outcome, UnitConfig, VehicleUnit
+from ..vehicle.unit import VehicleUnit
 from ..vehicle.updates import TRUST_FILE, consent_verifier
 
 RETAILER = "retailer.example"
