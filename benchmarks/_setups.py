@@ -174,7 +174,7 @@ def story_sizes() -> dict[str, int]:
     """Sizes of the documented two-link presentation (``trunkkey.consent.story``),
     with ``lean_*`` for the leanest two-link chain (no places, no limit, no fence)."""
     try:
-        from trunkkey.consent.story import build_world, minimal_presentation_size
+        from trunkkey.testing.consent import build_world, minimal_presentation_size
     except ImportError as exc:
         raise ConsentMissing(str(exc)) from exc
     world = build_world(daily_limit=None)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from trunkkey import Action, Algorithm, Purpose, make_proof
-from trunkkey.consent.story import (
+from trunkkey.testing.consent import (
     HOME,
     VEHICLE,
     ConsentWorld,

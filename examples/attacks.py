@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from world import sign_unchecked
+
 from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
 from trunkkey.consent import (
     Grant,
@@ -33,10 +35,9 @@ from trunkkey.consent import (
     sign_revocation_list,
     sign_root_grant,
 )
-from trunkkey.consent.story import sign_unchecked
 from trunkkey.cose import Typ, parse_sign1, sign1
+from trunkkey.testing.vehicle import RETAILER, Car, World, courier_present
 from trunkkey.vehicle import make_time_sync
-from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
 
 START = int(datetime(2027, 6, 1, 9, 0, tzinfo=UTC).timestamp())
 PARKED = Location.from_degrees(52.520008, 13.404954)  # Berlin, Alexanderplatz

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from trunkkey import Action, Location, Reason, SigningKey, Verifier, make_proof
+from trunkkey.testing.vehicle import Car, World
 from trunkkey.vehicle import UnitConfig, verify_receipt
-from trunkkey.vehicle.sim import Car, World
 
 START = int(datetime(2027, 6, 1, 7, 0, tzinfo=UTC).timestamp())
 CITIES = [

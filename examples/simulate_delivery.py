@@ -35,8 +35,8 @@ from trunkkey.consent import (
     sign_revocation_list,
     sign_root_grant,
 )
+from trunkkey.testing.vehicle import RETAILER, Car, World, courier_present
 from trunkkey.vehicle import Event, EventKind, GapDetector, UnitState, verify_receipt
-from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
 
 #: 2027-06-01 08:00 UTC: the morning of delivery day.
 START = int(datetime(2027, 6, 1, 8, 0, tzinfo=UTC).timestamp())

@@ -53,9 +53,9 @@ from trunkkey.consent import (
     sign_root_grant,
 )
 from trunkkey.consent.revocation import decode_revocations
-from trunkkey.consent.story import carrier_delegation, retailer_consent
 from trunkkey.cose import Typ, decode_protected, parse_sign1, sign1, verify_sign1
 from trunkkey.proof import check_proof
+from trunkkey.testing.consent import carrier_delegation, retailer_consent
 from trunkkey.vehicle import Receipt, make_time_sync, read_time_sync, sign_receipt, verify_receipt
 
 NOW = 1_800_000_000

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 from trunkkey import (
     Algorithm,
@@ -14,6 +18,7 @@ from trunkkey import (
     TrustStore,
     Verifier,
 )
+from trunkkey.consent import Grant
 
 NOW = 1_800_000_000
 VEHICLE = "1HGCM82633A004352"
@@ -50,3 +55,33 @@ def make_world(algorithm: Algorithm = Algorithm.EDDSA) -> World:
     return World(clock, key, issuer, store, ledger, verifier)
 
 
+# -- the examples ------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example(name: str) -> ModuleType:
+    """``examples/<name>.py``, imported under its bare name.
+
+    That is the name the examples import each other by (a script's directory
+    comes first on its path), so an example loaded by a test finds ``world``
+    as it would when run.
+    """
+    path = EXAMPLES / f"{name}.py"
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def sign_unchecked(delegator: SigningKey, grant: Grant) -> bytes:
+    """The attackers' tool from ``examples/world.py``: a delegation signed without the
+    narrowing check that ``sign_delegation`` makes. The library has no such function."""
+    signed: bytes = example("world").sign_unchecked(delegator, grant)
+    return signed

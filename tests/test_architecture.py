@@ -49,9 +49,10 @@ def layer_of(module: str) -> Layer | None:
     best: tuple[int, Layer] | None = None
     for layer in LAYERS:
         for prefix in layer.prefixes:
-            if (module == prefix or (prefix != "trunkkey" and module.startswith(prefix + "."))) and (
-                best is None or len(prefix) > best[0]
-            ):
+            inside = module == prefix or (
+                prefix != "trunkkey" and module.startswith(prefix + ".")
+            )
+            if inside and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), layer)
     return None if best is None else best[1]
 
@@ -172,7 +173,8 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_an_upward_import_is_reported() -> None:
     core = layer_of("trunkkey.verifier")
     car = layer_of("trunkkey.vehicle.unit")
-    assert core is not None and car is not None
+    assert core is not None
+    assert car is not None
     assert car.name not in core.may_import
     assert layer_of("trunkkey.ledger.base") is not layer_of("trunkkey.ledger.sqlite")
 

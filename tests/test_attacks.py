@@ -47,13 +47,13 @@ from trunkkey.consent import (
     sign_root_grant,
     sign_trust_update,
 )
-from trunkkey.consent.story import ORDER, ConsentWorld, build_world
-from trunkkey.consent.story import VEHICLE as VEHICLE_CW
 from trunkkey.cose import sig_structure, sign1
 from trunkkey.geo import distance_m
+from trunkkey.testing.consent import ORDER, ConsentWorld, build_world
+from trunkkey.testing.consent import VEHICLE as VEHICLE_CW
+from trunkkey.testing.vehicle import Car, courier_present
+from trunkkey.testing.vehicle import World as CarWorld
 from trunkkey.vehicle import Receipt, UnitConfig, make_time_sync, sign_receipt, verify_receipt
-from trunkkey.vehicle.sim import Car, courier_present
-from trunkkey.vehicle.sim import World as CarWorld
 
 CHALLENGE = b"C" * 16
 OTHER_CHALLENGE = b"D" * 16

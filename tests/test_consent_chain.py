@@ -11,6 +11,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from support import example, sign_unchecked
 from trunkkey import (
     Action,
     Algorithm,
@@ -21,6 +22,7 @@ from trunkkey import (
     Reason,
     SigningKey,
     cbor,
+    make_proof,
 )
 from trunkkey.authority import Signer
 from trunkkey.consent import (
@@ -38,12 +40,15 @@ from trunkkey.consent import (
     sign_delegation,
     sign_revocation_list,
     sign_root_grant,
-    story,
 )
 from trunkkey.consent.anchors import RootKey, VehicleAnchors
 from trunkkey.consent.chain import DEFAULT_CACHE_SIZE, MAX_CHAIN_BYTES, ChainDenial, ResolvedChain
 from trunkkey.consent.grant import encode_grant
-from trunkkey.consent.story import (
+from trunkkey.cose import Typ, sign1
+from trunkkey.ledger.base import DailyLimit, SpendOutcome
+from trunkkey.ledger.memory import MemoryLedger
+from trunkkey.testing import consent as story
+from trunkkey.testing.consent import (
     DAY,
     HOME,
     START,
@@ -51,11 +56,10 @@ from trunkkey.consent.story import (
     ConsentWorld,
     build_world,
     carrier_delegation,
-    sign_unchecked,
 )
-from trunkkey.cose import Typ, sign1
-from trunkkey.ledger.base import DailyLimit, SpendOutcome
-from trunkkey.ledger.memory import MemoryLedger
+
+#: The consent story's scenes, as examples/consent_story.py plays them.
+scenes = example("world")
 
 
 @pytest.fixture(params=[Algorithm.EDDSA, Algorithm.ES256], ids=["ed25519", "p256"])
@@ -103,23 +107,23 @@ def test_without_a_chain_the_token_needs_a_trusted_key(ed_world: ConsentWorld) -
 # -- one test per attack scene --------------------------------------------------
 
 def test_scene_widened_scope(ed_world: ConsentWorld) -> None:
-    assert story.scene_widened_scope(ed_world).reason is Reason.SCOPE_WIDENED
+    assert scenes.scene_widened_scope(ed_world).reason is Reason.SCOPE_WIDENED
 
 
 def test_scene_expired_consent(ed_world: ConsentWorld) -> None:
-    assert story.scene_expired_consent(ed_world).reason is Reason.GRANT_EXPIRED
+    assert scenes.scene_expired_consent(ed_world).reason is Reason.GRANT_EXPIRED
 
 
 def test_scene_revoked_consent(ed_world: ConsentWorld) -> None:
-    assert story.scene_revoked_consent(ed_world).reason is Reason.GRANT_REVOKED
+    assert scenes.scene_revoked_consent(ed_world).reason is Reason.GRANT_REVOKED
 
 
 def test_scene_carrier_outside_retailer_grant(ed_world: ConsentWorld) -> None:
-    assert story.scene_carrier_outside_grant(ed_world).reason is Reason.SCOPE_WIDENED
+    assert scenes.scene_carrier_outside_grant(ed_world).reason is Reason.SCOPE_WIDENED
 
 
 def test_scene_rolled_back_revocation_list(ed_world: ConsentWorld) -> None:
-    refused, decision = story.scene_rolled_back_list(ed_world)
+    refused, decision = scenes.scene_rolled_back_list(ed_world)
     assert refused is not None
     assert refused.reason is Reason.ROLLBACK
     assert ed_world.revocations.version == 2
@@ -127,7 +131,7 @@ def test_scene_rolled_back_revocation_list(ed_world: ConsentWorld) -> None:
 
 
 def test_scene_superseded_token(ed_world: ConsentWorld) -> None:
-    assert story.scene_superseded_token(ed_world).reason is Reason.SUPERSEDED
+    assert scenes.scene_superseded_token(ed_world).reason is Reason.SUPERSEDED
 
 
 @pytest.mark.parametrize(
@@ -378,7 +382,7 @@ def test_no_chain_ever_grants_more_than_its_narrowest_link(case: Case) -> None:
     challenge = b"c" * 16
     decision = w.verifier.verify_at(
         token, now=NOW, vehicle_id=VEHICLE, action=action, purpose=purpose, location=SPOT,
-        proof=story.make_proof(w.courier, token=token, vehicle_id=VEHICLE, challenge=challenge),
+        proof=make_proof(w.courier, token=token, vehicle_id=VEHICLE, challenge=challenge),
         challenge=challenge, chain=signed,
     )
     event(f"decision: {decision.reason.value}")
@@ -405,7 +409,7 @@ def test_the_property_world_can_allow() -> None:
     """Guard against the property above passing vacuously."""
     w = WORLD
     w.clock.set(NOW)
-    assert story.scene_delivery(w).allowed
+    assert scenes.scene_delivery(w).allowed
 
 
 # -- the grant cache ---------------------------------------------------------------
@@ -732,7 +736,6 @@ def test_resolve_has_no_skew_unless_given() -> None:
 
 
 def test_grant_window_edges_take_the_verifiers_skew_exactly() -> None:
-    from trunkkey.consent.story import START, build_world
 
     skew = 60
     carrier_nbf, carrier_exp = START - 3600, START + 7 * 86_400

@@ -14,13 +14,13 @@ import pytest
 
 from trunkkey import Action, Algorithm, Purpose, Reason, Verifier
 from trunkkey.consent import encode_chain, grant_digest, sign_revocation_list
-from trunkkey.consent.story import HOME, START, VEHICLE, ConsentWorld, build_world
 from trunkkey.cose import Typ, sign1, signed_identity, split_sign1
 from trunkkey.ledger.base import Ledger
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.sqlite import SqliteLedger
 from trunkkey.ledger.sqlite_group import GroupCommitSqliteLedger
 from trunkkey.proof import make_proof
+from trunkkey.testing.consent import HOME, START, VEHICLE, ConsentWorld, build_world
 
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 

@@ -17,8 +17,8 @@ from trunkkey.consent import (
     grant_digest,
     sign_revocation_list,
 )
-from trunkkey.consent.story import VEHICLE, build_world
 from trunkkey.cose import Typ, sign1
+from trunkkey.testing.consent import VEHICLE, build_world
 
 NOW = 1_800_000_000
 

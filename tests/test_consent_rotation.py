@@ -30,7 +30,7 @@ from trunkkey.consent import (
     sign_trust_update,
 )
 from trunkkey.consent.grant import sign_delegation
-from trunkkey.consent.story import DAY, VEHICLE, build_world, carrier_delegation, retailer_consent
+from trunkkey.testing.consent import DAY, VEHICLE, build_world, carrier_delegation, retailer_consent
 
 NOW = 1_800_000_000
 T = NOW + DAY  # the rotation instant

@@ -21,7 +21,7 @@ from trunkkey import (
     make_proof,
 )
 from trunkkey.consent import ConsentVerifier, RevocationState, sign_revocation_list
-from trunkkey.consent.story import build_world
+from trunkkey.testing.consent import build_world
 
 
 def test_without_a_resolver_a_chain_is_refused_and_the_old_path_is_intact() -> None:
@@ -69,7 +69,7 @@ def test_the_token_checks_after_the_chain_still_run() -> None:
     no_proof = w.verifier.verify_at(token, now=NOW, vehicle_id=VEHICLE, action="trunk",
                                     location=None, chain=chain)
     assert no_proof.reason is Reason.LOCATION_UNKNOWN
-    from trunkkey.consent.story import HOME
+    from trunkkey.testing.consent import HOME
 
     no_proof = w.verifier.verify_at(token, now=NOW, vehicle_id=VEHICLE, action="trunk",
                                     location=HOME.centre, chain=chain)
@@ -89,7 +89,7 @@ def test_a_denied_chain_never_spends_the_token() -> None:
 
 def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> None:
     from trunkkey.consent import ConsentVerifier
-    from trunkkey.consent.story import build_world
+    from trunkkey.testing.consent import build_world
 
     class Exploding(ConsentVerifier):
         def resolve(self, *args: object, **kwargs: object) -> NoReturn:
@@ -118,12 +118,12 @@ def test_faults_inside_the_consent_verifier_fail_closed_with_exact_details() -> 
 
 
 def cw_vehicle() -> str:
-    from trunkkey.consent.story import VEHICLE as STORY_VEHICLE
+    from trunkkey.testing.consent import VEHICLE as STORY_VEHICLE
 
     return STORY_VEHICLE
 
 
 def cw_home() -> Geofence:
-    from trunkkey.consent.story import HOME
+    from trunkkey.testing.consent import HOME
 
     return HOME

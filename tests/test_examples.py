@@ -11,12 +11,14 @@ from types import ModuleType
 
 import pytest
 
+from support import example
 from trunkkey import Reason
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def load(name: str) -> ModuleType:
+    example("world")  # what the examples import beside them, as when run as scripts
     module_name = f"trunkkey_example_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]

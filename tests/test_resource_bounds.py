@@ -84,7 +84,6 @@ from trunkkey.consent.grant import (
 )
 from trunkkey.consent.revocation import decode_revocations
 from trunkkey.consent.rotation import decode_update
-from trunkkey.consent.story import build_world
 from trunkkey.cose import sig_structure, verify_sign1
 from trunkkey.geo import E7, MAX_RADIUS_M, MIN_RADIUS_M
 from trunkkey.inspect import MAX_INSPECT_BYTES
@@ -92,6 +91,7 @@ from trunkkey.issuer import DEFAULT_MAX_LIFETIME
 from trunkkey.keys import MAX_COSE_KEY_BYTES, MAX_PEM_BYTES
 from trunkkey.ledger.base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES
 from trunkkey.proof import MAX_CHALLENGE_BYTES, MAX_PROOF_BYTES, MIN_CHALLENGE_BYTES, check_proof
+from trunkkey.testing.consent import build_world
 from trunkkey.vehicle import UnitConfig, read_time_sync, verify_receipt
 from trunkkey.vehicle.challenge import ChallengeBook
 from trunkkey.vehicle.receipt import MAX_RECEIPT_BYTES

@@ -389,8 +389,8 @@ def test_the_comparison_scanner_finds_what_it_should() -> None:
 _REVIEWED: set[tuple[str, str]] = {
     # SQLite's WAL frame checksums: an integrity check of the ledger's own
     # file, over public data; no secret is derived from or compared through them.
-    ("ledger/sqlite.py", "_wal_checksum(body, big_endian, *seed) == (k1, k2)"),
-    ("ledger/sqlite.py", "_wal_checksum(body, big_endian, *seed) != (k1, k2)"),
+    ("ledger/_sqlite_wal.py", "_wal_checksum(body, big_endian, *seed) == (k1, k2)"),
+    ("ledger/_sqlite_wal.py", "_wal_checksum(body, big_endian, *seed) != (k1, k2)"),
 }
 
 

@@ -41,7 +41,6 @@ from trunkkey.consent.anchors import open_root_signed
 from trunkkey.consent.errors import UpdateRefused
 from trunkkey.consent.grant import encode_chain
 from trunkkey.consent.rotation import KeyEntry, Role, sign_trust_update
-from trunkkey.consent.story import VEHICLE, build_world
 from trunkkey.cose import (
     Typ,
     sign1,
@@ -50,6 +49,7 @@ from trunkkey.cose import (
 )
 from trunkkey.errors import DecodeError, SignatureError
 from trunkkey.proof import check_proof, make_proof
+from trunkkey.testing.consent import VEHICLE, build_world
 from trunkkey.vehicle.receipt import RELOCK_CAUSES, Receipt, sign_receipt, verify_receipt
 from trunkkey.vehicle.timekeeping import make_time_sync, read_time_sync
 

@@ -24,17 +24,22 @@ from trunkkey.consent import (
 )
 from trunkkey.errors import InvalidRequest
 from trunkkey.inspect import inspect_unverified
+from trunkkey.testing.vehicle import (
+    RETAILER,
+    Car,
+    SimulatedBody,
+    SimulatedGps,
+    World,
+    courier_present,
+)
 from trunkkey.vehicle import (
     EventKind,
     GapDetector,
     MemoryTimeStore,
-    SimulatedBody,
-    SimulatedGps,
     UnitState,
     VehicleUnit,
     consent_verifier,
 )
-from trunkkey.vehicle.sim import RETAILER, Car, World, courier_present
 
 START = 1_812_000_000
 DAY = 86_400

@@ -36,8 +36,8 @@ from hypothesis.stateful import (
 )
 
 from trunkkey import Action, Location, Reason, SigningKey, SqliteLedger, inspect_unverified
+from trunkkey.testing.vehicle import World, courier_present
 from trunkkey.vehicle import Outcome, UnitState
-from trunkkey.vehicle.sim import World, courier_present
 
 T0 = 1_800_000_000
 PLACE = Location.from_degrees(59.329323, 18.068581)

@@ -27,21 +27,19 @@ from trunkkey import (
 )
 from trunkkey.consent import UpdateRefused, sign_revocation_list
 from trunkkey.geo import distance_m
+from trunkkey.testing.vehicle import Car, SimulatedBody, SimulatedGps, World, courier_present
 from trunkkey.vehicle import (
     Event,
     EventKind,
     GapDetector,
     MemoryTimeStore,
-    SimulatedBody,
-    SimulatedGps,
     TimeState,
     UnitConfig,
     UnitState,
     VehicleUnit,
     verify_receipt,
 )
-from trunkkey.vehicle.sim import Car, World, courier_present
-from trunkkey.vehicle.unit import DEFAULT_MOVED_MARGIN_M, Opening, Outcome
+from trunkkey.vehicle.state import DEFAULT_MOVED_MARGIN_M, Opening, Outcome
 
 T0 = 1_800_000_000
 PLACE = Location.from_degrees(48.137154, 11.576124)

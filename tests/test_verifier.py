@@ -501,9 +501,9 @@ def test_a_proof_over_a_challenge_of_the_wrong_length_is_refused(
 
 def test_a_header_is_refused_for_the_same_reason_with_or_without_a_chain() -> None:
     """One rule for token headers: a chain changes who the signer is, not why a header fails."""
-    from trunkkey.consent.story import START as STORY_START
-    from trunkkey.consent.story import VEHICLE as STORY_VEHICLE
-    from trunkkey.consent.story import build_world
+    from trunkkey.testing.consent import START as STORY_START
+    from trunkkey.testing.consent import VEHICLE as STORY_VEHICLE
+    from trunkkey.testing.consent import build_world
 
     cw = build_world()
     direct = Verifier(trust_store=TrustStore([TrustedKey.create(cw.carrier.public_key, "dhl")]),

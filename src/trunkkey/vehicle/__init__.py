@@ -6,9 +6,14 @@ from .events import Event as Event
 from .events import EventBus as EventBus
 from .events import EventKind as EventKind
 from .events import GapDetector as GapDetector
+from .latch import Actuator as Actuator
 from .receipt import Receipt as Receipt
 from .receipt import sign_receipt as sign_receipt
 from .receipt import verify_receipt as verify_receipt
+from .state import Opening as Opening
+from .state import Outcome as Outcome
+from .state import UnitConfig as UnitConfig
+from .state import UnitState as UnitState
 from .timekeeping import FileTimeStore as FileTimeStore
 from .timekeeping import MemoryTimeStore as MemoryTimeStore
 from .timekeeping import SyncOutcome as SyncOutcome
@@ -18,14 +23,7 @@ from .timekeeping import TimeStateStore as TimeStateStore
 from .timekeeping import TimeSync as TimeSync
 from .timekeeping import make_time_sync as make_time_sync
 from .timekeeping import read_time_sync as read_time_sync
-from .unit import Actuator as Actuator
-from .unit import Opening as Opening
-from .unit import Outcome as Outcome
 from .unit import Positioning as Positioning
-from .unit import SimulatedBody as SimulatedBody
-from .unit import SimulatedGps as SimulatedGps
-from .unit import UnitConfig as UnitConfig
-from .unit import UnitState as UnitState
 from .unit import VehicleUnit as VehicleUnit
 from .updates import ConsentUpdates as ConsentUpdates
 from .updates import UpdateOutcome as UpdateOutcome
@@ -46,8 +44,6 @@ __all__ = [
     "Outcome",
     "Positioning",
     "Receipt",
-    "SimulatedBody",
-    "SimulatedGps",
     "SyncOutcome",
     "TimeKeeper",
     "TimeState",

@@ -23,21 +23,17 @@ grant), and applies signed revocation lists and trust updates
 (:mod:`.updates`) — including a newer list a courier's handheld carries with
 its presentation, applied before that presentation is verified.
 
-The trunk or doors relock when closed, or by themselves when ``tick()`` finds
+The trunk or doors relock (:mod:`.latch`) when closed, or by themselves when ``tick()`` finds
 the relock timeout passed, or at once if the clock stops being trustworthy.
 Time only moves through the injected clock: no threads, no sleeps.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import NoReturn, Protocol
 
 from ..claims import Action, Purpose, TokenClaims, check_name
 from ..clock import Clock
@@ -50,83 +46,19 @@ from ..ledger.base import Ledger
 from ..ledger.sqlite import SqliteLedger
 from ..reasons import Reason
 from ..trust import TrustStore
-from ..verifier import Decision, Verifier, VerifierPolicy
-from .challenge import DEFAULT_CHALLENGE_TTL, ChallengeBook
+from ..verifier import Decision, Verifier
+from .challenge import ChallengeBook
 from .events import EventBus, EventKind, Subscriber
-from .receipt import Receipt, sign_receipt
+from .latch import Actuator, Latch
+from .state import Opening, Outcome, UnitConfig, UnitState
 from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
 from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
 
-DEFAULT_RELOCK_TIMEOUT = 120
 _WENT_BACK = "clock went back; awaiting time sync"
 _UNPERSISTED = "trusted time could not be persisted; refusing to decide"
-#: How far beyond the geofence's edge the car may read before the unit says
-#: "the car was moved" rather than "just outside": a few GPS errors.
-DEFAULT_MOVED_MARGIN_M = 250
-
-
-class UnitState(StrEnum):
-    LOCKED = "locked"
-    TRUNK_OPEN = "trunk_open"
-    DOORS_UNLOCKED = "doors_unlocked"
-
-
-class Actuator(Protocol):
-    """The car's body controller, as far as trunkkey may drive it."""
-
-    def open_trunk(self) -> None: ...
-
-    def unlock_doors(self) -> None: ...
-
-    def lock_all(self) -> None: ...
 
 
 Positioning = Callable[[], Location | None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnitConfig:
-    relock_timeout: int = DEFAULT_RELOCK_TIMEOUT
-    challenge_ttl: int = DEFAULT_CHALLENGE_TTL
-    moved_margin_m: int = DEFAULT_MOVED_MARGIN_M
-    policy: VerifierPolicy = field(default_factory=VerifierPolicy)
-
-    def __post_init__(self) -> None:
-        if type(self.relock_timeout) is not int or not (5 <= self.relock_timeout <= 600):
-            raise InvalidRequest("relock_timeout must be 5 to 600 seconds")
-        if type(self.moved_margin_m) is not int or self.moved_margin_m < 0:
-            raise InvalidRequest("moved_margin_m must be a non-negative int")
-        if not isinstance(self.policy, VerifierPolicy):
-            raise InvalidRequest("policy must be a trunkkey.VerifierPolicy")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Opening:
-    """The opening in progress."""
-
-    token_id: bytes
-    action: Action
-    purpose: Purpose
-    opened_at: int
-    relock_deadline: int
-    order_ref: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
-    """What the unit did with one presentation. Test ``.allowed``, not the object."""
-
-    reason: Reason
-    detail: str
-    token_id: bytes | None = None
-    decision: Decision | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return self.reason is Reason.ALLOWED
-
-    def __bool__(self) -> NoReturn:
-        raise TypeError("test outcome.allowed, not the outcome itself")
 
 
 class VehicleUnit:
@@ -175,20 +107,12 @@ class VehicleUnit:
             max_skew=self._config.policy.max_skew, randomness=randomness,
         )
         self._challenges = ChallengeBook(randomness=randomness, ttl=self._config.challenge_ttl)
-        self._actuator = actuator
         self._gps = gps
         self._events = EventBus(vehicle_id=vehicle_id, boot=self._time.boot)
-        self._opening: Opening | None = None
-        #: The relock deadline on the raw clock reading: measured on the floored
-        #: time alone, a clock set back within the skew would keep the trunk
-        #: open that much longer (as for a challenge's lifetime).
-        self._relock_reading = 0
-        #: The raw reading at the opening: a clock that goes back below it
-        #: during an opening relocks at once, rather than stretching the
-        #: timeout by the step (within the skew the trusted floor would not
-        #: notice it).
-        self._opened_reading = 0
-        self._receipts: list[bytes] = []
+        self._latch = Latch(
+            actuator=actuator, time=self._time, events=self._events, vehicle_id=self._vehicle,
+            vehicle_key=vehicle_key, relock_timeout=self._config.relock_timeout,
+        )
         self._clock_alarm_raised = False
         self._boot_lock_failed = False
         # Whatever the car was doing when the last unit died, it starts locked.
@@ -254,15 +178,16 @@ class VehicleUnit:
 
     @property
     def state(self) -> UnitState:
-        if self._opening is None:
+        opening = self._latch.opening
+        if opening is None:
             return UnitState.LOCKED
-        if self._opening.action is Action.TRUNK:
+        if opening.action is Action.TRUNK:
             return UnitState.TRUNK_OPEN
         return UnitState.DOORS_UNLOCKED
 
     @property
     def opening(self) -> Opening | None:
-        return self._opening
+        return self._latch.opening
 
     @property
     def clock_trusted(self) -> bool:
@@ -278,7 +203,7 @@ class VehicleUnit:
 
     @property
     def receipts(self) -> tuple[bytes, ...]:
-        return tuple(self._receipts)
+        return tuple(self._latch.receipts)
 
     @property
     def config(self) -> UnitConfig:
@@ -348,8 +273,8 @@ class VehicleUnit:
                 now, Reason.WRONG_ACTION,
                 "the unit only opens the trunk or unlocks the doors; nothing else exists",
             )
-        self._expire(now)
-        if self._opening is not None:
+        self._latch.expire(now)
+        if self._latch.opening is not None:
             return self._deny(now, Reason.UNIT_BUSY, "an opening is already in progress")
         if challenge is not None:
             refusal = self._challenges.redeem(challenge, self._time.monotonic())
@@ -367,29 +292,11 @@ class VehicleUnit:
         # The ledger has recorded the token as spent (durably) by now, and the
         # floor this decision relied on was stored before it was made.
         self._events.emit(EventKind.TOKEN_ACCEPTED, at=now, token_id=claims.token_id)
-        try:
-            if wanted is Action.TRUNK:
-                self._actuator.open_trunk()
-            else:
-                self._actuator.unlock_doors()
-        except Exception as exc:  # noqa: BLE001 -- any actuator fault leaves the car locked
-            self._lock_quietly()
-            self._events.emit(
-                EventKind.ACTUATOR_FAILED, at=now, token_id=claims.token_id,
-                detail=f"{type(exc).__name__}; token stays spent, car stays locked",
-            )
+        if not self._latch.open(wanted, claims, now):
             return self._deny(
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
             )
-        self._opened_reading = self._time.reading()
-        self._relock_reading = self._opened_reading + self._config.relock_timeout
-        self._opening = Opening(
-            token_id=claims.token_id, action=wanted, purpose=claims.purpose, opened_at=now,
-            relock_deadline=now + self._config.relock_timeout, order_ref=claims.order_ref,
-        )
-        kind = EventKind.TRUNK_OPENED if wanted is Action.TRUNK else EventKind.DOORS_UNLOCKED
-        self._events.emit(kind, at=now, token_id=claims.token_id)
         return Outcome(
             reason=Reason.ALLOWED, detail="opened", token_id=claims.token_id, decision=decision
         )
@@ -397,15 +304,15 @@ class VehicleUnit:
     # -- sensors and time ----------------------------------------------------
     def trunk_closed(self) -> bool:
         """The trunk's latch sensor reports closed; relock. ``False`` if nothing was open."""
-        return self._closed(Action.TRUNK, EventKind.TRUNK_CLOSED)
+        return self._latch.closed(Action.TRUNK, EventKind.TRUNK_CLOSED, self._now)
 
     def doors_closed(self) -> bool:
         """The doors report closed after an unlock-relock opening; relock."""
-        return self._closed(Action.UNLOCK_RELOCK, EventKind.DOORS_CLOSED)
+        return self._latch.closed(Action.UNLOCK_RELOCK, EventKind.DOORS_CLOSED, self._now)
 
     def tick(self) -> None:
         """Let time act: relock after the timeout, or at once if the clock is untrusted."""
-        self._expire(self._now())
+        self._latch.expire(self._now())
 
     def time_sync_nonce(self) -> bytes:
         """A nonce to send to the carmaker's time server."""
@@ -544,121 +451,3 @@ class VehicleUnit:
             EventKind.ACCESS_DENIED, at=now, token_id=token_id, reason=reason, detail=detail
         )
         return Outcome(reason=reason, detail=detail, token_id=token_id, decision=decision)
-
-    def _closed(self, action: Action, kind: EventKind) -> bool:
-        opening = self._opening
-        if opening is None or opening.action is not action:
-            return False
-        now = self._now()
-        at = self._time.floor if now is None else now
-        # Best effort: the report should not run ahead of the stored floor,
-        # but relocking never waits for a store that refuses.
-        self._time.checkpoint()
-        self._events.emit(kind, at=at, token_id=opening.token_id)
-        self._relock(at, "closed" if now is not None else "clock_untrusted", closed_at=at)
-        return True
-
-    def _expire(self, now: int | None) -> None:
-        opening = self._opening
-        if opening is None:
-            return
-        reading = self._time.reading()
-        if now is None:
-            self._relock(self._time.floor, "clock_untrusted", closed_at=None)
-        elif reading < self._opened_reading:
-            self._relock(now, "clock_untrusted", closed_at=None)
-        elif now >= opening.relock_deadline or reading >= self._relock_reading:
-            self._relock(now, "timeout", closed_at=None)
-
-    def _relock(self, at: int, cause: str, *, closed_at: int | None) -> None:
-        opening = self._opening
-        if opening is None:
-            return
-        self._time.checkpoint()  # best effort, as for closing
-        try:
-            self._actuator.lock_all()
-        except Exception as exc:  # noqa: BLE001 -- retried on the next tick
-            self._events.emit(
-                EventKind.ACTUATOR_FAILED, at=at, token_id=opening.token_id,
-                detail=f"relock failed ({type(exc).__name__}); retrying",
-            )
-            return
-        self._opening = None
-        self._events.emit(EventKind.RELOCKED, at=at, token_id=opening.token_id, detail=cause)
-        receipt = sign_receipt(
-            self._key,
-            Receipt(
-                vehicle_id=self._vehicle, token_id=opening.token_id, action=opening.action,
-                purpose=opening.purpose, opened_at=opening.opened_at, closed_at=closed_at,
-                relocked_at=max(at, opening.opened_at), relock_cause=cause,
-                order_ref=opening.order_ref,
-            ),
-        )
-        self._receipts.append(receipt)
-        self._events.emit(
-            EventKind.RECEIPT_SIGNED, at=at, token_id=opening.token_id, receipt=receipt
-        )
-
-    def _lock_quietly(self) -> None:
-        # The open never happened; a failing lock here leaves nothing to undo.
-        with contextlib.suppress(Exception):
-            self._actuator.lock_all()
-
-
-# -- Simulated hardware, for tests and the examples ------------------------------
-
-class SimulatedBody:
-    """The car's locks as hardware would hold them, with fault injection."""
-
-    def __init__(self) -> None:
-        self.trunk_unlatched = False
-        self.doors_unlocked = False
-        self.trunk_openings = 0
-        self.door_unlocks = 0
-        #: Name of the next operation that should raise (``"open_trunk"`` …).
-        self.fail_next: str | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"SimulatedBody(trunk_unlatched={self.trunk_unlatched}, "
-            f"doors_unlocked={self.doors_unlocked})"
-        )
-
-    def _maybe_fail(self, operation: str) -> None:
-        if self.fail_next == operation:
-            self.fail_next = None
-            raise OSError(f"simulated {operation} fault")
-
-    @property
-    def locked(self) -> bool:
-        return not (self.trunk_unlatched or self.doors_unlocked)
-
-    def open_trunk(self) -> None:
-        self._maybe_fail("open_trunk")
-        self.trunk_unlatched = True
-        self.trunk_openings += 1
-
-    def unlock_doors(self) -> None:
-        self._maybe_fail("unlock_doors")
-        self.doors_unlocked = True
-        self.door_unlocks += 1
-
-    def lock_all(self) -> None:
-        self._maybe_fail("lock_all")
-        self.trunk_unlatched = False
-        self.doors_unlocked = False
-
-
-class SimulatedGps:
-    """A GPS receiver that reports whatever ``position`` is set to (or no fix)."""
-
-    def __init__(self, position: Location | None = None) -> None:
-        self.position = position
-
-    def __call__(self) -> Location | None:
-        return self.position
-
-    def __repr__(self) -> str:
-        return f"SimulatedGps({self.position!r})"
-
-

@@ -1,8 +1,10 @@
-"""A small world of parties for simulations and tests: carmaker, retailer, cars, couriers.
+"""A simulated car world for tests and examples: carmaker, retailer, cars, couriers.
 
 Everything here runs on simulated time (``ManualClock``) and simulated
-hardware; only the cryptography and the ledger are real. The examples in
-``examples/`` and the tests build their stories from it.
+hardware; only the cryptography, the ledger and the vehicle unit are real.
+:class:`SimulatedBody` and :class:`SimulatedGps` implement the unit's
+:class:`~trunkkey.vehicle.Actuator` and :class:`~trunkkey.vehicle.Positioning`
+protocols, the way a carmaker's body controller and GPS receiver would.
 """
 
 from __future__ import annotations
@@ -25,11 +27,74 @@ from ..ledger.memory import MemoryLedger
 from ..ledger.sqlite import SqliteLedger
 from ..proof import make_proof
 from ..trust import TrustedKey, TrustStore
-from .timekeeping import FileTimeStore, MemoryTimeStore, SyncOutcome, TimeStateStore, make_time_sync
-from .unit import Outcome, SimulatedBody, SimulatedGps, UnitConfig, VehicleUnit
-from .updates import TRUST_FILE, consent_verifier
+from ..vehicle.state import Outcome, UnitConfig
+from ..vehicle.timekeeping import (
+    FileTimeStore,
+    MemoryTimeStore,
+    SyncOutcome,
+    TimeStateStore,
+    make_time_sync,
+)
+from ..vehicle.unit import VehicleUnit
+from ..vehicle.updates import TRUST_FILE, consent_verifier
 
 RETAILER = "retailer.example"
+
+
+class SimulatedBody:
+    """The car's locks as hardware would hold them, with fault injection."""
+
+    def __init__(self) -> None:
+        self.trunk_unlatched = False
+        self.doors_unlocked = False
+        self.trunk_openings = 0
+        self.door_unlocks = 0
+        #: Name of the next operation that should raise (``"open_trunk"`` …).
+        self.fail_next: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SimulatedBody(trunk_unlatched={self.trunk_unlatched}, "
+            f"doors_unlocked={self.doors_unlocked})"
+        )
+
+    def _maybe_fail(self, operation: str) -> None:
+        if self.fail_next == operation:
+            self.fail_next = None
+            raise OSError(f"simulated {operation} fault")
+
+    @property
+    def locked(self) -> bool:
+        return not (self.trunk_unlatched or self.doors_unlocked)
+
+    def open_trunk(self) -> None:
+        self._maybe_fail("open_trunk")
+        self.trunk_unlatched = True
+        self.trunk_openings += 1
+
+    def unlock_doors(self) -> None:
+        self._maybe_fail("unlock_doors")
+        self.doors_unlocked = True
+        self.door_unlocks += 1
+
+    def lock_all(self) -> None:
+        self._maybe_fail("lock_all")
+        self.trunk_unlatched = False
+        self.doors_unlocked = False
+
+
+class SimulatedGps:
+    """A GPS receiver that reports whatever ``position`` is set to (or no fix)."""
+
+    def __init__(self, position: Location | None = None) -> None:
+        self.position = position
+
+    def __call__(self) -> Location | None:
+        return self.position
+
+    def __repr__(self) -> str:
+        return f"SimulatedGps({self.position!r})"
+
 
 
 @dataclass(slots=True, kw_only=True)

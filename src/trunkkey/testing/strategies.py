@@ -34,16 +34,16 @@ from pathlib import Path
 import pytest
 from hypothesis import strategies as st
 
-from .claims import Action, Purpose, TokenClaims
-from .clock import ManualClock
-from .geo import Geofence, Location
-from .issuer import Issuer
-from .keys import Algorithm, SigningKey
-from .ledger import Ledger, MemoryLedger, SqliteLedger
-from .proof import make_proof
-from .reasons import Reason
-from .trust import TrustedKey, TrustStore
-from .verifier import Decision, Verifier, VerifierPolicy
+from ..claims import Action, Purpose, TokenClaims
+from ..clock import ManualClock
+from ..geo import Geofence, Location
+from ..issuer import Issuer
+from ..keys import Algorithm, SigningKey
+from ..ledger import Ledger, MemoryLedger, SqliteLedger
+from ..proof import make_proof
+from ..reasons import Reason
+from ..trust import TrustedKey, TrustStore
+from ..verifier import Decision, Verifier, VerifierPolicy
 
 __all__ = [
     "TAMPERED_REASONS",

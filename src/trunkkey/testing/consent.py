@@ -1,7 +1,9 @@
-"""The consent flow as a runnable story: one car, its carmaker, a retailer, a carrier, a courier.
+"""The consent story's world: one car, its carmaker, a retailer, a carrier, a courier.
 
-Used by ``examples/consent_story.py``, the tests and the benchmark, so that
-the scenes the documentation describes are the scenes that are executed.
+The car trusts only the carmaker's root; the owner's consent (root ->
+retailer) and the retailer's delegation (retailer -> carrier) are signed
+through the library's own checked paths. ``examples/world.py`` plays the
+documented scenes in it; the tests and the benchmarks build on it too.
 Every key here is generated fresh; nothing is meant for production.
 """
 
@@ -12,7 +14,20 @@ from dataclasses import dataclass
 
 from ..claims import Action, Purpose
 from ..clock import ManualClock
-from ..cose import Typ, sign1
+from ..consent.anchors import RootKey, VehicleAnchors
+from ..consent.chain import ConsentVerifier, GrantCache
+from ..consent.grant import (
+    Grant,
+    Scope,
+    access_mask,
+    encode_chain,
+    grant_digest,
+    make_grant,
+    root_scope,
+    sign_delegation,
+    sign_root_grant,
+)
+from ..consent.revocation import RevocationState
 from ..geo import Geofence, Location
 from ..issuer import Issuer
 from ..keys import Algorithm, SigningKey
@@ -20,22 +35,6 @@ from ..ledger.memory import MemoryLedger
 from ..proof import make_proof
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
-from .anchors import RootKey, VehicleAnchors
-from .chain import ConsentVerifier, GrantCache
-from .errors import UpdateRefused
-from .grant import (
-    Grant,
-    Scope,
-    access_mask,
-    encode_chain,
-    encode_grant,
-    grant_digest,
-    make_grant,
-    root_scope,
-    sign_delegation,
-    sign_root_grant,
-)
-from .revocation import RevocationState, sign_revocation_list
 
 START = 1_800_000_000
 VEHICLE = "1HGCM82633A004352"
@@ -169,11 +168,6 @@ def carrier_delegation(carrier: SigningKey, now: int) -> Grant:
     )
 
 
-def sign_unchecked(delegator: SigningKey, grant: Grant) -> bytes:
-    """A delegation signed *without* the minting-time narrowing check: attackers' tool."""
-    return sign1(delegator, encode_grant(grant), typ=Typ.GRANT, include_kid=False)
-
-
 def build_world(
     *, start: int = START, cache: bool = True, algorithm: Algorithm = Algorithm.EDDSA,
     daily_limit: int | None = 5,
@@ -202,74 +196,3 @@ def build_world(
         carrier_grant=sign_delegation(retailer, scope, carrier_delegation(carrier, start)),
         retailer_scope=scope,
     )
-
-
-# -- the scenes ---------------------------------------------------------------
-
-def scene_delivery(w: ConsentWorld) -> Decision:
-    """carrier -> retailer -> owner's consent -> carmaker root: the trunk opens, offline."""
-    return w.present(w.token(), w.chain)
-
-
-def scene_widened_scope(w: ConsentWorld) -> Decision:
-    """The retailer delegates more than the owner consented to (a whole year, any action)."""
-    wide = make_grant(
-        grantee=w.carrier.public_key, grantee_name="dhl",
-        access=access_mask([Action.TRUNK, Action.UNLOCK_RELOCK], [Purpose.DELIVERY]),
-        not_before=w.clock.now(), expires=w.clock.now() + 365 * DAY, depth=0,
-    )
-    chain = encode_chain([w.root_grant, sign_unchecked(w.retailer, wide)])
-    return w.present(w.token(), chain)
-
-
-def scene_expired_consent(w: ConsentWorld) -> Decision:
-    """The owner's consent ran out; the carrier still has a token minted before."""
-    token = w.token()
-    w.clock.advance(31 * DAY)
-    return w.present(token, w.chain)
-
-
-def scene_revoked_consent(w: ConsentWorld) -> Decision:
-    """The owner withdraws consent; the car applies the carmaker's list, then a courier arrives."""
-    token = w.token()
-    revocation = sign_revocation_list(
-        w.root, version=w.revocations.version + 1, issued_at=w.clock.now(),
-        grants=[grant_digest(w.root_grant)],
-    )
-    w.revocations.apply(revocation, w.anchors, now=w.clock.now())
-    return w.present(token, w.chain)
-
-
-def scene_carrier_outside_grant(w: ConsentWorld) -> Decision:
-    """The carrier mints an unlock-relock token; the retailer granted it the trunk only."""
-    return w.present(w.token(action=Action.UNLOCK_RELOCK), w.chain, action=Action.UNLOCK_RELOCK)
-
-
-def scene_rolled_back_list(w: ConsentWorld) -> tuple[UpdateRefused | None, Decision]:
-    """After revocation, an attacker replays the older, empty list to the car."""
-    now = w.clock.now()
-    old = sign_revocation_list(w.root, version=1, issued_at=now)
-    new = sign_revocation_list(
-        w.root, version=2, issued_at=now, grants=[grant_digest(w.carrier_grant)]
-    )
-    w.revocations.apply(old, w.anchors, now=now)
-    w.revocations.apply(new, w.anchors, now=now)
-    refused: UpdateRefused | None = None
-    try:
-        w.revocations.apply(old, w.anchors, now=now)
-    except UpdateRefused as exc:
-        refused = exc
-    return refused, w.present(w.token(), w.chain)
-
-
-def scene_superseded_token(w: ConsentWorld) -> Decision:
-    """RollJam: a token captured unused; the order was re-issued, so the old one is dead."""
-    captured = w.token()
-    w.clock.advance(60)
-    fresh_iat = w.clock.now()
-    revocation = sign_revocation_list(
-        w.root, version=w.revocations.version + 1, issued_at=fresh_iat,
-        supersede={ORDER: fresh_iat},
-    )
-    w.revocations.apply(revocation, w.anchors, now=fresh_iat)
-    return w.present(captured, w.chain)

@@ -1,0 +1,116 @@
+"""How commands present keys, claims and times to a person or a machine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ..claims import TokenClaims
+from ..cose import Typ
+from ..keys import Algorithm, VerificationKey
+from ._io import Output
+
+
+def utc(seconds: int) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (out of range)"
+
+
+def human_duration(seconds: int) -> str:
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return sign + ("".join(parts) or "0s")
+
+
+def alg_name(alg: int) -> str:
+    """The COSE name of an algorithm number read from an UNVERIFIED header."""
+    try:
+        return Algorithm(alg).cose_name
+    except ValueError:
+        return "unknown"
+
+
+def typ_name(typ: int) -> str:
+    try:
+        return f"trunkkey {Typ(typ).name.lower().replace('_', '-')}"
+    except ValueError:
+        return "not a trunkkey type"
+
+
+def key_summary(key: VerificationKey) -> dict[str, Any]:
+    return {
+        "alg": key.algorithm.cose_name,
+        "kid": key.kid.hex(),
+        "cose_key": key.to_cose_key().hex(),
+        "pem": key.to_pem().decode("ascii"),
+    }
+
+
+def print_key(out: Output, key: VerificationKey) -> None:
+    out.line(f"algorithm: {key.algorithm.cose_name}")
+    out.line(f"kid:       {key.kid.hex()}")
+    out.line(f"COSE_Key:  {key.to_cose_key().hex()}")
+    out.line(key.to_pem().decode("ascii").rstrip())
+
+
+def claims_json(claims: TokenClaims) -> dict[str, Any]:
+    g = claims.geofence
+    return {
+        "issuer": claims.issuer,
+        "vehicle_id": claims.vehicle_id,
+        "action": claims.action.value,
+        "purpose": claims.purpose.value,
+        "not_before": claims.not_before,
+        "expires": claims.expires,
+        "issued_at": claims.issued_at,
+        "not_before_utc": utc(claims.not_before),
+        "expires_utc": utc(claims.expires),
+        "issued_at_utc": utc(claims.issued_at),
+        "token_id": claims.token_id.hex(),
+        "geofence": None if g is None else {
+            "latitude": g.centre.latitude, "longitude": g.centre.longitude,
+            "radius_m": g.radius_m,
+        },
+        "courier_key": None if claims.courier_key is None else {
+            "alg": claims.courier_key.algorithm.cose_name,
+            "kid": claims.courier_key.kid.hex(),
+        },
+        "order_ref": None if claims.order_ref is None else claims.order_ref.hex(),
+    }
+
+
+def print_claims(out: Output, claims: TokenClaims) -> None:
+    out.line(f"issuer:      {claims.issuer}")
+    out.line(f"vehicle:     {claims.vehicle_id}")
+    out.line(f"action:      {claims.action.value}")
+    out.line(f"purpose:     {claims.purpose.value}")
+    out.line(f"not before:  {utc(claims.not_before)}  ({claims.not_before})")
+    out.line(
+        f"expires:     {utc(claims.expires)}  ({claims.expires}; "
+        f"window {human_duration(claims.lifetime)})"
+    )
+    out.line(f"issued at:   {utc(claims.issued_at)}  ({claims.issued_at})")
+    out.line(f"token id:    {claims.token_id.hex()}")
+    g = claims.geofence
+    if g is None:
+        out.line("geofence:    none")
+    else:
+        out.line(
+            f"geofence:    within {g.radius_m} m of "
+            f"{g.centre.latitude:.7f},{g.centre.longitude:.7f}"
+        )
+    if claims.courier_key is None:
+        out.line("courier key: none (anyone holding the token may present it)")
+    else:
+        out.line(
+            f"courier key: {claims.courier_key.algorithm.cose_name} "
+            f"kid {claims.courier_key.kid.hex()} (proof of possession required)"
+        )
+    if claims.order_ref is not None:
+        shown = claims.order_ref.decode("utf-8", "replace")
+        out.line(f"order ref:   {claims.order_ref.hex()}  ({shown!r})")

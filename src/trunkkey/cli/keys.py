@@ -1,0 +1,82 @@
+"""``keygen`` and ``pubkey``: make a key pair, show the public half of a private key."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..keys import Algorithm, SigningKey, VerificationKey
+from ._io import EXIT_OK, CliError, Command, Output, load_signing_key
+from ._show import key_summary, print_key
+
+
+def _keygen_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519",
+                   help="Ed25519 (default) or ECDSA P-256")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="where to write the private key (PEM, created with mode 0600)")
+    p.add_argument("--public-out", metavar="PATH",
+                   help="also write the public key here (PEM, world-readable)")
+    p.add_argument("--force", action="store_true", help="replace an existing key file")
+
+
+def _keygen(args: argparse.Namespace, out: Output) -> int:
+    algorithm = Algorithm.EDDSA if args.alg == "ed25519" else Algorithm.ES256
+    for target in (args.out, args.public_out):
+        if target and not args.force and Path(target).exists():
+            raise CliError(f"{target!r} exists; pass --force to replace it")
+    key = SigningKey.generate(algorithm)
+    key.save(args.out, overwrite=args.force)
+    if args.public_out:
+        _write_public(Path(args.public_out), key.public_key, force=args.force)
+    out.data({"private_key_file": args.out, "public_key_file": args.public_out,
+              **key_summary(key.public_key)})
+    out.line(f"private key written to {args.out} (mode 0600)")
+    if args.public_out:
+        out.line(f"public key written to {args.public_out}")
+    print_key(out, key.public_key)
+    return EXIT_OK
+
+
+def _write_public(path: Path, key: VerificationKey, *, force: bool) -> None:
+    try:
+        with path.open("wb" if force else "xb") as f:
+            f.write(key.to_pem())
+    except FileExistsError:
+        raise CliError(f"{str(path)!r} exists; pass --force to replace it") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+
+
+def _pubkey_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key", required=True, metavar="PATH", help="private key file")
+    p.add_argument("--format", choices=("text", "pem", "cose-hex"), default="text",
+                   help="text (default), or just the PEM or COSE_Key hex, for a file")
+
+
+def _pubkey(args: argparse.Namespace, out: Output) -> int:
+    public = load_signing_key(args.key).public_key
+    out.data(key_summary(public))
+    if args.format == "pem":
+        out.line(public.to_pem().decode("ascii").rstrip())
+    elif args.format == "cose-hex":
+        out.line(public.to_cose_key().hex())
+    else:
+        print_key(out, public)
+    return EXIT_OK
+
+
+COMMANDS = (
+    Command(
+        name="keygen",
+        help="make a signing key pair; write the private key owner-only",
+        configure=_keygen_args,
+        run=_keygen,
+    ),
+    Command(
+        name="pubkey",
+        help="print the public key and kid of a private key file",
+        configure=_pubkey_args,
+        run=_pubkey,
+    ),
+)

@@ -1,0 +1,280 @@
+"""``verify`` and ``prove``: the car's decision on a token, and the courier's answer to it.
+
+``verify --chain ... --root ...`` builds the car's consent side too: a
+verifier whose only anchors are the carmaker root keys given, as in the car.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..claims import Action, Purpose
+from ..clock import ManualClock
+from ..consent.anchors import RootKey, VehicleAnchors
+from ..consent.chain import ConsentVerifier
+from ..consent.errors import UpdateRefused
+from ..consent.grant import encode_chain
+from ..consent.revocation import RevocationState
+from ..errors import TrunkkeyError
+from ..keys import SigningKey, VerificationKey
+from ..proof import make_proof
+from ..trust import TrustedKey, TrustStore
+from ..verifier import Decision, Verifier
+from ._io import (
+    EXIT_DENIED,
+    EXIT_OK,
+    CliError,
+    Command,
+    Output,
+    load_public_key,
+    load_signing_key,
+    parse_hex,
+    parse_location,
+    parse_time,
+    read_blob,
+    read_bounded,
+    read_token,
+)
+from ._show import claims_json, utc
+from .ledger import open_ledger
+from .tokens import token_args
+
+_TAG_SIGN1 = 0xD2
+
+
+# -- trusted keys ---------------------------------------------------------------
+
+
+def parse_trust(spec: str) -> TrustedKey:
+    """``PUBKEYFILE:ISSUER[:NOT_BEFORE:NOT_AFTER]``; either time may be empty."""
+    path, sep, rest = spec.partition(":")
+    if not sep or not path:
+        raise CliError(f"--trust {spec!r}: expected PUBKEYFILE:ISSUER[:NOT_BEFORE:NOT_AFTER]")
+    issuer, sep, period = rest.partition(":")
+    if not issuer:
+        raise CliError(f"--trust {spec!r}: the issuer name is missing")
+    not_before = not_after = None
+    if sep:
+        not_before, not_after = _split_period(period, spec)
+    key = load_public_key(path)
+    try:
+        return TrustedKey.create(key, issuer, not_before=not_before, not_after=not_after)
+    except TrunkkeyError as exc:
+        raise CliError(f"--trust {spec!r}: {exc}") from None
+
+
+def _split_period(period: str, spec: str) -> tuple[int | None, int | None]:
+    # ISO-8601 times contain colons too: take the one split where both halves parse.
+    found = []
+    for i, ch in enumerate(period):
+        if ch != ":":
+            continue
+        try:
+            halves = [
+                None if not part else parse_time(part, "--trust")
+                for part in (period[:i], period[i + 1 :])
+            ]
+        except CliError:
+            continue
+        found.append((halves[0], halves[1]))
+    if len(found) != 1:
+        raise CliError(
+            f"--trust {spec!r}: validity must be NOT_BEFORE:NOT_AFTER "
+            "(Unix seconds or ISO-8601 with timezone; either may be empty)"
+        )
+    return found[0]
+
+
+def load_trust_store_file(path_text: str) -> list[TrustedKey]:
+    """A trust-store JSON file: ``{"keys": [{"issuer", "cose_key"|"pem", ...}]}``."""
+    data = read_bounded(Path(path_text), "trust store", str(Path(path_text)))
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"trust store {path_text!r} is not JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise CliError(f"trust store {path_text!r} must be an object with a \"keys\" list")
+    return [
+        _trusted_key(item, f"trust store {path_text!r} key {n}")
+        for n, item in enumerate(document["keys"])
+    ]
+
+
+def _trusted_key(item: object, where: str) -> TrustedKey:
+    if not isinstance(item, dict) or not isinstance(item.get("issuer"), str):
+        raise CliError(f"{where}: needs an \"issuer\" string")
+    try:
+        if isinstance(item.get("cose_key"), str):
+            raw = parse_hex(item["cose_key"], f"{where} cose_key")
+            key = VerificationKey.from_cose_key(raw)
+        elif isinstance(item.get("pem"), str):
+            key = VerificationKey.from_pem(item["pem"].encode("ascii"))
+        else:
+            raise CliError(f"{where}: needs \"cose_key\" (hex) or \"pem\"")
+        times = [
+            None if item.get(name) is None else parse_time(str(item[name]), f"{where} {name}")
+            for name in ("not_before", "not_after")
+        ]
+        return TrustedKey.create(key, item["issuer"], not_before=times[0], not_after=times[1])
+    except (TrunkkeyError, UnicodeEncodeError) as exc:
+        raise CliError(f"{where}: {exc}") from None
+
+
+# -- the consent side: --root, --chain, --revocations ----------------------------
+
+
+def _consent_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", action="append", default=[], metavar="PUBFILE",
+                   help="a carmaker root key the car holds as its anchor (repeatable); "
+                        "enables consent chains")
+    p.add_argument("--chain", metavar="FILE_OR_TEXT",
+                   help="the consent chain the token hangs from (needs --root)")
+    p.add_argument("--revocations", metavar="FILE_OR_TEXT",
+                   help="a signed revocation list the car applies first (needs --root)")
+
+
+def _consent_for_verify(
+    args: argparse.Namespace, now: int
+) -> tuple[ConsentVerifier | None, bytes | None]:
+    """The car's consent side for one ``verify`` run, and the chain presented."""
+    if not args.root:
+        if args.chain or args.revocations:
+            raise CliError("--chain and --revocations need --root PUBFILE "
+                           "(the carmaker root key the car trusts)")
+        return None, None
+    roots = [RootKey(key=load_public_key(path)) for path in args.root]
+    # The car's own key signs receipts only; this one-shot check never makes one.
+    anchors = VehicleAnchors(
+        vehicle_id=args.vehicle, vehicle_key=SigningKey.generate(), roots=roots
+    )
+    state = RevocationState()
+    if args.revocations:
+        try:
+            state.apply(read_blob(args.revocations, "--revocations"), anchors, now=now)
+        except UpdateRefused as exc:
+            raise CliError(f"--revocations refused: {exc.reason.value}: {exc.detail}") from None
+    chain = None
+    if args.chain:
+        data = read_blob(args.chain, "--chain")
+        # A single grant is a one-link chain; anything else goes to the car as given.
+        chain = encode_chain([data]) if data[:1] == bytes([_TAG_SIGN1]) else data
+    return ConsentVerifier(anchors=anchors, revocations=state), chain
+
+
+# -- verify -----------------------------------------------------------------------
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    token_args(p)
+    p.add_argument("--trust", action="append", default=[], metavar="PUBFILE:ISSUER[:NB:NA]",
+                   help="trust this issuer key (repeatable)")
+    p.add_argument("--trust-store", metavar="JSON", help="trust-store JSON file")
+    p.add_argument("--vehicle", required=True, help="this vehicle's id")
+    p.add_argument("--action", required=True, choices=[a.value for a in Action])
+    p.add_argument("--purpose", choices=[p.value for p in Purpose],
+                   help="also require this purpose")
+    p.add_argument("--at", metavar="TIME", default="now", help="verification time (default now)")
+    p.add_argument("--location", metavar="LAT,LON", help="the car's position")
+    p.add_argument("--proof", metavar="HEX", help="the courier device's proof of possession")
+    p.add_argument("--challenge", metavar="HEX", help="the challenge the proof answers")
+    p.add_argument("--ledger", metavar="PATH",
+                   help="SQLite replay ledger (default: in-memory, forgotten on exit)")
+    _consent_args(p)
+
+
+def _trust_store(args: argparse.Namespace) -> TrustStore:
+    keys = [parse_trust(spec) for spec in args.trust]
+    if args.trust_store:
+        keys += load_trust_store_file(args.trust_store)
+    if not keys and not args.root:
+        raise CliError(
+            "no trusted keys: give --trust PUBFILE:ISSUER, --trust-store FILE "
+            "or --root PUBFILE (with --chain)"
+        )
+    try:
+        return TrustStore(keys)
+    except TrunkkeyError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _verify(args: argparse.Namespace, out: Output) -> int:
+    token = read_token(args.token, args.format, sys.stdin)
+    store = _trust_store(args)
+    now = parse_time(args.at, "--at")
+    location = parse_location(args.location) if args.location else None
+    proof = parse_hex(args.proof, "--proof") if args.proof else None
+    challenge = parse_hex(args.challenge, "--challenge") if args.challenge else None
+    consent, chain = _consent_for_verify(args, now)
+    with open_ledger(args.ledger, create=True) as ledger:
+        verifier = Verifier(
+            trust_store=store, ledger=ledger, clock=ManualClock(now), consent=consent
+        )
+        decision = verifier.verify(
+            token, vehicle_id=args.vehicle, action=args.action, purpose=args.purpose,
+            location=location, proof=proof, challenge=challenge, chain=chain,
+        )
+    ledger_text = (
+        f"sqlite {args.ledger}" if args.ledger
+        else "in-memory (forgotten on exit: this run cannot detect a replay)"
+    )
+    _report_decision(out, decision, ledger_text)
+    return EXIT_OK if decision.allowed else EXIT_DENIED
+
+
+def _report_decision(out: Output, decision: Decision, ledger_text: str) -> None:
+    out.data({
+        "allowed": decision.allowed, "reason": decision.reason.value,
+        "detail": decision.detail, "at": decision.at, "at_utc": utc(decision.at),
+        "ledger": ledger_text,
+        "claims": None if decision.claims is None else claims_json(decision.claims),
+    })
+    verdict = "ALLOWED" if decision.allowed else "DENIED"
+    out.line(f"{verdict}: {decision.reason.value}")
+    out.line(f"detail:  {decision.detail}")
+    out.line(f"at:      {utc(decision.at)}")
+    out.line(f"ledger:  {ledger_text}")
+    if decision.claims is not None:
+        c = decision.claims
+        out.line(f"token:   {c.token_id.hex()} from {c.issuer} for {c.vehicle_id}, "
+                 f"{c.action.value}/{c.purpose.value}, until {utc(c.expires)}")
+
+
+# -- prove --------------------------------------------------------------------------
+
+
+def _prove_args(p: argparse.ArgumentParser) -> None:
+    token_args(p)
+    p.add_argument("--device-key", required=True, metavar="PATH",
+                   help="the courier device's private key file")
+    p.add_argument("--vehicle", required=True, help="the vehicle the token is presented to")
+    p.add_argument("--challenge", required=True, metavar="HEX",
+                   help="the car's challenge, 16 to 32 bytes")
+
+
+def _prove(args: argparse.Namespace, out: Output) -> int:
+    token = read_token(args.token, args.format, sys.stdin)
+    key = load_signing_key(args.device_key)
+    proof = make_proof(key, token=token, vehicle_id=args.vehicle,
+                       challenge=parse_hex(args.challenge, "--challenge"))
+    out.data({"proof": proof.hex(), "size": len(proof)})
+    out.line(proof.hex())
+    return EXIT_OK
+
+
+COMMANDS = (
+    Command(
+        name="verify",
+        help="verify a token as the car would; exit 0 only if allowed",
+        configure=_verify_args,
+        run=_verify,
+    ),
+    Command(
+        name="prove",
+        help="answer a car's challenge with the courier device key (hex out)",
+        configure=_prove_args,
+        run=_prove,
+    ),
+)
