@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,20 +12,10 @@ import pytest
 
 from trunkkey import Reason
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
 
 def load(name: str) -> ModuleType:
-    module_name = f"trunkkey_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    # The examples are scripts, importable from the repository root as `examples.*`.
+    return importlib.import_module(f"examples.{name}")
 
 
 # -- simulate_delivery ---------------------------------------------------------
