@@ -14,8 +14,8 @@ from trunkkey import Reason
 
 
 def load(name: str) -> ModuleType:
-    # The examples are scripts, importable from the repository root as `examples.*`.
-    return importlib.import_module(f"examples.{name}")
+    # examples/ is on pytest's pythonpath: the bare name, as when run as a script.
+    return importlib.import_module(name)
 
 
 # -- simulate_delivery ---------------------------------------------------------
