@@ -116,7 +116,7 @@ class ModuleResult:
 
 
 def _copy_repo(workdir: Path) -> None:
-    for name in ("src", "tests", "fuzz", "docs", "examples"):
+    for name in ("src", "tests", "tools", "docs", "examples"):
         if not (REPO / name).is_dir():
             continue
         shutil.copytree(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -63,21 +62,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def example(name: str) -> ModuleType:
     """``examples/<name>.py``, imported under its bare name.
 
-    That is the name the examples import each other by (a script's directory
-    comes first on its path), so an example loaded by a test finds ``world``
-    as it would when run.
+    ``examples/`` is on pytest's ``pythonpath``, as a script's own directory is
+    first on its path, so an example loaded by a test finds ``world`` as it
+    would when run.
     """
-    path = EXAMPLES / f"{name}.py"
-    loaded = sys.modules.get(name)
-    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
-        return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(name)
 
 
 def sign_unchecked(delegator: SigningKey, grant: Grant) -> bytes:

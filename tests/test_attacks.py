@@ -614,7 +614,7 @@ def test_revoked_carrier_key(cw: ConsentWorld) -> None:
 
 
 def test_daily_limit_of_the_owners_consent(cw: ConsentWorld) -> None:
-    # The owner's consent allows 5 openings a day (consent.story.retailer_consent).
+    # The owner's consent allows 5 openings a day (trunkkey.testing.consent.retailer_consent).
     for _ in range(5):
         assert cw.present(cw.token(), cw.chain).allowed
     assert cw.present(cw.token(), cw.chain).reason is Reason.DAILY_LIMIT_REACHED

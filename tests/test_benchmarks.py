@@ -18,29 +18,20 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "benchmarks" / "run.py"
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load(RUN, "trunkkey_bench_run")
+    from tools.bench import run
+
+    return run
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     done = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--json", str(out)],
+        [sys.executable, "-m", "tools.bench.run", "--quick", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -130,9 +121,8 @@ def test_the_plot_script_reads_the_json(results: dict[str, Any], tmp_path: Path)
     # matplotlib is the optional ``plot`` extra: both branches are asserted.
     source = tmp_path / "results.json"
     source.write_text(json.dumps(results))
-    script = ROOT / "scripts" / "make_performance_plots.py"
     done = subprocess.run(
-        [sys.executable, str(script), str(source), "--out", str(tmp_path / "png")],
+        [sys.executable, "-m", "tools.gen.plots", str(source), "--out", str(tmp_path / "png")],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     if importlib.util.find_spec("matplotlib") is None:
@@ -146,10 +136,8 @@ def test_the_plot_script_reads_the_json(results: dict[str, Any], tmp_path: Path)
 
 
 def test_signature_stub_is_confined_to_its_rounds() -> None:
+    from tools.bench._measure import signatures_stubbed
     from trunkkey import SigningKey
-
-    signatures_stubbed = _load(ROOT / "benchmarks" / "_measure.py",
-                               "trunkkey_bench_measure").signatures_stubbed
 
     key = SigningKey.generate().public_key
     seen: list[bool] = []

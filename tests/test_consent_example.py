@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from support import example
-
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "consent_story.py"
 
 
 def test_consent_story_runs_and_every_scene_matches(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    example("world")  # what the example imports beside it, as when run as a script
     monkeypatch.setattr(sys, "argv", [str(EXAMPLE)])
     with pytest.raises(SystemExit) as exited:
         runpy.run_path(str(EXAMPLE), run_name="__main__")

@@ -6,14 +6,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.crash import run_crash
+from tools.faults.crash import run_crash
 
 ROUNDS = int(os.environ.get("TRUNKKEY_CRASH_ROUNDS", "40"))
 

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from support import example
 from trunkkey import Reason
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def load(name: str) -> ModuleType:
-    example("world")  # what the examples import beside them, as when run as scripts
-    module_name = f"trunkkey_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    # examples/ is on pytest's pythonpath: the bare name, as when run as a script.
+    return importlib.import_module(name)
 
 
 # -- simulate_delivery ---------------------------------------------------------

@@ -1,21 +1,16 @@
 """The fuzz targets themselves, driven by hypothesis: seeds pass, mutations never escape.
 
-The coverage-guided run (atheris) is ``python fuzz/run.py``; this keeps the
+The coverage-guided run (atheris) is ``python -m tools.fuzz.run``; this keeps the
 harnesses honest in every test run, without atheris.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fuzz.targets import TARGETS, seeds
+from tools.fuzz.targets import TARGETS, seeds
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -37,7 +32,7 @@ def test_mutated_seeds_only_produce_typed_outcomes(name: str, data: st.DataObjec
 
 def test_a_genuine_finding_is_reported() -> None:
     # A target must fail loudly when its invariant breaks, or it checks nothing.
-    from fuzz import targets
+    from tools.fuzz import targets
 
     original = targets.decode_claims
     targets.decode_claims = lambda data: "different"  # type: ignore[assignment,return-value]

@@ -6,7 +6,7 @@ daily-limit counters per vehicle, per grant and per UTC day, and the same
 refusal of malformed requests everywhere.
 
 The Redis and PostgreSQL cases run against the real servers that
-``scripts/start-services.sh`` starts (``TRUNKKEY_REDIS_URL``,
+``tools/start-services.sh`` starts (``TRUNKKEY_REDIS_URL``,
 ``TRUNKKEY_POSTGRES_DSN``, and the ``*_REPLICA_*`` read-only replicas). When a
 server is missing they skip with the reason locally, and fail under ``CI``.
 """
@@ -24,11 +24,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.faults import fault_proxy
-from harness.growth import run_growth, run_redis_growth
-from harness.ledgers import (
+from support import NOW, VEHICLE, World, make_world
+from tools.faults.faults import fault_proxy
+from tools.faults.growth import run_growth, run_redis_growth
+from tools.faults.ledgers import (
     DEAD,
     KINDS,
     REPLICA_ENV,
@@ -38,8 +37,6 @@ from harness.ledgers import (
     open_ledger,
     server_problem,
 )
-
-from support import NOW, VEHICLE, World, make_world
 from trunkkey import LedgerError, Reason, Verifier
 from trunkkey.errors import InvalidRequest
 from trunkkey.ledger.base import (
@@ -727,7 +724,7 @@ class TestVerifierOverEveryLedger:
 class TestBoundedGrowth:
     """A compressed month: after every prune, held == spent tokens still possibly valid.
 
-    ``python -m harness.growth --ledger {sqlite,postgres,redis} --tokens 1000000``
+    ``python -m tools.faults.growth --ledger {sqlite,postgres,redis} --tokens 1000000``
     runs the full month; docs/ledgers.md has the figures.
     """
 

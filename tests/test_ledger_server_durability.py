@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +26,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.faults import PostgresCluster, RedisServer, ServerUnavailable
-
+from tools.faults.faults import PostgresCluster, RedisServer, ServerUnavailable
 from trunkkey import LedgerError
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.postgres import PostgresLedger

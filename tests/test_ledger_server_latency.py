@@ -5,23 +5,21 @@ One deadline per call covers the wait for a pooled connection, connecting
 threads against a server that makes them wait: PostgreSQL with another
 session holding an ACCESS EXCLUSIVE lock on the ledger's table (and fewer
 pooled connections than threads), Redis with writes paused. The full figures
-come from ``python -m harness.latency_servers`` (docs/ledgers.md).
+come from ``python -m tools.faults.latency_servers`` (docs/ledgers.md).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.faults import RedisServer, ServerUnavailable
-from harness.latency_servers import (
+from test_ledger_contract import require_server
+from tools.faults.faults import RedisServer, ServerUnavailable
+from tools.faults.latency_servers import (
     SLACK_S,
     LatencyResult,
     measure,
@@ -30,8 +28,6 @@ from harness.latency_servers import (
     redis_hang,
     redis_pause,
 )
-
-from test_ledger_contract import require_server
 from trunkkey.ledger.base import SpendOutcome
 from trunkkey.ledger.redis import RedisLedger
 

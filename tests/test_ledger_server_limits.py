@@ -1,6 +1,6 @@
 """Daily limits decided inside the one atomic step of the fleet ledgers (Redis, PostgreSQL).
 
-Against the real shared servers of ``scripts/start-services.sh``: each test
+Against the real shared servers of ``tools/start-services.sh``: each test
 works in a namespace of its own (a key prefix, a table). ``spend`` must check
 the token, then every counter, then write the token and bump every counter,
 all in one step: a limit checked outside that step races with itself.
@@ -9,19 +9,14 @@ all in one step: a limit checked outside that step races with itself.
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.ledgers import drop_namespace, new_namespace
-
 from test_ledger_contract import SERVER_KINDS, require_server
+from tools.faults.ledgers import drop_namespace, new_namespace
 from trunkkey import LedgerError
 from trunkkey.errors import InvalidRequest
 from trunkkey.ledger.base import DAY_SECONDS, DailyLimit, SpendOutcome

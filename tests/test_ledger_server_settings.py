@@ -16,7 +16,6 @@ skip locally and fail under ``CI``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,10 +23,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.faults import PostgresCluster, RedisServer, ServerUnavailable
-
+from tools.faults.faults import PostgresCluster, RedisServer, ServerUnavailable
 from trunkkey import LedgerError
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger

@@ -22,7 +22,6 @@ keep_until have no order), so after one the model marks the expired keys as
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -32,12 +31,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.ledgers import KINDS, drop_namespace, new_namespace, open_ledger
-
 from support import NOW
 from test_ledger_contract import SERVER_KINDS, require_server
+from tools.faults.ledgers import KINDS, drop_namespace, new_namespace, open_ledger
 from trunkkey.ledger.base import DAY_SECONDS, DailyLimit, Ledger, SpendOutcome
 
 VEHICLES = st.sampled_from(["car-1", "car-2", "\u00e9t\u00e9"])

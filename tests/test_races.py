@@ -10,18 +10,14 @@ of one process only: it is not shared between processes.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.ledgers import KINDS
-from harness.race import _run_process, run_limit_race, run_race
-
 from test_ledger_contract import SERVER_KINDS, require_server
+from tools.faults.ledgers import KINDS
+from tools.faults.race import _run_process, run_limit_race, run_race
 from trunkkey.ledger.base import DailyLimit, SpendOutcome, check_spend
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.sqlite import SqliteLedger

@@ -3,21 +3,20 @@
 The file is trunkkey's promise to other implementations, so three things are
 checked: every vector gives its expected reason through :class:`Verifier`
 (with both ledgers), every reason code is covered or explicitly excused, and
-the checked-in file is byte for byte what ``scripts/make_test_vectors.py``
+the checked-in file is byte for byte what ``python -m tools.gen.vectors``
 writes today — so it cannot silently drift from the code.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tools.gen import vectors
 from trunkkey import (
     LedgerError,
     Location,
@@ -35,7 +34,6 @@ from trunkkey.ledger.base import DailyLimit, SpendOutcome
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS_FILE = ROOT / "docs" / "test-vectors.json"
-SCRIPT = ROOT / "scripts" / "make_test_vectors.py"
 DATA: dict[str, Any] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 
 #: Reasons decided before the signature is checked: such a denial must never
@@ -51,15 +49,6 @@ AUTHENTICATED = {
     Reason.LOCATION_UNKNOWN, Reason.OUTSIDE_GEOFENCE, Reason.PROOF_MISSING,
     Reason.PROOF_INVALID, Reason.ALREADY_USED, Reason.LEDGER_UNAVAILABLE,
 }
-
-
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_test_vectors", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class FailingLedger:
@@ -203,15 +192,15 @@ def test_vector_names_are_unique_and_described() -> None:
 
 
 def test_file_is_what_the_script_writes_now() -> None:
-    generator = _generator()
+    generator = vectors
     fresh = generator.render(generator.build())
     assert VECTORS_FILE.read_text(encoding="utf-8") == fresh, (
-        "docs/test-vectors.json is stale: run `python scripts/make_test_vectors.py`"
+        "docs/test-vectors.json is stale: run `python -m tools.gen.vectors`"
     )
 
 
 def test_script_check_mode_reports_staleness(tmp_path: Path) -> None:
-    generator = _generator()
+    generator = vectors
     target = tmp_path / "vectors.json"
     assert generator.main(["--output", str(target), "--check"]) == 1
     assert generator.main(["--output", str(target)]) == 0

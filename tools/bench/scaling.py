@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import secrets
 import sqlite3
-import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from _measure import Case, best_of_rounds, consume
-from _setups import NOW, VEHICLE, WINDOW, ConsentMissing, Direct, chained, checker
-
+from tools import ROOT
+from tools.bench._measure import Case, best_of_rounds, consume
+from tools.bench._setups import NOW, VEHICLE, WINDOW, ConsentMissing, Direct, chained, checker
 from trunkkey import MemoryLedger, SqliteLedger
 from trunkkey.ledger.base import Ledger
 from trunkkey.ledger.sqlite import spent_checksum
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _micros(per_second: float) -> float:
@@ -82,7 +79,7 @@ def ledger_size(sizes: list[int], *, batch: int, rounds: int,
     cases: dict[str, Case] = {}
     ledgers: list[Ledger] = []
     with tempfile.TemporaryDirectory(prefix="trunkkey-ledger-size-",
-                                     dir=ROOT / "benchmarks" / "results") as tmp:
+                                     dir=ROOT / "tools" / "bench" / "results") as tmp:
         for size in sizes:
             memory = MemoryLedger()
             _prefill_memory(memory, size)
@@ -106,15 +103,8 @@ def ledger_size(sizes: list[int], *, batch: int, rounds: int,
 
 
 def load_fleet() -> ModuleType:
-    """``examples/fleet.py``, loaded by path (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location("trunkkey_fleet_example",
-                                                  ROOT / "examples" / "fleet.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("examples/fleet.py not found")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    """``examples/fleet.py``, imported on demand: the rest of the benchmark runs without it."""
+    return importlib.import_module("examples.fleet")
 
 
 def fleet_vehicles(cars: list[int], *, tokens: int, rounds: int) -> dict[str, dict[str, float]]:

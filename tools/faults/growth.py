@@ -1,8 +1,8 @@
 """A simulated month of deliveries: the ledger holds only tokens that could still be valid.
 
-    python -m harness.growth --ledger sqlite --tokens 1000000 --days 30
-    python -m harness.growth --ledger postgres --tokens 1000000 --workers 8
-    python -m harness.growth --ledger redis --tokens 1000000 --tick 3600
+    python -m tools.faults.growth --ledger sqlite --tokens 1000000 --days 30
+    python -m tools.faults.growth --ledger postgres --tokens 1000000 --workers 8
+    python -m tools.faults.growth --ledger redis --tokens 1000000 --tick 3600
 
 Tokens are spread evenly over the month, each with a delivery window of 10
 minutes to four hours, presented once somewhere inside it and spent with
@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.ledgers import SERVER_ENV, drop_namespace, new_namespace, open_ledger
+from tools.faults.ledgers import SERVER_ENV, drop_namespace, new_namespace, open_ledger
 from trunkkey.ledger.base import Ledger
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger

@@ -13,8 +13,8 @@ exactly what this script produces now, and replays every vector.
 
 Usage::
 
-    python scripts/make_test_vectors.py            # (re)write the file
-    python scripts/make_test_vectors.py --check    # exit 1 if it is stale
+    python -m tools.gen.vectors            # (re)write the file
+    python -m tools.gen.vectors --check    # exit 1 if it is stale
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from tools import ROOT
 from trunkkey import (
     Algorithm,
     Geofence,
@@ -59,7 +60,7 @@ from trunkkey.cose import HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP, protecte
 from trunkkey.cose import sig_structure as _sig_structure
 from trunkkey.verifier import DEFAULT_MAX_SKEW, DEFAULT_MAX_TOKEN_SIZE, VerifierPolicy
 
-OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "test-vectors.json"
+OUTPUT = ROOT / "docs" / "test-vectors.json"
 
 # -- Fixed inputs -------------------------------------------------------------
 NOW = 1_800_000_000  #: 2027-01-15T08:00:00Z: the verifier's clock in most vectors
@@ -587,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is stale: run scripts/make_test_vectors.py", file=sys.stderr)
+            print(f"{args.output} is stale: run tools/gen/vectors.py", file=sys.stderr)
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """SIGKILL a verifier process at random moments; no acknowledged consume may be lost.
 
-    python -m harness.crash --rounds 200
-    python -m harness.crash --rounds 200 --group --threads 8   # group commit
+    python -m tools.faults.crash --rounds 200
+    python -m tools.faults.crash --rounds 200 --group --threads 8   # group commit
 
 Each round forks a child that opens the SQLite ledger file and consumes a
 stream of tokens — new ones, the last ones of the previous round again, and

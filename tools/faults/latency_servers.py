@@ -1,7 +1,7 @@
 # ruff: noqa: PLC0415  -- optional clients (redis, psycopg) imported only when asked for
 """How long a fleet-ledger call can take when the server makes it wait: the worst case.
 
-    python -m harness.latency_servers --threads 8 --calls 4 --timeout 1.0
+    python -m tools.faults.latency_servers --threads 8 --calls 4 --timeout 1.0
 
 Every call of a ``RedisLedger`` or ``PostgresLedger`` must end (answer or
 raise) within one documented bound, ``timeout_s`` plus the watchdog's tick,
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from harness.faults import RedisServer, fault_proxy
-from harness.ledgers import SERVER_ENV, drop_namespace, new_namespace
+from tools.faults.faults import RedisServer, fault_proxy
+from tools.faults.ledgers import SERVER_ENV, drop_namespace, new_namespace
 from trunkkey.errors import LedgerError
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.postgres import PostgresLedger

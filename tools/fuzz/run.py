@@ -1,4 +1,4 @@
-"""Run the fuzz harnesses: ``python fuzz/run.py [--seconds-each S] [--target NAME ...]``.
+"""Run the fuzz harnesses: ``python -m tools.fuzz.run [--seconds-each S] [--target NAME ...]``.
 
 Each target runs in its own process under atheris (libFuzzer), starting from a
 seed corpus of valid objects written to a temporary directory, with a memory
@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-from fuzz.targets import TARGETS, seeds  # noqa: E402 -- needs the path above
+from tools import ROOT
+from tools.fuzz.targets import TARGETS, seeds
 
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
@@ -43,7 +41,8 @@ def run_target(
         (seed_dir / f"seed-{i}").write_bytes(seed)
     cmd = [
         sys.executable,
-        str(HERE / "harness.py"),
+        "-m",
+        "tools.fuzz.entry",
         name,
         *([f"-runs={runs}"] if runs is not None else [f"-max_total_time={seconds}"]),
         *([f"-seed={fuzz_seed}"] if fuzz_seed is not None else []),
@@ -56,7 +55,7 @@ def run_target(
         str(seed_dir),
     ]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - start
     match = _DONE.search(proc.stderr)
     runs = int(match.group(1)) if match else 0

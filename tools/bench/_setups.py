@@ -171,7 +171,7 @@ HOME_AREA = Geofence(lat_e7=HOME.lat_e7, lon_e7=HOME.lon_e7, radius_m=300)
 
 
 def story_sizes() -> dict[str, int]:
-    """Sizes of the documented two-link presentation (``trunkkey.consent.story``),
+    """Sizes of the documented two-link presentation (``trunkkey.testing.consent``),
     with ``lean_*`` for the leanest two-link chain (no places, no limit, no fence)."""
     try:
         from trunkkey.testing.consent import build_world, minimal_presentation_size

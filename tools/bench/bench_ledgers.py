@@ -1,8 +1,8 @@
 """Ledger benchmark: consumes/s per ledger beside its store's own baseline, 1 and 2 processes.
 
-Run from the repo root, after ``eval "$(bash scripts/start-services.sh)"``:
+Run from the repo root, after ``eval "$(bash tools/start-services.sh)"``:
 
-    python benchmarks/bench_ledgers.py [--n 4000] [--rounds 3] [--json OUT]
+    python -m tools.bench.bench_ledgers [--n 4000] [--rounds 3] [--json OUT]
 
 Baselines are measured in the same run, at the same durability, with the same
 one-request-per-operation pattern a verifier has:
@@ -38,9 +38,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.ledgers import SERVER_ENV, drop_namespace, new_namespace, open_ledger, server_problem
+from tools.faults.ledgers import (
+    SERVER_ENV,
+    drop_namespace,
+    new_namespace,
+    open_ledger,
+    server_problem,
+)
 
 KEEP_UNTIL = int(time.time()) + 86_400
 #: (start, end) of the timed part, on the system-wide monotonic clock that

@@ -1,6 +1,6 @@
 """Draw the plots of docs/performance.md from the benchmark's JSON.
 
-Run:  python scripts/make_performance_plots.py [benchmarks/results/latest.json] [--out DIR]
+Run:  python -m tools.gen.plots [tools/bench/results/latest.json] [--out DIR]
 
 Writes into ``docs/performance/`` by default:
 
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools import ROOT
 
 
 def _rates(plt: Any, data: dict[str, Any], out: Path) -> None:
@@ -145,8 +145,7 @@ def _n(value: float | None, spec: str) -> str:
 
 def markdown(data: dict[str, Any]) -> str:
     """The benchmark's figures as the Markdown tables of docs/performance.md."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from run import RATES  # noqa: PLC0415 -- the labels live with the benchmark
+    from tools.bench.run import RATES  # noqa: PLC0415 -- the labels live with the benchmark
 
     rates = data["rates"]
     floor = rates["floor_ed25519_verify_libsodium"]
@@ -174,7 +173,7 @@ def markdown(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "latest.json")
+                        default=ROOT / "tools" / "bench" / "results" / "latest.json")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
     parser.add_argument("--markdown", action="store_true",
                         help="print the Markdown tables instead of drawing")

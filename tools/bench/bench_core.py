@@ -1,6 +1,6 @@
 """Core benchmark: mint/s, verify/s (memory and SQLite ledgers), token size, and the floors.
 
-Run: ``python benchmarks/bench_core.py [--seconds S] [--json OUT]``
+Run: ``python -m tools.bench.bench_core [--seconds S] [--json OUT]``
 
 Each figure is the best of several short rounds, and the rounds of all
 measurements are interleaved, so that a noisy neighbour slows every figure

@@ -1,6 +1,6 @@
 """How long can one ledger call take? The worst case under 8 threads, for the embedded ledgers.
 
-    python -m harness.latency --bound-ms 1000 --threads 8
+    python -m tools.faults.latency --bound-ms 1000 --threads 8
 
 Two situations per ledger kind (memory, sqlite, sqlite_group):
 

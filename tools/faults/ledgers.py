@@ -1,5 +1,5 @@
 # ruff: noqa: PLC0415  -- optional clients (redis, psycopg) imported only when asked for
-"""Open any trunkkey ledger by name, against the servers scripts/start-services.sh started.
+"""Open any trunkkey ledger by name, against the servers tools/start-services.sh started.
 
 Shared by the harnesses, the tests and the benchmarks, so they all build the
 ledgers the same way. ``namespace`` keeps runs apart on a shared server: it
@@ -46,7 +46,7 @@ def server_problem(kind: str) -> str | None:
     env = SERVER_ENV[kind]
     url = os.environ.get(env)
     if not url:
-        return f"{env} is not set (run: eval \"$(bash scripts/start-services.sh)\")"
+        return f"{env} is not set (run: eval \"$(bash tools/start-services.sh)\")"
     try:
         ledger = open_ledger(kind, namespace="tk_probe", url=url)
         ledger.count()

@@ -2,8 +2,8 @@
 # Start a real Redis and a real PostgreSQL on loopback for trunkkey's ledger tests,
 # each with a read-only replica (so the tests meet the errors a replica really gives).
 #
-#   eval "$(bash scripts/start-services.sh)"    # start (idempotent), export the URLs
-#   bash scripts/start-services.sh --stop       # stop everything this script started
+#   eval "$(bash tools/start-services.sh)"    # start (idempotent), export the URLs
+#   bash tools/start-services.sh --stop       # stop everything this script started
 #
 # stdout carries only `export NAME=value` lines, so the output can be eval'd;
 # every log line goes to stderr. Ports and the state directory can be changed

@@ -100,7 +100,7 @@ def fault_proxy(host: str, port: int) -> Iterator[FaultProxy]:
 #
 # The durability and settings tests need servers with settings of their own
 # (an eviction policy, no AOF, a role with synchronous_commit=off) and servers
-# they may kill. The shared servers of scripts/start-services.sh must never be
+# they may kill. The shared servers of tools/start-services.sh must never be
 # reconfigured or killed, so these start their own, on a free loopback port in
 # a temporary directory of their own, and stop them afterwards.
 
@@ -137,7 +137,7 @@ class RedisServer:
     def __init__(self, directory: Path, *args: str, port: int | None = None) -> None:
         self.exe = shutil.which("redis-server")
         if self.exe is None:
-            raise ServerUnavailable("redis-server is not installed (scripts/start-services.sh)")
+            raise ServerUnavailable("redis-server is not installed (tools/start-services.sh)")
         self.directory = Path(directory)
         self.port = port or free_port()
         self.args = args
@@ -204,7 +204,7 @@ def _pg_bindir() -> Path:
             return candidate
     found = shutil.which("initdb")
     if found is None:
-        raise ServerUnavailable("PostgreSQL (initdb) is not installed (scripts/start-services.sh)")
+        raise ServerUnavailable("PostgreSQL (initdb) is not installed (tools/start-services.sh)")
     return Path(found).resolve().parent
 
 

@@ -5,6 +5,12 @@ would receive it (COSE_Key and PEM). python-cwt checks ``exp``/``nbf`` against
 the host's real clock and offers no way to inject one, so these tokens are
 minted with a window around the real current time; reading ``time.time()``
 once is not sleeping, and the window is hours wide.
+
+python-cwt pins cbor2 below 6, so these tests run in their own environment and
+the main suite never collects them (tests/conftest.py)::
+
+    python3 -m venv .venv-interop && .venv-interop/bin/python -m pip install '.[interop]'
+    .venv-interop/bin/python -m pytest tests/interop
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Public decoders on hostile input: 10 MiB refused, and the worst input at each cap.
 
-Run: ``python benchmarks/bench_decoders.py [--rounds N]``
+Run: ``python -m tools.bench.bench_decoders [--rounds N]``
 
 Four tables, each figure the best of ``N`` rounds:
 

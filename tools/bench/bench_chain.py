@@ -1,7 +1,7 @@
 """Consent-chain benchmark: presentation size, and chain verification rate with and without
 the grant cache.
 
-Run: ``python benchmarks/bench_chain.py [--seconds S] [--json OUT]``
+Run: ``python -m tools.bench.bench_chain [--seconds S] [--json OUT]``
 
 Two rates are measured for each cache setting:
 

@@ -1,7 +1,7 @@
 """Race P processes x T threads on every ledger; exactly one may win each race.
 
-    python -m harness.race --ledger sqlite --races 10000 --procs 2 --threads 4
-    python -m harness.race --ledger sqlite --daily-limit --rounds 1000 --procs 2 --threads 4
+    python -m tools.faults.race --ledger sqlite --races 10000 --procs 2 --threads 4
+    python -m tools.faults.race --ledger sqlite --daily-limit --rounds 1000 --procs 2 --threads 4
 
 Token race (the default): every worker walks the same token ids in the same
 order, so for each token all P x T workers arrive at nearly the same moment.
@@ -38,7 +38,7 @@ from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
 from typing import Any
 
-from harness.ledgers import KINDS, SERVER_ENV, drop_namespace, new_namespace, open_ledger
+from tools.faults.ledgers import KINDS, SERVER_ENV, drop_namespace, new_namespace, open_ledger
 from trunkkey.ledger.base import DailyLimit, Ledger, SpendOutcome
 
 VEHICLE = "race-car"

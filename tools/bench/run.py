@@ -3,16 +3,16 @@
 Run from the repository root, with the ``bench`` extra installed
 (``pip install -e '.[bench]'``)::
 
-    python benchmarks/run.py                 # the full run (a few minutes)
-    python benchmarks/run.py --quick         # a smoke run (seconds), figures are rough
-    python benchmarks/run.py --json OUT.json # results elsewhere than the default
+    python -m tools.bench.run                 # the full run (a few minutes)
+    python -m tools.bench.run --quick         # a smoke run (seconds), figures are rough
+    python -m tools.bench.run --json OUT.json # results elsewhere than the default
 
-It prints a table and writes JSON (default ``benchmarks/results/latest.json``)
-that ``scripts/make_performance_plots.py`` turns into the plots of
+It prints a table and writes JSON (default ``tools/bench/results/latest.json``)
+that ``tools/gen/plots.py`` turns into the plots of
 ``docs/performance.md``.
 
 Method: every rate is the best of several short rounds, and the rounds of all
-measurements are interleaved (``_measure.py``), so that a noisy neighbour on
+measurements are interleaved (``tools/bench/_measure.py``), so that a noisy neighbour on
 the shared cores costs every figure alike. Every verification is of a freshly
 minted token (a first use), with its proof made beforehand.
 """
@@ -28,14 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _growth
 import nacl.bindings
 import nacl.signing
-from _measure import Case, best_of_rounds, consume, repeat, signatures_stubbed
-from _peers import Peer, PeerMissing, pyjwt, python_cwt
-from _setups import (
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from tools import ROOT
+from tools.bench import scaling
+from tools.bench._measure import Case, best_of_rounds, consume, repeat, signatures_stubbed
+from tools.bench._peers import Peer, PeerMissing, pyjwt, python_cwt
+from tools.bench._setups import (
     ISSUER,
     VEHICLE,
     ConsentMissing,
@@ -45,14 +47,11 @@ from _setups import (
     checker,
     story_sizes,
 )
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
 from trunkkey import Algorithm, MemoryLedger, SqliteLedger
 from trunkkey._sodium import ed25519_open
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
+RESULTS = ROOT / "tools" / "bench" / "results"
+DEFAULT_JSON = RESULTS / "latest.json"
 
 #: The name of every rate in the JSON, in table order, with what it measures.
 RATES: dict[str, str] = {
@@ -338,7 +337,7 @@ def run(*, quick: bool) -> dict[str, object]:
         "python": platform.python_version(), "machine": platform.machine(),
         "load_before": _load(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results_dir = ROOT / "benchmarks" / "results"
+    results_dir = RESULTS
     results_dir.mkdir(parents=True, exist_ok=True)
     # The SQLite files live on the repository's disk, not a RAM-backed /tmp,
     # so that their fsyncs are real.
@@ -347,18 +346,18 @@ def run(*, quick: bool) -> dict[str, object]:
     sizes = measure_sizes()
     growth: dict[str, object] = {}
     try:
-        growth["chain_depth_us"] = _growth.chain_depth(
+        growth["chain_depth_us"] = scaling.chain_depth(
             [1, 2, 3, 4], batch=batch // 2, rounds=max(2, rounds // 2))
     except ConsentMissing as exc:
         growth["chain_depth_us"] = None
         notes["chain_depth"] = f"n/a (consent package not available: {exc})"
-    growth["ledger_size_us"] = _growth.ledger_size(
+    growth["ledger_size_us"] = scaling.ledger_size(
         [10**3, 10**4] if quick else [10**3, 10**4, 10**5, 10**6],
         batch=batch, rounds=max(2, rounds // 3), sqlite_batch=max(1, batch // 8))
-    growth["fleet_vehicles_per_second"] = _growth.fleet_vehicles(
+    growth["fleet_vehicles_per_second"] = scaling.fleet_vehicles(
         [2, 8] if quick else [10, 100, 1000], tokens=16 if quick else 1000,
         rounds=1 if quick else 3)
-    fleet = _growth.fleet_scaling(cars=4 if quick else 100, procs=2,
+    fleet = scaling.fleet_scaling(cars=4 if quick else 100, procs=2,
                                   per_car=4 if quick else 10, repeats=1 if quick else 2,
                                   rounds=1 if quick else 4)
     growth["fleet_scaling"] = fleet

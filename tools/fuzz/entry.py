@@ -1,16 +1,13 @@
-"""atheris entry point: ``python fuzz/harness.py TARGET [libFuzzer args...]``."""
+"""atheris entry point: ``python -m tools.fuzz.entry TARGET [libFuzzer args...]``."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-with atheris.instrument_imports(include=["trunkkey", "fuzz"]):
-    from fuzz.targets import TARGETS
+with atheris.instrument_imports(include=["trunkkey", "tools.fuzz"]):
+    from tools.fuzz.targets import TARGETS
 
 
 def main() -> None:

@@ -1,1 +1,0 @@
-"""Harnesses for trunkkey's ledgers: races, crashes, growth. Run from the repo root."""

@@ -1,0 +1,1 @@
+"""The benchmark command (``python -m tools.bench.run``) and its focused benchmarks."""

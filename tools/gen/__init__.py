@@ -1,0 +1,1 @@
+"""Generators of checked-in files: the API reference, the test vectors, the plots."""
