@@ -61,6 +61,8 @@ class Typ(IntEnum):
     TIME_SYNC = 65305
     REVOCATION_LIST = 65306
     TRUST_UPDATE = 65307
+    CHECKPOINT = 65308
+    LOG_ACK = 65309
 
 
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:

@@ -195,10 +195,96 @@ def compact_range(size: int, nodes: NodeSource) -> list[tuple[int, int, bytes]]:
     ``size`` on and inclusion of every later entry.
     """
     _check_size(size, "size")
-    out: list[tuple[int, int, bytes]] = []
+    return [(lo, hi, nodes(lo, hi)) for lo, hi in _compact_ranges(size)]
+
+
+class FrontierTree:
+    """A growing tree that may forget its first entries, keeping only the frontier.
+
+    After :meth:`forget` up to ``m``, it holds the compact range of the first
+    ``m`` entries (at most 64 hashes) and the leaf hashes from ``m`` on, and
+    still answers the root of every size from ``m`` on, the inclusion proof
+    of every entry from ``m`` on, and the consistency proof from any size
+    from ``m`` on (every node those need is in the frontier or after it).
+    """
+
+    def __init__(self, base: int = 0, frontier: Sequence[bytes] = ()) -> None:
+        _check_size(base, "base")
+        ranges = _compact_ranges(base)
+        if len(frontier) != len(ranges) or not all(
+            type(h) is bytes and len(h) == HASH_SIZE for h in frontier
+        ):
+            raise InvalidRequest(f"a frontier of size {base} is {len(ranges)} hashes of 32 bytes")
+        self._base = base
+        self._known = dict(zip(ranges, frontier, strict=True))
+        self._leaves: list[bytes] = []
+        self._cache: dict[tuple[int, int], bytes] = {}
+
+    @property
+    def base(self) -> int:
+        """How many entries were forgotten."""
+        return self._base
+
+    @property
+    def size(self) -> int:
+        return self._base + len(self._leaves)
+
+    @property
+    def held(self) -> int:
+        """Hashes held: the frontier's, the leaves', the cached nodes'."""
+        return len(self._known) + len(self._leaves) + len(self._cache)
+
+    def append(self, entry_hash: bytes) -> int:
+        """Add a leaf hash; return its index."""
+        if type(entry_hash) is not bytes or len(entry_hash) != HASH_SIZE:
+            raise InvalidRequest("a leaf hash is 32 bytes")
+        self._leaves.append(entry_hash)
+        return self.size - 1
+
+    def nodes(self, lo: int, hi: int) -> bytes:
+        """The node source over this tree (see :data:`NodeSource`)."""
+        known = self._known.get((lo, hi))
+        if known is not None:
+            return known
+        if hi - lo == 1:
+            if lo < self._base:
+                raise InvalidRequest(f"entry {lo} was pruned")
+            return self._leaves[lo - self._base]
+        found = self._cache.get((lo, hi))
+        if found is not None:
+            return found
+        k = split_point(hi - lo)
+        value = node_hash(self.nodes(lo, lo + k), self.nodes(lo + k, hi))
+        if (hi - lo) & (hi - lo - 1) == 0 and hi <= self.size:
+            self._cache[(lo, hi)] = value
+        return value
+
+    def root(self, size: int | None = None) -> bytes:
+        wanted = self.size if size is None else size
+        if type(wanted) is not int or not self._base <= wanted <= self.size:
+            raise InvalidRequest(f"a root needs a size from {self._base} to {self.size}")
+        return root(wanted, self.nodes)
+
+    def frontier(self, size: int) -> list[bytes]:
+        """The compact range of the first ``size`` entries, as hashes."""
+        return [h for _, _, h in compact_range(size, self.nodes)]
+
+    def forget(self, upto: int) -> None:
+        """Drop every leaf below ``upto``, keeping the frontier that replaces them."""
+        if type(upto) is not int or not self._base <= upto <= self.size:
+            raise InvalidRequest(f"forget up to a size from {self._base} to {self.size}")
+        frontier = self.frontier(upto)
+        self._known = dict(zip(_compact_ranges(upto), frontier, strict=True))
+        self._leaves = self._leaves[upto - self._base:]
+        self._cache = {key: h for key, h in self._cache.items() if key[0] >= upto}
+        self._base = upto
+
+
+def _compact_ranges(size: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
     lo = 0
     for bit in reversed(range(size.bit_length())):
         if size >> bit & 1:
-            out.append((lo, lo + (1 << bit), nodes(lo, lo + (1 << bit))))
+            out.append((lo, lo + (1 << bit)))
             lo += 1 << bit
     return out

@@ -67,6 +67,15 @@ class Reason(StrEnum):
     REVOCATIONS_STALE = "revocations_stale"
     #: A signed update (revocation list, trust update) no newer than the one held.
     ROLLBACK = "rollback"
+    # The car's access log (trunkkey.history), as the backend judges its checkpoints.
+    #: A checkpoint that is malformed, unsigned, or not signed by the car's key.
+    CHECKPOINT_INVALID = "checkpoint_invalid"
+    #: Two checkpoints of the car's log that no append-only history joins.
+    LOG_FORK = "log_fork"
+    #: A checkpoint of a smaller log than one already seen from the car.
+    LOG_ROLLBACK = "log_rollback"
+    #: Entries the car's checkpoint says exist, but that nobody has delivered or can prove.
+    LOG_GAP = "log_gap"
 
     @property
     def allowed(self) -> bool:

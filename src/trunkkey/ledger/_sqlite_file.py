@@ -56,6 +56,24 @@ _LEGACY_DDL = (
     "CREATE INDEX IF NOT EXISTS spent_keep_until ON spent (keep_until)",
 )
 
+#: The optional journal (the car's access log, trunkkey.vehicle.accesslog): its
+#: entries commit in the same transaction as the spend that opens the car.
+#: ``journal_base`` holds how many entries were pruned and the caller's
+#: summary of them (the Merkle frontier), so the file stays bounded.
+JOURNAL_DDL = (
+    """CREATE TABLE journal (
+    seq      INTEGER PRIMARY KEY,
+    entry    BLOB    NOT NULL,
+    checksum BLOB    NOT NULL
+)""",
+    """CREATE TABLE journal_base (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    size     INTEGER NOT NULL,
+    frontier BLOB    NOT NULL,
+    checksum BLOB    NOT NULL
+)""",
+)
+
 _Schema = list[tuple[str, str, str, str | None]]
 _SCHEMA_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
 
@@ -74,6 +92,7 @@ def _schema_of(ddl: tuple[str, ...]) -> _Schema:
 # column could silently drop writes without failing any integrity check.
 _SCHEMA = _schema_of(_DDL)
 _LEGACY_SCHEMA = _schema_of(_LEGACY_DDL)
+_JOURNAL_SCHEMA = _schema_of(_DDL + JOURNAL_DDL)
 
 
 
@@ -97,6 +116,40 @@ def count_checksum(day: int, vehicle: bytes, grant: bytes, used: int) -> bytes:
 
 def meta_checksum(version: int, floor: int) -> bytes:
     return _checksum(b"meta", version, floor)
+
+
+def journal_checksum(seq: int, entry: bytes) -> bytes:
+    return _checksum(b"journal", seq, entry)
+
+
+def journal_base_checksum(size: int, frontier: bytes) -> bytes:
+    return _checksum(b"journal_base", size, frontier)
+
+
+def has_journal(conn: sqlite3.Connection) -> bool:
+    return _schema(conn) == _JOURNAL_SCHEMA
+
+
+def _check_journal(conn: sqlite3.Connection, path: Path) -> None:
+    """Every journal row's checksum, and no hole between the pruned base and the last."""
+    base = conn.execute(
+        "SELECT typeof(size) || typeof(frontier) || typeof(checksum), size, frontier, checksum "
+        "FROM journal_base"
+    ).fetchall()
+    if len(base) != 1:
+        raise corrupted(path, f"{len(base)} journal base rows, not 1")
+    types, size, frontier, checksum = base[0]
+    if not (types == "integerblobblob" and checksum == journal_base_checksum(size, frontier)):
+        raise corrupted(path, "the journal base fails its checksum")
+    expected = size
+    for types, seq, entry, checksum in conn.execute(
+        "SELECT typeof(entry) || typeof(checksum), seq, entry, checksum FROM journal "
+        "ORDER BY seq"
+    ):
+        if not (types == "blobblob" and seq == expected
+                and checksum == journal_checksum(seq, entry)):
+            raise corrupted(path, f"journal entry {seq} is missing or fails its checksum")
+        expected += 1
 
 
 def is_int(value: object) -> bool:
@@ -129,7 +182,8 @@ def check_file(conn: sqlite3.Connection, path: Path) -> int:
         )
     conn.execute("BEGIN")  # one snapshot for every check
     try:
-        if _schema(conn) != _SCHEMA:
+        schema = _schema(conn)
+        if schema not in (_SCHEMA, _JOURNAL_SCHEMA):
             raise corrupted(path, "its tables are not a trunkkey ledger's")
         if version != SCHEMA_VERSION:
             raise corrupted(path, f"schema version {version} is not {SCHEMA_VERSION}")
@@ -169,6 +223,8 @@ def check_file(conn: sqlite3.Connection, path: Path) -> int:
                 and checksum == count_checksum(day, vehicle, grant, used)
             ):
                 raise corrupted(path, "a daily-limit counter fails its checksum")
+        if schema == _JOURNAL_SCHEMA:
+            _check_journal(conn, path)
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

@@ -48,6 +48,7 @@ from ._sqlite_file import (
     meta_checksum,
     spent_checksum,
 )
+from ._sqlite_journal import SqliteJournal, journal_append
 from ._sqlite_wal import wal_drops_commits
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_key, check_spend
 
@@ -396,12 +397,37 @@ class SqliteLedger:
         at: int,
         limits: tuple[DailyLimit, ...] = (),
     ) -> SpendOutcome:
+        return self.spend_journalled(
+            vehicle_id, token_id, keep_until, issued_at=issued_at, at=at, limits=limits,
+            entry=None,
+        )
+
+    def spend_journalled(
+        self, vehicle_id: str, token_id: bytes, keep_until: int, *, issued_at: int, at: int,
+        limits: tuple[DailyLimit, ...] = (), entry: bytes | None,
+    ) -> SpendOutcome:
+        """:meth:`spend`, and on ``FIRST_USE`` ``entry`` appended to :attr:`journal`
+        in the same transaction: one commit (one fsync), so the entry is durable
+        exactly when the spend is. An extension for the car's access log; the
+        :class:`~trunkkey.ledger.base.Ledger` protocol does not have it."""
         vehicle, day = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
         self._connection()  # a closed ledger raises, whatever the answer would be
         if issued_at < self._floor:
             return SpendOutcome.ISSUED_BEFORE_LEDGER
         request = SpendRequest(vehicle, token_id, keep_until, day, limits)
-        return self._call(lambda conn: self._decide(conn, request), what="write", write=True)
+
+        def work(conn: sqlite3.Connection) -> SpendOutcome:
+            outcome = self._decide(conn, request)
+            if entry is not None and outcome is SpendOutcome.FIRST_USE:
+                journal_append(conn, entry)
+            return outcome
+
+        return self._call(work, what="write", write=True)
+
+    @property
+    def journal(self) -> SqliteJournal:
+        """The append-only journal kept in this ledger's file (created on first use)."""
+        return SqliteJournal(self._call)
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
         vehicle = check_key(vehicle_id, token_id)

@@ -71,12 +71,19 @@ BACKLOG = 256
 class EventBus:
     """Numbers events and hands each to every subscriber, in order."""
 
-    def __init__(self, *, vehicle_id: str, boot: int) -> None:
+    def __init__(
+        self, *, vehicle_id: str, boot: int, recorder: Subscriber | None = None
+    ) -> None:
+        """``recorder``: handed every event first, before any subscriber (the
+        unit's access log); it is not a subscriber and takes no backlog."""
         self._vehicle = vehicle_id
         self._boot = boot
         self._seq = 0
         self._subscribers: list[Subscriber] = []
+        self._recorder = recorder
         self.delivery_failures = 0
+        #: Events the recorder failed to keep (a full disk, say).
+        self.record_failures = 0
         # Events emitted before anyone listened (a failed lock at boot, say)
         # wait here for the first subscriber, so they are never lost silently.
         self._backlog: list[Event] = []
@@ -116,6 +123,11 @@ class EventBus:
             vehicle_id=self._vehicle, boot=self._boot, seq=self._seq, at=at, kind=kind,
             token_id=token_id, reason=reason, detail=detail, receipt=receipt,
         )
+        if self._recorder is not None:
+            try:
+                self._recorder(event)
+            except Exception:  # noqa: BLE001 -- a log that cannot write must not stop a relock
+                self.record_failures += 1
         if not self._ever_subscribed and len(self._backlog) < BACKLOG:
             self._backlog.append(event)
         for subscriber in list(self._subscribers):

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from ..claims import Action, TokenClaims
 from ..keys import SigningKey
+from .accesslog import AccessLog
 from .events import EventBus, EventKind
 from .receipt import Receipt, sign_receipt
 from .state import Opening
@@ -35,7 +36,7 @@ class Latch:
 
     def __init__(
         self, *, actuator: Actuator, time: TimeKeeper, events: EventBus, vehicle_id: str,
-        vehicle_key: SigningKey, relock_timeout: int,
+        vehicle_key: SigningKey, relock_timeout: int, log: AccessLog,
     ) -> None:
         self._actuator = actuator
         self._time = time
@@ -54,9 +55,15 @@ class Latch:
         #: notice it).
         self._opened_reading = 0
         self.receipts: list[bytes] = []
+        self._log = log
+        #: The access-log index of the opening's entry, proven in its receipt.
+        self._entry: int | None = None
 
-    def open(self, wanted: Action, claims: TokenClaims, now: int) -> bool:
-        """Actuate for an allowed token; ``False`` (car locked, token spent) if that fails."""
+    def open(self, wanted: Action, claims: TokenClaims, now: int, entry: int | None) -> bool:
+        """Actuate for an allowed token; ``False`` (car locked, token spent) if that fails.
+
+        ``entry``: the index of the opening's (already durable) log entry.
+        """
         try:
             if wanted is Action.TRUNK:
                 self._actuator.open_trunk()
@@ -69,6 +76,7 @@ class Latch:
                 detail=f"{type(exc).__name__}; token stays spent, car stays locked",
             )
             return False
+        self._entry = self._log.pinned = entry
         self._opened_reading = self._time.reading()
         self._relock_reading = self._opened_reading + self._relock_timeout
         self.opening = Opening(
@@ -121,6 +129,13 @@ class Latch:
             return
         self.opening = None
         self._events.emit(EventKind.RELOCKED, at=at, token_id=opening.token_id, detail=cause)
+        entry, self._entry, self._log.pinned = self._entry, None, None
+        evidence = None
+        if entry is not None:
+            # The relock stands whatever happens here; a receipt without
+            # evidence tells the retailer the car's log could not be read.
+            with contextlib.suppress(Exception):
+                evidence = self._log.evidence(entry)
         receipt = sign_receipt(
             self._key,
             Receipt(
@@ -128,6 +143,7 @@ class Latch:
                 purpose=opening.purpose, opened_at=opening.opened_at, closed_at=closed_at,
                 relocked_at=max(at, opening.opened_at), relock_cause=cause,
                 order_ref=opening.order_ref,
+                log=evidence,
             ),
         )
         self.receipts.append(receipt)

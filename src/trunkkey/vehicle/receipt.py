@@ -12,15 +12,20 @@ import hmac
 from dataclasses import dataclass
 
 from .. import cbor
+from ..checkpoint import MAX_PROOF_BYTES, LogEvidence, read_evidence
 from ..claims import Action, Purpose, check_name
 from ..cose import Typ, open_sign1, sign1
 from ..errors import DecodeError, InvalidRequest
 from ..keys import SigningKey, VerificationKey
+from ..logentry import EntryKind, decode_entry
 
-MAX_RECEIPT_BYTES = 512
-(_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _CLOSED, _RELOCKED, _CAUSE, _ORDER) = range(1, 10)
+#: A receipt with its log evidence: the checkpoint, the entry and a proof of
+#: at most 64 hashes fit, with the receipt's own members, in this.
+MAX_RECEIPT_BYTES = 768 + MAX_PROOF_BYTES
+(_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _CLOSED, _RELOCKED, _CAUSE, _ORDER,
+ _LOG) = range(1, 11)
 _REQUIRED = frozenset({_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _RELOCKED, _CAUSE})
-_KNOWN = _REQUIRED | {_CLOSED, _ORDER}
+_KNOWN = _REQUIRED | {_CLOSED, _ORDER, _LOG}
 RELOCK_CAUSES = ("closed", "timeout", "clock_untrusted")
 
 
@@ -30,7 +35,9 @@ class Receipt:
 
     ``closed_at`` is ``None`` when nobody closed the lid and the car relocked
     by itself (``relock_cause`` = ``"timeout"``): a delivery the retailer
-    should look at, not one to count as clean.
+    should look at, not one to count as clean. ``log``: the car's checkpoint
+    at the relock and the proof that the opening's entry is in it (member 10;
+    absent from receipts of units without an access log).
     """
 
     vehicle_id: str
@@ -42,6 +49,7 @@ class Receipt:
     relocked_at: int
     relock_cause: str
     order_ref: bytes | None = None
+    log: LogEvidence | None = None
 
     def __post_init__(self) -> None:
         if self.relock_cause not in RELOCK_CAUSES:
@@ -63,6 +71,8 @@ class Receipt:
             members[_CLOSED] = self.closed_at
         if self.order_ref is not None:
             members[_ORDER] = self.order_ref
+        if self.log is not None:
+            members[_LOG] = self.log.to_cbor()
         return cbor.encode(members)
 
 
@@ -108,6 +118,7 @@ def verify_receipt(
             relocked_at=_int(body[_RELOCKED], "relocked"),
             relock_cause=body[_CAUSE] if type(body[_CAUSE]) is str else "",
             order_ref=body.get(_ORDER) if type(body.get(_ORDER)) is bytes else None,
+            log=None if _LOG not in body else read_evidence(body[_LOG]),
         )
     except ValueError as exc:  # InvalidRequest and the enums' ValueError
         raise DecodeError(f"receipt content invalid: {exc}") from None
@@ -117,4 +128,14 @@ def verify_receipt(
         raise DecodeError("receipt is for another vehicle")
     if token_id is not None and not hmac.compare_digest(receipt.token_id, token_id):
         raise DecodeError("receipt is for another token")
+    if receipt.log is not None:
+        _check_log(receipt, receipt.log, vehicle_key)
     return receipt
+
+
+def _check_log(receipt: Receipt, evidence: LogEvidence, vehicle_key: VerificationKey) -> None:
+    """The evidence is the car's own checkpoint, and it proves this opening's entry."""
+    evidence.check(vehicle_key, vehicle_id=receipt.vehicle_id)
+    entry = decode_entry(evidence.entry)
+    if entry.kind is not EntryKind.TOKEN_ALLOWED or entry.token_id != receipt.token_id:
+        raise DecodeError("the receipt's log entry is not this opening's")

@@ -47,9 +47,11 @@ from ..ledger.sqlite import SqliteLedger
 from ..reasons import Reason
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
+from .accesslog import AccessLog, attach_log
 from .challenge import ChallengeBook
 from .events import EventBus, EventKind, Subscriber
 from .latch import Actuator, Latch
+from .logevents import recorder_for
 from .state import Opening, Outcome, UnitConfig, UnitState
 from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
 from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
@@ -80,12 +82,14 @@ class VehicleUnit:
         config: UnitConfig | None = None,
         consent: ConsentVerifier | None = None,
         trust_state: str | os.PathLike[str] | None = None,
+        log_ack_key: VerificationKey | None = None,
     ) -> None:
         """``consent``: verify consent chains against these anchors (carmaker
         root(s) and this car's own key) and accept signed revocation lists and
         trust updates; ``trust_state``: where the trust-update version floor
         and key set persist. Without ``consent`` the unit trusts only
-        ``trust_store`` and refuses every chain and update."""
+        ``trust_store`` and refuses every chain and update. ``log_ack_key``:
+        the backend key whose acknowledgements let the access log prune."""
         self._vehicle = check_name(vehicle_id, "vehicle_id")
         if not isinstance(vehicle_key, SigningKey):
             raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
@@ -98,20 +102,27 @@ class VehicleUnit:
             consent=consent, trust_store=trust_store, vehicle_id=self._vehicle,
             vehicle_key=vehicle_key, trust_state=trust_state,
         )
-        self._verifier = Verifier(
-            trust_store=trust_store, ledger=ledger, clock=clock, policy=self._config.policy,
-            consent=consent,
-        )
         self._time = TimeKeeper(
             clock=clock, store=time_store, carmaker_key=carmaker_key, vehicle_id=vehicle_id,
             max_skew=self._config.policy.max_skew, randomness=randomness,
         )
+        # Every spend goes through the log, so an opening's entry commits with it.
+        self._log, self._spends = attach_log(
+            ledger, vehicle_id=self._vehicle, vehicle_key=vehicle_key, boot=self._time.boot,
+            time=lambda: self._time.floor, ack_key=log_ack_key,
+        )
+        self._verifier = Verifier(
+            trust_store=trust_store, ledger=self._spends, clock=clock,
+            policy=self._config.policy, consent=consent,
+        )
         self._challenges = ChallengeBook(randomness=randomness, ttl=self._config.challenge_ttl)
         self._gps = gps
-        self._events = EventBus(vehicle_id=vehicle_id, boot=self._time.boot)
+        self._events = EventBus(
+            vehicle_id=vehicle_id, boot=self._time.boot, recorder=recorder_for(self._log)
+        )
         self._latch = Latch(
             actuator=actuator, time=self._time, events=self._events, vehicle_id=self._vehicle,
-            vehicle_key=vehicle_key, relock_timeout=self._config.relock_timeout,
+            vehicle_key=vehicle_key, relock_timeout=self._config.relock_timeout, log=self._log,
         )
         self._clock_alarm_raised = False
         self._boot_lock_failed = False
@@ -214,6 +225,15 @@ class VehicleUnit:
         """Version of the revocation list the unit holds (0: none; no consent: 0)."""
         return 0 if self._updates is None else self._updates.revocations_version
 
+    @property
+    def access_log(self) -> AccessLog:
+        """The car's access log: entries, signed checkpoints, proofs, pruning."""
+        return self._log
+
+    def checkpoint(self) -> bytes:
+        """A checkpoint of the access log now, signed by the vehicle key."""
+        return self._log.checkpoint()
+
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Receive every event from now on (the first subscriber also gets those
         emitted at boot, before anyone listened)."""
@@ -281,6 +301,7 @@ class VehicleUnit:
             if refusal is not None:
                 return self._deny(now, refusal.reason, refusal.detail)
         location = self._position()
+        self._spends.expect(wanted.value)
         decision = self._verifier.verify_at(
             token, now=now, vehicle_id=self._vehicle, action=wanted, purpose=wanted_purpose,
             location=location, proof=proof, challenge=challenge, chain=chain,
@@ -292,7 +313,7 @@ class VehicleUnit:
         # The ledger has recorded the token as spent (durably) by now, and the
         # floor this decision relied on was stored before it was made.
         self._events.emit(EventKind.TOKEN_ACCEPTED, at=now, token_id=claims.token_id)
-        if not self._latch.open(wanted, claims, now):
+        if not self._latch.open(wanted, claims, now, self._spends.last_opening):
             return self._deny(
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
