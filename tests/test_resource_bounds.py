@@ -390,12 +390,33 @@ def test_time_sync_message_is_at_most_256_bytes(w: World) -> None:
         read_time_sync(b"\xd2" * 257, w.key.public_key)
 
 
-def test_receipt_is_at_most_512_bytes(w: World) -> None:
-    assert MAX_RECEIPT_BYTES == 512
+def test_receipt_is_at_most_2968_bytes(w: World) -> None:
+    """512 for the receipt's own members and signature, plus its log evidence."""
+    assert MAX_RECEIPT_BYTES == 2968
     with pytest.raises(DecodeError, match="four items"):
-        verify_receipt(b"\xd2" * 512, w.key.public_key)
+        verify_receipt(b"\xd2" * 2968, w.key.public_key)
     with pytest.raises(DecodeError, match="bounded size"):
-        verify_receipt(b"\xd2" * 513, w.key.public_key)
+        verify_receipt(b"\xd2" * 2969, w.key.public_key)
+
+
+def test_log_objects_are_bounded_before_parsing(w: World) -> None:
+    from trunkkey.checkpoint import (
+        MAX_CHECKPOINT_BYTES,
+        MAX_PROOF_BYTES,
+        decode_inclusion_proof,
+        open_checkpoint,
+    )
+    from trunkkey.logentry import MAX_ENTRY_BYTES, decode_entry
+
+    assert (MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, MAX_ENTRY_BYTES) == (256, 2200, 128)
+    with pytest.raises(DecodeError, match="four items"):
+        open_checkpoint(b"\xd2" * 256, w.key.public_key)
+    with pytest.raises(DecodeError, match="bounded size"):
+        open_checkpoint(b"\xd2" * 257, w.key.public_key)
+    with pytest.raises(DecodeError, match="bounded size"):
+        decode_inclusion_proof(b"\x83" * 2201)
+    with pytest.raises(DecodeError, match="bounded size"):
+        decode_entry(b"\xa1" * 129)
 
 
 # -- consent chains -------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 The public API is what this module exports; everything else is internal.
 """
 
+from .checkpoint import Checkpoint as Checkpoint
+from .checkpoint import LogBundle as LogBundle
 from .claims import Action as Action
 from .claims import Purpose as Purpose
 from .claims import TokenClaims as TokenClaims
@@ -21,6 +23,8 @@ from .errors import SignatureError as SignatureError
 from .errors import TrunkkeyError as TrunkkeyError
 from .geo import Geofence as Geofence
 from .geo import Location as Location
+from .history import CheckpointStore as CheckpointStore
+from .history import HistoryOutcome as HistoryOutcome
 from .inspect import UnverifiedToken as UnverifiedToken
 from .inspect import inspect_unverified as inspect_unverified
 from .issuer import Issuer as Issuer
@@ -30,6 +34,8 @@ from .keys import VerificationKey as VerificationKey
 from .ledger import Ledger as Ledger
 from .ledger import MemoryLedger as MemoryLedger
 from .ledger import SqliteLedger as SqliteLedger
+from .logentry import EntryKind as EntryKind
+from .logentry import LogEntry as LogEntry
 from .proof import make_proof as make_proof
 from .reasons import Reason as Reason
 from .trust import TrustedKey as TrustedKey
@@ -44,10 +50,14 @@ __all__ = [
     "AccessDenied",
     "Action",
     "Algorithm",
+    "Checkpoint",
+    "CheckpointStore",
     "Clock",
     "Decision",
     "DecodeError",
+    "EntryKind",
     "Geofence",
+    "HistoryOutcome",
     "InsecureKeyFile",
     "InvalidRequest",
     "Issuer",
@@ -56,6 +66,8 @@ __all__ = [
     "LedgerCorrupted",
     "LedgerError",
     "Location",
+    "LogBundle",
+    "LogEntry",
     "ManualClock",
     "MemoryLedger",
     "Purpose",

@@ -219,7 +219,9 @@ class LogBundle:
     consistency: bytes | None
 
     def encode(self) -> bytes:
-        return cbor.encode([self.checkpoint, self.start, list(self.entries), self.consistency])
+        # trunkkey's CBOR has no null: an empty bstr stands for "no proof".
+        proof = b"" if self.consistency is None else self.consistency
+        return cbor.encode([self.checkpoint, self.start, list(self.entries), proof])
 
 
 def decode_bundle(data: bytes) -> LogBundle:
@@ -236,6 +238,6 @@ def decode_bundle(data: bytes) -> LogBundle:
         type(e) is bytes for e in entries
     ):
         raise DecodeError("log bundle's entries are malformed")
-    if consistency is not None and type(consistency) is not bytes:
+    if type(consistency) is not bytes:
         raise DecodeError("log bundle's consistency proof is malformed")
-    return LogBundle(checkpoint, start, tuple(entries), consistency)
+    return LogBundle(checkpoint, start, tuple(entries), consistency or None)

@@ -20,6 +20,7 @@ from ..clock import ManualClock
 from ..consent.anchors import RootKey
 from ..errors import AccessDenied, InvalidRequest
 from ..geo import Geofence, Location
+from ..history import CheckpointStore, HistoryOutcome
 from ..issuer import Issuer
 from ..keys import SigningKey
 from ..ledger.base import Ledger
@@ -142,6 +143,8 @@ class World:
         self.retailer = Issuer(self.retailer_key, RETAILER, clock=self.true_clock)
         self.trust_store = TrustStore([TrustedKey.create(self.retailer_key.public_key, RETAILER)])
         self.cars: dict[str, Car] = {}
+        #: The backend's store of every car's access-log checkpoints.
+        self.history = CheckpointStore(backend_key=SigningKey.generate())
 
     @property
     def now(self) -> int:
@@ -174,6 +177,7 @@ class World:
         )
         car.unit = self._boot(car)
         self.cars[vehicle_id] = car
+        self.history.enrol(vehicle_id, car.vehicle_key.public_key)
         return car
 
     def _boot(self, car: Car) -> VehicleUnit:
@@ -192,6 +196,7 @@ class World:
             consent=consent,
             trust_state=None if car.state_dir is None or not car.consent
             else car.state_dir / TRUST_FILE,
+            log_ack_key=self.history.public_key,
         )
 
     def reboot(self, car: Car) -> VehicleUnit:
@@ -280,3 +285,18 @@ def courier_present(
         token, action=action, proof=proof, challenge=challenge, chain=chain,
         revocations=revocations,
     )
+
+
+def courier_gossip(world: World, car: Car) -> HistoryOutcome:
+    """The courier's handheld carries the car's log to the backend, and its answer back.
+
+    The handheld picks up the car's newest checkpoint with the entries since
+    the last acknowledgement; the backend judges them against every
+    checkpoint it has seen from the car; an acknowledgement (when accepted)
+    goes back to the car, which prunes what it covers.
+    """
+    carried = car.unit.access_log.bundle().encode()
+    outcome = world.history.receive(car.vehicle_id, carried)
+    if outcome.ack is not None:
+        car.unit.access_log.apply_ack(outcome.ack)
+    return outcome

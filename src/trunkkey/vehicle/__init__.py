@@ -1,5 +1,8 @@
 """The vehicle side: the car's telematics unit around the core verifier."""
 
+from .accesslog import AccessLog as AccessLog
+from .accesslog import JournalStore as JournalStore
+from .accesslog import MemoryJournal as MemoryJournal
 from .challenge import ChallengeBook as ChallengeBook
 from .challenge import ChallengeRefusal as ChallengeRefusal
 from .events import Event as Event
@@ -30,6 +33,7 @@ from .updates import UpdateOutcome as UpdateOutcome
 from .updates import consent_verifier as consent_verifier
 
 __all__ = [
+    "AccessLog",
     "Actuator",
     "ChallengeBook",
     "ChallengeRefusal",
@@ -39,6 +43,8 @@ __all__ = [
     "EventKind",
     "FileTimeStore",
     "GapDetector",
+    "JournalStore",
+    "MemoryJournal",
     "MemoryTimeStore",
     "Opening",
     "Outcome",
