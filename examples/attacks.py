@@ -23,6 +23,7 @@ from pathlib import Path
 from world import sign_unchecked
 
 from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
+from trunkkey.checkpoint import LogBundle
 from trunkkey.consent import (
     Grant,
     Scope,
@@ -36,8 +37,10 @@ from trunkkey.consent import (
     sign_root_grant,
 )
 from trunkkey.cose import Typ, parse_sign1, sign1
-from trunkkey.testing.vehicle import RETAILER, Car, World, courier_present
-from trunkkey.vehicle import make_time_sync
+from trunkkey.history import HistoryOutcome
+from trunkkey.logentry import EntryKind, LogEntry, decode_entry
+from trunkkey.testing.vehicle import RETAILER, Car, World, courier_gossip, courier_present
+from trunkkey.vehicle import AccessLog, MemoryJournal, make_time_sync
 
 START = int(datetime(2027, 6, 1, 9, 0, tzinfo=UTC).timestamp())
 PARKED = Location.from_degrees(52.520008, 13.404954)  # Berlin, Alexanderplatz
@@ -424,6 +427,71 @@ def scene_superseded(stage: Stage, scene: Scene) -> None:
                  c.present(captured))
 
 
+def _verdict(outcome: HistoryOutcome) -> str:
+    return ACCEPTED if outcome.reason is None else outcome.reason.value
+
+
+def _visits(stage: Stage) -> None:
+    """An honest delivery, a refused attempt, and the handheld's gossip of both."""
+    late = stage.token(window=60)
+    stage.world.advance(120)
+    stage.present(late)
+
+
+def _rewritten(stage: Stage, keep: Callable[[int], bool], extra: int = 0) -> LogBundle:
+    """A log rebuilt by someone holding the car's key: some entries kept, some new."""
+    car = stage.car
+    log = AccessLog(vehicle_id=car.vehicle_id, vehicle_key=car.vehicle_key,
+                    store=MemoryJournal(), time=lambda: stage.world.now)
+    for index, entry in enumerate(stage.world.history.raw_entries(car.vehicle_id)):
+        if keep(index):
+            log.append_bytes(entry)
+    for _ in range(extra):
+        log.append(LogEntry(kind=EntryKind.BOOT, at=None, boot=99))
+    return log.bundle()
+
+
+def scene_deleted_entry(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    scene.expect("honest delivery (control)", Reason.ALLOWED, stage.deliver(token))
+    _visits(stage)
+    honest = stage.car.unit.access_log.bundle()
+    entries = [e for e in honest.entries
+               if decode_entry(e).kind is not EntryKind.TOKEN_DENIED]
+    dropped = LogBundle(honest.checkpoint, honest.start, tuple(entries), honest.consistency)
+    scene.expect("the handheld drops the refused attempt on its way", Reason.LOG_GAP,
+                 _verdict(stage.world.history.receive(stage.car.vehicle_id, dropped)))
+    scene.expect("the next honest handheld carries the whole log", ACCEPTED,
+                 _verdict(courier_gossip(stage.world, stage.car)))
+
+
+def scene_forked_log(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    scene.expect("honest delivery (control)", Reason.ALLOWED, stage.deliver(token))
+    _visits(stage)
+    scene.expect("the car's log reaches the backend", ACCEPTED,
+                 _verdict(courier_gossip(stage.world, stage.car)))
+    # A tampered head unit holding the vehicle key re-signs history without
+    # the refused attempt, then carries on writing.
+    history = stage.world.history.entries(stage.car.vehicle_id)
+    denied = next(i for i, e in enumerate(history) if e.kind is EntryKind.TOKEN_DENIED)
+    forged = _rewritten(stage, lambda i: i != denied, extra=3)
+    scene.expect("a re-signed log without the refused attempt", Reason.LOG_FORK,
+                 _verdict(stage.world.history.receive(stage.car.vehicle_id, forged)))
+
+
+def scene_rolled_back_log(stage: Stage, scene: Scene) -> None:
+    token = stage.token()
+    scene.expect("honest delivery (control)", Reason.ALLOWED, stage.deliver(token))
+    _visits(stage)
+    scene.expect("the car's log reaches the backend", ACCEPTED,
+                 _verdict(courier_gossip(stage.world, stage.car)))
+    # The head unit is restored from an image taken before the delivery.
+    old = _rewritten(stage, lambda i: i < 2)
+    scene.expect("the restored unit's smaller log", Reason.LOG_ROLLBACK,
+                 _verdict(stage.world.history.receive(stage.car.vehicle_id, old)))
+
+
 #: Scenes played on a car whose only anchor is its carmaker's root.
 CONSENT_SCENES = frozenset({
     "widened_scope", "expired_consent", "revoked_consent", "dead_zone",
@@ -482,6 +550,15 @@ SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("superseded", "Consent: superseded token (RollJam)",
      "A token captured unused on the way; the order was re-issued with a newer token.",
      scene_superseded),
+    ("deleted_entry", "Access log: an entry deleted on its way",
+     "The handheld that carries the car's log to the backend drops a refused attempt.",
+     scene_deleted_entry),
+    ("forked_log", "Access log: history re-signed (a fork)",
+     "A tampered head unit with the vehicle key signs a history without an attempt.",
+     scene_forked_log),
+    ("rolled_back_log", "Access log: rolled back",
+     "The head unit is restored from an old image, its log shorter than one already seen.",
+     scene_rolled_back_log),
 ]
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
+from trunkkey.audit import audit_log
 from trunkkey.consent import (
     Scope,
     access_mask,
@@ -35,7 +36,8 @@ from trunkkey.consent import (
     sign_revocation_list,
     sign_root_grant,
 )
-from trunkkey.testing.vehicle import RETAILER, Car, World, courier_present
+from trunkkey.logentry import EntryKind
+from trunkkey.testing.vehicle import RETAILER, Car, World, courier_gossip, courier_present
 from trunkkey.vehicle import Event, EventKind, GapDetector, UnitState, verify_receipt
 
 #: 2027-06-01 08:00 UTC: the morning of delivery day.
@@ -162,7 +164,38 @@ def run(state_dir: str, say: Callable[[str], None] = print) -> list[Check]:
 
     _return_pickup(world, car, place, step, check)
     _consent_delivery(world, step, check)
+    _owner_verifies_history(world, car, step, check)
     return checks
+
+
+def _owner_verifies_history(
+    world: World, car: Car, step: Callable[[str], None],
+    check: Callable[[str, object, object], None],
+) -> None:
+    world.advance(3600)
+    step("Evening: a courier's handheld carries the car's access log to the backend.")
+    outcome = courier_gossip(world, car)
+    check("the backend accepts the car's log", None, outcome.reason)
+    check("the car pruned what the backend acknowledged", car.unit.access_log.size,
+          car.unit.access_log.pruned)
+    step("The owner downloads the car's history and checks it against the car's key alone.")
+    export = world.history.export(car.vehicle_id, car.unit.receipts)
+    evidence = [r.log for r in (verify_receipt(data, car.unit.public_key)
+                                for data in export.receipts) if r.log is not None]
+    audit = audit_log(
+        vehicle_id=car.vehicle_id, vehicle_key=car.unit.public_key,
+        checkpoints=export.checkpoints, entries=export.entries, evidence=evidence,
+    )
+    for finding in audit.findings:
+        say_mark = "proven" if finding.proven else "NOT proven"
+        step(f"  {say_mark}: {finding.text}")
+    attempts = [e.entry for e in audit.entries if e.entry is not None
+                and e.entry.kind in (EntryKind.TOKEN_ALLOWED, EntryKind.TOKEN_DENIED)]
+    check("the owner's history is proven in full", True, audit.ok)
+    check("attempts in the history (allowed, refused)", (2, 4), (
+        sum(1 for a in attempts if a.kind is EntryKind.TOKEN_ALLOWED),
+        sum(1 for a in attempts if a.kind is EntryKind.TOKEN_DENIED),
+    ))
 
 
 def _return_pickup(

@@ -44,6 +44,10 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
         "grant_revoked"
     )
     assert outcomes["revocation list held by the car"] == "1"
+    # The story ends with the owner verifying the car's whole history.
+    assert outcomes["the backend accepts the car's log"] == "None"
+    assert outcomes["the owner's history is proven in full"] == "True"
+    assert outcomes["attempts in the history (allowed, refused)"] == "(2, 4)"
     story = "\n".join(lines)
     assert "Retailer verifies the signed receipt" in story
     assert "customer's phone <-" in story
@@ -84,6 +88,10 @@ ATTACKS = {
                               "wrong_vehicle"],
     "rolled_back_list": ["accepted", "rollback", "grant_revoked", "rollback"],
     "superseded": ["allowed", "superseded"],
+    # The car's access log (issue 16): each tampering detected with its reason.
+    "deleted_entry": ["allowed", "log_gap", "accepted"],
+    "forked_log": ["allowed", "accepted", "log_fork"],
+    "rolled_back_log": ["allowed", "accepted", "log_rollback"],
 }
 
 

@@ -23,8 +23,10 @@ Nothing here does I/O; the store is in memory and a backend persists it.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .audit import HistoryExport
 from .checkpoint import (
     Checkpoint,
     LogBundle,
@@ -62,6 +64,8 @@ class HistoryOutcome:
 class _Car:
     key: VerificationKey
     seen: list[Checkpoint] = field(default_factory=list)
+    #: Each of ``seen`` as the car signed it, for the owner to check again.
+    signed: list[bytes] = field(default_factory=list)
     accepted: list[Checkpoint] = field(default_factory=list)
     entries: list[bytes] = field(default_factory=list)
     tree: FrontierTree = field(default_factory=FrontierTree)
@@ -113,7 +117,14 @@ class CheckpointStore:
         return tuple(decode_entry(e) for e in self._car(vehicle_id).entries)
 
     def raw_entries(self, vehicle_id: str) -> tuple[bytes, ...]:
+        """The entries held, as the car encoded them."""
         return tuple(self._car(vehicle_id).entries)
+
+    def export(self, vehicle_id: str, receipts: Sequence[bytes] = ()) -> HistoryExport:
+        """Everything the owner needs to check the car's history on their own:
+        every checkpoint the car signed, every entry held, and ``receipts``."""
+        car = self._car(vehicle_id)
+        return HistoryExport(vehicle_id, tuple(car.signed), tuple(car.entries), tuple(receipts))
 
     def problems(self, vehicle_id: str) -> tuple[HistoryOutcome, ...]:
         """Every bundle refused for this car, with its reason."""
@@ -161,6 +172,7 @@ class CheckpointStore:
             raise _Refused(Reason.CHECKPOINT_INVALID, f"checkpoint refused: {exc}") from None
         largest = max((seen.size for seen in car.seen), default=0)
         car.seen.append(checkpoint)
+        car.signed.append(bundle.checkpoint)
         if checkpoint.size < largest:
             raise _Refused(
                 Reason.LOG_ROLLBACK,

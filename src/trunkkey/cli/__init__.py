@@ -18,13 +18,13 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import TrunkkeyError
-from . import grants, keys, ledger, revocations, simulate, tokens, verify
+from . import grants, keys, ledger, log, revocations, simulate, tokens, verify
 from ._io import EXIT_DENIED, EXIT_ERROR, EXIT_OK, CliError, Command, Output, Parser, json_flag
 
 __all__ = ["COMMANDS", "EXIT_DENIED", "EXIT_ERROR", "EXIT_OK", "Command", "build_parser", "main"]
 
 #: Every group of commands, in the order ``--help`` lists them.
-GROUPS = (keys, tokens, verify, ledger, simulate, grants, revocations)
+GROUPS = (keys, tokens, verify, ledger, simulate, grants, revocations, log)
 
 COMMANDS: tuple[Command, ...] = tuple(cmd for group in GROUPS for cmd in group.COMMANDS)
 

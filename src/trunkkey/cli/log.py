@@ -1,0 +1,107 @@
+"""``log verify|report HISTORY``: the owner checks the car's access history.
+
+``HISTORY`` is the JSON export of the backend's copy
+(:meth:`trunkkey.CheckpointStore.export`): every checkpoint the car signed,
+every entry, and the delivery receipts. Only the car's public key is
+trusted. ``verify`` says in plain words what was proven and what was not
+(exit 0 only if everything was); ``report`` writes one self-contained HTML
+page with a timeline of every attempt.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..audit import Audit, HistoryExport, audit_log
+from ..checkpoint import LogEvidence
+from ..errors import DecodeError, SignatureError
+from ..vehicle.receipt import verify_receipt
+from ._io import EXIT_DENIED, EXIT_OK, CliError, Command, Output, load_public_key
+from ._report import render_report
+
+#: A history export can hold years of entries; far below any memory limit.
+MAX_HISTORY_BYTES = 64 * 1024 * 1024
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("operation", choices=("verify", "report"))
+    p.add_argument("history", metavar="HISTORY", help="the car's history export (JSON)")
+    p.add_argument("--vehicle-key", required=True, metavar="PEM",
+                   help="the car's public key, from the carmaker")
+    p.add_argument("--out", metavar="HTML", help="report: where to write the page")
+
+
+def _read(path_text: str) -> HistoryExport:
+    path = Path(path_text)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_HISTORY_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read history {path_text!r}: {exc.strerror}") from None
+    if len(data) > MAX_HISTORY_BYTES:
+        raise CliError(f"history {path_text!r} is larger than {MAX_HISTORY_BYTES} bytes")
+    try:
+        return HistoryExport.from_json(data.decode("utf-8"))
+    except (UnicodeDecodeError, DecodeError) as exc:
+        raise CliError(f"history {path_text!r} is not a history export ({exc})") from None
+
+
+def run_audit(history: HistoryExport, key_path: str) -> tuple[Audit, int]:
+    """The audit of ``history``, and how many receipts could not be read."""
+    key = load_public_key(key_path)
+    evidence: list[LogEvidence] = []
+    unreadable = 0
+    for data in history.receipts:
+        try:
+            receipt = verify_receipt(data, key, vehicle_id=history.vehicle_id)
+        except (DecodeError, SignatureError):
+            unreadable += 1
+            continue
+        if receipt.log is not None:
+            evidence.append(receipt.log)
+    audit = audit_log(
+        vehicle_id=history.vehicle_id, vehicle_key=key, checkpoints=history.checkpoints,
+        entries=history.entries, evidence=evidence,
+    )
+    return audit, unreadable
+
+
+def _log(args: argparse.Namespace, out: Output) -> int:
+    history = _read(args.history)
+    audit, unreadable = run_audit(history, args.vehicle_key)
+    if args.operation == "report":
+        if not args.out:
+            raise CliError("report needs --out FILE.html")
+        Path(args.out).write_text(render_report(audit), encoding="utf-8")
+        out.data({"report": args.out, "ok": audit.ok and not unreadable})
+        out.line(f"wrote {args.out}: {len(audit.entries)} entries, "
+                 f"{'all proven' if audit.ok else 'NOT all proven'}")
+        return EXIT_OK
+    out.data({
+        "vehicle_id": audit.vehicle_id, "ok": audit.ok and not unreadable,
+        "entries": len(audit.entries),
+        "findings": [{"proven": f.proven, "text": f.text,
+                      "reason": None if f.reason is None else f.reason.value}
+                     for f in audit.findings],
+        "unreadable_receipts": unreadable,
+    })
+    out.line(f"history of {audit.vehicle_id}: {len(audit.entries)} entries, "
+             f"{len(audit.checkpoints)} checkpoints")
+    for finding in audit.findings:
+        mark = "proven:    " if finding.proven else "NOT proven:"
+        code = "" if finding.reason is None else f" [{finding.reason.value}]"
+        out.line(f"  {mark} {finding.text}{code}")
+    if unreadable:
+        out.line(f"  NOT proven: {unreadable} receipts are not signed by this car")
+    return EXIT_OK if audit.ok and not unreadable else EXIT_DENIED
+
+
+COMMANDS = (
+    Command(
+        name="log",
+        help="'log verify|report HISTORY --vehicle-key PEM': check a car's access history",
+        configure=_args,
+        run=_log,
+    ),
+)
