@@ -1,7 +1,8 @@
 """Every trunkkey signed object is opened one way, and named by what was signed.
 
 For each object type (token, proof, root grant, delegated grant, revocation
-list, trust update, time sync, receipt) and both algorithms:
+list, trust update, time sync, receipt, log checkpoint, log acknowledgement)
+and both algorithms:
 
 * a byte changed anywhere is refused by the object's own opener;
 * the high-s twin of an ES256 signature — the same object, re-encoded by
@@ -36,6 +37,13 @@ from trunkkey import (
     TrustStore,
     Verifier,
 )
+from trunkkey.checkpoint import (
+    Checkpoint,
+    open_checkpoint,
+    open_log_ack,
+    sign_checkpoint,
+    sign_log_ack,
+)
 from trunkkey.consent import RootKey, VehicleAnchors, sign_revocation_list
 from trunkkey.consent.anchors import open_root_signed
 from trunkkey.consent.errors import UpdateRefused
@@ -58,7 +66,7 @@ P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 SRC = Path(__file__).resolve().parents[1] / "src" / "trunkkey"
 KINDS = (
     "token", "proof", "root_grant", "delegated_grant", "revocation_list", "trust_update",
-    "time_sync", "receipt",
+    "time_sync", "receipt", "checkpoint", "log_ack",
 )
 
 
@@ -179,7 +187,24 @@ def _receipt(alg: Algorithm) -> Signed:
     return Signed(sign_receipt(car, receipt), lambda: sign_receipt(car, receipt), opens)
 
 
+def _checkpoint(alg: Algorithm, ack: bool) -> Signed:
+    key = SigningKey.generate(alg)
+    content = Checkpoint(vehicle_id=VEHICLE, size=12, root=bytes(range(32)), time=NOW)
+    sign, open_ = (sign_log_ack, open_log_ack) if ack else (sign_checkpoint, open_checkpoint)
+
+    def opens(data: bytes) -> bool:
+        try:
+            open_(data, key.public_key, vehicle_id=VEHICLE)
+        except (DecodeError, SignatureError):
+            return False
+        return True
+
+    return Signed(sign(key, content), lambda: sign(key, content), opens)
+
+
 def signed(kind: str, alg: Algorithm) -> Signed:
+    if kind in ("checkpoint", "log_ack"):
+        return _checkpoint(alg, kind == "log_ack")
     if kind == "token":
         return _token(alg)
     if kind == "proof":
