@@ -520,6 +520,10 @@ _REVOCATION = (
     "produced by revocation-list checks (trunkkey.consent); the core token verifier takes "
     "no revocation list"
 )
+_ACCESS_LOG = (
+    "produced by the backend's judgement of a car's access-log checkpoints "
+    "(trunkkey.CheckpointStore), never by the token verifier"
+)
 #: Reason codes no vector here can produce, each with why. Plain strings, so
 #: that a renamed member shows up as a test failure rather than an import error.
 NOT_COVERED = {
@@ -555,6 +559,10 @@ NOT_COVERED = {
         "produced when a signed update (revocation list, trust update) is no newer than the "
         "one held; the core token verifier takes no signed updates"
     ),
+    "checkpoint_invalid": _ACCESS_LOG,
+    "log_fork": _ACCESS_LOG,
+    "log_rollback": _ACCESS_LOG,
+    "log_gap": _ACCESS_LOG,
 }
 
 

@@ -1,11 +1,12 @@
-"""``log verify|report HISTORY``: the owner checks the car's access history.
+"""``log verify|report|demo HISTORY``: the owner checks the car's access history.
 
 ``HISTORY`` is the JSON export of the backend's copy
 (:meth:`trunkkey.CheckpointStore.export`): every checkpoint the car signed,
 every entry, and the delivery receipts. Only the car's public key is
 trusted. ``verify`` says in plain words what was proven and what was not
 (exit 0 only if everything was); ``report`` writes one self-contained HTML
-page with a timeline of every attempt.
+page with a timeline of every attempt. ``demo`` writes the history of a
+simulated car (and its public key) to try the other two on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 from ..audit import Audit, HistoryExport, audit_log
 from ..checkpoint import LogEvidence
 from ..errors import DecodeError, SignatureError
+from ..geo import Location
+from ..keys import SigningKey
+from ..testing.vehicle import World, courier_gossip, courier_present
 from ..vehicle.receipt import verify_receipt
 from ._io import EXIT_DENIED, EXIT_OK, CliError, Command, Output, load_public_key
 from ._report import render_report
@@ -25,10 +29,11 @@ MAX_HISTORY_BYTES = 64 * 1024 * 1024
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("operation", choices=("verify", "report"))
-    p.add_argument("history", metavar="HISTORY", help="the car's history export (JSON)")
+    p.add_argument("operation", choices=("verify", "report", "demo"))
+    p.add_argument("history", metavar="HISTORY",
+                   help="the car's history export (JSON); demo: where to write one")
     p.add_argument("--vehicle-key", required=True, metavar="PEM",
-                   help="the car's public key, from the carmaker")
+                   help="the car's public key, from the carmaker; demo: where to write it")
     p.add_argument("--out", metavar="HTML", help="report: where to write the page")
 
 
@@ -67,7 +72,31 @@ def run_audit(history: HistoryExport, key_path: str) -> tuple[Audit, int]:
     return audit, unreadable
 
 
+def _demo(history_path: str, key_path: str, out: Output) -> int:
+    """A simulated car's day: two deliveries, two refusals, the log gossiped home."""
+    world = World(start=1_780_000_000, ledger="memory")
+    car = world.enrol_car("VIN-DEMO-0001")
+    fence = world.park(car, Location.from_degrees(48.137154, 11.576124))
+    courier = SigningKey.generate()
+    for _ in range(2):
+        token = world.mint(car, courier=courier, geofence=fence)
+        courier_present(car, token, courier)
+        world.advance(40)
+        car.unit.trunk_closed()
+        courier_present(car, token, courier)  # the same code again: refused
+        world.advance(3600)
+    courier_gossip(world, car)
+    export = world.history.export(car.vehicle_id, car.unit.receipts)
+    Path(history_path).write_text(export.to_json(), encoding="utf-8")
+    Path(key_path).write_bytes(car.unit.public_key.to_pem())
+    out.data({"history": history_path, "vehicle_key": key_path, "entries": len(export.entries)})
+    out.line(f"wrote {history_path} ({len(export.entries)} entries) and {key_path}")
+    return EXIT_OK
+
+
 def _log(args: argparse.Namespace, out: Output) -> int:
+    if args.operation == "demo":
+        return _demo(args.history, args.vehicle_key, out)
     history = _read(args.history)
     audit, unreadable = run_audit(history, args.vehicle_key)
     if args.operation == "report":
@@ -87,7 +116,7 @@ def _log(args: argparse.Namespace, out: Output) -> int:
         "unreadable_receipts": unreadable,
     })
     out.line(f"history of {audit.vehicle_id}: {len(audit.entries)} entries, "
-             f"{len(audit.checkpoints)} checkpoints")
+             f"{len(audit.checkpoints)} checkpoint(s)")
     for finding in audit.findings:
         mark = "proven:    " if finding.proven else "NOT proven:"
         code = "" if finding.reason is None else f" [{finding.reason.value}]"
@@ -100,7 +129,7 @@ def _log(args: argparse.Namespace, out: Output) -> int:
 COMMANDS = (
     Command(
         name="log",
-        help="'log verify|report HISTORY --vehicle-key PEM': check a car's access history",
+        help="'log verify|report|demo HISTORY --vehicle-key PEM': check a car's access history",
         configure=_args,
         run=_log,
     ),
