@@ -11,7 +11,6 @@ never loads the server backends (their deadlines, sockets and threads).
 """
 
 import typing as _typing
-from importlib import import_module as _import_module
 
 if _typing.TYPE_CHECKING:
     from .base import DailyLimit as DailyLimit
@@ -41,13 +40,15 @@ _SUBMODULES = frozenset({"base", "memory", "postgres", "redis", "sqlite", "sqlit
 
 
 def __getattr__(name: str) -> object:
-    module = _DEFINED_IN.get(name)
-    if module is not None:
-        value: object = getattr(_import_module(f".{module}", __name__), name)
-    elif name in _SUBMODULES:
-        value = _import_module(f".{name}", __name__)
-    else:
+    module = _DEFINED_IN.get(name, name if name in _SUBMODULES else None)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # What ``from .module import name`` runs: the import statement's own path,
+    # so that ``python -X importtime`` still shows where the time goes.
+    if module == name:
+        value: object = __import__(module, globals(), None, (), 1)
+    else:
+        value = getattr(__import__(module, globals(), None, (name,), 1), name)
     # Kept, so the next use is an ordinary attribute read.
     globals()[name] = value
     return value
