@@ -1,6 +1,6 @@
 """A car that wakes for one decision loads only what that decision needs.
 
-``trunkkey`` and ``trunkkey.ledger`` import each public name on first use
+``trunkkey``, ``trunkkey.ledger`` and ``trunkkey.consent`` import each public name on first use
 (PEP 562). These tests keep it so: a fresh interpreter that imports trunkkey,
 or verifies one token against a SQLite ledger, must not load the server
 ledgers, their clients, consent or the command line; and every lazily
@@ -22,6 +22,7 @@ from types import ModuleType
 import pytest
 
 import trunkkey
+import trunkkey.consent
 import trunkkey.ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def test_one_ed25519_decision_loads_no_openssl_serialisation(one_decision: set[s
 
 
 def _lazy_packages() -> list[ModuleType]:
-    return [trunkkey, trunkkey.ledger]
+    return [trunkkey, trunkkey.ledger, trunkkey.consent]
 
 
 @pytest.mark.parametrize("package", _lazy_packages(), ids=lambda p: p.__name__)
@@ -147,8 +148,12 @@ def _type_checking_imports(init: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("package", "init"),
-    [(trunkkey, SRC / "__init__.py"), (trunkkey.ledger, SRC / "ledger" / "__init__.py")],
-    ids=["trunkkey", "trunkkey.ledger"],
+    [
+        (trunkkey, SRC / "__init__.py"),
+        (trunkkey.ledger, SRC / "ledger" / "__init__.py"),
+        (trunkkey.consent, SRC / "consent" / "__init__.py"),
+    ],
+    ids=["trunkkey", "trunkkey.ledger", "trunkkey.consent"],
 )
 def test_type_checkers_see_the_names_the_runtime_exports(package: ModuleType, init: Path) -> None:
     assert _type_checking_imports(init) == package._DEFINED_IN
@@ -174,6 +179,15 @@ def test_submodules_stay_reachable_from_a_bare_import() -> None:
         "assert trunkkey.ledger.sqlite.SqliteLedger is trunkkey.SqliteLedger\n"
     )
     assert "trunkkey.ledger.postgres" not in loaded
+
+
+def test_a_chain_verifier_loads_no_key_rotation_or_file_writing() -> None:
+    loaded = _loaded_by(
+        "from trunkkey.consent import ConsentVerifier, RevocationState, RootKey, VehicleAnchors"
+    )
+    assert "trunkkey.consent.chain" in loaded
+    # Trust updates and the temporary files they are written through wait for an update.
+    assert _banned(loaded, ("trunkkey.consent.rotation", "tempfile", "trunkkey.cli")) == []
 
 
 def test_an_unknown_name_is_an_attribute_error_and_an_import_error() -> None:
