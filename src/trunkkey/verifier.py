@@ -10,7 +10,7 @@ write means no access.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import NoReturn
 
 from .authority import Refusal, TokenAuthority
@@ -20,7 +20,6 @@ from .claims import (
     TokenClaims,
     check_name,
     decode_claims,
-    slot_setters,
 )
 from .clock import Clock
 from .cose import signature_holds, split_sign1
@@ -57,7 +56,11 @@ class VerifierPolicy:
             raise InvalidRequest("max_token_size must be 64 to 65536 bytes")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+#: Passed by the verifier alone: a Decision built without it refuses to exist.
+_VERIFIER = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """What the verifier decided, and why. Only a :class:`Verifier` makes one.
 
@@ -71,9 +74,11 @@ class Decision:
     detail: str
     at: int
     claims: TokenClaims | None = None
+    _made_by: InitVar[object] = None
 
-    def __init__(self, *_: object, **__: object) -> None:
-        raise TypeError("Decisions are made by a Verifier, not constructed")
+    def __post_init__(self, _made_by: object) -> None:
+        if _made_by is not _VERIFIER:
+            raise TypeError("Decisions are made by a Verifier, not constructed")
 
     @property
     def allowed(self) -> bool:
@@ -88,21 +93,10 @@ class Decision:
             raise AccessDenied(self.reason, self.detail)
 
 
-_new = object.__new__
-_set_reason, _set_detail, _set_at, _set_claims = slot_setters(Decision, "reason detail at claims")
-
-
 def _decision(
     reason: Reason, detail: str, at: int, claims: TokenClaims | None = None
 ) -> Decision:
-    # Decision.__init__ refuses everyone; the verifier builds its decisions
-    # field by field, the way a frozen dataclass's own __init__ does.
-    decision: Decision = _new(Decision)
-    _set_reason(decision, reason)
-    _set_detail(decision, detail)
-    _set_at(decision, at)
-    _set_claims(decision, claims)
-    return decision
+    return Decision(reason=reason, detail=detail, at=at, claims=claims, _made_by=_VERIFIER)
 
 
 def _check_request(

@@ -1,0 +1,139 @@
+"""The one shortcut on trunkkey's hot path: a token's claims in their usual layout.
+
+Every verification reads one claims set. The general reader,
+:func:`trunkkey.cbor.decode_map`, costs about 3 µs of a 50 µs verification;
+reading the layout nearly every token has — short names, 4-byte NumericDates,
+an Ed25519 ``cnf`` key, a geofence, an order reference — in place costs about
+1 µs, and without it verification falls below its performance floor
+(``docs/performance.md``).
+
+This module only *reads*: it returns exactly the values ``decode_map`` would
+return for the same bytes, or ``None`` for any other layout, which the general
+reader then reads. Every rule a claim must meet is applied afterwards, once,
+by :func:`trunkkey.claims.decode_claims`, whichever reader ran — so this
+module can never accept a token the general reader would refuse, nor decide
+anything. ``tests/test_fast_path_equivalence.py`` holds the two readers equal
+on every layout and on mutated bytes. The libsodium calls of ``_sodium.py``
+are the only other shortcut, and are tested in the same file.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# exp, nbf and iat as 4-byte NumericDates, then the 16-byte cti, heads included.
+_TIMES = struct.Struct(">2sI2sI2sI2s16s")
+_TIMES_HEADS = (b"\x04\x1a", b"\x05\x1a", b"\x06\x1a", b"\x07\x50")
+# cnf label, {1: {1: OKP, -1: Ed25519, -2: x (32 bytes)}}
+_CNF_ED25519 = bytes.fromhex("08a101a301012006215820")
+_ACCESS = b"\x3a\x00\x01\x00\x00"
+_GEOFENCE = b"\x3a\x00\x01\x00\x01"
+_ORDER = b"\x3a\x00\x01\x00\x02"
+# [lat, lon, radius]: both coordinates in their 4-byte form (head 0x1a or 0x3a).
+_FENCE = struct.Struct(">BBIBI")
+
+
+def _text_at(p: bytes, pos: int) -> tuple[str, int]:
+    """A text string of 1 to 255 bytes with its head at ``pos`` (ValueError otherwise)."""
+    head = p[pos]
+    if 0x61 <= head < 0x78:
+        end = pos + 1 + head - 0x60
+        return p[pos + 1 : end].decode("utf-8"), end
+    if head == 0x78 and p[pos + 1] >= 24:
+        end = pos + 2 + p[pos + 1]
+        return p[pos + 2 : end].decode("utf-8"), end
+    raise ValueError
+
+
+def _fence_at(p: bytes, pos: int) -> tuple[list[int], int]:
+    """[lat, lon, radius] at ``pos``: 4-byte coordinates, a 1- or 2-byte radius."""
+    array, lat_head, lat, lon_head, lon = _FENCE.unpack_from(p, pos)
+    pos += _FENCE.size
+    head = p[pos]
+    if head == 0x18 and p[pos + 1] >= 24:
+        radius, pos = p[pos + 1], pos + 2
+    elif head == 0x19 and p[pos + 1]:
+        radius, pos = int.from_bytes(p[pos + 1 : pos + 3], "big"), pos + 3
+    else:
+        raise ValueError
+    # Below 0x10000 the 4-byte form is not the shortest one.
+    if array != 0x83 or lat < 0x10000 or lon < 0x10000:
+        raise ValueError
+    if lat_head == 0x3A:
+        lat = -1 - lat
+    elif lat_head != 0x1A:
+        raise ValueError
+    if lon_head == 0x3A:
+        lon = -1 - lon
+    elif lon_head != 0x1A:
+        raise ValueError
+    return [lat, lon, radius], pos
+
+
+def usual_claim_values(p: bytes) -> list[Any] | None:
+    """The claim values of ``p`` in label order, as ``cbor.decode_map`` gives them,
+    if ``p`` has the usual layout; ``None`` for any other bytes."""
+    try:
+        count = p[0] - 0xA0
+        if not 7 <= count <= 10 or p[1] != 0x01:
+            return None
+        iss, pos = _text_at(p, 2)
+        if p[pos] != 0x03:
+            return None
+        aud, pos = _text_at(p, pos + 1)
+        exp_head, exp, nbf_head, nbf, iat_head, iat, cti_head, cti = _TIMES.unpack_from(p, pos)
+        if (exp_head, nbf_head, iat_head, cti_head) != _TIMES_HEADS or min(exp, nbf, iat) < 0x10000:
+            return None
+        pos += _TIMES.size
+        values: list[Any] = [iss, aud, exp, nbf, iat, cti, None, None, None, None]
+        if p.startswith(_CNF_ED25519, pos):
+            pos += len(_CNF_ED25519) + 32
+            if pos > len(p):
+                return None
+            values[6] = {1: {1: 1, -1: 6, -2: p[pos - 32 : pos]}}
+        if not p.startswith(_ACCESS, pos) or p[pos + 5] >= 24:
+            return None
+        values[7], pos = p[pos + 5], pos + 6
+        if p.startswith(_GEOFENCE, pos):
+            values[8], pos = _fence_at(p, pos + 5)
+        if p.startswith(_ORDER, pos):
+            head = p[pos + 5]
+            if 0x41 <= head < 0x58:
+                start, end = pos + 6, pos + 6 + head - 0x40
+            elif head == 0x58 and p[pos + 6] >= 24:
+                start, end = pos + 7, pos + 7 + p[pos + 6]
+            else:
+                return None
+            values[9], pos = p[start:end], end
+    except (IndexError, ValueError, struct.error):  # UnicodeDecodeError is a ValueError
+        return None
+    if pos != len(p) or count != 10 - values.count(None):
+        return None
+    return values
+
+
+def slot_filler(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
+    """A positional constructor of the frozen, slotted dataclass ``cls`` that sets its
+    fields' slots directly, for values its caller has already checked.
+
+    A frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``; for the eleven fields of a token's claims that is
+    1.5 µs of every verification, against 0.6 µs here. Generated, as
+    ``dataclasses`` generates ``__init__``, because a loop over the setters
+    costs what it saves. Only for classes whose ``__init__`` checks nothing
+    (no ``__post_init__``): the filler skips it.
+    """
+    if getattr(cls, "__post_init__", None) is not None or set(names) != set(vars(cls)["__slots__"]):
+        raise TypeError(f"{cls.__name__} cannot be filled slot by slot")
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope |= {f"set_{name}": getattr(cls, name).__set__ for name in names}
+    body = "".join(f"    set_{name}(built, {name})\n" for name in names)
+    exec(  # noqa: S102 -- fixed text built from the class's own field names
+        f"def fill({', '.join(names)}):\n    built = new(cls)\n{body}    return built\n", scope
+    )
+    fill: Callable[..., T] = scope["fill"]
+    return fill
