@@ -27,7 +27,6 @@ T = TypeVar("T")
 
 # exp, nbf and iat as 4-byte NumericDates, then the 16-byte cti, heads included.
 _TIMES = struct.Struct(">2sI2sI2sI2s16s")
-_TIMES_HEADS = (b"\x04\x1a", b"\x05\x1a", b"\x06\x1a", b"\x07\x50")
 # cnf label, {1: {1: OKP, -1: Ed25519, -2: x (32 bytes)}}
 _CNF_ED25519 = bytes.fromhex("08a101a301012006215820")
 _ACCESS = b"\x3a\x00\x01\x00\x00"
@@ -46,6 +45,18 @@ def _text_at(p: bytes, pos: int) -> tuple[str, int]:
     if head == 0x78 and p[pos + 1] >= 24:
         end = pos + 2 + p[pos + 1]
         return p[pos + 2 : end].decode("utf-8"), end
+    raise ValueError
+
+
+def _bytes_at(p: bytes, pos: int) -> tuple[bytes, int]:
+    """A byte string of 1 to 255 bytes with its head at ``pos`` (ValueError otherwise)."""
+    head = p[pos]
+    if 0x41 <= head < 0x58:
+        end = pos + 1 + head - 0x40
+        return p[pos + 1 : end], end
+    if head == 0x58 and p[pos + 1] >= 24:
+        end = pos + 2 + p[pos + 1]
+        return p[pos + 2 : end], end
     raise ValueError
 
 
@@ -86,34 +97,34 @@ def usual_claim_values(p: bytes) -> list[Any] | None:
             return None
         aud, pos = _text_at(p, pos + 1)
         exp_head, exp, nbf_head, nbf, iat_head, iat, cti_head, cti = _TIMES.unpack_from(p, pos)
-        if (exp_head, nbf_head, iat_head, cti_head) != _TIMES_HEADS or min(exp, nbf, iat) < 0x10000:
-            return None
         pos += _TIMES.size
-        values: list[Any] = [iss, aud, exp, nbf, iat, cti, None, None, None, None]
-        if p.startswith(_CNF_ED25519, pos):
-            pos += len(_CNF_ED25519) + 32
-            if pos > len(p):
+        cnf = fence = order = None
+        if p[pos] == 0x08:
+            start = pos + len(_CNF_ED25519)
+            if not p.startswith(_CNF_ED25519, pos) or len(p) < start + 32:
                 return None
-            values[6] = {1: {1: 1, -1: 6, -2: p[pos - 32 : pos]}}
-        if not p.startswith(_ACCESS, pos) or p[pos + 5] >= 24:
+            pos = start + 32
+            cnf = {1: {1: 1, -1: 6, -2: p[start:pos]}}
+        access = p[pos + 5]
+        if not p.startswith(_ACCESS, pos) or access >= 24:
             return None
-        values[7], pos = p[pos + 5], pos + 6
+        pos += 6
         if p.startswith(_GEOFENCE, pos):
-            values[8], pos = _fence_at(p, pos + 5)
+            fence, pos = _fence_at(p, pos + 5)
         if p.startswith(_ORDER, pos):
-            head = p[pos + 5]
-            if 0x41 <= head < 0x58:
-                start, end = pos + 6, pos + 6 + head - 0x40
-            elif head == 0x58 and p[pos + 6] >= 24:
-                start, end = pos + 7, pos + 7 + p[pos + 6]
-            else:
-                return None
-            values[9], pos = p[start:end], end
+            order, pos = _bytes_at(p, pos + 5)
     except (IndexError, ValueError, struct.error):  # UnicodeDecodeError is a ValueError
         return None
-    if pos != len(p) or count != 10 - values.count(None):
+    if (
+        pos != len(p)
+        or count != 7 + (cnf is not None) + (fence is not None) + (order is not None)
+        or exp_head != b"\x04\x1a" or nbf_head != b"\x05\x1a" or iat_head != b"\x06\x1a"
+        or cti_head != b"\x07\x50"
+        # Below 0x10000 the 4-byte form is not the shortest one.
+        or exp < 0x10000 or nbf < 0x10000 or iat < 0x10000
+    ):
         return None
-    return values
+    return [iss, aud, exp, nbf, iat, cti, cnf, access, fence, order]
 
 
 def slot_filler(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
