@@ -1,10 +1,12 @@
 """The hot path's shortcuts give exactly what the plain path gives, and are taken.
 
-trunkkey keeps three, all measured as needed for its performance floor
-(``docs/performance.md``): the claims reader of ``trunkkey._fastpath`` before
-the general ``cbor.decode_map``, the slot filler that builds a token's claims,
-and the direct libsodium calls of ``trunkkey._sodium`` before PyNaCl's public
-bindings. Each is tested here, and nowhere else, against its plain form.
+trunkkey keeps four, all measured as needed for its performance floor
+(``docs/performance.md``): in ``trunkkey._fastpath``, the claims reader before
+the general ``cbor.decode_map``, the claims writer before the general
+encoder, and the slot filler that builds a token's claims and the verifier's
+decisions; and the direct libsodium calls of ``trunkkey._sodium`` before
+PyNaCl's public bindings. Each is tested here, and nowhere else, against its
+plain form.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from trunkkey import (
     claims,
     keys,
 )
-from trunkkey._fastpath import slot_filler, usual_claim_values
+from trunkkey._fastpath import slot_filler, usual_claim_values, usual_claims_bytes
 from trunkkey.claims import decode_claims, encode_claims
 
 
@@ -134,6 +136,24 @@ def test_shortcut_is_taken_for_the_usual_tokens(payload: bytes) -> None:
         decode_claims(payload)
 
 
+# -- the claims writer ---------------------------------------------------------
+
+@given(claim_sets())
+def test_shortcut_writes_the_bytes_of_the_general_encoder(made: TokenClaims) -> None:
+    with mock.patch.object(claims, "usual_claims_bytes", return_value=None):
+        general = encode_claims(made)
+    assert encode_claims(made) == general
+    assert decode_claims(general) == made
+
+
+def test_shortcut_writes_the_usual_token() -> None:
+    plain = _PAYLOADS[0]
+    assert usual_claims_bytes(b"retailer", VEHICLE.encode(), NOW + 60, NOW, NOW,
+                              b"\x01" * 16, 5) == plain
+    assert usual_claims_bytes(b"retailer", VEHICLE.encode(), 0xFFFF, NOW, NOW,
+                              b"\x01" * 16, 5) is None  # a 2-byte NumericDate
+
+
 # -- the slot filler ------------------------------------------------------------
 
 @given(claim_sets())
@@ -145,6 +165,20 @@ def test_filled_claims_equal_claims_built_by_their_constructor(made: TokenClaims
     assert repr(filled) == repr(made)
     with pytest.raises(dataclasses.FrozenInstanceError):
         filled.issuer = "someone"  # type: ignore[misc]
+
+
+def test_verifier_decisions_are_filled_but_frozen_and_never_constructed() -> None:
+    from trunkkey import Decision, Reason
+    from trunkkey.verifier import _decision
+
+    made = _decision(Reason.ALLOWED, "all checks passed", NOW)
+    assert (made.reason, made.detail, made.at, made.claims) == (
+        Reason.ALLOWED, "all checks passed", NOW, None)
+    assert made == _decision(Reason.ALLOWED, "all checks passed", NOW)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.reason = Reason.EXPIRED  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Decision(reason=Reason.ALLOWED, detail="forged", at=NOW)
 
 
 def test_slot_filler_refuses_a_class_whose_constructor_checks_its_fields() -> None:

@@ -10,9 +10,10 @@ write means no access.
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from typing import NoReturn
 
+from ._fastpath import slot_filler
 from .authority import Refusal, TokenAuthority
 from .claims import (
     Action,
@@ -56,11 +57,7 @@ class VerifierPolicy:
             raise InvalidRequest("max_token_size must be 64 to 65536 bytes")
 
 
-#: Passed by the verifier alone: a Decision built without it refuses to exist.
-_VERIFIER = object()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
 class Decision:
     """What the verifier decided, and why. Only a :class:`Verifier` makes one.
 
@@ -74,11 +71,9 @@ class Decision:
     detail: str
     at: int
     claims: TokenClaims | None = None
-    _made_by: InitVar[object] = None
 
-    def __post_init__(self, _made_by: object) -> None:
-        if _made_by is not _VERIFIER:
-            raise TypeError("Decisions are made by a Verifier, not constructed")
+    def __init__(self, *_: object, **__: object) -> None:
+        raise TypeError("Decisions are made by a Verifier, not constructed")
 
     @property
     def allowed(self) -> bool:
@@ -93,10 +88,14 @@ class Decision:
             raise AccessDenied(self.reason, self.detail)
 
 
+# Decision.__init__ refuses everyone; the verifier fills its decisions' slots.
+_fill_decision = slot_filler(Decision, ("reason", "detail", "at", "claims"))
+
+
 def _decision(
     reason: Reason, detail: str, at: int, claims: TokenClaims | None = None
 ) -> Decision:
-    return Decision(reason=reason, detail=detail, at=at, claims=claims, _made_by=_VERIFIER)
+    return _fill_decision(reason, detail, at, claims)
 
 
 def _check_request(
