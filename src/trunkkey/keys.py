@@ -14,17 +14,13 @@ only the owner can read.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import os
-import stat
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
 import nacl.bindings
-import nacl.exceptions
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -34,21 +30,22 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from . import cbor
+from ._keyfiles import MAX_KEY_FILE, read_private_file, write_private_file
 from ._sodium import ed25519_open as _ed25519_open
+from ._sodium import ed25519_point_problem
 from ._sodium import ed25519_sign as _ed25519_sign
-from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, SignatureError
+from .errors import DecodeError, InvalidRequest, SignatureError
 
 #: Length of a trunkkey key id: the RFC 9679 COSE key thumbprint (SHA-256)
 #: truncated to its first 8 bytes. Collisions cannot grant access (the
 #: signature is still checked with the key found), and a trust store refuses
 #: two keys with the same id.
 KID_LENGTH = 8
-_MAX_KEY_FILE = 64 * 1024
 #: A COSE_Key trunkkey reads holds at most kty, kid, alg, crv, x, y and d: about
 #: 125 bytes for a private P-256 key. Anything larger is refused unread.
 MAX_COSE_KEY_BYTES = 256
 #: A PEM key, even encrypted, is a few hundred bytes; the key file cap bounds it.
-MAX_PEM_BYTES = _MAX_KEY_FILE
+MAX_PEM_BYTES = MAX_KEY_FILE
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = _P256_ORDER // 2
@@ -57,10 +54,6 @@ _P256_HALF_ORDER = _P256_ORDER // 2
 _KTY, _KID, _ALG, _CRV, _X, _Y, _D = 1, 2, 3, -1, -2, -3, -4
 _KTY_OKP, _KTY_EC2 = 1, 2
 _CRV_P256, _CRV_ED25519 = 1, 6
-# {1: kty, -1: crv, -2: x[, -3: y]} in deterministic CBOR, up to the coordinates.
-_OKP_THUMBPRINT_PREFIX = bytes.fromhex("a301012006215820")
-_EC2_THUMBPRINT_PREFIX = bytes.fromhex("a401022001215820")
-_EC2_Y_LABEL = bytes.fromhex("225820")
 
 
 class Algorithm(IntEnum):
@@ -76,38 +69,6 @@ class Algorithm(IntEnum):
     @property
     def signature_length(self) -> int:
         return 64
-
-
-_new_object = object.__new__
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_ed25519_point(raw: bytes) -> bool:
-    # libsodium: canonical encoding, on the curve, not of small order, and in
-    # the prime-order subgroup. The check costs 0.7-0.9 of a verification
-    # (a scalar multiplication by the group order), and the keys a verifier
-    # sees repeat (issuers, roots, a courier's device): the answer depends on
-    # the 32 bytes alone, so it is kept for the last 1024 keys seen.
-    valid: bool = nacl.bindings.crypto_core_ed25519_is_valid_point(raw)
-    return valid
-
-
-def _check_ed25519(raw: bytes) -> None:
-    """The one check every Ed25519 :class:`VerificationKey` passes, however it is built.
-
-    libsodium's verify refuses small-order and non-canonical keys, but a key
-    with a torsion part (a genuine key plus a point of small order) verifies
-    about one signature in eight made for it: held anywhere, it would be a
-    second public key for one secret. So a key is refused when it is built,
-    and a token, grant or update that carries one is malformed.
-    """
-    if len(raw) != 32:
-        raise InvalidRequest("an Ed25519 public key is 32 bytes")
-    if not _is_ed25519_point(raw):
-        raise InvalidRequest(
-            "not a valid Ed25519 point (non-canonical, off the curve, of small order, "
-            "or outside the prime-order group)"
-        )
 
 
 def _forbid_pickle(obj: object) -> NoReturn:
@@ -130,7 +91,9 @@ class VerificationKey:
         raw = bytes(raw)
         self._ec: ec.EllipticCurvePublicKey | None = None
         if algorithm is Algorithm.EDDSA:
-            _check_ed25519(raw)
+            problem = ed25519_point_problem(raw)
+            if problem is not None:
+                raise InvalidRequest(problem)
         else:
             # OpenSSL checks that the point is on the curve, coordinates below p.
             if len(raw) != 64:
@@ -148,29 +111,8 @@ class VerificationKey:
         self._thumbprint: bytes | None = None
         self._kid: bytes | None = None
 
-    @classmethod
-    def _ed25519(cls, raw: bytes) -> VerificationKey:
-        """The hot path's constructor: ``raw`` must already be ``bytes``; checked as
-        :meth:`__init__` checks it, raising :class:`InvalidRequest`."""
-        _check_ed25519(raw)
-        key: VerificationKey = _new_object(cls)
-        key._algorithm = Algorithm.EDDSA
-        key._raw = raw
-        key._ec = None
-        key._thumbprint = None
-        key._kid = None
-        return key
-
     def _compute_thumbprint(self) -> bytes:
-        # cbor.encode(self._thumbprint_members()), written out: the map's
-        # deterministic bytes are fixed but for the coordinates (a test holds
-        # the two equal).
-        raw = self._raw
-        if self._algorithm is Algorithm.EDDSA:
-            members = _OKP_THUMBPRINT_PREFIX + raw
-        else:
-            members = _EC2_THUMBPRINT_PREFIX + raw[:32] + _EC2_Y_LABEL + raw[32:]
-        thumbprint = hashlib.sha256(members).digest()
+        thumbprint = hashlib.sha256(cbor.encode(self._thumbprint_members())).digest()
         self._thumbprint, self._kid = thumbprint, thumbprint[:KID_LENGTH]
         return thumbprint
 
@@ -548,53 +490,3 @@ class SigningKey:
         if data.lstrip().startswith(b"-----BEGIN"):
             return cls.from_pem(data, password=password)
         return cls.from_cose_key(data)
-
-
-def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    """Create ``path`` with mode 0600 before any byte is written."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    if overwrite:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path} exists; pass overwrite=True to replace it") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        # The umask cannot widen 0600, but an inherited ACL or odd umask could
-        # narrow it unexpectedly; set it explicitly.
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_private_file(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise InsecureKeyFile(
-                f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
-                "run chmod 600 on it"
-            )
-        if info.st_size > _MAX_KEY_FILE:
-            raise KeyFileError(f"{path} is too large to be a key file")
-        # Read at most one byte past the cap: a file that grows after fstat
-        # must not make us read without bound.
-        data = b""
-        while len(data) <= _MAX_KEY_FILE and (
-            chunk := os.read(fd, _MAX_KEY_FILE + 1 - len(data))
-        ):
-            data += chunk
-        if len(data) > _MAX_KEY_FILE:
-            raise KeyFileError(f"{path} is too large to be a key file")
-        return data
-    finally:
-        os.close(fd)
