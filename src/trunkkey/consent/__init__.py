@@ -15,6 +15,8 @@ loads the chain, grant, anchor and revocation modules, not key rotation.
 
 import typing as _typing
 
+from .._lazy import lazy_names as _lazy_names
+
 if _typing.TYPE_CHECKING:
     from .anchors import RootKey as RootKey
     from .anchors import VehicleAnchors as VehicleAnchors
@@ -79,22 +81,7 @@ _DEFINED_IN: dict[str, str] = {
 _SUBMODULES = frozenset({"anchors", "chain", "errors", "grant", "revocation", "rotation"})
 
 
-def __getattr__(name: str) -> object:
-    module = _DEFINED_IN.get(name, name if name in _SUBMODULES else None)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # What ``from .module import name`` runs, so ``-X importtime`` shows it.
-    if module == name:
-        value: object = __import__(module, globals(), None, (), 1)
-    else:
-        value = getattr(__import__(module, globals(), None, (name,), 1), name)
-    # Kept, so the next use is an ordinary attribute read.
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__, *_SUBMODULES})
+__getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
 
 
 __all__ = [

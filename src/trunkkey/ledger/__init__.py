@@ -12,6 +12,8 @@ never loads the server backends (their deadlines, sockets and threads).
 
 import typing as _typing
 
+from .._lazy import lazy_names as _lazy_names
+
 if _typing.TYPE_CHECKING:
     from .base import DailyLimit as DailyLimit
     from .base import Ledger as Ledger
@@ -39,23 +41,7 @@ _DEFINED_IN: dict[str, str] = {
 _SUBMODULES = frozenset({"base", "memory", "postgres", "redis", "sqlite", "sqlite_group"})
 
 
-def __getattr__(name: str) -> object:
-    module = _DEFINED_IN.get(name, name if name in _SUBMODULES else None)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # What ``from .module import name`` runs: the import statement's own path,
-    # so that ``python -X importtime`` still shows where the time goes.
-    if module == name:
-        value: object = __import__(module, globals(), None, (), 1)
-    else:
-        value = getattr(__import__(module, globals(), None, (name,), 1), name)
-    # Kept, so the next use is an ordinary attribute read.
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__, *_SUBMODULES})
+__getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
 
 
 __all__ = [
