@@ -47,7 +47,7 @@ NEVER_ON_THE_COLD_PATH = (
 #: key serialisation, for PEM and DER that an Ed25519 car with a COSE_Key
 #: never reads) and cose.py/proof.py/keys.py (hashlib and hmac, which load
 #: OpenSSL's libcrypto for a SHA-256 libsodium already has).
-NOT_YET_OFF_THE_COLD_PATH = (
+OPENSSL_MODULES = (
     "cryptography.hazmat.primitives.serialization",
     "cryptography",
 )
@@ -71,7 +71,7 @@ def _banned(loaded: set[str], names: tuple[str, ...]) -> list[str]:
 def test_import_trunkkey_loads_no_ledger_backend_consent_cli_or_openssl() -> None:
     loaded = _loaded_by("import trunkkey")
     assert "trunkkey" in loaded
-    assert _banned(loaded, NEVER_ON_THE_COLD_PATH + NOT_YET_OFF_THE_COLD_PATH) == []
+    assert _banned(loaded, NEVER_ON_THE_COLD_PATH + OPENSSL_MODULES) == []
     # Not even the core: every name waits for its first use (only the loader itself is there).
     assert sorted(m for m in loaded if m.startswith("trunkkey.")) == ["trunkkey._lazy"]
 
@@ -107,13 +107,8 @@ def test_one_ed25519_decision_loads_no_server_ledger_consent_or_cli(
     assert _banned(one_decision, ("shutil", "tempfile")) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keys.py imports cryptography at module level; the deferred imports are in the "
-    "report of issue 18 (remove this mark when they land)",
-)
 def test_one_ed25519_decision_loads_no_openssl_serialisation(one_decision: set[str]) -> None:
-    assert _banned(one_decision, NOT_YET_OFF_THE_COLD_PATH) == []
+    assert _banned(one_decision, OPENSSL_MODULES) == []
 
 
 def _lazy_packages() -> list[ModuleType]:

@@ -18,16 +18,9 @@ import hashlib
 import os
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import nacl.bindings
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 from . import cbor
 from ._keyfiles import MAX_KEY_FILE, read_private_file, write_private_file
@@ -35,6 +28,13 @@ from ._sodium import ed25519_open as _ed25519_open
 from ._sodium import ed25519_point_problem
 from ._sodium import ed25519_sign as _ed25519_sign
 from .errors import DecodeError, InvalidRequest, SignatureError
+
+# OpenSSL (``_openssl``) is imported by the functions that use a P-256 key or
+# a PEM, never at module level: an Ed25519 car runs on libsodium alone.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ._openssl import PrivateKey, PublicKey
 
 #: Length of a trunkkey key id: the RFC 9679 COSE key thumbprint (SHA-256)
 #: truncated to its first 8 bytes. Collisions cannot grant access (the
@@ -96,12 +96,12 @@ class VerificationKey:
                 raise InvalidRequest(problem)
         else:
             # OpenSSL checks that the point is on the curve, coordinates below p.
+            from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
+
             if len(raw) != 64:
                 raise InvalidRequest("a P-256 public key is x || y, 64 bytes")
             try:
-                self._ec = ec.EllipticCurvePublicKey.from_encoded_point(
-                    ec.SECP256R1(), b"\x04" + raw
-                )
+                self._ec = _openssl.p256_public(raw)
             except ValueError:
                 raise InvalidRequest("not a point on P-256") from None
         self._algorithm = algorithm
@@ -198,11 +198,9 @@ class VerificationKey:
             return False
         if self._ec is None:
             return False
-        try:
-            self._ec.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return False
-        return True
+        from . import _openssl  # noqa: PLC0415 -- loaded already: this key is P-256
+
+        return _openssl.p256_verify(self._ec, r, s, message)
 
     # -- export / import ----------------------------------------------------
     def to_cose_key(self, *, include_kid: bool = True, include_alg: bool = True) -> bytes:
@@ -279,16 +277,18 @@ class VerificationKey:
 
     def to_pem(self) -> bytes:
         """SubjectPublicKeyInfo PEM."""
-        return self._cryptography_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        return _openssl.public_pem(self._cryptography_key())
 
     @classmethod
     def from_pem(cls, data: bytes) -> VerificationKey:
         """Read a SubjectPublicKeyInfo PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM public key")
         try:
-            loaded = serialization.load_pem_public_key(data)
+            loaded = _openssl.load_public_pem(data)
         except (ValueError, TypeError):
             raise DecodeError("not a PEM public key") from None
         try:
@@ -298,22 +298,19 @@ class VerificationKey:
 
     @classmethod
     def from_cryptography(cls, key: object) -> VerificationKey:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            return cls(
-                Algorithm.EDDSA,
-                key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
-            )
-        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-            point = key.public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-            return cls(Algorithm.ES256, point[1:])
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        parts = _openssl.public_parts(key)
+        if parts is not None:
+            return cls(Algorithm.EDDSA if parts[0] == "EdDSA" else Algorithm.ES256, parts[1])
         raise DecodeError("unsupported key type: trunkkey uses Ed25519 or P-256")
 
-    def _cryptography_key(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+    def _cryptography_key(self) -> PublicKey:
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         if self._ec is not None:
             return self._ec
-        return ed25519.Ed25519PublicKey.from_public_bytes(self._raw)
+        return _openssl.ed25519_public(self._raw)
 
 
 class SigningKey:
@@ -347,7 +344,9 @@ class SigningKey:
         if algorithm is Algorithm.EDDSA:
             return cls._from_private_scalar(Algorithm.EDDSA, os.urandom(32))
         if algorithm is Algorithm.ES256:
-            return cls._from_cryptography_private(ec.generate_private_key(ec.SECP256R1()))
+            from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
+
+            return cls._from_cryptography_private(_openssl.p256_generate())
         raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
 
     @classmethod
@@ -355,23 +354,24 @@ class SigningKey:
         if algorithm is Algorithm.EDDSA:
             public_raw, secret = nacl.bindings.crypto_sign_seed_keypair(d)
             return cls._make(VerificationKey(Algorithm.EDDSA, public_raw), secret)
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
+
         try:
-            private = ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1())
+            private = _openssl.p256_private(int.from_bytes(d, "big"))
         except ValueError:
             raise DecodeError("not a valid P-256 private scalar") from None
         return cls._from_cryptography_private(private)
 
     @classmethod
     def _from_cryptography_private(cls, key: object) -> SigningKey:
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            seed = key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-            return cls._from_private_scalar(Algorithm.EDDSA, seed)
-        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-            return cls._make(VerificationKey.from_cryptography(key.public_key()), key)
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        parts = _openssl.private_parts(key)
+        if parts is not None:
+            secret = parts[1]
+            if isinstance(secret, bytes):
+                return cls._from_private_scalar(Algorithm.EDDSA, secret)
+            return cls._make(VerificationKey.from_cryptography(secret.public_key()), secret)
         raise DecodeError("unsupported key type: trunkkey uses Ed25519 or P-256")
 
     # -- identity -----------------------------------------------------------
@@ -414,7 +414,9 @@ class SigningKey:
         secret = self.__secret
         if isinstance(secret, bytes):
             return _ed25519_sign(message, secret)
-        r, s = decode_dss_signature(secret.sign(message, ec.ECDSA(hashes.SHA256())))
+        from . import _openssl  # noqa: PLC0415 -- loaded already: this key is P-256
+
+        r, s = _openssl.p256_sign(secret, message)
         # Low-s form: ECDSA signatures are malleable (s and n - s both verify);
         # trunkkey never emits the high form. Replay protection never relies on
         # signature bytes, only on the signed token id.
@@ -423,10 +425,12 @@ class SigningKey:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     # -- export -------------------------------------------------------------
-    def _cryptography_private(self) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey:
+    def _cryptography_private(self) -> PrivateKey:
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         secret = self.__secret
         if isinstance(secret, bytes):
-            return ed25519.Ed25519PrivateKey.from_private_bytes(secret[:32])
+            return _openssl.ed25519_private(secret[:32])
         return secret
 
     def _private_scalar(self) -> bytes:
@@ -437,14 +441,9 @@ class SigningKey:
 
     def private_pem(self, *, password: bytes | None = None) -> bytes:
         """Export the private key as PKCS#8 PEM (encrypted when ``password`` is given)."""
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password)
-            if password
-            else serialization.NoEncryption()
-        )
-        return self._cryptography_private().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        return _openssl.private_pem(self._cryptography_private(), password)
 
     def private_cose_key(self) -> bytes:
         """Export the private key as a COSE_Key (with kid and alg)."""
@@ -457,9 +456,11 @@ class SigningKey:
     @classmethod
     def from_pem(cls, data: bytes, *, password: bytes | None = None) -> SigningKey:
         """Read a PKCS#8 PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM private key")
         try:
-            loaded = serialization.load_pem_private_key(data, password=password)
+            loaded = _openssl.load_private_pem(data, password)
         except (ValueError, TypeError):
             # cryptography's message may quote parts of the input: say nothing of it.
             raise DecodeError("not a PEM private key, or wrong password") from None
