@@ -234,3 +234,67 @@ def test_proofs_stay_within_their_bound(scene: Scene) -> None:
     assert receipt.log is not None
     proof = decode_inclusion_proof(receipt.log.proof)
     assert len(proof.path) <= min(MAX_PROOF_HASHES, proof.size.bit_length())
+
+
+def test_a_ledger_started_afresh_is_the_first_entry_of_the_new_log(tmp_path: Path) -> None:
+    scene = Scene(tmp_path)
+    scene.deliver()
+    ledger = scene.car.ledger
+    assert isinstance(ledger, SqliteLedger)
+    path = ledger.path
+    scene.car.unit.close()
+    scene.car.ledger = SqliteLedger.start_afresh(path, now=scene.world.now)
+    scene.car.ledger.close()
+    unit = scene.world.reboot(scene.car)
+    kinds = [decode_entry(e).kind for e in unit.access_log.entries()]
+    assert kinds == [EntryKind.LEDGER_RECOVERED, EntryKind.BOOT]
+
+
+def test_a_damaged_journal_row_makes_the_ledger_refuse_to_open(tmp_path: Path) -> None:
+    from trunkkey import LedgerCorrupted
+
+    scene = Scene(tmp_path)
+    scene.deliver()
+    ledger = scene.car.ledger
+    assert isinstance(ledger, SqliteLedger)
+    path = ledger.path
+    scene.car.unit.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE journal SET entry = x'a2016462' || substr(entry, 5) WHERE seq = 2")
+    with pytest.raises(LedgerCorrupted, match="journal"):
+        SqliteLedger(path)
+
+
+def test_a_hole_in_the_journal_makes_the_ledger_refuse_to_open(tmp_path: Path) -> None:
+    from trunkkey import LedgerCorrupted
+
+    scene = Scene(tmp_path)
+    scene.deliver()
+    ledger = scene.car.ledger
+    assert isinstance(ledger, SqliteLedger)
+    path = ledger.path
+    scene.car.unit.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM journal WHERE seq = 2")  # an attempt quietly removed
+    with pytest.raises(LedgerCorrupted, match="journal entry 2 is missing"):
+        SqliteLedger(path)
+
+
+def test_time_syncs_and_carried_updates_are_logged(scene: Scene) -> None:
+    scene.world.advance(60)
+    assert scene.world.time_sync(scene.car).accepted
+    scene.car.unit.apply_revocations(b"not a list")  # refused: no consent anchors
+    kinds = scene.kinds()
+    assert EntryKind.TIME_SYNCED in kinds
+    assert kinds[-1] is EntryKind.REVOCATIONS_REFUSED
+
+
+def test_an_entry_has_one_encoding_and_a_bounded_size() -> None:
+    from trunkkey.logentry import LogEntry
+
+    entry = LogEntry(kind=EntryKind.RELOCKED, at=T0, boot=2, note="timeout")
+    assert decode_entry(entry.encode()) == entry
+    with pytest.raises(DecodeError):
+        decode_entry(entry.encode() + b"\x00")
+    with pytest.raises(DecodeError):
+        decode_entry(b"\xa2\x01fboot!!\x03\x01")  # an unknown kind

@@ -145,9 +145,10 @@ def _check_journal(conn: sqlite3.Connection, path: Path) -> None:
         "SELECT typeof(entry) || typeof(checksum), seq, entry, checksum FROM journal "
         "ORDER BY seq"
     ):
-        if not (types == "blobblob" and seq == expected
-                and checksum == journal_checksum(seq, entry)):
-            raise corrupted(path, f"journal entry {seq} is missing or fails its checksum")
+        if seq != expected:
+            raise corrupted(path, f"journal entry {expected} is missing")
+        if not (types == "blobblob" and checksum == journal_checksum(seq, entry)):
+            raise corrupted(path, f"journal entry {seq} fails its checksum")
         expected += 1
 
 
