@@ -19,7 +19,6 @@ from ..checkpoint import LogEvidence
 from ..errors import DecodeError, SignatureError
 from ..geo import Location
 from ..keys import SigningKey
-from ..testing.vehicle import World, courier_gossip, courier_present
 from ..vehicle.receipt import verify_receipt
 from ._io import EXIT_DENIED, EXIT_OK, CliError, Command, Output, load_public_key
 from ._report import render_report
@@ -74,6 +73,10 @@ def run_audit(history: HistoryExport, key_path: str) -> tuple[Audit, int]:
 
 def _demo(history_path: str, key_path: str, out: Output) -> int:
     """A simulated car's day: two deliveries, two refusals, the log gossiped home."""
+    # Imported here: the command line must not load the simulation (and
+    # hypothesis with it) for every other command.
+    from ..testing.vehicle import World, courier_gossip, courier_present  # noqa: PLC0415
+
     world = World(start=1_780_000_000, ledger="memory")
     car = world.enrol_car("VIN-DEMO-0001")
     fence = world.park(car, Location.from_degrees(48.137154, 11.576124))
