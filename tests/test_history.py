@@ -86,22 +86,29 @@ def test_an_entry_deleted_reordered_or_changed_in_transit_is_a_gap(
     assert gossip(backend, car).accepted  # the honest bundle still goes through
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 12), st.integers(1, 12), st.data())
-def test_a_forked_log_is_detected(m: int, extra: int, data: Any) -> None:
-    """The car's key signs a log that rewrote an entry the backend already holds."""
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 12), st.integers(1, 12), st.data(),
+       st.sampled_from(["delete", "reorder", "change"]))
+def test_a_forked_log_is_detected(m: int, extra: int, data: Any, change: str) -> None:
+    """The car's key signs a log that deleted, reordered or changed an entry the
+    backend already holds, then carried on writing: a fork, whatever the edit."""
     backend, car = world()
     car.write(m)
     assert gossip(backend, car, ack=False).accepted
     fork = Car(car.key, backend)
-    index = data.draw(st.integers(0, m - 1))
-    for i, entry in enumerate(car.log.entries(0)):
-        fork.log.append_bytes(
-            LogEntry(kind=EntryKind.BOOT, at=None, boot=7).encode() if i == index else entry
-        )
+    entries = car.log.entries(0)
+    index = data.draw(st.integers(0, m - 2))
+    if change == "delete":
+        del entries[index]
+    elif change == "reorder":
+        entries[index], entries[index + 1] = entries[index + 1], entries[index]
+    else:
+        entries[index] = LogEntry(kind=EntryKind.BOOT, at=None, boot=7).encode()
+    for entry in entries:
+        fork.log.append_bytes(entry)
     fork.write(extra, boot=2)
     outcome = gossip(backend, fork)
-    assert outcome.reason is Reason.LOG_FORK, outcome.detail
+    assert outcome.reason is Reason.LOG_FORK, (change, outcome.detail)
 
 
 def test_a_fork_behind_a_consistency_proof_is_detected() -> None:

@@ -298,3 +298,19 @@ def test_an_entry_has_one_encoding_and_a_bounded_size() -> None:
         decode_entry(entry.encode() + b"\x00")
     with pytest.raises(DecodeError):
         decode_entry(b"\xa2\x01fboot!!\x03\x01")  # an unknown kind
+
+
+def test_a_log_that_cannot_write_never_stops_a_relock(tmp_path: Path) -> None:
+    scene = Scene(tmp_path, "memory")
+    token = scene.world.mint(scene.car, courier=scene.courier, geofence=scene.fence)
+    assert courier_present(scene.car, token, scene.courier).reason is Reason.ALLOWED
+    log = scene.car.unit.access_log
+
+    def full_disk(data: bytes) -> int:
+        raise OSError("no space left on device")
+
+    log.append_bytes = full_disk  # type: ignore[method-assign]
+    assert scene.car.unit.trunk_closed()
+    assert scene.car.body.locked
+    # Two entries lost (closed, relocked), counted where an operator can see them.
+    assert scene.car.unit._events.record_failures == 2
