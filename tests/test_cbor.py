@@ -100,3 +100,11 @@ def test_encode_refuses_types_outside_the_subset() -> None:
     for bad in (1.5, None, True, {1, 2}):
         with pytest.raises(TypeError):
             cbor.encode(bad)
+
+
+def test_read_item_names_an_item_that_starts_past_the_end() -> None:
+    # The one truncation no decoding step reports itself: there is no head byte.
+    with pytest.raises(DecodeError, match=r"^truncated item$"):
+        cbor.read_item(b"\x01", 1, max_depth=0)
+    with pytest.raises(DecodeError, match=r"^truncated item$"):
+        cbor.read_item(b"", 0, max_depth=0)
