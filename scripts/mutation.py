@@ -470,8 +470,8 @@ def _report(results: list[ModuleResult], threshold: float, seconds: float) -> bo
         for module, s in survivors:
             print(f"src/trunkkey/{module}.py:{s['line']}\n{s['diff']}", end="")
     if failing:
-        print(f"\nmutation: FAILED for {', '.join(failing)} (each module needs "
-              f"{threshold:g} % of its mutants killed)")
+        print(f"\nmutation: FAILED for {', '.join(failing)}: each module must be tested "
+              f"in full and have {threshold:g} % of its mutants killed")
     else:
         print(f"\nmutation: every module at or above {threshold:g} % killed")
     return not failing
