@@ -1004,3 +1004,14 @@ def test_a_memory_ledger_started_afresh_names_its_floor_and_refuses_consume() ->
     assert MemoryLedger().consume("v" * 64, b"t", 1) is True
     with pytest.raises(InvalidRequest):
         MemoryLedger().consume("v" * 65, b"t", 1)
+
+
+def test_sqlite_waits_for_the_file_lock_only_until_the_calls_deadline(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "wait.db")
+    try:
+        sqlite_module._set_busy(conn, time.monotonic() + 1000)
+        waited_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    finally:
+        conn.close()
+    # Milliseconds, never past the deadline; a second of slack for a slow machine.
+    assert 999_000 <= waited_ms <= 1_000_000

@@ -26,6 +26,7 @@ from trunkkey.vehicle import (
     EventKind,
     GapDetector,
     MemoryTimeStore,
+    Outcome,
     TimeState,
     UnitConfig,
     UnitState,
@@ -625,3 +626,10 @@ def test_a_presentation_refused_before_its_token_is_read_names_no_token(stage: S
     outcome = stage.unit.present(b"\x00", action="trunk", proof=b"p", challenge=bytes(16))
     assert not outcome.allowed
     assert outcome.token_id is None
+
+
+def test_an_outcome_built_without_a_token_names_none() -> None:
+    # A refusal before any token was read carries neither a token id nor a decision.
+    outcome = Outcome(reason=Reason.MALFORMED, detail="no token")
+    assert outcome.token_id is None
+    assert outcome.decision is None
