@@ -10,7 +10,7 @@ survivor, a run past the time limit counts as killed-by-timeout.
 
 Usage::
 
-    python scripts/mutation.py --sample 12 --seed 1   # CI's gate: 12 mutants per module
+    python scripts/mutation.py --sample 12 --seed 1 --jobs 2   # CI: 12 per module
     python scripts/mutation.py                        # every module, every mutant
     python scripts/mutation.py --module cbor          # one module
     python scripts/mutation.py --json out.json        # machine-readable results
