@@ -7,8 +7,9 @@ from unittest import mock
 
 import pytest
 
-from support import NOW
+from support import NOW, VEHICLE
 from trunkkey import (
+    Action,
     Algorithm,
     DecodeError,
     Geofence,
@@ -16,6 +17,7 @@ from trunkkey import (
     Issuer,
     ManualClock,
     MemoryLedger,
+    Purpose,
     SigningKey,
     TrustedKey,
     TrustStore,
@@ -25,6 +27,7 @@ from trunkkey import (
 from trunkkey import claims as claims_module
 from trunkkey._fastpath import usual_claim_values
 from trunkkey.claims import (
+    ORDER,
     TokenClaims,
     decode_claims,
     encode_claims,
