@@ -1,4 +1,4 @@
-"""Mutation testing of the modules that decide access: ``python scripts/mutation.py``.
+"""Mutation testing of the modules that decide access: ``python -m tools.mutation``.
 
 mutmut (2.x) supplies the mutation operators; this script is the runner,
 because mutmut rewrites source files in place and this checkout is shared:
@@ -10,11 +10,11 @@ survivor, a run past the time limit counts as killed-by-timeout.
 
 Usage::
 
-    python scripts/mutation.py --sample 12 --seed 1 --jobs 2   # CI: 12 per module
-    python scripts/mutation.py                        # every module, every mutant
-    python scripts/mutation.py --module cbor          # one module
-    python scripts/mutation.py --json out.json        # machine-readable results
-    python scripts/mutation.py --retest out.json      # re-try only out.json's survivors
+    python -m tools.mutation --sample 12 --seed 1 --jobs 2   # CI: 12 per module
+    python -m tools.mutation                        # every module, every mutant
+    python -m tools.mutation --module cbor          # one module
+    python -m tools.mutation --json out.json        # machine-readable results
+    python -m tools.mutation --retest out.json      # re-try only out.json's survivors
 
 The exit status is 0 only when every module was tested in full (its source
 and test files exist, its tests pass unmutated, every chosen mutant ran) and
