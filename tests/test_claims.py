@@ -296,3 +296,14 @@ def test_a_four_byte_radius_is_refused_even_when_its_low_bytes_spell_the_next_la
     spliced = payload.replace(radius, b"\x1a" + radius[1:])
     with pytest.raises(DecodeError):
         decode_claims(spliced)
+
+
+def test_a_claims_set_led_by_another_key_than_iss_is_refused_whatever_its_length() -> None:
+    # sub (2) where iss (1) belongs: the same length and shape as the usual
+    # layout, so only the first key tells it apart.
+    members = _members()
+    members[2] = members.pop(1)
+    payload = cbor.encode(members)
+    assert usual_claim_values(payload) is None
+    with pytest.raises(DecodeError, match=r"^unknown claims: \[2\]$"):
+        decode_claims(payload)

@@ -1005,6 +1005,8 @@ def test_every_operation_fails_closed_and_names_what_failed(tmp_path: Path) -> N
     other.close()
     with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
         ledger.consume("V", b"t", 10)
+    with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
+        ledger.spend("V", b"t", 10, issued_at=1, at=1)
     with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
         ledger.prune(10)
     with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
@@ -1035,3 +1037,36 @@ def test_sqlite_waits_for_the_file_lock_only_until_the_calls_deadline(tmp_path: 
         conn.close()
     # Milliseconds, never past the deadline; a second of slack for a slow machine.
     assert 999_000 <= waited_ms <= 1_000_000
+
+
+def test_a_new_ledger_has_moved_nothing_aside_and_cuts_its_wal_back_to_one_mebibyte(
+    tmp_path: Path,
+) -> None:
+    ledger = SqliteLedger(tmp_path / "l.db")
+    assert ledger.moved_aside == ()
+    assert JOURNAL_SIZE_LIMIT == 1 << 20  # the size docs/ledgers.md promises
+    conn = ledger._connection()
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 1 << 20
+    ledger.close()
+
+
+def test_a_wal_truncation_blocked_by_a_reader_is_retried_before_the_next_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    ledger = SqliteLedger(path)
+    assert ledger.consume("V", b"a", 10) is True
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM spent").fetchone()[0] == 1
+        ledger._truncate_wal(ledger._connection())
+        assert ledger._checkpoint_due is True  # a reader held the log: try again later
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    assert ledger.consume("V", b"b", 10) is True
+    assert ledger._checkpoint_due is False
+    # Emptied before that write: the log holds only its frames, not the first write's too.
+    assert os.stat(f"{path}-wal").st_size <= 32 + 2 * (24 + 4096)
+    ledger.close()

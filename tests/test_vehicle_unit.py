@@ -626,6 +626,12 @@ def test_a_lock_that_fails_at_boot_is_reported_to_the_first_subscriber(stage: St
     unit.subscribe(seen)
     failed = [(e.kind, e.detail) for e in seen.events if e.kind is EventKind.ACTUATOR_FAILED]
     assert failed == [(EventKind.ACTUATOR_FAILED, "lock at boot failed")]
+    assert unit.boot_lock_failed is True
+
+
+def test_a_unit_whose_boot_lock_held_says_the_car_is_locked(stage: Stage) -> None:
+    assert stage.unit.boot_lock_failed is False
+    assert stage.world.reboot(stage.car).boot_lock_failed is False
 
 
 def test_a_presentation_refused_before_its_token_is_read_names_no_token(stage: Stage) -> None:
