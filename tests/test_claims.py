@@ -7,8 +7,9 @@ from unittest import mock
 
 import pytest
 
-from support import NOW
+from support import NOW, VEHICLE
 from trunkkey import (
+    Action,
     Algorithm,
     DecodeError,
     Geofence,
@@ -16,6 +17,7 @@ from trunkkey import (
     Issuer,
     ManualClock,
     MemoryLedger,
+    Purpose,
     SigningKey,
     TrustedKey,
     TrustStore,
@@ -25,6 +27,7 @@ from trunkkey import (
 from trunkkey import claims as claims_module
 from trunkkey._fastpath import usual_claim_values
 from trunkkey.claims import (
+    ORDER,
     TokenClaims,
     decode_claims,
     encode_claims,
@@ -272,3 +275,35 @@ def test_claims_decoder_refusals_are_exact(changes: dict[str, object], message: 
 def test_claims_set_must_be_a_map() -> None:
     with pytest.raises(DecodeError, match=r"^claims set must be a map$"):
         decode_claims(cbor.encode([1, 2]))
+
+
+def test_a_four_byte_radius_is_refused_even_when_its_low_bytes_spell_the_next_label() -> None:
+    # A radius of 1000 is written 0x19 0x03e8. Re-headed as a 4-byte argument
+    # (0x1a), the radius swallows the first two bytes of the order-reference
+    # label that follows: a map with a broken radius and a broken label. A
+    # fast path that read the 0x1a head as two bytes would see a radius of
+    # 1000 and then the label, and accept a token no strict decoder accepts.
+    claims = TokenClaims(
+        issuer="retailer", vehicle_id=VEHICLE, not_before=NOW, expires=NOW + 60,
+        issued_at=NOW, token_id=b"\x01" * 16, action=Action.TRUNK, purpose=Purpose.DELIVERY,
+        geofence=Geofence(lat_e7=480_000_000, lon_e7=-1_100_000_000, radius_m=1000),
+        order_ref=b"order-1",
+    )
+    payload = encode_claims(claims)
+    assert decode_claims(payload) == claims
+    radius = b"\x19\x03\xe8" + cbor.encode(ORDER)
+    assert payload.count(radius) == 1
+    spliced = payload.replace(radius, b"\x1a" + radius[1:])
+    with pytest.raises(DecodeError):
+        decode_claims(spliced)
+
+
+def test_a_claims_set_led_by_another_key_than_iss_is_refused_whatever_its_length() -> None:
+    # sub (2) where iss (1) belongs: the same length and shape as the usual
+    # layout, so only the first key tells it apart.
+    members = _members()
+    members[2] = members.pop(1)
+    payload = cbor.encode(members)
+    assert usual_claim_values(payload) is None
+    with pytest.raises(DecodeError, match=r"^unknown claims: \[2\]$"):
+        decode_claims(payload)

@@ -29,6 +29,7 @@ from trunkkey import InvalidRequest, LedgerError
 from trunkkey.cli import main as cli_main
 from trunkkey.errors import LedgerCorrupted
 from trunkkey.ledger import _sqlite_wal as sqlite_wal
+from trunkkey.ledger import sqlite as sqlite_module
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.sqlite import (
     JOURNAL_SIZE_LIMIT,
@@ -692,7 +693,10 @@ class TestStartAfresh:
         issued = now + RESTART_MARGIN
         assert spend(ledger, b"new", issued_at=issued, at=issued) is FIRST
         assert spend(ledger, b"new", issued_at=issued, at=issued) is USED
-        with pytest.raises(LedgerError, match="started afresh"):
+        # The message names the file and the way out.
+        with pytest.raises(LedgerError, match=r"^ledger \S+car\.db was started afresh after a "
+                           r"loss and cannot check a token's issue time in consume\(\); "
+                           r"use spend\(\)$"):
             ledger.consume(VEHICLE, b"unknown-age", KEEP)
         ledger.close()
 
@@ -1001,6 +1005,8 @@ def test_every_operation_fails_closed_and_names_what_failed(tmp_path: Path) -> N
     other.close()
     with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
         ledger.consume("V", b"t", 10)
+    with pytest.raises(LedgerError, match=r"^ledger write failed: no such table: spent$"):
+        ledger.spend("V", b"t", 10, issued_at=1, at=1)
     with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
         ledger.prune(10)
     with pytest.raises(LedgerError, match=r"^ledger prune failed: no such table: spent$"):
@@ -1020,3 +1026,47 @@ def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> No
     assert not (Path.cwd() / ":memory:").exists()
     with pytest.raises(LedgerError, match=r"^cannot open ledger .*: unable to open database file$"):
         SqliteLedger(tmp_path / "no-such-dir" / "l.db")
+
+
+def test_sqlite_waits_for_the_file_lock_only_until_the_calls_deadline(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "wait.db")
+    try:
+        sqlite_module._set_busy(conn, time.monotonic() + 1000)
+        waited_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    finally:
+        conn.close()
+    # Milliseconds, never past the deadline; a second of slack for a slow machine.
+    assert 999_000 <= waited_ms <= 1_000_000
+
+
+def test_a_new_ledger_has_moved_nothing_aside_and_cuts_its_wal_back_to_one_mebibyte(
+    tmp_path: Path,
+) -> None:
+    ledger = SqliteLedger(tmp_path / "l.db")
+    assert ledger.moved_aside == ()
+    assert JOURNAL_SIZE_LIMIT == 1 << 20  # the size docs/ledgers.md promises
+    conn = ledger._connection()
+    assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 1 << 20
+    ledger.close()
+
+
+def test_a_wal_truncation_blocked_by_a_reader_is_retried_before_the_next_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    ledger = SqliteLedger(path)
+    assert ledger.consume("V", b"a", 10) is True
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM spent").fetchone()[0] == 1
+        ledger._truncate_wal(ledger._connection())
+        assert ledger._checkpoint_due is True  # a reader held the log: try again later
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    assert ledger.consume("V", b"b", 10) is True
+    assert ledger._checkpoint_due is False
+    # Emptied before that write: the log holds only its frames, not the first write's too.
+    assert os.stat(f"{path}-wal").st_size <= 32 + 2 * (24 + 4096)
+    ledger.close()

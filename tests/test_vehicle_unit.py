@@ -626,6 +626,12 @@ def test_a_lock_that_fails_at_boot_is_reported_to_the_first_subscriber(stage: St
     unit.subscribe(seen)
     failed = [(e.kind, e.detail) for e in seen.events if e.kind is EventKind.ACTUATOR_FAILED]
     assert failed == [(EventKind.ACTUATOR_FAILED, "lock at boot failed")]
+    assert unit.boot_lock_failed is True
+
+
+def test_a_unit_whose_boot_lock_held_says_the_car_is_locked(stage: Stage) -> None:
+    assert stage.unit.boot_lock_failed is False
+    assert stage.world.reboot(stage.car).boot_lock_failed is False
 
 
 def test_a_presentation_refused_before_its_token_is_read_names_no_token(stage: Stage) -> None:
@@ -1060,3 +1066,10 @@ def test_simulated_gps_reports_its_position() -> None:
     gps = SimulatedGps(PLACE)
     assert gps() == PLACE
     assert repr(gps) == f"SimulatedGps({PLACE!r})"
+
+
+def test_an_outcome_built_without_a_token_names_none() -> None:
+    # A refusal before any token was read carries neither a token id nor a decision.
+    outcome = Outcome(reason=Reason.MALFORMED, detail="no token")
+    assert outcome.token_id is None
+    assert outcome.decision is None

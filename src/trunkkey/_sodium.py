@@ -4,7 +4,7 @@ PyNaCl's ``nacl.bindings.crypto_sign_open`` allocates an output buffer,
 copies the verified message into it and returns it; trunkkey only needs the
 yes or no, and libsodium's ``crypto_sign_open`` accepts NULL for both outputs
 (it then copies nothing). Calling it through PyNaCl's own cffi module saves
-about 1 µs of each 41 µs verification, measured (``benchmarks/run.py``).
+about 1 µs of each 41 µs verification, measured (``python -m tools.bench.run``).
 Signing likewise copies only the 64 signature bytes out.
 
 Both fall back to the public PyNaCl bindings when its cffi module does not

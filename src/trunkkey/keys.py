@@ -3,7 +3,7 @@
 A key is made for exactly one algorithm and verification never takes the
 algorithm from a message: the key decides (the lesson of JWT ``alg: none`` and
 of algorithm confusion). Ed25519 runs on libsodium through PyNaCl, measured
-faster than OpenSSL for both signing and verifying (see ``benchmarks/``);
+faster than OpenSSL for both signing and verifying (see ``tools/bench/``);
 ECDSA P-256, the curve automotive secure elements always offer, runs on
 OpenSSL through ``cryptography``.
 
