@@ -314,3 +314,33 @@ def test_a_log_that_cannot_write_never_stops_a_relock(tmp_path: Path) -> None:
     assert scene.car.body.locked
     # Two entries lost (closed, relocked), counted where an operator can see them.
     assert scene.car.unit._events.record_failures == 2
+
+
+def test_a_challenge_refused_for_time_that_cannot_be_stored_says_why(tmp_path: Path) -> None:
+    from trunkkey import AccessDenied
+    from trunkkey.vehicle import GapDetector, MemoryTimeStore, TimeState
+
+    class Refusing(MemoryTimeStore):
+        broken = False
+
+        def save(self, state: TimeState) -> None:
+            if self.broken:
+                raise OSError("flash refused the write")
+            super().save(state)
+
+    scene = Scene(tmp_path, "memory")
+    store = Refusing()
+    held = scene.car.time_store.load()
+    assert held is not None
+    store.save(held)
+    scene.car.time_store = store
+    unit = scene.world.reboot(scene.car)
+    seen = GapDetector()
+    unit.subscribe(seen)
+    store.broken = True
+    scene.world.advance(3600)
+    with pytest.raises(AccessDenied):
+        unit.challenge()
+    assert seen.events[-1].detail == "no challenge while trusted time cannot be persisted"
+    denied = decode_entry(unit.access_log.entries()[-1])
+    assert (denied.kind, denied.reason) == (EntryKind.TOKEN_DENIED, Reason.CLOCK_UNTRUSTED)

@@ -91,16 +91,22 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_ledger_memory.py", "test_ledger_contract.py", "test_attacks.py", "test_cose.py",
         "test_claims.py", "test_verifier.py", "test_consent_verifier.py", "test_consent_chain.py",
     ),
-    "ledger/sqlite": ("test_ledger_sqlite.py", "test_ledger_contract.py", "test_attacks.py"),
-    "ledger/_sqlite_file": ("test_ledger_sqlite.py", "test_ledger_contract.py"),
+    "ledger/sqlite": (
+        "test_ledger_sqlite.py", "test_ledger_contract.py", "test_attacks.py",
+        "test_vehicle_accesslog.py",
+    ),
+    "ledger/_sqlite_file": (
+        "test_ledger_sqlite.py", "test_ledger_contract.py", "test_vehicle_accesslog.py",
+    ),
     "ledger/_sqlite_wal": ("test_ledger_sqlite.py",),
     "vehicle/unit": (
         "test_vehicle_unit.py", "test_vehicle_timekeeping.py", "test_vehicle_consent.py",
         "test_vehicle_events.py", "test_attacks.py", "test_resource_bounds.py",
+        "test_vehicle_accesslog.py",
     ),
     "vehicle/latch": (
         "test_vehicle_unit.py", "test_vehicle_receipt.py", "test_vehicle_events.py",
-        "test_vehicle_consent.py", "test_attacks.py",
+        "test_vehicle_consent.py", "test_attacks.py", "test_vehicle_accesslog.py",
     ),
     "consent/chain": (
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",
@@ -119,6 +125,9 @@ EQUIVALENT: tuple[tuple[str, str, str], ...] = (
     # Only ever read as a truth value (`if not self._clock_alarm_raised`);
     # None is false as well.
     ("vehicle/unit", "self._clock_alarm_raised = False", "self._clock_alarm_raised = None"),
+    # The reason beside a trusted time is never read: every caller reads it
+    # only when the time is None.
+    ("vehicle/unit", 'return now, ""', 'return now, "XXXX"'),
     # Set again when an opening starts, and read only while one is open.
     ("vehicle/latch", "self._relock_reading = 0", "self._relock_reading = 1"),
     ("vehicle/latch", "self._relock_reading = 0", "self._relock_reading = None"),
