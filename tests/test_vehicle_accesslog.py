@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -344,3 +345,18 @@ def test_a_challenge_refused_for_time_that_cannot_be_stored_says_why(tmp_path: P
     assert seen.events[-1].detail == "no challenge while trusted time cannot be persisted"
     denied = decode_entry(unit.access_log.entries()[-1])
     assert (denied.kind, denied.reason) == (EntryKind.TOKEN_DENIED, Reason.CLOCK_UNTRUSTED)
+
+
+def test_a_log_that_cannot_prove_still_gets_a_signed_receipt(scene: Scene) -> None:
+    token = scene.world.mint(scene.car, courier=scene.courier, geofence=scene.fence)
+    assert courier_present(scene.car, token, scene.courier).reason is Reason.ALLOWED
+    log = scene.car.unit.access_log
+
+    def unreadable(index: int) -> NoReturn:
+        raise OSError("journal unreadable")
+
+    log.evidence = unreadable  # type: ignore[method-assign]
+    assert scene.car.unit.trunk_closed()
+    assert scene.car.body.locked
+    receipt = verify_receipt(scene.car.unit.receipts[-1], scene.car.unit.public_key)
+    assert receipt.log is None  # no evidence, said by its absence
