@@ -38,25 +38,18 @@ def _unavailable(why: object) -> None:
 @pytest.fixture
 def pair() -> Iterator[PostgresStandbyPair]:
     try:
-        made = PostgresStandbyPair()
-        made.start()
+        with PostgresStandbyPair() as made:
+            yield made
     except ServerUnavailable as exc:
         _unavailable(exc)
-    try:
-        yield made
-    finally:
-        made.destroy()
 
 
 def _cluster() -> Iterator[RedisClusterServers]:
     try:
-        made = RedisClusterServers()
+        with RedisClusterServers() as made:
+            yield made
     except ServerUnavailable as exc:
         _unavailable(exc)
-    try:
-        yield made.start()
-    finally:
-        made.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -185,11 +185,8 @@ def run_failover(
 
 @contextmanager
 def postgres_pair() -> Iterator[PostgresStandbyPair]:
-    pair = PostgresStandbyPair()
-    try:
-        yield pair.start()
-    finally:
-        pair.destroy()
+    with PostgresStandbyPair() as pair:
+        yield pair
 
 
 def postgres_failover(pair: PostgresStandbyPair, fleet: Fleet) -> FailoverRun:
@@ -218,11 +215,8 @@ def postgres_failover(pair: PostgresStandbyPair, fleet: Fleet) -> FailoverRun:
 
 @contextmanager
 def redis_cluster() -> Iterator[RedisClusterServers]:
-    cluster = RedisClusterServers()
-    try:
-        yield cluster.start()
-    finally:
-        cluster.destroy()
+    with RedisClusterServers() as cluster:
+        yield cluster
 
 
 def redis_failover(cluster: RedisClusterServers, fleet: Fleet) -> FailoverRun:

@@ -80,7 +80,11 @@ class PostgresStandbyPair:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> PostgresStandbyPair:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.destroy()  # a half-started pair is not left running
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
@@ -190,7 +194,11 @@ class RedisClusterServers:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> RedisClusterServers:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.destroy()  # a half-started cluster is not left running
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()

@@ -1,9 +1,9 @@
 """Replay ledgers: the record that makes every token single-use.
 
 ``MemoryLedger`` and ``SqliteLedger`` (the embedded default) need nothing
-beyond the core dependencies. ``RedisLedger`` and ``PostgresLedger`` import
-their client libraries only when constructed (extras ``trunkkey[redis]`` and
-``trunkkey[postgres]``).
+beyond the core dependencies. ``RedisLedger``, ``RedisClusterLedger`` and
+``PostgresLedger`` import their client libraries only when constructed
+(extras ``trunkkey[redis]`` and ``trunkkey[postgres]``).
 """
 
 from .base import DailyLimit as DailyLimit
@@ -12,6 +12,7 @@ from .base import SpendOutcome as SpendOutcome
 from .memory import MemoryLedger as MemoryLedger
 from .postgres import PostgresLedger as PostgresLedger
 from .redis import RedisLedger as RedisLedger
+from .redis_cluster import RedisClusterLedger as RedisClusterLedger
 from .sqlite import SqliteLedger as SqliteLedger
 from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
 
@@ -21,6 +22,7 @@ __all__ = [
     "Ledger",
     "MemoryLedger",
     "PostgresLedger",
+    "RedisClusterLedger",
     "RedisLedger",
     "SpendOutcome",
     "SqliteLedger",
