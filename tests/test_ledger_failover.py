@@ -95,6 +95,18 @@ class TestPostgresWithSynchronousStandby:
             assert ledger.consume(CAR, b"\x01" * 16, KEEP)
             assert not ledger.consume(CAR, b"\x01" * 16, KEEP)
 
+    def test_a_dsn_naming_the_standby_first_still_writes_to_the_primary(
+        self, pair: PostgresStandbyPair
+    ) -> None:
+        # The ledger asks libpq for a read-write session unless the DSN says otherwise.
+        with PostgresLedger(pair.dsn(standby_first=True), timeout_s=2.0) as ledger:
+            assert ledger.consume(CAR, b"\x04" * 16, KEEP)
+        with (
+            PostgresLedger(pair.dsn(standby_first=True, target_session_attrs="any")) as anyone,
+            pytest.raises(LedgerError, match="25006"),  # the standby: read-only
+        ):
+            anyone.consume(CAR, b"\x05" * 16, KEEP)
+
     def test_no_synchronous_standby_names_is_refused_naming_the_setting(
         self, pair: PostgresStandbyPair
     ) -> None:

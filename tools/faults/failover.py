@@ -193,7 +193,7 @@ def postgres_failover(pair: PostgresStandbyPair, fleet: Fleet) -> FailoverRun:
     """Kill the primary (``pg_ctl stop -m immediate``), promote the standby."""
     from trunkkey.ledger.postgres import PostgresLedger  # noqa: PLC0415 -- optional extra
 
-    dsn = pair.dsn(target_session_attrs="read-write")
+    dsn = pair.dsn()  # the ledger asks libpq for the read-write host itself
     ledger = PostgresLedger(dsn, timeout_s=1.0, pool_size=1)
 
     phases: dict[str, float] = {}

@@ -35,9 +35,10 @@ class PostgresStandbyPair:
         self.primary = PostgresCluster(self.directory / "primary")
         self.standby = PostgresCluster(self.directory / "standby")
 
-    def dsn(self, **params: str) -> str:
+    def dsn(self, *, standby_first: bool = False, **params: str) -> str:
         query = "&".join(f"{k}={v}" for k, v in params.items())
-        hosts = f"127.0.0.1:{self.primary.port},127.0.0.1:{self.standby.port}"
+        ports = [self.primary.port, self.standby.port]
+        hosts = ",".join(f"127.0.0.1:{p}" for p in (ports[::-1] if standby_first else ports))
         return f"postgresql://postgres@{hosts}/postgres" + (f"?{query}" if query else "")
 
     def start(self) -> PostgresStandbyPair:
