@@ -23,7 +23,9 @@ acknowledged spend unless the cluster picks a replica that was cut off, or
 an operator forces a failover). docs/ledgers.md has the figures measured.
 
 Bounded: each node call has the ``timeout_s`` budget of a :class:`RedisLedger`;
-a call that must first read the layout again may take up to twice that.
+a call that must first read the layout again (after a failure) spends at most
+half of that more on it, and one that must also connect to a node it has
+not used before, up to ``timeout_s`` more for the connection's settings check.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class RedisClusterLedger:
         self._owners: list[tuple[int, Address]] = []
         self._replicas: list[Address] = []
         self._nodes: dict[Address, RedisLedger] = {}
+        #: Nodes whose latest call failed: asked last for the layout.
+        self._suspect: set[Address] = set()
         self._stale = True
         self._closed = False
         try:
@@ -95,14 +99,23 @@ class RedisClusterLedger:
             raise
 
     def _refresh(self, deadline: float) -> None:
-        """Read the layout from the first node that answers: known ones first, then seeds."""
+        """Read the layout from the first node that answers.
+
+        Known nodes first, those whose last call failed last, then the seeds;
+        each gets at most a quarter of the budget, so one dead host that
+        swallows packets cannot use it all.
+        """
         with self._lock:
             known = [a for _, a in self._owners] + self._replicas
-        for address in dict.fromkeys(known + self._seeds):
+            suspect = set(self._suspect)
+        candidates = list(dict.fromkeys(known + self._seeds))
+        candidates.sort(key=lambda address: address in suspect)  # stable: order kept otherwise
+        for address in candidates:
             if remaining(deadline) <= 0:
                 break
+            each = min(deadline, time.monotonic() + self._timeout_s / 4)
             try:
-                slots = self._cluster_slots(address, deadline)
+                slots = self._cluster_slots(address, each)
             except Exception:  # noqa: BLE001, S112 -- a dead node: ask the next one
                 continue
             self._install(slots, address)
@@ -156,19 +169,25 @@ class RedisClusterLedger:
             made.close()
         return kept
 
-    def _route(self, vehicle: bytes) -> RedisLedger:
+    def _route(self, vehicle: bytes) -> tuple[Address, RedisLedger]:
         if self._closed:
             raise LedgerError("ledger is closed")
         if self._stale:
-            self._refresh(time.monotonic() + self._timeout_s)
+            try:
+                self._refresh(time.monotonic() + self._timeout_s / 2)
+            except LedgerError:
+                # No node answered: the layout known so far is still safe to
+                # use (a primary refuses keys of slots it does not own), and
+                # the vehicles of the live primaries keep being served.
+                if not self._owners:
+                    raise
         slot = self._key_slot(vehicle.hex().encode())
         with self._lock:
             i = bisect.bisect_right(self._starts, slot) - 1
             owner = self._owners[i][1] if i >= 0 else None
         if owner is None:
-            self._stale = True
             raise LedgerError(f"redis cluster: no primary known for slot {slot}")
-        return self._node(owner)
+        return owner, self._node(owner)
 
     def spend(
         self,
@@ -182,14 +201,24 @@ class RedisClusterLedger:
     ) -> SpendOutcome:
         """One script on the vehicle's primary, then ``WAIT``; see the module docstring."""
         vehicle, _ = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
+        address: Address | None = None
         try:
-            node = self._route(vehicle)
-            return node.spend(
+            address, node = self._route(vehicle)
+            outcome = node.spend(
                 vehicle_id, token_id, keep_until, issued_at=issued_at, at=at, limits=limits
             )
         except LedgerError:
-            self._stale = True  # a failover, a moved slot, a dead node: read the layout again
+            # A failover, a moved slot, a dead node: read the layout again, and
+            # ask this node last when doing so.
+            with self._lock:
+                self._stale = True
+                if address is not None:
+                    self._suspect.add(address)
             raise
+        if address in self._suspect:
+            with self._lock:
+                self._suspect.discard(address)
+        return outcome
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
         outcome = self.spend(vehicle_id, token_id, keep_until, issued_at=0, at=0)
@@ -212,7 +241,7 @@ class RedisClusterLedger:
     def expire_time_ms(self, vehicle_id: str, token_id: bytes) -> int | None:
         """When the owning primary will drop this entry (Unix ms), or ``None``."""
         vehicle, _ = check_spend(vehicle_id, token_id, 0, 0, 0, ())
-        return self._route(vehicle).expire_time_ms(vehicle_id, token_id)
+        return self._route(vehicle)[1].expire_time_ms(vehicle_id, token_id)
 
     def close(self) -> None:
         with self._lock:
