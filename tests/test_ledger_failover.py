@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -149,12 +150,30 @@ class TestRedisCluster:
                 assert spend(car, b"\x02" * 16) is SpendOutcome.LIMIT_REACHED
             assert ledger.count() >= 12
 
-    def test_too_few_replica_acknowledgements_deny(self, cluster: RedisClusterServers) -> None:
-        with (
-            RedisClusterLedger(cluster.urls, min_replicas=2, timeout_s=0.5) as ledger,
-            pytest.raises(LedgerError, match="replicas"),
-        ):
-            ledger.consume(CAR, b"\x03" * 16, KEEP)
+    def test_fewer_replicas_than_min_replicas_is_refused_naming_the_setting(
+        self, cluster: RedisClusterServers
+    ) -> None:
+        with pytest.raises(LedgerError, match="min_replicas is 2"):
+            RedisClusterLedger(cluster.urls, min_replicas=2)
+
+    def test_a_replica_that_does_not_acknowledge_in_time_denies(
+        self, cluster: RedisClusterServers
+    ) -> None:
+        with RedisClusterLedger(cluster.urls, min_replicas=1, timeout_s=0.5) as ledger:
+            from redis.crc import key_slot
+
+            primary = cluster.primary_for_slot(key_slot(CAR.encode().hex().encode()))
+            replica = cluster.replica_of(primary)
+            assert replica.process is not None
+            # Frozen, not dead: for less than the cluster's node timeout, so no failover.
+            replica.process.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(LedgerError, match="replicas"):
+                    ledger.consume(CAR, b"\x03" * 16, KEEP)
+            finally:
+                replica.process.send_signal(signal.SIGCONT)
+            cluster.wait_healthy()
+            assert not ledger.consume(CAR, b"\x03" * 16, KEEP)  # denied, yet kept: spent
 
     def test_a_node_with_unsafe_settings_is_refused_at_start(
         self, cluster: RedisClusterServers

@@ -182,6 +182,15 @@ class RedisClusterServers:
                     return server
         raise ServerUnavailable(f"no live primary owns slot {slot}")
 
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for server in self.alive():
+            replication = self.info(server, "INFO", "replication")
+            if replication.get("role") == "slave" and replication.get("master_port") == str(
+                primary.port
+            ):
+                return server
+        raise ServerUnavailable(f"no live replica of the primary on {primary.port}")
+
     def wait_failover(self, dead: RedisServer, seconds: float = 30.0) -> float:
         """Seconds until a replica of ``dead`` took over and the cluster is ok again."""
         started = time.monotonic()

@@ -51,7 +51,10 @@ class RedisClusterLedger:
     ``urls``: one or more nodes of the cluster (``redis://[user:password@]host:port``);
     the rest are learnt from the cluster. Every primary's settings are checked
     when the ledger is made (refused as :class:`RedisLedger` refuses them), and
-    every node's again on each new connection.
+    every node's again on each new connection. A cluster in which a primary
+    has fewer replicas than ``min_replicas`` is refused when the ledger is
+    made, with an error naming ``min_replicas``; a replica lost later makes
+    that primary's spends deny (their ``WAIT`` fails).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class RedisClusterLedger:
         self._starts: list[int] = []
         self._owners: list[tuple[int, Address]] = []
         self._replicas: list[Address] = []
+        self._replica_counts: dict[Address, int] = {}
         self._nodes: dict[Address, RedisLedger] = {}
         #: Nodes whose latest call failed: asked last for the layout.
         self._suspect: set[Address] = set()
@@ -92,6 +96,7 @@ class RedisClusterLedger:
         self._closed = False
         try:
             self._refresh(time.monotonic() + timeout_s)
+            self._check_replicas(min_replicas)
             for _, address in self._owners:  # refused now, not at the first spend
                 self._node(address)
         except BaseException:
@@ -124,6 +129,20 @@ class RedisClusterLedger:
             f"redis cluster: no node answered CLUSTER SLOTS within {self._timeout_s} s"
         )
 
+    def _check_replicas(self, wanted: int) -> None:
+        """Refuse a layout in which some primary has fewer replicas than ``WAIT`` asks for."""
+        short = sorted({
+            f"{host}:{port} has {count}"
+            for (host, port), count in self._replica_counts.items() if count < wanted
+        })
+        if short:
+            raise LedgerError(
+                f"redis cluster: min_replicas is {wanted} but CLUSTER SLOTS shows a primary with "
+                f"fewer replicas ({', '.join(short)}): every spend there would wait for "
+                "acknowledgements that cannot come and deny. Fix: add replicas, or pass a lower "
+                "min_replicas (0: no WAIT, a failover may lose acknowledged spends)"
+            )
+
     def _cluster_slots(self, address: Address, deadline: float) -> Any:
         url = self._url.format(host=address[0], port=address[1])
         budget = max(0.001, remaining(deadline))
@@ -138,16 +157,19 @@ class RedisClusterLedger:
     def _install(self, slots: Any, asked: Address) -> None:
         owners: list[tuple[int, Address]] = []
         replicas: list[Address] = []
+        counts: dict[Address, int] = {}
         for entry in slots:
             start, end, primary, *others = entry
             owners.append((int(start), _address(primary, asked)))
             replicas += [_address(node, asked) for node in others]
+            counts[_address(primary, asked)] = len(others)
             del end  # ranges are contiguous per owner; a gap is an owner we did not get
         owners.sort()
         with self._lock:
             self._owners = owners
             self._starts = [start for start, _ in owners]
             self._replicas = replicas
+            self._replica_counts = counts
             self._stale = False
             current = {address for _, address in owners}
             gone = [self._nodes.pop(a) for a in list(self._nodes) if a not in current]
