@@ -148,7 +148,13 @@ def _run_process(
 
 
 def _child(kind: str, options: dict[str, object], out: mp.SimpleQueue) -> None:  # type: ignore[type-arg]
-    out.put(_run_process(kind, **options))  # type: ignore[arg-type]
+    try:
+        out.put(_run_process(kind, **options))  # type: ignore[arg-type]
+    except BaseException:
+        # The parent waits for one result per child: a child that cannot even
+        # open its ledger reports every attempt as an error instead of hanging it.
+        out.put(([], int(str(options["races"])) * int(str(options["threads"]))))
+        raise
 
 
 def run_race(
@@ -260,7 +266,11 @@ def _run_limit_process(
 
 
 def _limit_child(kind: str, options: dict[str, object], out: mp.SimpleQueue) -> None:  # type: ignore[type-arg]
-    out.put(_run_limit_process(kind, **options))  # type: ignore[arg-type]
+    try:
+        out.put(_run_limit_process(kind, **options))  # type: ignore[arg-type]
+    except BaseException:
+        out.put(([], {}, int(str(options["rounds"])) * int(str(options["threads"]))))
+        raise
 
 
 def run_limit_race(

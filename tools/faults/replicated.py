@@ -156,8 +156,10 @@ class RedisClusterServers:
     def alive(self) -> list[RedisServer]:
         return [s for s in self.servers if s.process is not None and s.process.poll() is None]
 
-    def healthy(self) -> bool:
-        """Every live node: cluster state ok; every live replica: its link to a primary up."""
+    def healthy(self, *, replicas: bool = True) -> bool:
+        """Every live node: cluster state ok; every live replica: its link to a primary up;
+        with ``replicas``, every node's ``CLUSTER SLOTS`` names a replica for every range
+        (what the ledger checks against ``min_replicas``; gossip may lag the links)."""
         for server in self.alive():
             if self.info(server, "CLUSTER", "INFO").get("cluster_state") != "ok":
                 return False
@@ -166,10 +168,27 @@ class RedisClusterServers:
                 "master_link_status"
             ) != "up":
                 return False
+            if replicas and any(len(entry) < 4 for entry in self._slots(server)):
+                return False
         return True
 
-    def wait_healthy(self, seconds: float = 30.0) -> None:
-        _wait_until("the redis cluster", self.healthy, self.servers[0].log, seconds)
+    @staticmethod
+    def _slots(server: RedisServer) -> list[list[object]]:
+        import redis  # noqa: PLC0415 -- optional client, present wherever Redis is tested
+
+        client = redis.Redis(port=server.port, socket_timeout=2)
+        try:
+            return list(client.execute_command("CLUSTER", "SLOTS"))
+        except redis.RedisError:
+            return [[]]
+        finally:
+            client.close()
+
+    def wait_healthy(self, seconds: float = 30.0, *, replicas: bool = True) -> None:
+        _wait_until(
+            "the redis cluster", lambda: self.healthy(replicas=replicas), self.servers[0].log,
+            seconds,
+        )
 
     def primary_for_slot(self, slot: int) -> RedisServer:
         for server in self.alive():
@@ -195,7 +214,7 @@ class RedisClusterServers:
         """Seconds until a replica of ``dead`` took over and the cluster is ok again."""
         started = time.monotonic()
         dead.kill()
-        self.wait_healthy(seconds)
+        self.wait_healthy(seconds, replicas=False)  # the promoted replica has none of its own
         return time.monotonic() - started
 
     def destroy(self) -> None:
