@@ -194,3 +194,16 @@ def test_encoder_refusals_say_why() -> None:
         cbor.encode(2**64)
     with pytest.raises(ValueError, match=r"^integer out of CBOR range$"):
         cbor.encode(-(2**64) - 1)
+
+
+def test_read_item_names_an_item_that_starts_past_the_end() -> None:
+    # The one truncation no decoding step reports itself: there is no head byte.
+    with pytest.raises(DecodeError, match=r"^truncated item$"):
+        cbor.read_item(b"\x01", 1, max_depth=0)
+    with pytest.raises(DecodeError, match=r"^truncated item$"):
+        cbor.read_item(b"", 0, max_depth=0)
+
+
+def test_a_decoder_handed_something_other_than_bytes_says_what_it_got() -> None:
+    with pytest.raises(DecodeError, match=r"^claims set must be bytes, not str$"):
+        cbor.refuse_oversized("a1", 10, "claims set")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from unittest import mock
 
 import pytest
 
-from support import NOW
+from support import NOW, VEHICLE
 from trunkkey import (
+    Action,
     Algorithm,
     DecodeError,
     Geofence,
@@ -15,19 +17,30 @@ from trunkkey import (
     Issuer,
     ManualClock,
     MemoryLedger,
+    Purpose,
     SigningKey,
     TrustedKey,
     TrustStore,
     Verifier,
     cbor,
 )
+from trunkkey import claims as claims_module
+from trunkkey._fastpath import usual_claim_values
 from trunkkey.claims import (
+    ORDER,
     TokenClaims,
-    _decode_claims_generic,
-    _decode_common_shape,
     decode_claims,
     encode_claims,
 )
+
+
+def _read_by_general_reader(payload: bytes) -> object:
+    """``decode_claims`` with the usual-layout shortcut switched off: claims, or the refusal."""
+    with mock.patch.object(claims_module, "usual_claim_values", return_value=None):
+        try:
+            return decode_claims(payload)
+        except DecodeError as exc:
+            return str(exc)
 
 
 def _claims(**changes: object) -> TokenClaims:
@@ -127,11 +140,13 @@ def test_names_are_refused_with_the_reason() -> None:
 
 @pytest.mark.parametrize("shape", ["plain", "courier", "fence", "order", "all", "short-order",
                                    "first-4-byte-times"])
-def test_fast_claims_decoder_takes_every_documented_shape_and_agrees(shape: str) -> None:
-    # The fast path's promise: the common shapes (an Ed25519 cnf key, a geofence,
-    # an order reference, any mix) decode without the generic decoder, to exactly
-    # what the generic decoder builds. A fast path that silently stops taking them,
-    # or takes them and reads a field wrong, fails here.
+def test_every_documented_claims_shape_is_read_by_the_shortcut_to_the_same_claims(
+    shape: str,
+) -> None:
+    # The shortcut's promise: the common shapes (an Ed25519 cnf key, a geofence,
+    # an order reference, any mix) are read without the general reader, to exactly
+    # the claims the general reader builds. A shortcut that silently stops taking
+    # them, or takes them and reads a field wrong, fails here.
     courier = SigningKey.generate().public_key
     fence = Geofence(lat_e7=481371540, lon_e7=-115761240, radius_m=75)
     extra: dict[str, object] = {
@@ -145,24 +160,24 @@ def test_fast_claims_decoder_takes_every_documented_shape_and_agrees(shape: str)
     }[shape]
     claims = _claims(**extra)
     payload = encode_claims(claims)
-    fast = _decode_common_shape(payload)
-    assert fast is not None
-    assert fast == _decode_claims_generic(payload) == claims
-    assert fast.courier_key == claims.courier_key
+    assert usual_claim_values(payload) is not None
+    decoded = decode_claims(payload)
+    assert decoded == _read_by_general_reader(payload) == claims
+    assert decoded.courier_key == claims.courier_key
     # One byte more or less is never the same claims set.
-    assert _decode_common_shape(payload + b"\x00") is None
-    assert _decode_common_shape(payload[:-1]) is None
+    assert usual_claim_values(payload + b"\x00") is None
+    assert usual_claim_values(payload[:-1]) is None
 
 
-def test_fast_claims_decoder_leaves_a_p256_courier_key_to_the_generic_path() -> None:
+def test_a_p256_courier_key_is_left_to_the_general_claims_reader() -> None:
     courier = SigningKey.generate(Algorithm.ES256).public_key
     payload = encode_claims(_claims(courier_key=courier))
-    assert _decode_common_shape(payload) is None
+    assert usual_claim_values(payload) is None
     assert decode_claims(payload).courier_key == courier
 
 
 @pytest.mark.parametrize("length", [1, 23, 24, 25, 64])
-def test_claims_fast_paths_at_the_one_byte_length_boundary(length: int) -> None:
+def test_claims_are_read_alike_at_the_one_byte_length_boundary(length: int) -> None:
     key = SigningKey.generate()
     name, car = "i" * length, "v" * length
     issuer = Issuer(key, name, clock=ManualClock(NOW))
@@ -171,9 +186,10 @@ def test_claims_fast_paths_at_the_one_byte_length_boundary(length: int) -> None:
     payload = encode_claims(claims)
     # The hand-written encoding is the canonical one, whichever path produced it.
     assert payload == cbor.encode(cbor.decode(payload))
-    assert _decode_claims_generic(payload) == claims
-    # And the fast decoder takes the common shape itself rather than deferring.
-    assert _decode_common_shape(payload) == claims
+    assert _read_by_general_reader(payload) == claims
+    # And the shortcut takes the common shape itself rather than deferring.
+    assert usual_claim_values(payload) is not None
+    assert decode_claims(payload) == claims
     token = issuer.sign_claims(claims)
     store = TrustStore([TrustedKey.create(key.public_key, name)])
     verifier = Verifier(trust_store=store, ledger=MemoryLedger(), clock=ManualClock(NOW))
@@ -181,15 +197,25 @@ def test_claims_fast_paths_at_the_one_byte_length_boundary(length: int) -> None:
                            purpose="return-pickup").allowed
 
 
-def test_claims_fast_decoder_defers_on_anything_unusual() -> None:
+def test_unusual_claims_are_refused_alike_by_the_shortcut_and_the_general_reader() -> None:
     issuer = Issuer(SigningKey.generate(), "shop", clock=ManualClock(NOW))
     plain = encode_claims(issuer.claims_for(vehicle_id="car", action="trunk", not_before=NOW,
                                             expires=NOW + 60))
-    assert _decode_common_shape(plain) is not None
-    assert _decode_common_shape(plain[:-1] + b"\x10") is None  # a reserved access bit
-    assert _decode_common_shape(plain[:-1] + b"\x01") is None  # no purpose bit
-    assert _decode_common_shape(plain[:-1] + b"\x04") is None  # no action bit
-    assert _decode_common_shape(plain.replace(b"\x03\x63car", b"\x02\x63car")) is None
+    assert usual_claim_values(plain) is not None
+    for unusual, message in [
+        (plain[:-1] + b"\x10", "access must be an unsigned integer with no reserved bits set"),
+        (plain[:-1] + b"\x01", "access must name exactly one purpose"),
+        (plain[:-1] + b"\x04", "access must name exactly one action"),
+    ]:
+        with pytest.raises(DecodeError) as raised:
+            decode_claims(unusual)
+        assert str(raised.value) == message
+        assert _read_by_general_reader(unusual) == message
+    # A key out of place (aud's label where iss belongs) is no claims set at all.
+    misplaced = plain.replace(b"\x03\x63car", b"\x02\x63car")
+    with pytest.raises(DecodeError):
+        decode_claims(misplaced)
+    assert isinstance(_read_by_general_reader(misplaced), str)
     with pytest.raises(DecodeError, match=r"^exp must be an unsigned integer NumericDate$"):
         decode_claims(cbor.encode({**cbor.decode(plain), 4: -1}))
     with pytest.raises(DecodeError, match=r"^iat must be an unsigned integer NumericDate$"):
@@ -243,9 +269,30 @@ def test_claims_decoder_refusals_are_exact(changes: dict[str, object], message: 
     with pytest.raises(DecodeError) as raised:
         decode_claims(payload)
     assert str(raised.value) == message
-    assert _decode_common_shape(payload) is None
+    assert _read_by_general_reader(payload) == message
 
 
 def test_claims_set_must_be_a_map() -> None:
     with pytest.raises(DecodeError, match=r"^claims set must be a map$"):
         decode_claims(cbor.encode([1, 2]))
+
+
+def test_a_four_byte_radius_is_refused_even_when_its_low_bytes_spell_the_next_label() -> None:
+    # A radius of 1000 is written 0x19 0x03e8. Re-headed as a 4-byte argument
+    # (0x1a), the radius swallows the first two bytes of the order-reference
+    # label that follows: a map with a broken radius and a broken label. A
+    # fast path that read the 0x1a head as two bytes would see a radius of
+    # 1000 and then the label, and accept a token no strict decoder accepts.
+    claims = TokenClaims(
+        issuer="retailer", vehicle_id=VEHICLE, not_before=NOW, expires=NOW + 60,
+        issued_at=NOW, token_id=b"\x01" * 16, action=Action.TRUNK, purpose=Purpose.DELIVERY,
+        geofence=Geofence(lat_e7=480_000_000, lon_e7=-1_100_000_000, radius_m=1000),
+        order_ref=b"order-1",
+    )
+    payload = encode_claims(claims)
+    assert decode_claims(payload) == claims
+    radius = b"\x19\x03\xe8" + cbor.encode(ORDER)
+    assert payload.count(radius) == 1
+    spliced = payload.replace(radius, b"\x1a" + radius[1:])
+    with pytest.raises(DecodeError):
+        decode_claims(spliced)

@@ -464,15 +464,15 @@ def test_cache_is_bounded_lru() -> None:
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
-def test_fast_chain_split_reads_every_allowed_length_like_the_generic_decoder(
-    count: int,
+def test_chains_of_every_allowed_length_are_read_link_by_link(
+    ed_world: ConsentWorld, count: int,
 ) -> None:
-    from trunkkey import cbor
-    from trunkkey.consent.chain import _split_chain
-
-    links = [bytes([i]) * (20 + 100 * i) for i in range(count)]  # short, 1- and 2-byte lengths
-    chain = encode_chain(links)
-    assert _split_chain(chain) == links == cbor.decode(chain)
+    # Links of short, 1- and 2-byte lengths: the chain is read, and link 0 is judged.
+    links = [bytes([i]) * (20 + 100 * i) for i in range(count)]
+    denial = ed_world.consent.resolve(encode_chain(links), now=ed_world.clock.now(),
+                                      vehicle_id=VEHICLE)
+    assert denial.reason is Reason.CHAIN_INVALID
+    assert denial.detail.startswith("link 0: "), denial.detail
 
 
 @pytest.mark.parametrize("chain", [
@@ -483,10 +483,12 @@ def test_fast_chain_split_reads_every_allowed_length_like_the_generic_decoder(
     bytes([0x81, 0x43]) + b"ab",  # truncated
     bytes([0x81, 0x41]) + b"ab",  # trailing bytes
 ])
-def test_fast_chain_split_leaves_anything_unusual_to_the_generic_decoder(chain: bytes) -> None:
-    from trunkkey.consent.chain import _split_chain
-
-    assert _split_chain(chain) is None
+def test_a_chain_that_is_not_a_list_of_one_to_four_byte_strings_is_refused_unread(
+    ed_world: ConsentWorld, chain: bytes,
+) -> None:
+    denial = ed_world.consent.resolve(chain, now=ed_world.clock.now(), vehicle_id=VEHICLE)
+    assert denial.reason is Reason.CHAIN_INVALID
+    assert not denial.detail.startswith("link "), denial.detail
 
 
 # -- resolve: the chain as a whole, exactly --------------------------------------------

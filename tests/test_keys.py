@@ -267,42 +267,6 @@ def test_hand_built_thumbprint_input_equals_the_deterministic_cose_key(alg: Algo
         assert public.thumbprint() == expected
 
 
-# -- The direct libsodium calls agree with PyNaCl's public bindings ------------
-
-
-def test_direct_libsodium_path_is_in_use() -> None:
-    # The figures in docs/performance.md are for the direct path; if a PyNaCl
-    # release moved its cffi module, this says so instead of a silent slowdown.
-    from trunkkey import _sodium
-
-    assert _sodium.DIRECT
-
-
-@pytest.mark.parametrize("size", [0, 1, 64, 150, 1000])
-def test_direct_libsodium_sign_and_open_agree_with_the_bindings(size: int) -> None:
-    import nacl.bindings
-
-    from trunkkey import _sodium
-
-    public, secret = nacl.bindings.crypto_sign_keypair()
-    message = os.urandom(size)
-    signature = _sodium.ed25519_sign(message, secret)
-    assert signature == _sodium._binding_sign(message, secret)
-    assert len(signature) == 64
-    signed = signature + message
-    assert _sodium.ed25519_open(signed, public) is True
-    assert _sodium._binding_open(signed, public) is True
-    other_public, _ = nacl.bindings.crypto_sign_keypair()
-    for bad_signed, key in (
-        (bytes([signed[0] ^ 1]) + signed[1:], public),  # R changed
-        (signed[:63] + bytes([signed[63] ^ 0x80]) + signed[64:], public),  # S changed
-        (signed + b"x", public),  # message changed
-        (signed, other_public),  # another key
-    ):
-        assert _sodium.ed25519_open(bad_signed, key) is False
-        assert _sodium._binding_open(bad_signed, key) is False
-
-
 def test_thumbprint_is_computed_once_and_equals_the_generic_encoding() -> None:
     from trunkkey import cbor
 
@@ -313,26 +277,6 @@ def test_thumbprint_is_computed_once_and_equals_the_generic_encoding() -> None:
         assert fresh.kid == expected[:8]  # kid first: it computes the thumbprint
         assert fresh.thumbprint() == expected
         assert fresh.thumbprint() is fresh.thumbprint()
-        if algorithm is Algorithm.EDDSA:
-            fast = VerificationKey._ed25519(public.raw)
-            assert fast == fresh
-            assert fast.thumbprint() == expected
-            assert fast.kid == public.kid
-            assert repr(fast) == repr(fresh)
-
-
-def test_keys_verify_through_the_bindings_when_the_direct_call_is_missing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A PyNaCl without its cffi module as expected: slower, never different.
-    from trunkkey import _sodium, keys
-
-    monkeypatch.setattr(keys, "_ed25519_open", _sodium._binding_open)
-    signer = SigningKey.generate()
-    signature = signer.sign(b"message")
-    assert signer.public_key.is_valid_unique_signature(signature, b"message")
-    assert not signer.public_key.is_valid_unique_signature(signature, b"messagE")
-    assert not signer.public_key.is_valid_signature(bytes(64), b"message")
 
 
 # -- Ed25519 public keys must be points of the prime-order group -------------------------
@@ -345,9 +289,6 @@ def test_ed25519_key_that_is_not_a_prime_order_point_is_refused_at_construction(
     assert len(raw) == 32
     with pytest.raises(InvalidRequest, match="not a valid Ed25519 point"):
         VerificationKey(Algorithm.EDDSA, raw)
-    # The hot paths' constructor goes through the same check.
-    with pytest.raises(InvalidRequest, match="not a valid Ed25519 point"):
-        VerificationKey._ed25519(raw)
     with pytest.raises(DecodeError, match="not a valid Ed25519 point"):
         VerificationKey.from_cose_key({1: 1, -1: 6, -2: raw})
 

@@ -1,6 +1,6 @@
 """A server killed in the middle of a stream of spends keeps every acknowledged one.
 
-Each test starts a server of its own (harness/faults.py), spends tokens from
+Each test starts a server of its own (tools/faults/faults.py), spends tokens from
 several threads, kills the server the hard way once some have been
 acknowledged, restarts it from its own files, and replays every token the
 ledger had answered ``FIRST_USE`` for: each must now be ``ALREADY_USED``, and

@@ -1,6 +1,6 @@
 """Server settings that void single use are refused, at construction and after a reconnect.
 
-Each test starts a Redis or PostgreSQL of its own (harness/faults.py: own
+Each test starts a Redis or PostgreSQL of its own (tools/faults/faults.py: own
 port, own directory, loopback only) with the setting under test, so the
 shared servers are never reconfigured. Without the server binaries the tests
 skip locally and fail under ``CI``.

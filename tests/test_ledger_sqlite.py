@@ -29,6 +29,7 @@ from trunkkey import InvalidRequest, LedgerError
 from trunkkey.cli import main as cli_main
 from trunkkey.errors import LedgerCorrupted
 from trunkkey.ledger import _sqlite_wal as sqlite_wal
+from trunkkey.ledger import sqlite as sqlite_module
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.sqlite import (
     JOURNAL_SIZE_LIMIT,
@@ -692,7 +693,10 @@ class TestStartAfresh:
         issued = now + RESTART_MARGIN
         assert spend(ledger, b"new", issued_at=issued, at=issued) is FIRST
         assert spend(ledger, b"new", issued_at=issued, at=issued) is USED
-        with pytest.raises(LedgerError, match="started afresh"):
+        # The message names the file and the way out.
+        with pytest.raises(LedgerError, match=r"^ledger \S+car\.db was started afresh after a "
+                           r"loss and cannot check a token's issue time in consume\(\); "
+                           r"use spend\(\)$"):
             ledger.consume(VEHICLE, b"unknown-age", KEEP)
         ledger.close()
 
@@ -1020,3 +1024,14 @@ def test_sqlite_ledger_refuses_what_it_cannot_make_durable(tmp_path: Path) -> No
     assert not (Path.cwd() / ":memory:").exists()
     with pytest.raises(LedgerError, match=r"^cannot open ledger .*: unable to open database file$"):
         SqliteLedger(tmp_path / "no-such-dir" / "l.db")
+
+
+def test_sqlite_waits_for_the_file_lock_only_until_the_calls_deadline(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "wait.db")
+    try:
+        sqlite_module._set_busy(conn, time.monotonic() + 1000)
+        waited_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    finally:
+        conn.close()
+    # Milliseconds, never past the deadline; a second of slack for a slow machine.
+    assert 999_000 <= waited_ms <= 1_000_000

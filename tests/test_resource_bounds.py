@@ -553,8 +553,8 @@ def _entered(*_: object, **__: object) -> NoReturn:
 def no_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every parser a public decoder could reach fails the test if it is entered."""
     monkeypatch.setattr(trunkkey.cbor, "_item", _entered)
-    monkeypatch.setattr(trunkkey.claims, "_decode_common_shape", _entered)
-    monkeypatch.setattr(trunkkey.consent.grant, "_decode_usual_grant", _entered)
+    monkeypatch.setattr(trunkkey.cbor, "decode_map", _entered)
+    monkeypatch.setattr(trunkkey.claims, "usual_claim_values", _entered)
     monkeypatch.setattr(trunkkey.cose, "_loads", _entered)
     monkeypatch.setattr(trunkkey.inspect, "parse_sign1", _entered)
     # Every other signed object is split by the one envelope parser in cose.

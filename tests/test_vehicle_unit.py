@@ -1060,3 +1060,10 @@ def test_simulated_gps_reports_its_position() -> None:
     gps = SimulatedGps(PLACE)
     assert gps() == PLACE
     assert repr(gps) == f"SimulatedGps({PLACE!r})"
+
+
+def test_an_outcome_built_without_a_token_names_none() -> None:
+    # A refusal before any token was read carries neither a token id nor a decision.
+    outcome = Outcome(reason=Reason.MALFORMED, detail="no token")
+    assert outcome.token_id is None
+    assert outcome.decision is None

@@ -54,6 +54,11 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     info = ib & 0x1F
     if info < 24:
         arg = info
+    elif info == 26:  # the 4-byte form of every NumericDate: read here, it is that common
+        arg = _from_bytes(data[pos : pos + 4], "big")
+        if arg < 0x10000 or pos + 4 > len(data):
+            arg, pos = _long_arg(data, pos, info)  # words the refusal
+        pos += 4
     else:
         arg, pos = _long_arg(data, pos, info)
     major = ib >> 5
@@ -153,11 +158,64 @@ def read_item(data: bytes, pos: int, *, max_depth: int) -> tuple[Any, int]:
         raise DecodeError("text string is not valid UTF-8") from None
 
 
+def decode_map(
+    data: bytes, labels: tuple[bytes, ...], *, not_a_map: str, unknown: str,
+    max_depth: int = MAX_DEPTH,
+) -> list[Any]:
+    """Decode a map whose keys come from a closed set: its values, in ``labels``' order.
+
+    ``labels`` are the encoded keys in deterministic order, so one pass meets
+    each key present exactly where the encoding must put it, and no dict is
+    built. A key the map lacks comes back as ``None`` (no value of this subset
+    is ``None``). The same rules as :func:`decode`; a map with a key outside
+    ``labels`` is refused with ``unknown`` formatted with those keys, anything
+    but a map with ``not_a_map``.
+    """
+    if not data:
+        raise DecodeError("empty input")
+    values: list[Any] = [None] * len(labels)
+    try:
+        info = data[0] & 0x1F
+        if data[0] >> 5 != 5:
+            decode(data, max_depth=max_depth)  # malformed CBOR is refused in decode's words
+            raise DecodeError(not_a_map)
+        count, pos = (info, 1) if info < 24 else _long_arg(data, 1, info)
+        index, last = 0, len(labels)
+        for _ in range(count):
+            # Each CBOR item is self-delimiting: bytes that start with a
+            # label's encoding hold exactly that key.
+            while index < last and not data.startswith(labels[index], pos):
+                index += 1
+            if index == last:
+                _refuse_keys(data, labels, unknown, max_depth)
+            pos += len(labels[index])
+            values[index], pos = _item(data, pos, max_depth - 1)
+            index += 1
+    except IndexError:
+        raise DecodeError("truncated item") from None
+    except UnicodeDecodeError:
+        raise DecodeError("text string is not valid UTF-8") from None
+    if pos != len(data):
+        raise DecodeError("trailing bytes after the item")
+    return values
+
+
+def _refuse_keys(data: bytes, labels: tuple[bytes, ...], unknown: str, max_depth: int) -> None:
+    """Word the refusal of a map whose keys left the closed set or its order."""
+    members = decode(data, max_depth=max_depth)  # a duplicate or unordered key fails here
+    strangers = members.keys() - {decode(label) for label in labels}
+    raise DecodeError(unknown.format(sorted(strangers, key=repr)))
+
+
+#: Every one-byte string, so that the commonest head costs an index, not an allocation.
+_BYTE = tuple(bytes((value,)) for value in range(256))
+
+
 def head(major: int, arg: int) -> bytes:
     """Encode a CBOR initial byte and argument in shortest form."""
     mt = major << 5
-    if arg < 24:
-        return bytes((mt | arg,))
+    if 0 <= arg < 24:
+        return _BYTE[mt | arg]
     if arg < 0x100:
         return bytes((mt | 24, arg))
     if arg < 0x10000:

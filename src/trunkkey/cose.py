@@ -88,14 +88,11 @@ def sign1(
 ) -> bytes:
     """A strict-profile, tagged COSE_Sign1 over ``payload``."""
     protected = protected_header(key.algorithm, typ, key.kid if include_kid else None)
-    signature = key.sign(sig_structure(protected, payload, external_aad))
-    return (
-        b"\xd2\x84"
-        + cbor.head(2, len(protected)) + protected
-        + b"\xa0"
-        + cbor.head(2, len(payload)) + payload
-        + cbor.head(2, len(signature)) + signature
-    )
+    protected_item = cbor.head(2, len(protected)) + protected
+    payload_item = cbor.head(2, len(payload)) + payload
+    signature = key.sign(to_be_signed(protected_item, payload_item, external_aad))
+    return (b"\xd2\x84" + protected_item + b"\xa0" + payload_item
+            + cbor.head(2, len(signature)) + signature)
 
 
 def to_be_signed(protected_item: bytes, payload_item: bytes, external_aad: bytes = b"") -> bytes:
@@ -219,30 +216,6 @@ def parse_sign1(data: bytes) -> Sign1Parts:
 
 def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """:func:`parse_sign1` as a plain tuple, in :class:`Sign1Parts` field order (hot path)."""
-    # Every token, proof and grant has a protected header under 24 bytes and a
-    # payload under 256: that layout is read here without the general parser
-    # below, which it agrees with (a property test holds the two together).
-    if data[:2] == b"\xd2\x84" and len(data) > 70:
-        p_end = data[2] - 0x3D  # 3 + the length of a short protected bstr
-        if 3 <= p_end < 27 and len(data) > p_end + 67 and data[p_end] == 0xA0:
-            head = data[p_end + 1]
-            if 0x40 <= head < 0x58:
-                start = p_end + 2
-                end = start + head - 0x40
-            elif head == 0x58 and data[p_end + 2] >= 24:
-                start = p_end + 3
-                end = start + data[p_end + 2]
-            else:
-                return _split_sign1_general(data)
-            if len(data) == end + 66 and data[end : end + 2] == b"\x58\x40":
-                return (
-                    data[3:p_end], data[start:end], data[end + 2 :], data[2:p_end],
-                    data[p_end + 1 : end],
-                )
-    return _split_sign1_general(data)
-
-
-def _split_sign1_general(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     try:
         if data[0] != 0xD2:
             raise DecodeError("not a tagged COSE_Sign1 (tag 18)")

@@ -181,13 +181,10 @@ class Issuer:
             geofence=geofence,
             order_ref=order_ref,
         )
-        return self._sign_payload(payload)
+        return sign1(self._key, payload, typ=Typ.TOKEN)
 
     def sign_claims(self, claims: TokenClaims) -> bytes:
         """Sign already-built claims. Prefer :meth:`mint`, which validates the request."""
         if claims.issuer != self._issuer:
             raise InvalidRequest("claims name another issuer")
-        return self._sign_payload(encode_claims(claims))
-
-    def _sign_payload(self, payload: bytes) -> bytes:
-        return sign1(self._key, payload, typ=Typ.TOKEN)
+        return sign1(self._key, encode_claims(claims), typ=Typ.TOKEN)

@@ -3,7 +3,7 @@
 A key is made for exactly one algorithm and verification never takes the
 algorithm from a message: the key decides (the lesson of JWT ``alg: none`` and
 of algorithm confusion). Ed25519 runs on libsodium through PyNaCl, measured
-faster than OpenSSL for both signing and verifying (see ``benchmarks/``);
+faster than OpenSSL for both signing and verifying (see ``tools/bench/``);
 ECDSA P-256, the curve automotive secure elements always offer, runs on
 OpenSSL through ``cryptography``.
 
@@ -14,41 +14,38 @@ only the owner can read.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import os
-import stat
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import nacl.bindings
-import nacl.exceptions
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 from . import cbor
+from ._keyfiles import MAX_KEY_FILE, read_private_file, write_private_file
 from ._sodium import ed25519_open as _ed25519_open
+from ._sodium import ed25519_point_problem
 from ._sodium import ed25519_sign as _ed25519_sign
-from .errors import DecodeError, InsecureKeyFile, InvalidRequest, KeyFileError, SignatureError
+from .errors import DecodeError, InvalidRequest, SignatureError
+
+# OpenSSL (``_openssl``) is imported by the functions that use a P-256 key or
+# a PEM, never at module level: an Ed25519 car runs on libsodium alone.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ._openssl import PrivateKey, PublicKey
 
 #: Length of a trunkkey key id: the RFC 9679 COSE key thumbprint (SHA-256)
 #: truncated to its first 8 bytes. Collisions cannot grant access (the
 #: signature is still checked with the key found), and a trust store refuses
 #: two keys with the same id.
 KID_LENGTH = 8
-_MAX_KEY_FILE = 64 * 1024
 #: A COSE_Key trunkkey reads holds at most kty, kid, alg, crv, x, y and d: about
 #: 125 bytes for a private P-256 key. Anything larger is refused unread.
 MAX_COSE_KEY_BYTES = 256
 #: A PEM key, even encrypted, is a few hundred bytes; the key file cap bounds it.
-MAX_PEM_BYTES = _MAX_KEY_FILE
+MAX_PEM_BYTES = MAX_KEY_FILE
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = _P256_ORDER // 2
@@ -57,10 +54,6 @@ _P256_HALF_ORDER = _P256_ORDER // 2
 _KTY, _KID, _ALG, _CRV, _X, _Y, _D = 1, 2, 3, -1, -2, -3, -4
 _KTY_OKP, _KTY_EC2 = 1, 2
 _CRV_P256, _CRV_ED25519 = 1, 6
-# {1: kty, -1: crv, -2: x[, -3: y]} in deterministic CBOR, up to the coordinates.
-_OKP_THUMBPRINT_PREFIX = bytes.fromhex("a301012006215820")
-_EC2_THUMBPRINT_PREFIX = bytes.fromhex("a401022001215820")
-_EC2_Y_LABEL = bytes.fromhex("225820")
 
 
 class Algorithm(IntEnum):
@@ -76,38 +69,6 @@ class Algorithm(IntEnum):
     @property
     def signature_length(self) -> int:
         return 64
-
-
-_new_object = object.__new__
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_ed25519_point(raw: bytes) -> bool:
-    # libsodium: canonical encoding, on the curve, not of small order, and in
-    # the prime-order subgroup. The check costs 0.7-0.9 of a verification
-    # (a scalar multiplication by the group order), and the keys a verifier
-    # sees repeat (issuers, roots, a courier's device): the answer depends on
-    # the 32 bytes alone, so it is kept for the last 1024 keys seen.
-    valid: bool = nacl.bindings.crypto_core_ed25519_is_valid_point(raw)
-    return valid
-
-
-def _check_ed25519(raw: bytes) -> None:
-    """The one check every Ed25519 :class:`VerificationKey` passes, however it is built.
-
-    libsodium's verify refuses small-order and non-canonical keys, but a key
-    with a torsion part (a genuine key plus a point of small order) verifies
-    about one signature in eight made for it: held anywhere, it would be a
-    second public key for one secret. So a key is refused when it is built,
-    and a token, grant or update that carries one is malformed.
-    """
-    if len(raw) != 32:
-        raise InvalidRequest("an Ed25519 public key is 32 bytes")
-    if not _is_ed25519_point(raw):
-        raise InvalidRequest(
-            "not a valid Ed25519 point (non-canonical, off the curve, of small order, "
-            "or outside the prime-order group)"
-        )
 
 
 def _forbid_pickle(obj: object) -> NoReturn:
@@ -130,15 +91,17 @@ class VerificationKey:
         raw = bytes(raw)
         self._ec: ec.EllipticCurvePublicKey | None = None
         if algorithm is Algorithm.EDDSA:
-            _check_ed25519(raw)
+            problem = ed25519_point_problem(raw)
+            if problem is not None:
+                raise InvalidRequest(problem)
         else:
             # OpenSSL checks that the point is on the curve, coordinates below p.
+            from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
+
             if len(raw) != 64:
                 raise InvalidRequest("a P-256 public key is x || y, 64 bytes")
             try:
-                self._ec = ec.EllipticCurvePublicKey.from_encoded_point(
-                    ec.SECP256R1(), b"\x04" + raw
-                )
+                self._ec = _openssl.p256_public(raw)
             except ValueError:
                 raise InvalidRequest("not a point on P-256") from None
         self._algorithm = algorithm
@@ -148,29 +111,8 @@ class VerificationKey:
         self._thumbprint: bytes | None = None
         self._kid: bytes | None = None
 
-    @classmethod
-    def _ed25519(cls, raw: bytes) -> VerificationKey:
-        """The hot path's constructor: ``raw`` must already be ``bytes``; checked as
-        :meth:`__init__` checks it, raising :class:`InvalidRequest`."""
-        _check_ed25519(raw)
-        key: VerificationKey = _new_object(cls)
-        key._algorithm = Algorithm.EDDSA
-        key._raw = raw
-        key._ec = None
-        key._thumbprint = None
-        key._kid = None
-        return key
-
     def _compute_thumbprint(self) -> bytes:
-        # cbor.encode(self._thumbprint_members()), written out: the map's
-        # deterministic bytes are fixed but for the coordinates (a test holds
-        # the two equal).
-        raw = self._raw
-        if self._algorithm is Algorithm.EDDSA:
-            members = _OKP_THUMBPRINT_PREFIX + raw
-        else:
-            members = _EC2_THUMBPRINT_PREFIX + raw[:32] + _EC2_Y_LABEL + raw[32:]
-        thumbprint = hashlib.sha256(members).digest()
+        thumbprint = hashlib.sha256(cbor.encode(self._thumbprint_members())).digest()
         self._thumbprint, self._kid = thumbprint, thumbprint[:KID_LENGTH]
         return thumbprint
 
@@ -256,11 +198,9 @@ class VerificationKey:
             return False
         if self._ec is None:
             return False
-        try:
-            self._ec.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return False
-        return True
+        from . import _openssl  # noqa: PLC0415 -- loaded already: this key is P-256
+
+        return _openssl.p256_verify(self._ec, r, s, message)
 
     # -- export / import ----------------------------------------------------
     def to_cose_key(self, *, include_kid: bool = True, include_alg: bool = True) -> bytes:
@@ -337,16 +277,18 @@ class VerificationKey:
 
     def to_pem(self) -> bytes:
         """SubjectPublicKeyInfo PEM."""
-        return self._cryptography_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        return _openssl.public_pem(self._cryptography_key())
 
     @classmethod
     def from_pem(cls, data: bytes) -> VerificationKey:
         """Read a SubjectPublicKeyInfo PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM public key")
         try:
-            loaded = serialization.load_pem_public_key(data)
+            loaded = _openssl.load_public_pem(data)
         except (ValueError, TypeError):
             raise DecodeError("not a PEM public key") from None
         try:
@@ -356,22 +298,19 @@ class VerificationKey:
 
     @classmethod
     def from_cryptography(cls, key: object) -> VerificationKey:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            return cls(
-                Algorithm.EDDSA,
-                key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
-            )
-        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-            point = key.public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-            return cls(Algorithm.ES256, point[1:])
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        parts = _openssl.public_parts(key)
+        if parts is not None:
+            return cls(Algorithm.EDDSA if parts[0] == "EdDSA" else Algorithm.ES256, parts[1])
         raise DecodeError("unsupported key type: trunkkey uses Ed25519 or P-256")
 
-    def _cryptography_key(self) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+    def _cryptography_key(self) -> PublicKey:
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         if self._ec is not None:
             return self._ec
-        return ed25519.Ed25519PublicKey.from_public_bytes(self._raw)
+        return _openssl.ed25519_public(self._raw)
 
 
 class SigningKey:
@@ -405,7 +344,9 @@ class SigningKey:
         if algorithm is Algorithm.EDDSA:
             return cls._from_private_scalar(Algorithm.EDDSA, os.urandom(32))
         if algorithm is Algorithm.ES256:
-            return cls._from_cryptography_private(ec.generate_private_key(ec.SECP256R1()))
+            from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
+
+            return cls._from_cryptography_private(_openssl.p256_generate())
         raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
 
     @classmethod
@@ -413,23 +354,24 @@ class SigningKey:
         if algorithm is Algorithm.EDDSA:
             public_raw, secret = nacl.bindings.crypto_sign_seed_keypair(d)
             return cls._make(VerificationKey(Algorithm.EDDSA, public_raw), secret)
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
+
         try:
-            private = ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1())
+            private = _openssl.p256_private(int.from_bytes(d, "big"))
         except ValueError:
             raise DecodeError("not a valid P-256 private scalar") from None
         return cls._from_cryptography_private(private)
 
     @classmethod
     def _from_cryptography_private(cls, key: object) -> SigningKey:
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            seed = key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-            return cls._from_private_scalar(Algorithm.EDDSA, seed)
-        if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-            return cls._make(VerificationKey.from_cryptography(key.public_key()), key)
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        parts = _openssl.private_parts(key)
+        if parts is not None:
+            secret = parts[1]
+            if isinstance(secret, bytes):
+                return cls._from_private_scalar(Algorithm.EDDSA, secret)
+            return cls._make(VerificationKey.from_cryptography(secret.public_key()), secret)
         raise DecodeError("unsupported key type: trunkkey uses Ed25519 or P-256")
 
     # -- identity -----------------------------------------------------------
@@ -472,7 +414,9 @@ class SigningKey:
         secret = self.__secret
         if isinstance(secret, bytes):
             return _ed25519_sign(message, secret)
-        r, s = decode_dss_signature(secret.sign(message, ec.ECDSA(hashes.SHA256())))
+        from . import _openssl  # noqa: PLC0415 -- loaded already: this key is P-256
+
+        r, s = _openssl.p256_sign(secret, message)
         # Low-s form: ECDSA signatures are malleable (s and n - s both verify);
         # trunkkey never emits the high form. Replay protection never relies on
         # signature bytes, only on the signed token id.
@@ -481,10 +425,12 @@ class SigningKey:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     # -- export -------------------------------------------------------------
-    def _cryptography_private(self) -> ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey:
+    def _cryptography_private(self) -> PrivateKey:
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         secret = self.__secret
         if isinstance(secret, bytes):
-            return ed25519.Ed25519PrivateKey.from_private_bytes(secret[:32])
+            return _openssl.ed25519_private(secret[:32])
         return secret
 
     def _private_scalar(self) -> bytes:
@@ -495,14 +441,9 @@ class SigningKey:
 
     def private_pem(self, *, password: bytes | None = None) -> bytes:
         """Export the private key as PKCS#8 PEM (encrypted when ``password`` is given)."""
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(password)
-            if password
-            else serialization.NoEncryption()
-        )
-        return self._cryptography_private().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
+        return _openssl.private_pem(self._cryptography_private(), password)
 
     def private_cose_key(self) -> bytes:
         """Export the private key as a COSE_Key (with kid and alg)."""
@@ -515,9 +456,11 @@ class SigningKey:
     @classmethod
     def from_pem(cls, data: bytes, *, password: bytes | None = None) -> SigningKey:
         """Read a PKCS#8 PEM; refused before parsing beyond :data:`MAX_PEM_BYTES`."""
+        from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
+
         cbor.refuse_oversized(data, MAX_PEM_BYTES, "PEM private key")
         try:
-            loaded = serialization.load_pem_private_key(data, password=password)
+            loaded = _openssl.load_private_pem(data, password)
         except (ValueError, TypeError):
             # cryptography's message may quote parts of the input: say nothing of it.
             raise DecodeError("not a PEM private key, or wrong password") from None
@@ -548,53 +491,3 @@ class SigningKey:
         if data.lstrip().startswith(b"-----BEGIN"):
             return cls.from_pem(data, password=password)
         return cls.from_cose_key(data)
-
-
-def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    """Create ``path`` with mode 0600 before any byte is written."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    if overwrite:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path} exists; pass overwrite=True to replace it") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        # The umask cannot widen 0600, but an inherited ACL or odd umask could
-        # narrow it unexpectedly; set it explicitly.
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_private_file(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise InsecureKeyFile(
-                f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
-                "run chmod 600 on it"
-            )
-        if info.st_size > _MAX_KEY_FILE:
-            raise KeyFileError(f"{path} is too large to be a key file")
-        # Read at most one byte past the cap: a file that grows after fstat
-        # must not make us read without bound.
-        data = b""
-        while len(data) <= _MAX_KEY_FILE and (
-            chunk := os.read(fd, _MAX_KEY_FILE + 1 - len(data))
-        ):
-            data += chunk
-        if len(data) > _MAX_KEY_FILE:
-            raise KeyFileError(f"{path} is too large to be a key file")
-        return data
-    finally:
-        os.close(fd)

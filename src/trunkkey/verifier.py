@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
+from ._fastpath import slot_filler
 from .authority import Refusal, Signer, TokenAuthority
 from .claims import (
     Action,
@@ -20,7 +21,6 @@ from .claims import (
     TokenClaims,
     check_name,
     decode_claims,
-    slot_setters,
 )
 from .clock import Clock
 from .cose import signature_holds, split_sign1
@@ -88,21 +88,14 @@ class Decision:
             raise AccessDenied(self.reason, self.detail)
 
 
-_new = object.__new__
-_set_reason, _set_detail, _set_at, _set_claims = slot_setters(Decision, "reason detail at claims")
+# Decision.__init__ refuses everyone; the verifier fills its decisions' slots.
+_fill_decision = slot_filler(Decision, ("reason", "detail", "at", "claims"))
 
 
 def _decision(
     reason: Reason, detail: str, at: int, claims: TokenClaims | None = None
 ) -> Decision:
-    # Decision.__init__ refuses everyone; the verifier builds its decisions
-    # field by field, the way a frozen dataclass's own __init__ does.
-    decision: Decision = _new(Decision)
-    _set_reason(decision, reason)
-    _set_detail(decision, detail)
-    _set_at(decision, at)
-    _set_claims(decision, claims)
-    return decision
+    return _fill_decision(reason, detail, at, claims)
 
 
 def _check_request(

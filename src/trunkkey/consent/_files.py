@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: write a sibling, fsync, rename, fsync the directory."""
+    # Imported here: a car loads this module to verify, and writes only when
+    # an update arrives (tempfile brings random and shutil with it).
+    import tempfile  # noqa: PLC0415
+
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     try:

@@ -34,7 +34,6 @@ import hmac
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from .. import cbor
 from ..authority import Refusal, Signer, header_refusal
@@ -42,7 +41,6 @@ from ..claims import TokenClaims, access_bits
 from ..cose import (
     HeaderProblem,
     Typ,
-    _bstr_at,
     decode_protected,
     identity_of,
     protected_header,
@@ -144,21 +142,6 @@ _NOT_LEAF = Refusal(
 _vehicle_tag = functools.lru_cache(maxsize=64)(vehicle_tag)
 
 
-def _split_chain(chain: bytes) -> list[Any] | None:
-    """The links of a chain in its usual encoding, or ``None`` for the generic decoder."""
-    try:
-        count = chain[0] - 0x80
-        if not 1 <= count <= MAX_DEPTH + 1:
-            return None
-        links, pos = [], 1
-        for _ in range(count):
-            start, pos = _bstr_at(chain, pos)
-            links.append(chain[start:pos])
-    except (IndexError, DecodeError):
-        return None
-    return links if pos == len(chain) else None
-
-
 def _deny(reason: Reason, detail: str) -> Refusal:
     return Refusal(reason=reason, detail=detail)
 
@@ -218,20 +201,18 @@ class ConsentVerifier:
         """Verify ``chain`` for ``vehicle_id`` at ``now``; the leaf and scope, or a denial."""
         if type(chain) is not bytes or len(chain) > MAX_CHAIN_BYTES:
             return _deny(Reason.CHAIN_INVALID, "chain is not bytes of a bounded size")
-        links = _split_chain(chain)
-        if links is None:
-            try:
-                links = cbor.decode(chain)
-            except DecodeError as exc:
-                return _deny(Reason.CHAIN_INVALID, f"chain: {exc}")
-            if (
-                type(links) is not list
-                or not (1 <= len(links) <= MAX_DEPTH + 1)
-                or any(type(link) is not bytes for link in links)
-            ):
-                return _deny(
-                    Reason.CHAIN_INVALID, f"a chain is a list of 1 to {MAX_DEPTH + 1} grants"
-                )
+        try:
+            links = cbor.decode(chain)
+        except DecodeError as exc:
+            return _deny(Reason.CHAIN_INVALID, f"chain: {exc}")
+        if (
+            type(links) is not list
+            or not (1 <= len(links) <= MAX_DEPTH + 1)
+            or any(type(link) is not bytes for link in links)
+        ):
+            return _deny(
+                Reason.CHAIN_INVALID, f"a chain is a list of 1 to {MAX_DEPTH + 1} grants"
+            )
         revoked = self._revocations.current
         if self._max_list_age is not None and now - revoked.issued_at > self._max_list_age:
             return _deny(

@@ -23,7 +23,6 @@ then inherits them. What it states must lie inside its parent (see
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,8 +36,6 @@ from ..claims import (
     Action,
     Purpose,
     check_name,
-    fence_at,
-    slot_setters,
 )
 from ..clock import to_unix
 from ..cose import Typ, sign1, signed_identity
@@ -48,8 +45,6 @@ from ..keys import Algorithm, SigningKey, VerificationKey
 
 # Payload labels.
 GRANTEE, NAME, ACCESS, NBF, EXP, DEPTH, VEHICLES, PLACES, DAILY_LIMIT = range(1, 10)
-_REQUIRED = frozenset({GRANTEE, NAME, ACCESS, NBF, EXP, DEPTH})
-_KNOWN = _REQUIRED | {VEHICLES, PLACES, DAILY_LIMIT}
 
 VEHICLE_TAG_LENGTH = 8
 DIGEST_LENGTH = 32
@@ -147,15 +142,13 @@ class Scope:
         return False
 
 
-_new = object.__new__
-
-
 def root_scope(grant: Grant) -> Scope | str:
     """The scope of a chain's first grant, or why it cannot start a chain."""
     if grant.vehicles is None:
         return "the first grant of a chain must name its vehicles"
-    return _scope(grant.vehicles, grant.access, grant.not_before, grant.expires, grant.depth,
-                  grant.places, grant.daily_limit)
+    return Scope(vehicles=grant.vehicles, access=grant.access, not_before=grant.not_before,
+                 expires=grant.expires, depth=grant.depth, places=grant.places,
+                 daily_limit=grant.daily_limit)
 
 
 def narrow(parent: Scope, grant: Grant) -> Scope | str:
@@ -185,30 +178,8 @@ def narrow(parent: Scope, grant: Grant) -> Scope | str:
         if limit is not None and grant.daily_limit > limit:
             return f"daily limit {grant.daily_limit} exceeds the parent's {limit}"
         limit = grant.daily_limit
-    return _scope(vehicles, grant.access, grant.not_before, grant.expires, grant.depth, places,
-                  limit)
-
-
-(_set_scope_vehicles, _set_scope_access, _set_scope_not_before, _set_scope_expires,
- _set_scope_depth, _set_scope_places, _set_scope_daily_limit) = slot_setters(
-    Scope, "vehicles access not_before expires depth places daily_limit")
-
-
-def _scope(  # noqa: PLR0917 -- private: Scope's fields, positionally
-    vehicles: frozenset[bytes], access: int, not_before: int, expires: int, depth: int,
-    places: tuple[Geofence, ...] | None, daily_limit: int | None,
-) -> Scope:
-    # Scope's own __init__, without its keyword handling: narrowing runs for
-    # every link of every chained verification.
-    scope: Scope = _new(Scope)
-    _set_scope_vehicles(scope, vehicles)
-    _set_scope_access(scope, access)
-    _set_scope_not_before(scope, not_before)
-    _set_scope_expires(scope, expires)
-    _set_scope_depth(scope, depth)
-    _set_scope_places(scope, places)
-    _set_scope_daily_limit(scope, daily_limit)
-    return scope
+    return Scope(vehicles=vehicles, access=grant.access, not_before=grant.not_before,
+                 expires=grant.expires, depth=grant.depth, places=places, daily_limit=limit)
 
 
 # -- encoding -----------------------------------------------------------------
@@ -276,6 +247,10 @@ def _places(value: Any) -> tuple[Geofence, ...]:
     return tuple(out)
 
 
+#: Every payload label, encoded, in the order deterministic CBOR puts them.
+_LABELS = tuple(cbor.encode(label) for label in range(GRANTEE, DAILY_LIMIT + 1))
+
+
 def decode_grant(payload: bytes) -> Grant:
     """Strictly decode a grant payload; raise :class:`DecodeError` on anything off-profile.
 
@@ -284,154 +259,39 @@ def decode_grant(payload: bytes) -> Grant:
     """
     if type(payload) is not bytes or len(payload) > MAX_GRANT_BYTES:
         cbor.refuse_oversized(payload, MAX_GRANT_BYTES, "grant payload")
-    fast = _decode_usual_grant(payload)
-    if fast is not None:
-        return fast
-    return _decode_grant_generic(payload)
-
-
-# access, nbf and exp (4-byte NumericDates), depth: labels 3 to 6 in order.
-_GRANT_MIDDLE = struct.Struct(">BB2sI2sIBB")
-(_set_grantee, _set_grantee_name, _set_access, _set_not_before, _set_expires, _set_depth,
- _set_vehicles, _set_places, _set_daily_limit) = slot_setters(
-    Grant, "grantee grantee_name access not_before expires depth vehicles places daily_limit")
-
-
-def _decode_usual_grant(p: bytes) -> Grant | None:
-    """Decode the usual grant layout without the generic decoder, or return None.
-
-    Only a speed-up, like the claims' fast path: it accepts a strict subset
-    of what :func:`_decode_grant_generic` accepts and builds the same grant
-    (property tests hold the two together). It knows an Ed25519 grantee, a
-    short name, 4-byte times and short lists; anything else goes to the
-    generic path, which decides.
-    """
-    try:
-        count = p[0] - 0xA0
-        if not (6 <= count <= 9) or p[1:4] != b"\x01\x58\x20" or p[36] != 0x02:
-            return None
-        raw = p[4:36]
-        head = p[37]
-        if not 0x61 <= head < 0x78:
-            return None
-        pos = 38 + head - 0x60
-        name = p[38:pos].decode("utf-8")
-        label3, access, nbf_head, nbf, exp_head, exp, label6, depth = (
-            _GRANT_MIDDLE.unpack_from(p, pos)
-        )
-        pos += _GRANT_MIDDLE.size
-        if not (
-            label3 == 0x03 and access < 0x10 and access & ACTION_MASK and access & PURPOSE_MASK
-            and nbf_head == b"\x04\x1a" and exp_head == b"\x05\x1a"
-            and 0x10000 <= nbf < exp and label6 == 0x06 and depth <= MAX_DEPTH
-            and name.isprintable()
-        ):
-            return None
-        end = len(p)
-        members = 6
-        vehicles = None
-        if pos < end and p[pos] == 0x07:
-            n = p[pos + 1] - 0x80
-            if not 1 <= n <= MAX_VEHICLES:
-                return None
-            pos += 2
-            tags = []
-            previous = b""
-            for _ in range(n):
-                if p[pos] != 0x48:
-                    return None
-                tag = p[pos + 1 : pos + 9]
-                if len(tag) != VEHICLE_TAG_LENGTH or tag <= previous:
-                    return None
-                tags.append(tag)
-                previous, pos = tag, pos + 9
-            vehicles, members = frozenset(tags), members + 1
-        places = None
-        if pos < end and p[pos] == 0x08:
-            n = p[pos + 1] - 0x80
-            if not 1 <= n <= MAX_PLACES:
-                return None
-            pos += 2
-            fences = []
-            for _ in range(n):
-                fence, pos = fence_at(p, pos)
-                if fence is None:
-                    return None
-                fences.append(fence)
-            places, members = tuple(fences), members + 1
-        limit = None
-        if pos < end and p[pos] == 0x09:
-            head = p[pos + 1]
-            if 1 <= head < 24:
-                limit, pos = head, pos + 2
-            elif head == 0x18 and p[pos + 2] >= 24:
-                limit, pos = p[pos + 2], pos + 3
-            elif head == 0x19:
-                limit, pos = int.from_bytes(p[pos + 2 : pos + 4], "big"), pos + 4
-                if not 0x100 <= limit <= MAX_DAILY_LIMIT:
-                    return None
-            else:
-                return None
-            members += 1
-    except (IndexError, UnicodeDecodeError, struct.error):
-        return None
-    if pos != end or members != count:
-        return None
-    try:
-        grantee = VerificationKey._ed25519(raw)
-    except InvalidRequest:
-        return None  # not a valid point: the generic path says so
-    # Every check of the generic path has been made, on the same values.
-    grant: Grant = _new(Grant)
-    _set_grantee(grant, grantee)
-    _set_grantee_name(grant, name)
-    _set_access(grant, access)
-    _set_not_before(grant, nbf)
-    _set_expires(grant, exp)
-    _set_depth(grant, depth)
-    _set_vehicles(grant, vehicles)
-    _set_places(grant, places)
-    _set_daily_limit(grant, limit)
-    return grant
-
-
-def _decode_grant_generic(payload: bytes) -> Grant:
-    members = cbor.decode(payload)
-    if type(members) is not dict:
-        raise DecodeError("grant must be a map")
-    keys = members.keys()
-    if not keys >= _REQUIRED:
-        raise DecodeError(f"grant lacks {sorted(_REQUIRED - keys)}")
-    if not keys <= _KNOWN:
-        raise DecodeError(f"grant has unknown members {sorted(keys - _KNOWN, key=repr)}")
-    name = members[NAME]
+    values = cbor.decode_map(
+        payload, _LABELS, not_a_map="grant must be a map", unknown="grant has unknown members {}"
+    )
+    grantee, name, access, nbf, exp, depth, vehicles, places, limit = values
+    if None in (grantee, name, access, nbf, exp, depth):
+        missing = [label for label, value in enumerate(values[:DEPTH], GRANTEE) if value is None]
+        raise DecodeError(f"grant lacks {missing}")
     if type(name) is not str:
         raise DecodeError("grantee name must be text")
     try:
         check_name(name, "grantee name")
     except InvalidRequest as exc:
         raise DecodeError(str(exc)) from None
-    access = _uint(members[ACCESS], "access", 0x10)
+    access = _uint(access, "access", 0x10)
     if not access & ACTION_MASK or not access & PURPOSE_MASK:
         raise DecodeError("access must allow at least one action and one purpose")
-    nbf = _uint(members[NBF], "nbf", MAX_TIME)
-    exp = _uint(members[EXP], "exp", MAX_TIME)
+    nbf = _uint(nbf, "nbf", MAX_TIME)
+    exp = _uint(exp, "exp", MAX_TIME)
     if exp <= nbf:
         raise DecodeError("grant window is empty or inverted")
-    limit = None
-    if DAILY_LIMIT in members:
-        limit = _uint(members[DAILY_LIMIT], "daily limit", MAX_DAILY_LIMIT + 1)
+    if limit is not None:
+        limit = _uint(limit, "daily limit", MAX_DAILY_LIMIT + 1)
         if limit == 0:
             raise DecodeError("a daily limit of 0 is a revocation, not a grant")
     return Grant(
-        grantee=_key(members[GRANTEE]),
+        grantee=_key(grantee),
         grantee_name=name,
         access=access,
         not_before=nbf,
         expires=exp,
-        depth=_uint(members[DEPTH], "depth", MAX_DEPTH + 1),
-        vehicles=_vehicles(members[VEHICLES]) if VEHICLES in members else None,
-        places=_places(members[PLACES]) if PLACES in members else None,
+        depth=_uint(depth, "depth", MAX_DEPTH + 1),
+        vehicles=None if vehicles is None else _vehicles(vehicles),
+        places=None if places is None else _places(places),
         daily_limit=limit,
     )
 

@@ -4,17 +4,47 @@
 beyond the core dependencies. ``RedisLedger``, ``RedisClusterLedger`` and
 ``PostgresLedger`` import their client libraries only when constructed
 (extras ``trunkkey[redis]`` and ``trunkkey[postgres]``).
+
+Each backend's module is imported when its name is first used (PEP 562): the
+verifier needs only the protocol in ``base``, and a car with a SQLite ledger
+never loads the server backends (their deadlines, sockets and threads).
 """
 
-from .base import DailyLimit as DailyLimit
-from .base import Ledger as Ledger
-from .base import SpendOutcome as SpendOutcome
-from .memory import MemoryLedger as MemoryLedger
-from .postgres import PostgresLedger as PostgresLedger
-from .redis import RedisLedger as RedisLedger
-from .redis_cluster import RedisClusterLedger as RedisClusterLedger
-from .sqlite import SqliteLedger as SqliteLedger
-from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
+import typing as _typing
+
+from .._lazy import lazy_names as _lazy_names
+
+if _typing.TYPE_CHECKING:
+    from .base import DailyLimit as DailyLimit
+    from .base import Ledger as Ledger
+    from .base import SpendOutcome as SpendOutcome
+    from .memory import MemoryLedger as MemoryLedger
+    from .postgres import PostgresLedger as PostgresLedger
+    from .redis import RedisLedger as RedisLedger
+    from .redis_cluster import RedisClusterLedger as RedisClusterLedger
+    from .sqlite import SqliteLedger as SqliteLedger
+    from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
+
+#: Where each public name is defined: the module imported on its first use.
+_DEFINED_IN: dict[str, str] = {
+    "DailyLimit": "base",
+    "Ledger": "base",
+    "SpendOutcome": "base",
+    "MemoryLedger": "memory",
+    "PostgresLedger": "postgres",
+    "RedisLedger": "redis",
+    "RedisClusterLedger": "redis_cluster",
+    "SqliteLedger": "sqlite",
+    "GroupCommitSqliteLedger": "sqlite_group",
+}
+
+#: The backends ``import trunkkey.ledger`` used to load as a side effect, so
+#: that ``trunkkey.ledger.sqlite`` still works after a bare import.
+_SUBMODULES = frozenset({"base", "memory", "postgres", "redis", "sqlite", "sqlite_group"})
+
+
+__getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
+
 
 __all__ = [
     "DailyLimit",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import sqlite3
 from pathlib import Path
 
@@ -237,7 +236,9 @@ def create(path: Path, *, floor: int) -> None:
     always a complete ledger: an empty or schema-less file there is damage,
     never a half-finished first install.
     """
-    tmp = path.with_name(f".{path.name}.new-{secrets.token_hex(6)}")
+    # os.urandom, as secrets.token_hex is, without loading secrets (and random,
+    # base64 and OpenSSL's hmac with it) into every process that opens a ledger.
+    tmp = path.with_name(f".{path.name}.new-{os.urandom(6).hex()}")
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:

@@ -10,10 +10,8 @@ opens again. The ledger asks this module before it lets SQLite near the file.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import struct
-import tempfile
 import time
 from pathlib import Path
 
@@ -120,6 +118,11 @@ def _frames_sqlite_keeps(path: Path, wal: bytes) -> int | None:
     recovery of the real file followed by closing it would fold the kept
     frames in and delete the WAL, and with it the evidence of the rest.
     """
+    # Imported here: only a WAL that looks damaged gets this far, and a car
+    # that wakes to a healthy ledger should not load them (nor bz2 and lzma).
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
     # In RAM where there is a RAM file system: a crashed ledger opens that much sooner.
     ram = "/dev/shm"  # noqa: S108 -- a private directory is made inside it
     scratch = ram if os.path.isdir(ram) and os.access(ram, os.W_OK) else None

@@ -1,0 +1,66 @@
+"""Key files: created readable by their owner only, read only if no one else can.
+
+Used by :meth:`trunkkey.SigningKey.save` and :meth:`trunkkey.SigningKey.load`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from .errors import InsecureKeyFile, KeyFileError
+
+#: No key file trunkkey reads is larger: a PEM key, even encrypted, is a few hundred bytes.
+MAX_KEY_FILE = 64 * 1024
+
+
+def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+    """Create ``path`` with mode 0600 before any byte is written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if overwrite:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} exists; pass overwrite=True to replace it") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        # The umask cannot widen 0600, but an inherited ACL or odd umask could
+        # narrow it unexpectedly; set it explicitly.
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_private_file(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureKeyFile(
+                f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "run chmod 600 on it"
+            )
+        if info.st_size > MAX_KEY_FILE:
+            raise KeyFileError(f"{path} is too large to be a key file")
+        # Read at most one byte past the cap: a file that grows after fstat
+        # must not make us read without bound.
+        data = b""
+        while len(data) <= MAX_KEY_FILE and (
+            chunk := os.read(fd, MAX_KEY_FILE + 1 - len(data))
+        ):
+            data += chunk
+        if len(data) > MAX_KEY_FILE:
+            raise KeyFileError(f"{path} is too large to be a key file")
+        return data
+    finally:
+        os.close(fd)
