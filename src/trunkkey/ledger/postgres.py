@@ -20,9 +20,10 @@ connection, so a setting weakened later is refused at the next reconnect
 
 Failover: the DSN may name several hosts (``postgresql://h1:5432,h2:5432/db``);
 libpq tries them in order and, with ``target_session_attrs=read-write`` (the
-ledger's default when the DSN says nothing), connects only to the one that
-is the primary. ``require_synchronous_standby=True`` also refuses a primary
-without a synchronous standby connected, so every acknowledged spend is on
+ledger's default for a DSN of several hosts that says nothing about it),
+connects only to the one that is the primary.
+``require_synchronous_standby=True`` also refuses a primary without a
+synchronous standby connected, so every acknowledged spend is on
 two servers and a standby promoted after the primary's loss holds them all.
 While no primary answers, every call raises (deny); the first call after a
 standby's promotion connects to it.
@@ -218,7 +219,9 @@ class PostgresLedger:
         params = self._pg.conninfo.conninfo_to_dict(self._dsn)
         given = params.get("options") or ""
         # Several hosts: libpq's own failover, to whichever one is the primary.
-        failover = {} if "target_session_attrs" in params else {
+        # One host is taken as it is: a standby then opens and refuses each spend.
+        hosts = str(params.get("host") or params.get("hostaddr") or "").count(",") + 1
+        failover = {} if hosts == 1 or "target_session_attrs" in params else {
             "target_session_attrs": "read-write"
         }
         return self._pg.connect(
