@@ -28,15 +28,27 @@ from .replicated import PostgresStandbyPair, RedisClusterServers
 
 @contextmanager
 def topology(kind: str) -> Iterator[None]:
-    """Start the servers for ``kind`` and publish their address where the ledgers look."""
-    if kind == "postgres_pair":
-        with PostgresStandbyPair() as pair:
-            os.environ[REPLICATED_ENV[kind]] = pair.dsn()
-            yield
-    else:
-        with RedisClusterServers() as cluster:
-            os.environ[REPLICATED_ENV[kind]] = cluster.urls[0]
-            yield
+    """Start the servers for ``kind`` and publish their address where the ledgers look.
+
+    The variable is removed again with the servers, so nothing run later in
+    the same process (a test session) finds an address where nothing listens.
+    """
+    name = REPLICATED_ENV[kind]
+    before = os.environ.get(name)
+    try:
+        if kind == "postgres_pair":
+            with PostgresStandbyPair() as pair:
+                os.environ[name] = pair.dsn()
+                yield
+        else:
+            with RedisClusterServers() as cluster:
+                os.environ[name] = cluster.urls[0]
+                yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def race_topology(
