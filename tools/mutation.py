@@ -134,6 +134,11 @@ EQUIVALENT: tuple[tuple[str, str, str], ...] = (
     # midway runs no cleanup at all: the sweep's -wal entry never finds one.
     ("ledger/_sqlite_file", 'for suffix in ("", "-wal", "-shm", "-journal"):',
      'for suffix in ("", "XX-walXX", "-shm", "-journal"):'),
+    # Where the scratch copy goes: in RAM when there is a RAM file system,
+    # else the default temporary directory. Only the speed of an open differs.
+    ("ledger/_sqlite_wal",
+     "scratch = ram if os.path.isdir(ram) and os.access(ram, os.W_OK) else None",
+     "scratch = None"),
     # The name of a private scratch directory, deleted when the check ends.
     ("ledger/_sqlite_wal",
      'with tempfile.TemporaryDirectory(prefix="trunkkey-wal-check-", dir=scratch) as tmp:',
