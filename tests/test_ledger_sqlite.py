@@ -655,6 +655,20 @@ CREATE INDEX IF NOT EXISTS spent_keep_until ON spent (keep_until);
         assert checksum == spent_checksum(VEHICLE.encode(), b"old-3", KEEP)
         SqliteLedger(path).close()  # and the migrated file passes every check
 
+    def test_a_legacy_ledger_failing_its_integrity_check_is_refused_and_says_so(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "old.db"
+        self._legacy(path, [(VEHICLE.encode(), b"old-%d" % i, KEEP) for i in range(20)])
+        data = bytearray(path.read_bytes())
+        data[3 * 4096 - 1] ^= 0x01  # a token id inside the keep_until index's page
+        path.write_bytes(bytes(data))
+        with pytest.raises(LedgerCorrupted, match=r"\(integrity_check: row \d+ missing from index"):
+            SqliteLedger(path)
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0  # left as it was
+        conn.close()
+
     def test_a_damaged_legacy_ledger_is_refused_not_migrated(self, tmp_path: Path) -> None:
         path = tmp_path / "old.db"
         self._legacy(path, [(VEHICLE.encode(), b"old", "not a time")])  # type: ignore[list-item]
@@ -1070,3 +1084,35 @@ def test_a_wal_truncation_blocked_by_a_reader_is_retried_before_the_next_write(
     # Emptied before that write: the log holds only its frames, not the first write's too.
     assert os.stat(f"{path}-wal").st_size <= 32 + 2 * (24 + 4096)
     ledger.close()
+
+
+def _wal_left_by_a_writer(tmp_path: Path, *, page_size: int) -> Path:
+    """A copy of a database whose three commits are still only in its WAL."""
+    live = tmp_path / "live.db"
+    conn = sqlite3.connect(live, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA page_size = {page_size}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE t (x BLOB)")
+        for i in range(3):
+            conn.execute("INSERT INTO t VALUES (?)", (bytes([i]) * 100,))
+        copy = tmp_path / "copy.db"
+        shutil.copyfile(live, copy)
+        shutil.copyfile(f"{live}-wal", f"{copy}-wal")
+    finally:
+        conn.close()
+    return copy
+
+
+def test_a_wal_of_the_smallest_page_size_is_read_not_taken_for_damage(tmp_path: Path) -> None:
+    copy = _wal_left_by_a_writer(tmp_path, page_size=512)
+    assert Path(f"{copy}-wal").stat().st_size > 32 + 3 * (24 + 512)
+    assert sqlite_wal.wal_drops_commits(copy) is False
+
+
+def test_a_last_frame_torn_by_a_crash_is_not_taken_for_damage(tmp_path: Path) -> None:
+    copy = _wal_left_by_a_writer(tmp_path, page_size=512)
+    wal = Path(f"{copy}-wal")
+    wal.write_bytes(wal.read_bytes()[:-5])  # the last commit's frame, cut short
+    assert sqlite_wal.wal_drops_commits(copy) is False

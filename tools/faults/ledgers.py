@@ -28,6 +28,12 @@ REPLICA_ENV = {
     "redis": "TRUNKKEY_REDIS_REPLICA_URL",
     "postgres": "TRUNKKEY_POSTGRES_REPLICA_DSN",
 }
+#: The replicated topologies (tools/faults/replicated.py starts throwaway ones):
+#: raced and benchmarked by name, but not part of every ledger's test matrix.
+REPLICATED_ENV = {
+    "postgres_pair": "TRUNKKEY_POSTGRES_PAIR_DSN",
+    "redis_cluster": "TRUNKKEY_REDIS_CLUSTER_URL",
+}
 #: Addresses where nothing listens: a server that is down, for fail-closed tests.
 DEAD = {
     "redis": "redis://127.0.0.1:1/0",
@@ -80,6 +86,14 @@ def open_ledger(
         )
     if kind == "postgres":
         return PostgresLedger(url or os.environ[SERVER_ENV[kind]], table=namespace)
+    if kind == "postgres_pair":
+        return PostgresLedger(url or os.environ[REPLICATED_ENV[kind]], table=namespace)
+    if kind == "redis_cluster":
+        from trunkkey.ledger.redis_cluster import RedisClusterLedger
+
+        return RedisClusterLedger(
+            url or os.environ[REPLICATED_ENV[kind]], prefix=namespace.encode() + b":"
+        )
     raise ValueError(f"unknown ledger kind {kind!r}; choose from {', '.join(KINDS)}")
 
 

@@ -38,7 +38,14 @@ from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
 from typing import Any
 
-from tools.faults.ledgers import KINDS, SERVER_ENV, drop_namespace, new_namespace, open_ledger
+from tools.faults.ledgers import (
+    KINDS,
+    REPLICATED_ENV,
+    SERVER_ENV,
+    drop_namespace,
+    new_namespace,
+    open_ledger,
+)
 from trunkkey.ledger.base import DailyLimit, Ledger, SpendOutcome
 
 VEHICLE = "race-car"
@@ -141,7 +148,13 @@ def _run_process(
 
 
 def _child(kind: str, options: dict[str, object], out: mp.SimpleQueue) -> None:  # type: ignore[type-arg]
-    out.put(_run_process(kind, **options))  # type: ignore[arg-type]
+    try:
+        out.put(_run_process(kind, **options))  # type: ignore[arg-type]
+    except BaseException:
+        # The parent waits for one result per child: a child that cannot even
+        # open its ledger reports every attempt as an error instead of hanging it.
+        out.put(([], int(str(options["races"])) * int(str(options["threads"]))))
+        raise
 
 
 def run_race(
@@ -253,7 +266,11 @@ def _run_limit_process(
 
 
 def _limit_child(kind: str, options: dict[str, object], out: mp.SimpleQueue) -> None:  # type: ignore[type-arg]
-    out.put(_run_limit_process(kind, **options))  # type: ignore[arg-type]
+    try:
+        out.put(_run_limit_process(kind, **options))  # type: ignore[arg-type]
+    except BaseException:
+        out.put(([], {}, int(str(options["rounds"])) * int(str(options["threads"]))))
+        raise
 
 
 def run_limit_race(
@@ -312,7 +329,9 @@ def run_limit_race(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ledger", choices=KINDS, required=True)
+    # The replicated kinds read their address from REPLICATED_ENV (see
+    # tools/faults/race_replicated.py, which starts the servers and sets it).
+    parser.add_argument("--ledger", choices=KINDS + tuple(REPLICATED_ENV), required=True)
     parser.add_argument("--races", "--rounds", dest="races", type=int, default=10_000,
                         help="tokens to race, or with --daily-limit rounds to run")
     parser.add_argument("--daily-limit", action="store_true",

@@ -1,9 +1,9 @@
 """Replay ledgers: the record that makes every token single-use.
 
 ``MemoryLedger`` and ``SqliteLedger`` (the embedded default) need nothing
-beyond the core dependencies. ``RedisLedger`` and ``PostgresLedger`` import
-their client libraries only when constructed (extras ``trunkkey[redis]`` and
-``trunkkey[postgres]``).
+beyond the core dependencies. ``RedisLedger``, ``RedisClusterLedger`` and
+``PostgresLedger`` import their client libraries only when constructed
+(extras ``trunkkey[redis]`` and ``trunkkey[postgres]``).
 
 Each backend's module is imported when its name is first used (PEP 562): the
 verifier needs only the protocol in ``base``, and a car with a SQLite ledger
@@ -21,6 +21,7 @@ if _typing.TYPE_CHECKING:
     from .memory import MemoryLedger as MemoryLedger
     from .postgres import PostgresLedger as PostgresLedger
     from .redis import RedisLedger as RedisLedger
+    from .redis_cluster import RedisClusterLedger as RedisClusterLedger
     from .sqlite import SqliteLedger as SqliteLedger
     from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
 
@@ -32,6 +33,7 @@ _DEFINED_IN: dict[str, str] = {
     "MemoryLedger": "memory",
     "PostgresLedger": "postgres",
     "RedisLedger": "redis",
+    "RedisClusterLedger": "redis_cluster",
     "SqliteLedger": "sqlite",
     "GroupCommitSqliteLedger": "sqlite_group",
 }
@@ -50,6 +52,7 @@ __all__ = [
     "Ledger",
     "MemoryLedger",
     "PostgresLedger",
+    "RedisClusterLedger",
     "RedisLedger",
     "SpendOutcome",
     "SqliteLedger",

@@ -15,7 +15,18 @@ the WAL before a commit returns. The ledger refuses a server, role, database
 or DSN that would give its sessions anything weaker (``off``, ``local``,
 ``remote_write``), and a server with ``fsync=off`` or ``full_page_writes=off``,
 with an error naming the setting and the fix; it checks again on every new
-connection, so a setting weakened later is refused at the next reconnect.
+connection, so a setting weakened later is refused at the next reconnect
+(the checks live in ``_pg_settings``).
+
+Failover: the DSN may name several hosts (``postgresql://h1:5432,h2:5432/db``);
+libpq tries them in order and, with ``target_session_attrs=read-write`` (the
+ledger's default for a DSN of several hosts that says nothing about it),
+connects only to the one that is the primary.
+``require_synchronous_standby=True`` also refuses a primary without a
+synchronous standby connected, so every acknowledged spend is on
+two servers and a standby promoted after the primary's loss holds them all.
+While no primary answers, every call raises (deny); the first call after a
+standby's promotion connects to it.
 
 Bounded: every call has one deadline, ``timeout_s`` from its start, covering
 the wait for a pooled connection, connecting (and the settings check) and the
@@ -42,6 +53,7 @@ from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LedgerError
 from ._deadline import WATCHDOG, remaining
+from ._pg_settings import check_session
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
 
 DEFAULT_TABLE = "trunkkey_spent"
@@ -52,8 +64,6 @@ DEFAULT_PRUNE_BATCH = 5000
 #: At most 52 characters, so the names derived from it (``_keep_until``,
 #: ``_daily_day``) stay within PostgreSQL's 63 and are never truncated into another's.
 _TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,51}")
-#: Values of synchronous_commit that flush the WAL before a commit returns.
-_DURABLE_COMMIT = ("on", "remote_apply")
 _T = TypeVar("_T")
 
 
@@ -122,6 +132,11 @@ class PostgresLedger:
     time. Each process makes its own ledger. The tables ``table`` and
     ``table + "_daily"`` (and their indexes) are created if absent.
 
+    ``require_synchronous_standby=True`` refuses (at start and on every
+    reconnect) a primary that does not report a synchronous standby:
+    ``synchronous_standby_names`` set and a ``pg_stat_replication`` row with
+    ``sync_state`` ``sync`` or ``quorum`` (the role needs ``pg_monitor``).
+
     ``accept_torn_pages_on_power_loss=True`` accepts a server with
     ``full_page_writes=off``: only sound where the storage cannot tear a page
     (e.g. ZFS); elsewhere a power cut can corrupt pages the WAL cannot repair,
@@ -137,6 +152,7 @@ class PostgresLedger:
         pool_size: int = 4,
         prune_batch: int = DEFAULT_PRUNE_BATCH,
         accept_torn_pages_on_power_loss: bool = False,
+        require_synchronous_standby: bool = False,
     ) -> None:
         if type(table) is not str or not _TABLE_NAME.fullmatch(table):
             raise InvalidRequest("table must be a lower-case SQL identifier of at most 52 bytes")
@@ -152,6 +168,7 @@ class PostgresLedger:
         self._prune_batch = prune_batch
         self._table = table
         self._accept_torn_pages = bool(accept_torn_pages_on_power_loss)
+        self._require_standby = bool(require_synchronous_standby)
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._lock = threading.Lock()
@@ -199,9 +216,17 @@ class PostgresLedger:
         ms = int(self._timeout_s * 1000)
         # The caller's own options (a DSN may carry some) come after ours, so
         # they are kept; what they set for synchronous_commit is checked below.
-        given = self._pg.conninfo.conninfo_to_dict(self._dsn).get("options") or ""
+        params = self._pg.conninfo.conninfo_to_dict(self._dsn)
+        given = params.get("options") or ""
+        # Several hosts: libpq's own failover, to whichever one is the primary.
+        # One host is taken as it is: a standby then opens and refuses each spend.
+        hosts = str(params.get("host") or params.get("hostaddr") or "").count(",") + 1
+        failover = {} if hosts == 1 or "target_session_attrs" in params else {
+            "target_session_attrs": "read-write"
+        }
         return self._pg.connect(
             self._dsn,
+            **failover,
             autocommit=True,
             # Bounds the connecting thread; the caller stops waiting at its deadline.
             connect_timeout=max(2, math.ceil(self._timeout_s)),
@@ -219,48 +244,10 @@ class PostgresLedger:
 
     def _prepare(self, conn: Any) -> None:
         """Refuse settings that lose acknowledged commits; pin synchronous_commit."""
-        inherited, source, fsync, full_pages, role, db = conn.execute(
-            "SELECT current_setting('synchronous_commit'),"
-            " (SELECT source FROM pg_settings WHERE name = 'synchronous_commit'),"
-            " current_setting('fsync'), current_setting('full_page_writes'),"
-            " current_user, current_database()"
-        ).fetchone()
-        problems = []
-        if inherited not in _DURABLE_COMMIT:
-            problems.append(
-                f"synchronous_commit is {inherited} ({_SOURCES.get(source, source)}): a commit "
-                "acknowledged under it can be lost in a crash, and a lost spend opens a trunk "
-                f"again. Fix: {_commit_fix(source, role, db)}"
-            )
-        if fsync != "on":
-            problems.append(
-                "fsync is off on the server: a crash of the host can lose or corrupt committed "
-                "spends. Fix: set fsync = on (postgresql.conf, or ALTER SYSTEM SET fsync = on) "
-                "and reload"
-            )
-        if full_pages != "on" and not self._accept_torn_pages:
-            problems.append(
-                "full_page_writes is off on the server: a power cut can tear a page that the "
-                "WAL cannot repair. Fix: set full_page_writes = on and reload, or, only on "
-                "storage that cannot tear pages (e.g. ZFS), pass "
-                "accept_torn_pages_on_power_loss=True"
-            )
-        if problems:
-            raise LedgerError(
-                f"postgres ledger at {self._where} refuses the server's settings: "
-                + "; ".join(problems)
-            )
-        # Pinned for the session, so nothing set later for the role or database
-        # (which a new session would inherit) changes what this one does.
-        wanted = inherited if inherited in _DURABLE_COMMIT else "on"
-        pinned = conn.execute(
-            "SELECT set_config('synchronous_commit', %s, false)", (wanted,)
-        ).fetchone()[0]
-        if pinned != wanted:  # pragma: no cover - set_config returns what it set
-            raise LedgerError(
-                f"postgres ledger at {self._where}: synchronous_commit stayed {pinned}"
-            )
-        self._synchronous_commit = pinned
+        self._synchronous_commit = check_session(
+            conn, self._where, accept_torn_pages=self._accept_torn_pages,
+            require_synchronous_standby=self._require_standby,
+        )
 
     def _run(self, what: str, job: Callable[[Any], _T]) -> _T:
         """Run ``job(connection)`` on a pooled connection, all within one deadline."""
@@ -448,34 +435,3 @@ class PostgresLedger:
     def __repr__(self) -> str:
         return f"PostgresLedger({self._where!r}, table={self._table!r})"
 
-
-#: Where pg_settings says a value came from, in words.
-_SOURCES = {
-    "default": "the server's default",
-    "configuration file": "set in the server's configuration",
-    "command line": "set on the server's command line",
-    "environment variable": "set in the server's environment",
-    "database": "set for this database",
-    "user": "set for this role",
-    "database user": "set for this role in this database",
-    "client": "asked for by the client: the DSN's options or PGOPTIONS",
-}
-
-
-def _quote(name: str) -> str:
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
-
-
-def _commit_fix(source: str, role: str, db: str) -> str:
-    if source == "user":
-        return f"ALTER ROLE {_quote(role)} RESET synchronous_commit"
-    if source == "database":
-        return f"ALTER DATABASE {_quote(db)} RESET synchronous_commit"
-    if source == "database user":
-        return f"ALTER ROLE {_quote(role)} IN DATABASE {_quote(db)} RESET synchronous_commit"
-    if source == "client":
-        return "remove synchronous_commit from the DSN's options (and from PGOPTIONS)"
-    return (
-        "set synchronous_commit = on in postgresql.conf (or ALTER SYSTEM RESET "
-        "synchronous_commit) and reload"
-    )
