@@ -208,6 +208,8 @@ def test_standard_verifier_refusals_are_exact() -> None:
         verify_sign1(_std_message(key, {1: -8, 2: 3}), pub)
     with pytest.raises(DecodeError, match=r"^critical header 99 not understood$"):
         verify_sign1(_std_message(key, {1: -8, 2: [99], 99: 0}), pub)
+    with pytest.raises(DecodeError, match=r"^crit labels must be integers or text strings$"):
+        verify_sign1(_std_message(key, {1: -8, 2: [b"x"]}), pub)
     with pytest.raises(DecodeError, match=r"^critical header 3 not understood$"):
         verify_sign1(_std_message(key, {1: -8, 2: [3]}), pub)
     with pytest.raises(DecodeError, match=r"^payload and signature must be byte strings$"):

@@ -1116,3 +1116,16 @@ def test_a_last_frame_torn_by_a_crash_is_not_taken_for_damage(tmp_path: Path) ->
     wal = Path(f"{copy}-wal")
     wal.write_bytes(wal.read_bytes()[:-5])  # the last commit's frame, cut short
     assert sqlite_wal.wal_drops_commits(copy) is False
+
+
+def test_a_ledger_failing_its_integrity_check_is_refused_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    ledger = SqliteLedger(path)
+    for i in range(20):
+        assert ledger.consume(VEHICLE, b"tok-%d" % i, KEEP) is True
+    ledger.close()
+    data = bytearray(path.read_bytes())
+    data[3 * 4096 - 1] ^= 0x01  # a token id inside the keep_until index's page
+    path.write_bytes(bytes(data))
+    with pytest.raises(LedgerCorrupted, match=r"\(integrity_check: row \d+ missing from index"):
+        SqliteLedger(path)
