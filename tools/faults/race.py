@@ -226,7 +226,7 @@ def _grant(seed: bytes, round_: int) -> bytes:
 
 def _limit_thread_worker(
     ledger: Ledger, *, worker: int, rounds: int, seed: bytes, at: int,
-    start: threading.Barrier, wins: list[int], outcomes: Counter[str], errors: list[int],
+    start: threading.Barrier, wins: list[int], outcomes: list[str], errors: list[int],
 ) -> None:
     for r in range(rounds):
         start.wait()  # the process's threads enter every round together
@@ -239,7 +239,9 @@ def _limit_thread_worker(
         except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
             errors.append(r)
             continue
-        outcomes[outcome.value] += 1
+        # A list append is atomic; a Counter's += is a read and a write that
+        # another thread can come between, losing a count.
+        outcomes.append(outcome.value)
         if outcome is SpendOutcome.FIRST_USE:
             wins.append(r)
 
@@ -251,7 +253,7 @@ def _run_limit_process(
     own = ledger is None
     ledger = ledger or open_ledger(kind, namespace=namespace, path=Path(path))
     wins: list[int] = []
-    outcomes: Counter[str] = Counter()
+    outcomes: list[str] = []
     errors: list[int] = []
     start = threading.Barrier(threads)
 
@@ -262,7 +264,7 @@ def _run_limit_process(
     _run_threads(ledger, threads, barrier, work)
     if own:
         ledger.close()
-    return wins, dict(outcomes), len(errors)
+    return wins, dict(Counter(outcomes)), len(errors)
 
 
 def _limit_child(kind: str, options: dict[str, object], out: mp.SimpleQueue) -> None:  # type: ignore[type-arg]
