@@ -1,12 +1,18 @@
 """Fleet ledgers on replicated servers: losing a server never reopens a spent token.
 
-Each test starts servers of its own (tools/faults/replicated.py) on loopback:
-a PostgreSQL primary with a synchronous standby, or a Redis Cluster of three
-primaries with one replica each. The failover tests run a stream of
-verifications through one Verifier and one ledger object, kill a primary
-mid-stream, let a standby or replica take over, and then present every token
-again (tools/faults/failover.py): an acknowledged token that opens again was
-lost. Without the server binaries the tests skip locally and fail under CI.
+The tests run on the topologies ``tools/start-services.sh --replicated``
+started (a PostgreSQL primary with a synchronous standby; a Redis Cluster of
+three primaries with one replica each), found through
+``TRUNKKEY_REPLICATED_DIR``; without it they build throwaway ones with the
+same code (tools/faults/replicated.py), and under CI that is a failure. The
+failover tests run a stream of verifications through one Verifier and one
+ledger object, kill a primary mid-stream, let a standby or replica take over,
+and then present every token again (tools/faults/failover.py): an
+acknowledged token that opens again was lost. A test that kills, stops or
+reconfigures a server hands the topology back whole: the fixtures run the
+topology's ``start``, which is also its repair (the killed PostgreSQL primary
+is rebuilt as the new standby; a killed Redis node rejoins as a replica), so
+the topology survives the session with its roles possibly swapped.
 """
 
 from __future__ import annotations
@@ -15,13 +21,21 @@ import hashlib
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tools.faults.failover import NOW, FailoverRun, Fleet, postgres_failover, redis_failover
 from tools.faults.faults import ServerUnavailable
+from tools.faults.ledgers import new_namespace
 from tools.faults.race_replicated import race_topology
-from tools.faults.replicated import PostgresStandbyPair, RedisClusterServers
+from tools.faults.replicated import (
+    CLUSTER_DIR,
+    DIR_ENV,
+    PAIR_DIR,
+    PostgresStandbyPair,
+    RedisClusterServers,
+)
 from trunkkey import LedgerError, Reason
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.postgres import PostgresLedger
@@ -37,19 +51,44 @@ def _unavailable(why: object) -> None:
     pytest.skip(str(why))
 
 
+def _script_topology(sub: str) -> Path | None:
+    """The directory of the script's topology, or ``None`` (then CI fails)."""
+    directory = os.environ.get(DIR_ENV)
+    if directory:
+        return Path(directory) / sub
+    if os.environ.get("CI"):
+        pytest.fail(
+            f"CI runs the failover tests on the servers of tools/start-services.sh "
+            f"--replicated: {DIR_ENV} is not set"
+        )
+    return None
+
+
 @pytest.fixture
 def pair() -> Iterator[PostgresStandbyPair]:
     try:
-        with PostgresStandbyPair() as made:
-            yield made
+        directory = _script_topology(PAIR_DIR)
+        if directory is None:
+            with PostgresStandbyPair() as made:
+                yield made
+            return
+        shared = PostgresStandbyPair.attach(directory).start()  # repaired, whatever came before
+        yield shared
+        shared.start()  # handed back whole
     except ServerUnavailable as exc:
         _unavailable(exc)
 
 
 def _cluster() -> Iterator[RedisClusterServers]:
     try:
-        with RedisClusterServers() as made:
-            yield made
+        directory = _script_topology(CLUSTER_DIR)
+        if directory is None:
+            with RedisClusterServers() as made:
+                yield made
+            return
+        shared = RedisClusterServers.attach(directory).start()
+        yield shared
+        shared.start()
     except ServerUnavailable as exc:
         _unavailable(exc)
 
@@ -92,7 +131,9 @@ class TestPostgresWithSynchronousStandby:
     def test_a_synchronous_standby_is_accepted_when_required(
         self, pair: PostgresStandbyPair
     ) -> None:
-        with PostgresLedger(pair.dsn(), require_synchronous_standby=True) as ledger:
+        with PostgresLedger(
+            pair.dsn(), require_synchronous_standby=True, table=new_namespace()
+        ) as ledger:
             assert ledger.consume(CAR, b"\x01" * 16, KEEP)
             assert not ledger.consume(CAR, b"\x01" * 16, KEEP)
 
@@ -100,10 +141,13 @@ class TestPostgresWithSynchronousStandby:
         self, pair: PostgresStandbyPair
     ) -> None:
         # The ledger asks libpq for a read-write session unless the DSN says otherwise.
-        with PostgresLedger(pair.dsn(standby_first=True), timeout_s=2.0) as ledger:
+        table = new_namespace()
+        with PostgresLedger(pair.dsn(standby_first=True), timeout_s=2.0, table=table) as ledger:
             assert ledger.consume(CAR, b"\x04" * 16, KEEP)
         with (
-            PostgresLedger(pair.dsn(standby_first=True, target_session_attrs="any")) as anyone,
+            PostgresLedger(
+                pair.dsn(standby_first=True, target_session_attrs="any"), table=table
+            ) as anyone,
             pytest.raises(LedgerError, match="25006"),  # the standby: read-only
         ):
             anyone.consume(CAR, b"\x05" * 16, KEEP)
@@ -119,7 +163,9 @@ class TestPostgresWithSynchronousStandby:
     def test_a_standby_gone_is_refused_on_the_next_connection(
         self, pair: PostgresStandbyPair
     ) -> None:
-        ledger = PostgresLedger(pair.dsn(), require_synchronous_standby=True, pool_size=1)
+        ledger = PostgresLedger(
+            pair.dsn(), require_synchronous_standby=True, pool_size=1, table=new_namespace()
+        )
         assert ledger.consume(CAR, b"\x02" * 16, KEEP)
         pair.standby.stop()
         pair.primary.sql(
@@ -139,7 +185,9 @@ class TestRedisCluster:
     ) -> None:
         grant = hashlib.sha256(b"owner's grant").digest()
         limit = (DailyLimit(grant, 1),)
-        with RedisClusterLedger(cluster.urls[0], min_replicas=1) as ledger:
+        with RedisClusterLedger(
+            cluster.urls[0], min_replicas=1, prefix=new_namespace().encode()
+        ) as ledger:
             def spend(car: str, token: bytes) -> SpendOutcome:
                 return ledger.spend(car, token, KEEP, issued_at=NOW, at=NOW, limits=limit)
 
@@ -159,19 +207,20 @@ class TestRedisCluster:
     def test_a_replica_that_does_not_acknowledge_in_time_denies(
         self, cluster: RedisClusterServers
     ) -> None:
-        with RedisClusterLedger(cluster.urls, min_replicas=1, timeout_s=0.5) as ledger:
+        with RedisClusterLedger(
+            cluster.urls, min_replicas=1, timeout_s=0.5, prefix=new_namespace().encode()
+        ) as ledger:
             from redis.crc import key_slot
 
             primary = cluster.primary_for_slot(key_slot(CAR.encode().hex().encode()))
             replica = cluster.replica_of(primary)
-            assert replica.process is not None
             # Frozen, not dead: for less than the cluster's node timeout, so no failover.
-            replica.process.send_signal(signal.SIGSTOP)
+            replica.send_signal(signal.SIGSTOP)
             try:
                 with pytest.raises(LedgerError, match="replicas"):
                     ledger.consume(CAR, b"\x03" * 16, KEEP)
             finally:
-                replica.process.send_signal(signal.SIGCONT)
+                replica.send_signal(signal.SIGCONT)
             cluster.wait_healthy()
             assert not ledger.consume(CAR, b"\x03" * 16, KEEP)  # denied, yet kept: spent
 

@@ -159,17 +159,20 @@ class RedisServer:
         except OSError:
             return False
 
-    def start(self) -> RedisServer:
-        if self.process is not None and self.process.poll() is None:
-            return self
-        self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
+    def command(self) -> list[str]:
+        return [
             self.exe or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
             "--protected-mode", "yes", "--dir", str(self.directory),
             "--logfile", str(self.log), "--daemonize", "no", *self.args,
         ]
+
+    def start(self) -> RedisServer:
+        if self.process is not None and self.process.poll() is None:
+            return self
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(  # noqa: S603 -- redis-server with our fixed arguments
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _wait_until(f"redis-server on {self.port}", self._answers, self.log)
         return self

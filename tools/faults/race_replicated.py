@@ -1,9 +1,12 @@
-"""The race harnesses against the replicated topologies, on throwaway servers.
+"""The race harnesses against the replicated topologies.
 
     python -m tools.faults.race_replicated [--races 10000] [--rounds 1000] [--procs 2] [--threads 4]
 
-Starts a PostgreSQL primary with a synchronous standby and a Redis Cluster of
-three primaries with one replica each (tools/faults/replicated.py), points
+Uses the topologies ``tools/start-services.sh --replicated`` started (their
+addresses in ``TRUNKKEY_POSTGRES_PAIR_DSN``, ``TRUNKKEY_REDIS_CLUSTER_URL``),
+or else starts throwaway ones: a PostgreSQL primary with a synchronous standby
+and a Redis Cluster of three primaries with one replica each
+(tools/faults/replicated.py). It points
 the ``postgres_pair`` and ``redis_cluster`` ledger kinds at them, and runs the
 token race (exactly one winner per token) and the daily-limit race (at most
 one first use per round) of :mod:`tools.faults.race` on each, ``--procs``
@@ -28,13 +31,17 @@ from .replicated import PostgresStandbyPair, RedisClusterServers
 
 @contextmanager
 def topology(kind: str) -> Iterator[None]:
-    """Start the servers for ``kind`` and publish their address where the ledgers look.
+    """Start the servers for ``kind`` and publish their address where the ledgers look,
+    unless the address is already there (``tools/start-services.sh --replicated``).
 
     The variable is removed again with the servers, so nothing run later in
     the same process (a test session) finds an address where nothing listens.
     """
     name = REPLICATED_ENV[kind]
     before = os.environ.get(name)
+    if before:  # the script's topology (tools/start-services.sh --replicated): use it
+        yield
+        return
     try:
         if kind == "postgres_pair":
             with PostgresStandbyPair() as pair:
