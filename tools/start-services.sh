@@ -3,7 +3,15 @@
 # each with a read-only replica (so the tests meet the errors a replica really gives).
 #
 #   eval "$(bash tools/start-services.sh)"    # start (idempotent), export the URLs
+#   eval "$(bash tools/start-services.sh --replicated)"
+#                                             # also a PostgreSQL primary with a synchronous
+#                                             # standby and a Redis Cluster (3 primaries +
+#                                             # 1 replica each); start again to repair them
 #   bash tools/start-services.sh --stop       # stop everything this script started
+#
+# The replicated topologies are built by tools/faults/replicated.py (run here as
+# `python -m tools.faults.replicated start`), the same code the failover tests
+# use to repair them after killing a primary: one way to build a topology.
 #
 # stdout carries only `export NAME=value` lines, so the output can be eval'd;
 # every log line goes to stderr. Ports and the state directory can be changed
@@ -16,6 +24,11 @@ REDIS_PORT="${TRUNKKEY_REDIS_PORT:-6390}"
 REDIS_REPLICA_PORT="${TRUNKKEY_REDIS_REPLICA_PORT:-6391}"
 PG_PORT="${TRUNKKEY_PG_PORT:-5439}"
 PG_REPLICA_PORT="${TRUNKKEY_PG_REPLICA_PORT:-5440}"
+# The replicated topologies (--replicated); ports are fixed at their first start.
+PG_PAIR_PORTS="${TRUNKKEY_PG_PAIR_PORTS:-5441,5442}"
+REDIS_CLUSTER_PORTS="${TRUNKKEY_REDIS_CLUSTER_PORTS:-7390,7391,7392,7393,7394,7395}"
+REDIS_CLUSTER_BUS_PORTS="${TRUNKKEY_REDIS_CLUSTER_BUS_PORTS:-17390,17391,17392,17393,17394,17395}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${TRUNKKEY_SERVICES_DIR:-${TMPDIR:-/tmp}/trunkkey-services-$(id -u)}"
 PYTHON="${PYTHON:-python3}"
 PG_DB=trunkkey
@@ -159,8 +172,17 @@ EOF
     wait_for "postgres standby" pg_up "$PG_REPLICA_PORT"
 }
 
+replicated() {
+    # tools/ is a package of the repository, not of the installed library.
+    (cd "$ROOT" && "$PYTHON" -m tools.faults.replicated "$@" --dir "$STATE/replicated")
+}
+
 stop_all() {
     local port pidfile
+    if [ -d "$STATE/replicated" ]; then
+        log "stopping the replicated topologies in $STATE/replicated"
+        replicated stop >&2 || true
+    fi
     for port in "$REDIS_REPLICA_PORT" "$REDIS_PORT"; do
         pidfile="$STATE/redis-$port/redis.pid"
         if redis_up "$port"; then
@@ -184,10 +206,12 @@ stop_all() {
     fi
 }
 
+WITH_REPLICATED=
 case "${1:-}" in
     --stop) stop_all "${2:-}"; exit 0 ;;
+    --replicated) WITH_REPLICATED=1 ;;
     "") ;;
-    *) die "usage: $0 [--stop [--clean]]" ;;
+    *) die "usage: $0 [--replicated | --stop [--clean]]" ;;
 esac
 
 install_packages
@@ -207,3 +231,9 @@ echo "export TRUNKKEY_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
 echo "export TRUNKKEY_REDIS_REPLICA_URL=redis://127.0.0.1:$REDIS_REPLICA_PORT/0"
 echo "export TRUNKKEY_POSTGRES_DSN=postgresql://postgres@127.0.0.1:$PG_PORT/$PG_DB"
 echo "export TRUNKKEY_POSTGRES_REPLICA_DSN=postgresql://postgres@127.0.0.1:$PG_REPLICA_PORT/$PG_DB"
+if [ -n "$WITH_REPLICATED" ]; then
+    # Prints the `export` lines: TRUNKKEY_REPLICATED_DIR (the tests attach there),
+    # TRUNKKEY_POSTGRES_PAIR_DSN (both hosts, for libpq's failover), TRUNKKEY_REDIS_CLUSTER_URL.
+    replicated start --pg-ports "$PG_PAIR_PORTS" --redis-ports "$REDIS_CLUSTER_PORTS" \
+        --redis-bus-ports "$REDIS_CLUSTER_BUS_PORTS"
+fi
