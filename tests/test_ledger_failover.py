@@ -27,8 +27,9 @@ import pytest
 
 from tools.faults.failover import NOW, FailoverRun, Fleet, postgres_failover, redis_failover
 from tools.faults.faults import ServerUnavailable
+from tools.faults.growth import run_growth, run_redis_growth
 from tools.faults.ledgers import new_namespace
-from tools.faults.race_replicated import race_topology
+from tools.faults.race_replicated import race_topology, topology
 from tools.faults.replicated import (
     CLUSTER_DIR,
     DIR_ENV,
@@ -267,3 +268,39 @@ def test_races_on_the_replicated_topologies_have_exactly_one_winner(kind: str) -
         _unavailable(exc)
     for result in results:
         assert result.ok, result
+
+
+class TestGrowthOnTheReplicatedTopologies:
+    """The growth harness (tools/faults/growth.py) on the pair and on the cluster:
+    at every tick each holds exactly the spent tokens that could still be valid.
+    The full runs: ``python -m tools.faults.growth --ledger postgres_pair|redis_cluster``."""
+
+    def test_the_synchronous_pair_holds_only_what_could_still_be_valid(self) -> None:
+        tokens = 1_500
+        try:
+            with topology("postgres_pair"):
+                result = run_growth("postgres_pair", tokens=tokens, days=7, workers=4)
+        except ServerUnavailable as exc:
+            _unavailable(exc)
+        assert result.ok, result
+        assert result.max_held == result.max_could_be_valid
+        assert 0 < result.max_held_before_prune < tokens // 10
+        assert result.held_at_end == 0
+
+    def test_the_cluster_holds_only_what_could_still_be_valid(self) -> None:
+        # Three simulated hours per real second of the servers' clock (about ten
+        # seconds), tokens spread over vehicles on all three primaries; each tick's
+        # consumes (each waiting for a replica) must fit inside its real second.
+        tokens = 600
+        try:
+            with topology("redis_cluster"):
+                result = run_redis_growth(
+                    tokens=tokens, days=1, tick=3 * 3600, workers=4, kind="redis_cluster"
+                )
+        except ServerUnavailable as exc:
+            _unavailable(exc)
+        assert result.late == 0, "a check spilled into the next second: the machine is too busy"
+        assert result.ok, result
+        assert result.max_held == result.max_could_be_valid
+        assert 0 < result.max_held < result.max_held_before_prune < tokens // 2
+        assert result.held_at_end == 0

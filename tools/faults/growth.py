@@ -3,6 +3,16 @@
     python -m tools.faults.growth --ledger sqlite --tokens 1000000 --days 30
     python -m tools.faults.growth --ledger postgres --tokens 1000000 --workers 8
     python -m tools.faults.growth --ledger redis --tokens 1000000 --tick 3600
+    python -m tools.faults.growth --ledger postgres_pair --tokens 100000 --days 30
+    python -m tools.faults.growth --ledger redis_cluster --tokens 20000 --days 3
+
+``postgres_pair`` and ``redis_cluster`` run on the replicated topologies of
+``tools/start-services.sh --replicated`` (``TRUNKKEY_POSTGRES_PAIR_DSN``,
+``TRUNKKEY_REDIS_CLUSTER_URL``): the pair through its multi-host DSN (every
+commit waits for the synchronous standby), the cluster through
+:class:`~trunkkey.ledger.redis_cluster.RedisClusterLedger` (``WAIT 1``), its
+tokens spread over :data:`CLUSTER_VEHICLES` vehicles whose slots lie on all
+three primaries, and its keys swept on every primary.
 
 Tokens are spread evenly over the month, each with a delivery window of 10
 minutes to four hours, presented once somewhere inside it and spent with
@@ -54,7 +64,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.faults.ledgers import SERVER_ENV, drop_namespace, new_namespace, open_ledger
+from tools.faults.ledgers import (
+    REPLICATED_ENV,
+    SERVER_ENV,
+    drop_namespace,
+    new_namespace,
+    open_ledger,
+)
 from trunkkey.ledger.base import Ledger
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
@@ -65,6 +81,19 @@ MIN_WINDOW = 600
 MAX_WINDOW = 4 * 3600
 DAY = 86_400
 VEHICLE = "growth-car"
+#: On the cluster: vehicles growth-c00..growth-c11 (as long as VEHICLE, so keys keep
+#: their layout), whose hash-tag slots fall on each of the three primaries.
+CLUSTER_VEHICLES = 12
+PG_KINDS = ("postgres", "postgres_pair")
+REDIS_KINDS = ("redis", "redis_cluster")
+
+
+def _server_url(kind: str) -> str:
+    return os.environ[SERVER_ENV.get(kind) or REPLICATED_ENV[kind]]
+
+
+def vehicle_of(n: int, vehicles: int) -> str:
+    return VEHICLE if vehicles == 1 else f"growth-c{n % vehicles:02d}"
 
 #: One presentation: (presented at, keep_until, token number), simulated seconds.
 Presentation = tuple[int, int, int]
@@ -143,11 +172,9 @@ class GrowthResult:
 
 
 def _open(kind: str, namespace: str, db: Path, workers: int) -> Ledger:
-    if kind == "postgres":
+    if kind in PG_KINDS:
         # One pooled connection per worker thread, so none waits for a slot.
-        return PostgresLedger(
-            os.environ[SERVER_ENV[kind]], table=namespace, pool_size=max(1, workers)
-        )
+        return PostgresLedger(_server_url(kind), table=namespace, pool_size=max(1, workers))
     return open_ledger(kind, namespace=namespace, path=db)
 
 
@@ -164,11 +191,12 @@ class _PgAdmin:
     with it do not flatter.
     """
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, dsn: str, table: str) -> None:
         import psycopg  # noqa: PLC0415 -- optional client, only for the postgres run
         from psycopg import sql  # noqa: PLC0415
 
-        self._conn = psycopg.connect(os.environ[SERVER_ENV["postgres"]], autocommit=True)
+        # The primary of a pair: VACUUM cannot run on the standby.
+        self._conn = psycopg.connect(dsn, autocommit=True, target_session_attrs="read-write")
         self._table = table
         self._vacuum = sql.SQL("VACUUM {}").format(sql.Identifier(table))
 
@@ -191,11 +219,16 @@ def _consume_all(
     pool: ThreadPoolExecutor | None,
     workers: int,
     keep: Callable[[int], int],
+    *,
+    vehicles: int = 1,
 ) -> int:
     """Consume every presentation once; the number that were refused (each a mismatch)."""
 
     def run(share: Sequence[Presentation]) -> int:
-        return sum(not ledger.consume(VEHICLE, token_id(n), keep(k)) for _, k, n in share)
+        return sum(
+            not ledger.consume(vehicle_of(n, vehicles), token_id(n), keep(k))
+            for _, k, n in share
+        )
 
     if pool is None or len(batch) < 2 * workers:
         return run(batch)
@@ -223,7 +256,7 @@ def run_growth(
     vacuum_every: int = 1,
 ) -> GrowthResult:
     """Simulated clock, real ledger: prune at every tick, compare with the model."""
-    if kind == "redis":
+    if kind in REDIS_KINDS:
         raise ValueError("Redis expires by its own clock: use run_redis_growth")
     namespace = new_namespace()
     started = time.perf_counter()
@@ -231,7 +264,7 @@ def run_growth(
     with tempfile.TemporaryDirectory() as tmp:
         db = path or Path(tmp) / "growth.db"
         ledger = _open(kind, namespace, db, workers)
-        admin = _PgAdmin(namespace) if kind == "postgres" else None
+        admin = _PgAdmin(_server_url(kind), namespace) if kind in PG_KINDS else None
         size: Callable[[], int] | None = None
         if admin is not None:
             size = admin.size
@@ -274,7 +307,7 @@ def run_growth(
         ledger.close()
         if pool is not None:
             pool.shutdown()
-        if kind in SERVER_ENV:
+        if kind in PG_KINDS:
             drop_namespace(kind, namespace)
     return GrowthResult(
         ledger=kind,
@@ -319,7 +352,7 @@ class _RedisClock:
 
 
 def _db_keys(client: Any) -> int:
-    return int(client.dbsize())
+    return int(client.dbsize())  # on a cluster: the sum over its primaries
 
 
 def run_redis_growth(
@@ -330,15 +363,25 @@ def run_redis_growth(
     seed: int = 7,
     url: str | None = None,
     workers: int = 1,
+    kind: str = "redis",
 ) -> GrowthResult:
     """The simulated month mapped onto the Redis server's real clock: tick j = second R0 + j."""
     import redis  # noqa: PLC0415 -- optional client, only for the redis run
 
-    url = url or os.environ[SERVER_ENV["redis"]]
+    url = url or _server_url(kind)
     namespace = new_namespace()
     prefix = namespace.encode() + b":"
-    client = redis.Redis.from_url(url)
-    ledger = RedisLedger(url, prefix=prefix)
+    ledger: Ledger
+    vehicles = 1
+    if kind == "redis_cluster":
+        from trunkkey.ledger.redis_cluster import RedisClusterLedger  # noqa: PLC0415
+
+        # SCAN and DBSIZE on every primary; the servers share one clock (loopback).
+        client: Any = redis.RedisCluster.from_url(url)
+        ledger, vehicles = RedisClusterLedger(url, prefix=prefix), CLUSTER_VEHICLES
+    else:
+        client = redis.Redis.from_url(url)
+        ledger = RedisLedger(url, prefix=prefix)
     clock = _RedisClock(client)
     # A spent token's key: prefix, b"t{", the vehicle in hex, b"}", the token id.
     key_head = len(prefix) + 3 + 2 * len(VEHICLE.encode())
@@ -381,7 +424,9 @@ def run_redis_growth(
         j = 0
         for j, (_, batch) in enumerate(ticks(tokens=tokens, days=days, tick=tick, seed=seed)):
             checkpoint(j)
-            mismatches += _consume_all(ledger, batch, pool, workers, real_keep)
+            mismatches += _consume_all(
+                ledger, batch, pool, workers, real_keep, vehicles=vehicles
+            )
             for _, keep_until, n in batch:
                 heapq.heappush(live, (real_keep(keep_until), n))
                 live_ids.add(n)
@@ -402,9 +447,9 @@ def run_redis_growth(
         client.close()
         if pool is not None:
             pool.shutdown()
-        drop_namespace("redis", namespace, url)
+        drop_namespace(kind, namespace, url)
     return GrowthResult(
-        ledger="redis",
+        ledger=kind,
         tokens=tokens,
         days=days,
         tick_seconds=tick,
@@ -429,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--ledger",
-        choices=("memory", "sqlite", "sqlite_group", "postgres", "redis"),
+        choices=("memory", "sqlite", "sqlite_group", *PG_KINDS, *REDIS_KINDS),
         required=True,
     )
     parser.add_argument("--tokens", type=int, default=1_000_000)
@@ -460,10 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--path", type=Path, help="SQLite file (default: a temporary one)")
     args = parser.parse_args(argv)
-    workers = args.workers or (8 if args.ledger == "postgres" else 1)
-    if args.ledger == "redis":
+    # The cluster waits for a replica on every consume: one thread would spill past its second.
+    workers = args.workers or {"postgres": 8, "postgres_pair": 8, "redis_cluster": 4}.get(
+        args.ledger, 1
+    )
+    if args.ledger in REDIS_KINDS:
         result = run_redis_growth(
-            tokens=args.tokens, days=args.days, tick=args.tick, seed=args.seed, workers=workers
+            tokens=args.tokens, days=args.days, tick=args.tick, seed=args.seed, workers=workers,
+            kind=args.ledger,
         )
     else:
         result = run_growth(

@@ -99,18 +99,23 @@ def open_ledger(
 
 def drop_namespace(kind: str, namespace: str, url: str | None = None) -> None:
     """Remove what a run left on a shared server (its keys or its table)."""
-    if kind == "redis":
+    if kind not in ("redis", "redis_cluster", "postgres", "postgres_pair"):
+        return
+    url = url or os.environ[SERVER_ENV.get(kind) or REPLICATED_ENV[kind]]
+    if kind in ("redis", "redis_cluster"):
         import redis
 
-        client = redis.Redis.from_url(url or os.environ[SERVER_ENV[kind]])
+        # A cluster client scans every primary and splits DEL by slot.
+        client = (redis.Redis if kind == "redis" else redis.RedisCluster).from_url(url)
         keys = list(client.scan_iter(match=namespace.encode() + b":*", count=5000))
         for start in range(0, len(keys), 5000):
             client.delete(*keys[start : start + 5000])
         client.close()
-    elif kind == "postgres":
+    elif kind in ("postgres", "postgres_pair"):
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(url or os.environ[SERVER_ENV[kind]], autocommit=True) as conn:
+        # target_session_attrs: a pair's DSN names the standby too, which cannot DROP.
+        with psycopg.connect(url, autocommit=True, target_session_attrs="read-write") as conn:
             for table in (namespace, namespace + "_daily"):  # spent tokens, daily counters
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
