@@ -21,7 +21,6 @@ import hashlib
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,11 +30,11 @@ from tools.faults.growth import run_growth, run_redis_growth
 from tools.faults.ledgers import new_namespace
 from tools.faults.race_replicated import race_topology, topology
 from tools.faults.replicated import (
-    CLUSTER_DIR,
     DIR_ENV,
-    PAIR_DIR,
     PostgresStandbyPair,
     RedisClusterServers,
+    cluster_topology,
+    pair_topology,
 )
 from trunkkey import LedgerError, Reason
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
@@ -52,44 +51,29 @@ def _unavailable(why: object) -> None:
     pytest.skip(str(why))
 
 
-def _script_topology(sub: str) -> Path | None:
-    """The directory of the script's topology, or ``None`` (then CI fails)."""
-    directory = os.environ.get(DIR_ENV)
-    if directory:
-        return Path(directory) / sub
-    if os.environ.get("CI"):
+def _require_script_topology_under_ci() -> None:
+    if os.environ.get("CI") and not os.environ.get(DIR_ENV):
         pytest.fail(
             f"CI runs the failover tests on the servers of tools/start-services.sh "
             f"--replicated: {DIR_ENV} is not set"
         )
-    return None
 
 
 @pytest.fixture
 def pair() -> Iterator[PostgresStandbyPair]:
+    _require_script_topology_under_ci()
     try:
-        directory = _script_topology(PAIR_DIR)
-        if directory is None:
-            with PostgresStandbyPair() as made:
-                yield made
-            return
-        shared = PostgresStandbyPair.attach(directory).start()  # repaired, whatever came before
-        yield shared
-        shared.start()  # handed back whole
+        with pair_topology() as made:
+            yield made
     except ServerUnavailable as exc:
         _unavailable(exc)
 
 
 def _cluster() -> Iterator[RedisClusterServers]:
+    _require_script_topology_under_ci()
     try:
-        directory = _script_topology(CLUSTER_DIR)
-        if directory is None:
-            with RedisClusterServers() as made:
-                yield made
-            return
-        shared = RedisClusterServers.attach(directory).start()
-        yield shared
-        shared.start()
+        with cluster_topology() as made:
+            yield made
     except ServerUnavailable as exc:
         _unavailable(exc)
 
@@ -260,6 +244,7 @@ REPLICATED_RACES = int(os.environ.get("TRUNKKEY_REPLICATED_RACES", "1000"))
 
 @pytest.mark.parametrize("kind", ["postgres_pair", "redis_cluster"])
 def test_races_on_the_replicated_topologies_have_exactly_one_winner(kind: str) -> None:
+    _require_script_topology_under_ci()
     try:
         results = race_topology(
             kind, races=REPLICATED_RACES, rounds=REPLICATED_RACES // 10, procs=2, threads=4
@@ -277,6 +262,7 @@ class TestGrowthOnTheReplicatedTopologies:
 
     def test_the_synchronous_pair_holds_only_what_could_still_be_valid(self) -> None:
         tokens = 1_500
+        _require_script_topology_under_ci()
         try:
             with topology("postgres_pair"):
                 result = run_growth("postgres_pair", tokens=tokens, days=7, workers=4)
@@ -292,6 +278,7 @@ class TestGrowthOnTheReplicatedTopologies:
         # seconds), tokens spread over vehicles on all three primaries; each tick's
         # consumes (each waiting for a replica) must fit inside its real second.
         tokens = 600
+        _require_script_topology_under_ci()
         try:
             with topology("redis_cluster"):
                 result = run_redis_growth(

@@ -10,8 +10,10 @@ and a token that opens twice is the one thing a ledger must never allow.
 
     python -m tools.faults.failover            # both stores, figures printed
 
-needs PostgreSQL (initdb, pg_basebackup) and redis-server/redis-cli (the
-Debian packages tools/start-services.sh installs).
+runs on the topologies of ``tools/start-services.sh --replicated`` when
+``TRUNKKEY_REPLICATED_DIR`` is set (and repairs them afterwards), else on
+throwaway ones; needs PostgreSQL (initdb, pg_basebackup) and
+redis-server/redis-cli (the Debian packages the script installs).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trunkkey import (
@@ -37,7 +38,12 @@ from trunkkey import (
 )
 from trunkkey.ledger.base import Ledger
 
-from .replicated import PostgresStandbyPair, RedisClusterServers
+from .replicated import (
+    PostgresStandbyPair,
+    RedisClusterServers,
+    cluster_topology,
+    pair_topology,
+)
 
 #: The verifiers' clock: fixed, and ahead of the servers' real clocks, so
 #: Redis (which expires keys by its own clock) keeps every entry.
@@ -183,12 +189,6 @@ def run_failover(
     return run
 
 
-@contextmanager
-def postgres_pair() -> Iterator[PostgresStandbyPair]:
-    with PostgresStandbyPair() as pair:
-        yield pair
-
-
 def postgres_failover(pair: PostgresStandbyPair, fleet: Fleet) -> FailoverRun:
     """Kill the primary (``pg_ctl stop -m immediate``), promote the standby."""
     from trunkkey.ledger.postgres import PostgresLedger  # noqa: PLC0415 -- optional extra
@@ -211,12 +211,6 @@ def postgres_failover(pair: PostgresStandbyPair, fleet: Fleet) -> FailoverRun:
     )
     done.phases = phases
     return done
-
-
-@contextmanager
-def redis_cluster() -> Iterator[RedisClusterServers]:
-    with RedisClusterServers() as cluster:
-        yield cluster
 
 
 def redis_failover(cluster: RedisClusterServers, fleet: Fleet) -> FailoverRun:
@@ -252,10 +246,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"failover runs on {os.cpu_count()} cores")
     if args.store in {"postgres", "both"}:
-        with postgres_pair() as pair:
+        with pair_topology() as pair:
             print(postgres_failover(pair, Fleet()).summary())
     if args.store in {"redis", "both"}:
-        with redis_cluster() as cluster:
+        with cluster_topology() as cluster:
             print(redis_failover(cluster, Fleet()).summary())
 
 

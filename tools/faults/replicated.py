@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .faults import PostgresCluster, RedisServer, ServerUnavailable, _wait_until, free_port
@@ -397,6 +399,37 @@ def _owns(ranges: list[str], slot: int) -> bool:
 PAIR_DIR, CLUSTER_DIR = "pg-pair", "redis-cluster"
 #: Where the script's topology lives; tests and harnesses attach to it.
 DIR_ENV = "TRUNKKEY_REPLICATED_DIR"
+
+
+@contextmanager
+def pair_topology() -> Iterator[PostgresStandbyPair]:
+    """The script's pair (``TRUNKKEY_REPLICATED_DIR``), repaired before and handed back
+    whole after; without the variable, a throwaway pair."""
+    directory = os.environ.get(DIR_ENV)
+    if not directory:
+        with PostgresStandbyPair() as made:
+            yield made
+        return
+    shared = PostgresStandbyPair.attach(Path(directory) / PAIR_DIR).start()
+    try:
+        yield shared
+    finally:
+        shared.start()
+
+
+@contextmanager
+def cluster_topology() -> Iterator[RedisClusterServers]:
+    """The script's cluster, repaired before and after; without it, a throwaway one."""
+    directory = os.environ.get(DIR_ENV)
+    if not directory:
+        with RedisClusterServers() as made:
+            yield made
+        return
+    shared = RedisClusterServers.attach(Path(directory) / CLUSTER_DIR).start()
+    try:
+        yield shared
+    finally:
+        shared.start()
 
 
 def _ports(text: str, count: int) -> list[int]:
