@@ -67,6 +67,7 @@ from typing import Any
 from tools.faults.ledgers import (
     REPLICATED_ENV,
     SERVER_ENV,
+    ClusterPrimaries,
     drop_namespace,
     new_namespace,
     open_ledger,
@@ -377,7 +378,7 @@ def run_redis_growth(
         from trunkkey.ledger.redis_cluster import RedisClusterLedger  # noqa: PLC0415
 
         # SCAN and DBSIZE on every primary; the servers share one clock (loopback).
-        client: Any = redis.RedisCluster.from_url(url)
+        client: Any = ClusterPrimaries(url)
         ledger, vehicles = RedisClusterLedger(url, prefix=prefix), CLUSTER_VEHICLES
     else:
         client = redis.Redis.from_url(url)

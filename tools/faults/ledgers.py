@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from trunkkey.ledger.base import Ledger
 from trunkkey.ledger.memory import MemoryLedger
@@ -102,11 +104,19 @@ def drop_namespace(kind: str, namespace: str, url: str | None = None) -> None:
     if kind not in ("redis", "redis_cluster", "postgres", "postgres_pair"):
         return
     url = url or os.environ[SERVER_ENV.get(kind) or REPLICATED_ENV[kind]]
-    if kind in ("redis", "redis_cluster"):
+    if kind == "redis_cluster":
+        primaries = ClusterPrimaries(url)
+        for client in primaries.clients:
+            # One DEL per key: keys of different slots cannot share one.
+            pipe = client.pipeline(transaction=False)
+            for key in client.scan_iter(match=namespace.encode() + b":*", count=5000):
+                pipe.delete(key)
+            pipe.execute()
+        primaries.close()
+    elif kind == "redis":
         import redis
 
-        # A cluster client scans every primary and splits DEL by slot.
-        client = (redis.Redis if kind == "redis" else redis.RedisCluster).from_url(url)
+        client = redis.Redis.from_url(url)
         keys = list(client.scan_iter(match=namespace.encode() + b":*", count=5000))
         for start in range(0, len(keys), 5000):
             client.delete(*keys[start : start + 5000])
@@ -119,3 +129,40 @@ def drop_namespace(kind: str, namespace: str, url: str | None = None) -> None:
         with psycopg.connect(url, autocommit=True, target_session_attrs="read-write") as conn:
             for table in (namespace, namespace + "_daily"):  # spent tokens, daily counters
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+
+
+class ClusterPrimaries:
+    """A plain client of every primary of a Redis Cluster (from ``CLUSTER SLOTS``), for
+    SCAN, DBSIZE and DEL on each: redis-py's cluster client leaves a socket open."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        seed = redis.Redis.from_url(url)
+        try:
+            slots = seed.execute_command("CLUSTER", "SLOTS")
+        finally:
+            seed.close()
+        asked = urlsplit(url).hostname or "127.0.0.1"
+        addresses = {
+            ((entry[2][0].decode() if isinstance(entry[2][0], bytes) else entry[2][0])
+             or asked, int(entry[2][1]))
+            for entry in slots
+        }
+        self.clients = [redis.Redis(host=h, port=p) for h, p in sorted(addresses)]
+
+    def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
+        for client in self.clients:
+            yield from client.scan_iter(match=match, count=count)
+
+    def dbsize(self) -> int:
+        return sum(int(client.dbsize()) for client in self.clients)
+
+    def time(self) -> tuple[int, int]:
+        # One machine's clock: every node on loopback shares it.
+        seconds, micros = self.clients[0].time()
+        return int(seconds), int(micros)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
