@@ -5,10 +5,13 @@
     python -m tools.faults.with_replicated redis_cluster -- \
         python -m tools.faults.race --ledger redis_cluster --races 10000
 
-Starts the servers (tools/faults/replicated.py), sets ``TRUNKKEY_POSTGRES_PAIR_DSN``
-(and ``TRUNKKEY_POSTGRES_DSN``, so every harness that takes a PostgreSQL DSN
-runs on the pair) or ``TRUNKKEY_REDIS_CLUSTER_URL``, runs the command, stops
-the servers and exits with the command's status.
+Uses the topology ``tools/start-services.sh --replicated`` started when its
+address is exported, else starts a throwaway one (tools/faults/replicated.py);
+sets ``TRUNKKEY_POSTGRES_PAIR_DSN`` (and ``TRUNKKEY_POSTGRES_DSN``, so every
+harness that takes a PostgreSQL DSN runs on the pair) or
+``TRUNKKEY_REDIS_CLUSTER_URL``, runs the command, stops what it started and
+exits with the command's status. (The growth and race harnesses also take
+``--ledger postgres_pair`` / ``redis_cluster`` directly.)
 """
 
 from __future__ import annotations
