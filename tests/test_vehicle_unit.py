@@ -801,7 +801,8 @@ def test_unit_construction_refusals_say_why() -> None:
     with pytest.raises(InvalidRequest, match=r"^vehicle_id must be a non-empty string$"):
         VehicleUnit(**{**_parts(), "vehicle_id": ""})  # type: ignore[arg-type]
     with pytest.raises(
-        InvalidRequest, match=r"^vehicle_key must be a trunkkey\.SigningKey or another SigningBackend$"
+        InvalidRequest,
+        match=r"^vehicle_key must be a trunkkey\.SigningKey or another SigningBackend$",
     ):
         VehicleUnit(**{**_parts(), "vehicle_key": SigningKey.generate().public_key})  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest,
