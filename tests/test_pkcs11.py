@@ -9,6 +9,7 @@ tests skip; under CI (``.ci/run`` installs both) a skip is a failure.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import stat
 import subprocess
@@ -306,6 +307,17 @@ def test_the_private_key_cannot_be_read_or_exported_from_the_token(hsm: Hsm) -> 
     assert all(not isinstance(getattr(hsm.ed25519, s), bytes) for s in Pkcs11Signer.__slots__)
 
 
+def test_a_signer_and_its_token_cannot_be_pickled_or_built_by_hand(hsm: Hsm) -> None:
+    for live in (hsm.token, hsm.ed25519):
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            with pytest.raises(TypeError, match="cannot be pickled"):
+                pickle.dumps(live, protocol=protocol)
+    with pytest.raises(TypeError, match=r"Pkcs11Token\.open"):
+        Pkcs11Token()
+    with pytest.raises(TypeError, match=r"\.signer\(key_label\)"):
+        Pkcs11Signer()
+
+
 def test_a_key_the_token_would_let_out_is_refused(hsm: Hsm) -> None:
     with pytest.raises(HardwareKeyError, match=r"'loose-key' .* can leave the token"):
         hsm.token.signer("loose-key")
@@ -375,6 +387,12 @@ def test_a_missing_token_is_named_in_the_error(hsm: Hsm) -> None:
     with pytest.raises(HardwareKeyError, match=r"^PKCS#11 token 'no-such-token': cannot log in "
                                                r"\(NoSuchToken\)$"):
         Pkcs11Token.open(library=hsm.library, token_label=missing, pin=PIN)
+
+
+def test_a_module_that_does_not_load_is_named_in_the_error(hsm: Hsm, tmp_path: Path) -> None:
+    missing = tmp_path / "libnothing.so"
+    with pytest.raises(HardwareKeyError, match=r"^cannot load the PKCS#11 module '.*libnothing"):
+        Pkcs11Token.open(library=missing, token_label=LOGIN_TOKEN, pin=PIN)
 
 
 def test_a_closed_token_refuses_to_sign(hsm: Hsm) -> None:

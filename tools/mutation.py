@@ -61,6 +61,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_cose.py", "test_cose_vectors.py", "test_signed_objects.py", "test_verifier.py",
         "test_attacks.py", "test_hostile_cbor.py", "test_properties.py", "test_proof.py",
         "test_claims.py", "test_consent_verifier.py", "test_consent_chain.py", "test_trust.py",
+        "test_signing.py",
     ),
     "authority": (
         "test_verifier.py", "test_signed_objects.py", "test_attacks.py", "test_consent_chain.py",

@@ -98,10 +98,15 @@ class Pkcs11Token:
         if type(token_label) is not str or not token_label:
             raise InvalidRequest("token_label must be a non-empty string")
         secret = _pin(pin, pin_file)
+        try:
+            module = pkcs11.lib(os.fspath(library))
+        except (PKCS11Error, RuntimeError, OSError) as exc:
+            raise HardwareKeyError(
+                f"cannot load the PKCS#11 module {os.fspath(library)!r} ({type(exc).__name__})"
+            ) from None
         where = f"PKCS#11 token {token_label!r}"
         try:
-            token = pkcs11.lib(os.fspath(library)).get_token(token_label=token_label)
-            session = token.open(user_pin=secret, rw=False)
+            session = module.get_token(token_label=token_label).open(user_pin=secret, rw=False)
         except PinIncorrect:
             raise HardwareKeyError(f"{where} refused the PIN (wrong PIN)") from None
         except PinLocked:
