@@ -80,7 +80,7 @@ def _library() -> str:
 
 
 def _generate(library: str, token_label: str, label: str, algorithm: Algorithm,
-              *, extractable: bool = False) -> None:
+              *, extractable: bool = False, curve_name: str = "secp256r1") -> None:
     """A key pair made inside the token, as an operator would (python-pkcs11)."""
     token = pkcs11.lib(library).get_token(token_label=token_label)
     with token.open(user_pin=PIN, rw=True) as session:
@@ -89,7 +89,7 @@ def _generate(library: str, token_label: str, label: str, algorithm: Algorithm,
             curve = bytes.fromhex("06032b6570")  # the Ed25519 OID, 1.3.101.112
         else:
             key_type, mechanism = KeyType.EC, Mechanism.EC_KEY_PAIR_GEN
-            curve = encode_named_curve_parameters("secp256r1")
+            curve = encode_named_curve_parameters(curve_name)
         params = session.create_domain_parameters(key_type, {Attribute.EC_PARAMS: curve},
                                                   local=True)
         params.generate_keypair(
@@ -134,6 +134,7 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hsm]:
         _generate(library, SIGNING_TOKEN, "carmaker-p256", Algorithm.ES256)
         _generate(library, SIGNING_TOKEN, "vehicle-ed25519", Algorithm.EDDSA)
         _generate(library, SIGNING_TOKEN, "loose-key", Algorithm.EDDSA, extractable=True)
+        _generate(library, SIGNING_TOKEN, "p384-key", Algorithm.ES256, curve_name="secp384r1")
         _generate(library, LOGIN_TOKEN, "login-key", Algorithm.EDDSA)
         with Pkcs11Token.open(library=library, token_label=SIGNING_TOKEN, pin=PIN) as token:
             yield Hsm(
@@ -321,6 +322,13 @@ def test_a_signer_and_its_token_cannot_be_pickled_or_built_by_hand(hsm: Hsm) -> 
 def test_a_key_the_token_would_let_out_is_refused(hsm: Hsm) -> None:
     with pytest.raises(HardwareKeyError, match=r"'loose-key' .* can leave the token"):
         hsm.token.signer("loose-key")
+
+
+def test_a_key_on_another_curve_is_refused_by_name(hsm: Hsm) -> None:
+    with pytest.raises(HardwareKeyError, match=r"^key 'p384-key' on PKCS#11 token "
+                                               r"'trunkkey-signing': the key is neither Ed25519 "
+                                               r"nor P-256"):
+        hsm.token.signer("p384-key")
 
 
 def test_an_unknown_key_label_is_named_in_the_error(hsm: Hsm) -> None:

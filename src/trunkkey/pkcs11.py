@@ -141,6 +141,8 @@ class Pkcs11Token:
                 algorithm, raw = _public_parts(public)
             except PKCS11Error as exc:
                 raise HardwareKeyError(f"{where}: {type(exc).__name__}") from None
+            except HardwareKeyError as exc:
+                raise HardwareKeyError(f"{where}: {exc}") from None
         if not isinstance(private, SignMixin):
             raise HardwareKeyError(f"{where} is not a key that signs")
         if extractable or not sensitive:
