@@ -147,7 +147,7 @@ def test_a_token_from_a_backend_verifies() -> None:
     assert verifier.verify(token, vehicle_id="VIN-1", action="trunk").reason is Reason.ALLOWED
 
 
-def test_a_high_s_signature_from_a_backend_leaves_sign1_in_the_low_form() -> None:
+def test_a_high_s_signature_from_a_backend_leaves_sign1_in_the_low_s_form() -> None:
     key = SigningKey.generate(Algorithm.ES256)
     message = sign1(Wrapped(key, _high_s), b"payload", typ=Typ.RECEIPT)
     signature = parse_sign1(message).signature
