@@ -13,6 +13,7 @@ import pickle
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -410,3 +411,14 @@ def test_a_closed_token_refuses_to_sign(hsm: Hsm) -> None:
     token.close()
     with pytest.raises(HardwareKeyError, match="'trunkkey-login' is closed"):
         signer.sign(b"m")
+
+
+def test_the_hsm_mint_benchmark_runs() -> None:
+    _library()
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench.hsm_mint", "--mints", "5", "--rounds", "1"],
+        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["EdDSA", "ES256"]
