@@ -10,7 +10,8 @@ in :func:`trunkkey.cose.sign1`, as for a key in memory.
 
 * **Ed25519** with ``CKM_EDDSA``, over the message itself.
 * **ECDSA P-256** with ``CKM_ECDSA`` over the SHA-256 digest computed here
-  (every token has plain ``CKM_ECDSA``; SoftHSM2 has no ``CKM_ECDSA_SHA256``).
+  (plain ``CKM_ECDSA`` is what tokens have in common; SoftHSM2 has no
+  ``CKM_ECDSA_SHA256``).
   The token's ``r || s`` may have a high ``s``; ``sign1`` puts it in the low
   form trunkkey's verifiers require.
 
