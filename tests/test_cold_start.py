@@ -41,6 +41,9 @@ NEVER_ON_THE_COLD_PATH = (
     "trunkkey.inspect",
     "trunkkey.testing",
     "trunkkey.vehicle",
+    # A signing key in a hardware token is the backend's business, never the car's wake.
+    "pkcs11",
+    "trunkkey.pkcs11",
 )
 
 #: Loaded on the cold path today by module-level imports in keys.py (OpenSSL's

@@ -16,7 +16,10 @@ def _proof_world() -> tuple[SigningKey, bytes]:
 
 def test_make_proof_refusals_say_why() -> None:
     device, token = _proof_world()
-    with pytest.raises(InvalidRequest, match=r"^device_key must be a trunkkey\.SigningKey$"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"^device_key must be a trunkkey\.SigningKey or another SigningBackend$",
+    ):
         make_proof(device.public_key, token=token, vehicle_id="V",  # type: ignore[arg-type]
                    challenge=bytes(16))
     with pytest.raises(InvalidRequest, match=r"^challenge must be 16 to 32 bytes$"):

@@ -800,7 +800,10 @@ def _parts(tmp_path: Path | None = None) -> dict[str, object]:
 def test_unit_construction_refusals_say_why() -> None:
     with pytest.raises(InvalidRequest, match=r"^vehicle_id must be a non-empty string$"):
         VehicleUnit(**{**_parts(), "vehicle_id": ""})  # type: ignore[arg-type]
-    with pytest.raises(InvalidRequest, match=r"^vehicle_key must be a trunkkey\.SigningKey$"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"^vehicle_key must be a trunkkey\.SigningKey or another SigningBackend$",
+    ):
         VehicleUnit(**{**_parts(), "vehicle_key": SigningKey.generate().public_key})  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest,
                        match=r"^consent must be a trunkkey\.consent\.ConsentVerifier$"):

@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
     from .cose import Typ as Typ
     from .errors import AccessDenied as AccessDenied
     from .errors import DecodeError as DecodeError
+    from .errors import HardwareKeyError as HardwareKeyError
     from .errors import InsecureKeyFile as InsecureKeyFile
     from .errors import InvalidRequest as InvalidRequest
     from .errors import KeyFileError as KeyFileError
@@ -50,8 +51,11 @@ if _typing.TYPE_CHECKING:
     from .ledger import SqliteLedger as SqliteLedger
     from .logentry import EntryKind as EntryKind
     from .logentry import LogEntry as LogEntry
+    from .pkcs11 import Pkcs11Signer as Pkcs11Signer
+    from .pkcs11 import Pkcs11Token as Pkcs11Token
     from .proof import make_proof as make_proof
     from .reasons import Reason as Reason
+    from .signing import SigningBackend as SigningBackend
     from .trust import TrustedKey as TrustedKey
     from .trust import TrustStore as TrustStore
     from .verifier import Decision as Decision
@@ -71,6 +75,7 @@ _DEFINED_IN: dict[str, str] = {
     "Typ": "cose",
     "AccessDenied": "errors",
     "DecodeError": "errors",
+    "HardwareKeyError": "errors",
     "InsecureKeyFile": "errors",
     "InvalidRequest": "errors",
     "KeyFileError": "errors",
@@ -93,8 +98,11 @@ _DEFINED_IN: dict[str, str] = {
     "SqliteLedger": "ledger",
     "EntryKind": "logentry",
     "LogEntry": "logentry",
+    "Pkcs11Signer": "pkcs11",
+    "Pkcs11Token": "pkcs11",
     "make_proof": "proof",
     "Reason": "reasons",
+    "SigningBackend": "signing",
     "TrustedKey": "trust",
     "TrustStore": "trust",
     "Decision": "verifier",
@@ -124,6 +132,7 @@ __all__ = [
     "DecodeError",
     "EntryKind",
     "Geofence",
+    "HardwareKeyError",
     "HistoryOutcome",
     "InsecureKeyFile",
     "InvalidRequest",
@@ -137,9 +146,12 @@ __all__ = [
     "LogEntry",
     "ManualClock",
     "MemoryLedger",
+    "Pkcs11Signer",
+    "Pkcs11Token",
     "Purpose",
     "Reason",
     "SignatureError",
+    "SigningBackend",
     "SigningKey",
     "SqliteLedger",
     "SystemClock",

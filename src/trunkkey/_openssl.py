@@ -35,9 +35,10 @@ def p256_verify(key: ec.EllipticCurvePublicKey, r: int, s: int, message: bytes) 
     return True
 
 
-def p256_sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> tuple[int, int]:
+def p256_sign(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
+    """ECDSA P-256 over SHA-256 as raw r || s (either s: the caller picks the form)."""
     r, s = decode_dss_signature(key.sign(message, _ECDSA_SHA256))
-    return r, s
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def p256_generate() -> ec.EllipticCurvePrivateKey:

@@ -27,8 +27,9 @@ from . import cbor
 from .claims import check_name
 from .cose import Typ, open_sign1, sign1
 from .errors import DecodeError, InvalidRequest
-from .keys import SigningKey, VerificationKey
+from .keys import VerificationKey
 from .merkle import HASH_SIZE, MAX_PROOF_HASHES, MAX_TREE_SIZE, leaf_hash, verify_inclusion
+from .signing import SigningBackend, signing_backend
 
 #: No checkpoint or acknowledgement is longer (a 64-byte vehicle id, the largest ints).
 MAX_CHECKPOINT_BYTES = 256
@@ -65,7 +66,7 @@ class Checkpoint:
         return self.size == other.size and hmac.compare_digest(self.root, other.root)
 
 
-def sign_checkpoint(vehicle_key: SigningKey, checkpoint: Checkpoint) -> bytes:
+def sign_checkpoint(vehicle_key: SigningBackend, checkpoint: Checkpoint) -> bytes:
     """The car's signed statement of its log (``typ`` CHECKPOINT)."""
     return _sign(vehicle_key, checkpoint, Typ.CHECKPOINT)
 
@@ -77,7 +78,7 @@ def open_checkpoint(
     return _open(data, vehicle_key, Typ.CHECKPOINT, vehicle_id)
 
 
-def sign_log_ack(backend_key: SigningKey, checkpoint: Checkpoint) -> bytes:
+def sign_log_ack(backend_key: SigningBackend, checkpoint: Checkpoint) -> bytes:
     """The backend's signed statement that it holds the car's log up to ``checkpoint``."""
     return _sign(backend_key, checkpoint, Typ.LOG_ACK)
 
@@ -89,9 +90,8 @@ def open_log_ack(
     return _open(data, backend_key, Typ.LOG_ACK, vehicle_id)
 
 
-def _sign(key: SigningKey, checkpoint: Checkpoint, typ: Typ) -> bytes:
-    if not isinstance(key, SigningKey):
-        raise InvalidRequest("key must be a trunkkey.SigningKey")
+def _sign(key: SigningBackend, checkpoint: Checkpoint, typ: Typ) -> bytes:
+    signing_backend(key, "key")
     if not isinstance(checkpoint, Checkpoint):
         raise InvalidRequest("checkpoint must be a trunkkey.checkpoint.Checkpoint")
     return sign1(key, checkpoint.encode(), typ=typ)

@@ -30,13 +30,16 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
 
 from . import cbor
 from .errors import DecodeError, SignatureError
-from .keys import Algorithm, SigningKey, VerificationKey
+from .keys import Algorithm, SigningKey, VerificationKey, unique_signature
+
+if TYPE_CHECKING:
+    from .signing import SigningBackend
 
 COSE_SIGN1_TAG = 18
 HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP = 1, 2, 3, 4, 16
@@ -85,14 +88,25 @@ def protected_header(algorithm: Algorithm, typ: Typ, kid: bytes | None) -> bytes
 
 
 def sign1(
-    key: SigningKey, payload: bytes, *, typ: Typ, include_kid: bool = True,
+    key: SigningBackend, payload: bytes, *, typ: Typ, include_kid: bool = True,
     external_aad: bytes = b"",
 ) -> bytes:
-    """A strict-profile, tagged COSE_Sign1 over ``payload``."""
+    """A strict-profile, tagged COSE_Sign1 over ``payload``, signed by ``key``.
+
+    A :class:`SigningKey` signs in the unique form itself. Any other backend
+    (an HSM, say) has its signature put into that form and checked under its
+    public key here: a backend that signs with another key than it names, or
+    returns anything but a signature, fails at signing, not in every car.
+    """
     protected = protected_header(key.algorithm, typ, key.kid if include_kid else None)
     protected_item = cbor.head(2, len(protected)) + protected
     payload_item = cbor.head(2, len(payload)) + payload
     signature = key.sign(to_be_signed(protected_item, payload_item, external_aad))
+    if type(key) is not SigningKey:
+        signature = unique_signature(key.algorithm, signature)
+        if not signature_holds(key.public_key, signature, protected_item, payload_item,
+                               external_aad):
+            raise SignatureError("the signing backend's signature does not verify under its key")
     return (b"\xd2\x84" + protected_item + b"\xa0" + payload_item
             + cbor.head(2, len(signature)) + signature)
 

@@ -40,6 +40,13 @@ class InsecureKeyFile(KeyFileError):
     """A private key file is readable by other users; it is refused, not used."""
 
 
+class HardwareKeyError(TrunkkeyError):
+    """A key in a hardware token (PKCS#11) could not be reached, logged into or used.
+
+    The message names the token, the key label and the PKCS#11 error; never the PIN.
+    """
+
+
 class LedgerError(TrunkkeyError):
     """The replay ledger could not record or answer; access must be denied."""
 

@@ -37,10 +37,11 @@ from .checkpoint import (
 )
 from .claims import check_name
 from .errors import DecodeError, InvalidRequest, SignatureError
-from .keys import SigningKey, VerificationKey
+from .keys import VerificationKey
 from .logentry import LogEntry, decode_entry
 from .merkle import FrontierTree, leaf_hash, verify_consistency
 from .reasons import Reason
+from .signing import SigningBackend, signing_backend
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,10 +83,8 @@ class _Refused(Exception):
 class CheckpointStore:
     """Every checkpoint and entry the backend has received, per car."""
 
-    def __init__(self, *, backend_key: SigningKey) -> None:
-        if not isinstance(backend_key, SigningKey):
-            raise InvalidRequest("backend_key must be a trunkkey.SigningKey")
-        self._key = backend_key
+    def __init__(self, *, backend_key: SigningBackend) -> None:
+        self._key = signing_backend(backend_key, "backend_key")
         self._cars: dict[str, _Car] = {}
 
     def __repr__(self) -> str:

@@ -22,7 +22,8 @@ from .clock import Clock, SystemClock, to_unix
 from .cose import Typ, sign1
 from .errors import InvalidRequest
 from .geo import Geofence
-from .keys import SigningKey, VerificationKey
+from .keys import VerificationKey
+from .signing import SigningBackend, signing_backend
 
 #: Longest window an issuer will mint by default (and a verifier accept).
 DEFAULT_MAX_LIFETIME = 24 * 3600
@@ -37,18 +38,16 @@ class Issuer:
 
     def __init__(
         self,
-        signing_key: SigningKey,
+        signing_key: SigningBackend,
         issuer: str,
         *,
         clock: Clock | None = None,
         max_lifetime: int = DEFAULT_MAX_LIFETIME,
         _token_ids: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        if not isinstance(signing_key, SigningKey):
-            raise InvalidRequest("signing_key must be a trunkkey.SigningKey")
+        self._key = signing_backend(signing_key, "signing_key")
         if type(max_lifetime) is not int or max_lifetime <= 0:
             raise InvalidRequest("max_lifetime must be a positive number of seconds")
-        self._key = signing_key
         self._issuer = check_name(issuer, "issuer")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._max_lifetime = max_lifetime

@@ -71,6 +71,19 @@ class Algorithm(IntEnum):
         return 64
 
 
+def unique_signature(algorithm: Algorithm, signature: bytes) -> bytes:
+    """``signature`` in the one form trunkkey emits and accepts: for P-256, s in the low half.
+
+    ECDSA is malleable (s and n - s both verify): every signature trunkkey makes passes here.
+    """
+    if type(signature) is not bytes or len(signature) != algorithm.signature_length:
+        raise SignatureError(f"a {algorithm.cose_name} signature is 64 bytes")
+    s = int.from_bytes(signature[32:], "big")
+    if algorithm is Algorithm.EDDSA or s <= _P256_HALF_ORDER:
+        return signature
+    return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
+
+
 def _forbid_pickle(obj: object) -> NoReturn:
     raise TypeError(f"{type(obj).__name__} cannot be pickled: export it explicitly")
 
@@ -416,13 +429,7 @@ class SigningKey:
             return _ed25519_sign(message, secret)
         from . import _openssl  # noqa: PLC0415 -- loaded already: this key is P-256
 
-        r, s = _openssl.p256_sign(secret, message)
-        # Low-s form: ECDSA signatures are malleable (s and n - s both verify);
-        # trunkkey never emits the high form. Replay protection never relies on
-        # signature bytes, only on the signed token id.
-        if s > _P256_HALF_ORDER:
-            s = _P256_ORDER - s
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return unique_signature(Algorithm.ES256, _openssl.p256_sign(secret, message))
 
     # -- export -------------------------------------------------------------
     def _cryptography_private(self) -> PrivateKey:

@@ -19,7 +19,8 @@ import hmac
 from . import cbor
 from .cose import Typ, protected_header, sign1, signature_holds, split_sign1
 from .errors import DecodeError, InvalidRequest
-from .keys import Algorithm, SigningKey, VerificationKey
+from .keys import Algorithm, VerificationKey
+from .signing import SigningBackend, signing_backend
 
 MIN_CHALLENGE_BYTES = 16
 MAX_CHALLENGE_BYTES = 32
@@ -49,10 +50,11 @@ def challenge_problem(challenge: object) -> str | None:
     return None
 
 
-def make_proof(device_key: SigningKey, *, token: bytes, vehicle_id: str, challenge: bytes) -> bytes:
+def make_proof(
+    device_key: SigningBackend, *, token: bytes, vehicle_id: str, challenge: bytes
+) -> bytes:
     """The courier device's answer to ``challenge`` for ``token`` at ``vehicle_id``."""
-    if not isinstance(device_key, SigningKey):
-        raise InvalidRequest("device_key must be a trunkkey.SigningKey")
+    signing_backend(device_key, "device_key")
     problem = challenge_problem(challenge)
     if problem is not None:
         raise InvalidRequest(problem)

@@ -22,8 +22,9 @@ from ..cose import (
     signature_holds,
 )
 from ..errors import DecodeError, InvalidRequest
-from ..keys import SigningKey, VerificationKey
+from ..keys import VerificationKey
 from ..reasons import Reason
+from ..signing import SigningBackend, signing_backend
 from ..trust import check_window, in_window
 from .errors import UpdateRefused
 
@@ -53,12 +54,10 @@ class VehicleAnchors:
     """A car's anchors: carmaker roots by kid, plus the car's own id and key."""
 
     def __init__(
-        self, *, vehicle_id: str, vehicle_key: SigningKey, roots: Iterable[RootKey],
+        self, *, vehicle_id: str, vehicle_key: SigningBackend, roots: Iterable[RootKey],
     ) -> None:
-        if not isinstance(vehicle_key, SigningKey):
-            raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+        self._vehicle_key = signing_backend(vehicle_key, "vehicle_key")
         self._vehicle_id = check_name(vehicle_id, "vehicle_id")
-        self._vehicle_key = vehicle_key
         self._lock = threading.Lock()
         by_kid: dict[bytes, RootKey] = {}
         for root in roots:
@@ -86,7 +85,7 @@ class VehicleAnchors:
         return self._vehicle_id
 
     @property
-    def vehicle_key(self) -> SigningKey:
+    def vehicle_key(self) -> SigningBackend:
         """The car's own key (signs receipts; never leaves the car)."""
         return self._vehicle_key
 

@@ -41,7 +41,8 @@ from ..clock import to_unix
 from ..cose import Typ, sign1, signed_identity
 from ..errors import DecodeError, InvalidRequest
 from ..geo import Geofence
-from ..keys import Algorithm, SigningKey, VerificationKey
+from ..keys import Algorithm, VerificationKey
+from ..signing import SigningBackend, signing_backend
 
 # Payload labels.
 GRANTEE, NAME, ACCESS, NBF, EXP, DEPTH, VEHICLES, PLACES, DAILY_LIMIT = range(1, 10)
@@ -345,19 +346,21 @@ def make_grant(
     )
 
 
-def sign_root_grant(root_key: SigningKey, grant: Grant) -> bytes:
+def sign_root_grant(root_key: SigningBackend, grant: Grant) -> bytes:
     """The carmaker root signs the first grant of a chain (its ``kid`` in the header)."""
+    signing_backend(root_key, "root_key")
     if root_scope(grant).__class__ is str:
         raise InvalidRequest("the first grant of a chain must name its vehicles")
     return sign1(root_key, encode_grant(grant), typ=Typ.GRANT, include_kid=True)
 
 
-def sign_delegation(delegator_key: SigningKey, parent: Scope, grant: Grant) -> bytes:
+def sign_delegation(delegator_key: SigningBackend, parent: Scope, grant: Grant) -> bytes:
     """A grantee delegates ``grant`` under ``parent``; refused here if it would widen.
 
     The car checks the same rule again; refusing at minting time only turns a
     failed delivery into an error the delegator sees at once.
     """
+    signing_backend(delegator_key, "delegator_key")
     narrowed = narrow(parent, grant)
     if isinstance(narrowed, str):
         raise InvalidRequest(f"delegation would widen its parent: {narrowed}")

@@ -27,8 +27,9 @@ from .. import cbor
 from ..claims import MAX_ORDER_BYTES, MAX_TIME, TOKEN_ID_LENGTH
 from ..cose import Typ, sign1
 from ..errors import DecodeError, InvalidRequest
-from ..keys import KID_LENGTH, SigningKey
+from ..keys import KID_LENGTH
 from ..reasons import Reason
+from ..signing import SigningBackend, signing_backend
 from ._files import write_atomically
 from .anchors import MAX_UPDATE_BYTES, VehicleAnchors, open_root_signed
 from .errors import UpdateRefused
@@ -126,7 +127,7 @@ def decode_revocations(payload: bytes) -> RevocationList:
 
 
 def sign_revocation_list(
-    root_key: SigningKey,
+    root_key: SigningBackend,
     *,
     version: int,
     issued_at: int,
@@ -136,6 +137,7 @@ def sign_revocation_list(
     supersede: Mapping[bytes, int] | None = None,
 ) -> bytes:
     """The carmaker's side: sign a complete revocation snapshot."""
+    signing_backend(root_key, "root_key")
     rl = RevocationList(
         version=version, issued_at=issued_at, grants=frozenset(grants), keys=frozenset(keys),
         tokens=frozenset(tokens), supersede=dict(supersede or {}),

@@ -31,8 +31,9 @@ from .. import cbor
 from ..claims import MAX_TIME, check_name
 from ..cose import Typ, sign1
 from ..errors import DecodeError, InvalidRequest
-from ..keys import KID_LENGTH, Algorithm, SigningKey, VerificationKey
+from ..keys import KID_LENGTH, Algorithm, VerificationKey
 from ..reasons import Reason
+from ..signing import SigningBackend, signing_backend
 from ..trust import TrustedKey, TrustStore
 from ._files import write_atomically
 from .anchors import MAX_UPDATE_BYTES, RootKey, VehicleAnchors, open_root_signed
@@ -145,10 +146,11 @@ def _state_entry(row: Any, role: Role) -> KeyEntry:
 
 
 def sign_trust_update(
-    root_key: SigningKey, *, version: int, issued_at: int,
+    root_key: SigningBackend, *, version: int, issued_at: int,
     set_keys: Sequence[KeyEntry] = (), remove: Sequence[bytes] = (),
 ) -> bytes:
     """The carmaker's side: sign an update with a root the car currently holds."""
+    signing_backend(root_key, "root_key")
     update = TrustUpdate(
         version=version, issued_at=issued_at, set=tuple(set_keys), remove=tuple(sorted(remove)),
     )

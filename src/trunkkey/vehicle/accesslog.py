@@ -32,11 +32,12 @@ from ..checkpoint import (
     sign_checkpoint,
 )
 from ..errors import DecodeError, InvalidRequest, SignatureError
-from ..keys import SigningKey, VerificationKey
+from ..keys import VerificationKey
 from ..ledger.base import DailyLimit, Ledger, SpendOutcome
 from ..ledger.sqlite import SqliteLedger
 from ..logentry import EntryKind, LogEntry
 from ..merkle import FrontierTree, consistency_proof, inclusion_proof, leaf_hash
+from ..signing import SigningBackend
 
 
 class JournalStore(Protocol):
@@ -85,7 +86,7 @@ class AccessLog:
     """One car's access log: append, checkpoint, prove, prune on acknowledgement."""
 
     def __init__(
-        self, *, vehicle_id: str, vehicle_key: SigningKey, store: JournalStore,
+        self, *, vehicle_id: str, vehicle_key: SigningBackend, store: JournalStore,
         time: Callable[[], int], ack_key: VerificationKey | None = None,
     ) -> None:
         self._vehicle = vehicle_id
@@ -272,7 +273,7 @@ def open_store(ledger: Ledger) -> JournalStore:
 
 
 def attach_log(
-    ledger: Ledger, *, vehicle_id: str, vehicle_key: SigningKey, boot: int,
+    ledger: Ledger, *, vehicle_id: str, vehicle_key: SigningBackend, boot: int,
     time: Callable[[], int], ack_key: VerificationKey | None,
 ) -> tuple[AccessLog, LoggedLedger]:
     """The unit's log over ``ledger``, with this boot's entry written, and the

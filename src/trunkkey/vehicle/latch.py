@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..claims import Action, TokenClaims
-from ..keys import SigningKey
+from ..signing import SigningBackend
 from .accesslog import AccessLog
 from .events import EventBus, EventKind
 from .receipt import Receipt, sign_receipt
@@ -36,7 +36,7 @@ class Latch:
 
     def __init__(
         self, *, actuator: Actuator, time: TimeKeeper, events: EventBus, vehicle_id: str,
-        vehicle_key: SigningKey, relock_timeout: int, log: AccessLog,
+        vehicle_key: SigningBackend, relock_timeout: int, log: AccessLog,
     ) -> None:
         self._actuator = actuator
         self._time = time

@@ -16,8 +16,9 @@ from ..checkpoint import MAX_PROOF_BYTES, LogEvidence, read_evidence
 from ..claims import Action, Purpose, check_name
 from ..cose import Typ, open_sign1, sign1
 from ..errors import DecodeError, InvalidRequest
-from ..keys import SigningKey, VerificationKey
+from ..keys import VerificationKey
 from ..logentry import EntryKind, decode_entry
+from ..signing import SigningBackend, signing_backend
 
 #: A receipt with its log evidence: the checkpoint, the entry and a proof of
 #: at most 64 hashes fit, with the receipt's own members, in this.
@@ -76,9 +77,8 @@ class Receipt:
         return cbor.encode(members)
 
 
-def sign_receipt(vehicle_key: SigningKey, receipt: Receipt) -> bytes:
-    if not isinstance(vehicle_key, SigningKey):
-        raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+def sign_receipt(vehicle_key: SigningBackend, receipt: Receipt) -> bytes:
+    signing_backend(vehicle_key, "vehicle_key")
     check_name(receipt.vehicle_id, "vehicle_id")
     return sign1(vehicle_key, receipt.encode(), typ=Typ.RECEIPT)
 

@@ -36,7 +36,8 @@ from ..claims import MAX_TIME, check_name
 from ..clock import Clock
 from ..cose import Typ, open_sign1, sign1
 from ..errors import DecodeError, InvalidRequest, SignatureError
-from ..keys import SigningKey, VerificationKey
+from ..keys import VerificationKey
+from ..signing import SigningBackend, signing_backend
 
 SYNC_NONCE_BYTES = 16
 MAX_SYNC_BYTES = 256
@@ -137,11 +138,10 @@ class FileTimeStore:
 # -- The time-sync message ---------------------------------------------------
 
 def make_time_sync(
-    carmaker_key: SigningKey, *, vehicle_id: str, nonce: bytes, time: int
+    carmaker_key: SigningBackend, *, vehicle_id: str, nonce: bytes, time: int
 ) -> bytes:
     """The carmaker's time server's answer to ``nonce`` from ``vehicle_id``."""
-    if not isinstance(carmaker_key, SigningKey):
-        raise InvalidRequest("carmaker_key must be a trunkkey.SigningKey")
+    signing_backend(carmaker_key, "carmaker_key")
     check_name(vehicle_id, "vehicle_id")
     if type(nonce) is not bytes or len(nonce) != SYNC_NONCE_BYTES:
         raise InvalidRequest(f"nonce must be {SYNC_NONCE_BYTES} bytes")

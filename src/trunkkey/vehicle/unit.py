@@ -41,10 +41,11 @@ from ..consent.anchors import RootKey
 from ..consent.chain import ConsentVerifier
 from ..errors import AccessDenied, InvalidRequest
 from ..geo import Location, distance_m
-from ..keys import SigningKey, VerificationKey
+from ..keys import VerificationKey
 from ..ledger.base import Ledger
 from ..ledger.sqlite import SqliteLedger
 from ..reasons import Reason
+from ..signing import SigningBackend, signing_backend
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
 from .accesslog import AccessLog, attach_log
@@ -70,7 +71,7 @@ class VehicleUnit:
         self,
         *,
         vehicle_id: str,
-        vehicle_key: SigningKey,
+        vehicle_key: SigningBackend,
         trust_store: TrustStore,
         carmaker_key: VerificationKey,
         ledger: Ledger,
@@ -91,8 +92,7 @@ class VehicleUnit:
         ``trust_store`` and refuses every chain and update. ``log_ack_key``:
         the backend key whose acknowledgements let the access log prune."""
         self._vehicle = check_name(vehicle_id, "vehicle_id")
-        if not isinstance(vehicle_key, SigningKey):
-            raise InvalidRequest("vehicle_key must be a trunkkey.SigningKey")
+        signing_backend(vehicle_key, "vehicle_key")
         if consent is not None and not isinstance(consent, ConsentVerifier):
             raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
         self._key = vehicle_key

@@ -34,8 +34,8 @@ from ..consent.errors import UpdateRefused
 from ..consent.revocation import RevocationState
 from ..consent.rotation import TrustUpdater
 from ..errors import InvalidRequest
-from ..keys import SigningKey
 from ..reasons import Reason
+from ..signing import SigningBackend
 from ..trust import TrustStore
 
 #: File names under a unit's state directory (next to the ledger and time.json).
@@ -68,7 +68,7 @@ class UpdateOutcome:
 def consent_verifier(
     *,
     vehicle_id: str,
-    vehicle_key: SigningKey,
+    vehicle_key: SigningBackend,
     roots: Iterable[RootKey],
     state_dir: str | os.PathLike[str] | None = None,
     cache: GrantCache | None = None,
@@ -101,7 +101,7 @@ class ConsentUpdates:
         consent: ConsentVerifier,
         trust_store: TrustStore,
         vehicle_id: str,
-        vehicle_key: SigningKey,
+        vehicle_key: SigningBackend,
         trust_state: str | os.PathLike[str] | None = None,
     ) -> None:
         anchors = consent.anchors
