@@ -17,6 +17,9 @@ from ._lazy import lazy_names as _lazy_names
 __version__ = "0.1.0"
 
 if _typing.TYPE_CHECKING:
+    from .advice import Advice as Advice
+    from .advice import Remedy as Remedy
+    from .advice import advice_for as advice_for
     from .checkpoint import Checkpoint as Checkpoint
     from .checkpoint import LogBundle as LogBundle
     from .claims import Action as Action
@@ -60,6 +63,9 @@ if _typing.TYPE_CHECKING:
 
 #: Where each public name is defined: the module imported on its first use.
 _DEFINED_IN: dict[str, str] = {
+    "Advice": "advice",
+    "Remedy": "advice",
+    "advice_for": "advice",
     "Checkpoint": "checkpoint",
     "LogBundle": "checkpoint",
     "Action": "claims",
@@ -116,6 +122,7 @@ __getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
 __all__ = [
     "AccessDenied",
     "Action",
+    "Advice",
     "Algorithm",
     "Checkpoint",
     "CheckpointStore",
@@ -139,6 +146,7 @@ __all__ = [
     "MemoryLedger",
     "Purpose",
     "Reason",
+    "Remedy",
     "SignatureError",
     "SigningKey",
     "SqliteLedger",
@@ -152,6 +160,7 @@ __all__ = [
     "VerificationKey",
     "Verifier",
     "VerifierPolicy",
+    "advice_for",
     "inspect_unverified",
     "make_proof",
 ]
