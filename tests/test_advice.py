@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +32,8 @@ def test_each_status_is_a_real_http_status_of_the_right_class(reason: Reason) ->
         # A denial is never a success, and only allowed needs no remedy.
         assert 400 <= status < 600
         assert advice.remedy is not Remedy.NONE
-    assert advice.title and len(advice.title) <= 60
+    assert advice.title
+    assert len(advice.title) <= 60
 
 
 def test_only_transient_faults_are_server_errors_and_they_are_never_remint() -> None:
@@ -67,3 +70,15 @@ def test_advice_accepts_the_reason_code_string_and_refuses_an_unknown_one() -> N
 def test_the_table_cannot_be_changed_at_run_time() -> None:
     with pytest.raises(TypeError):
         ADVICE[Reason.ALREADY_USED] = ADVICE[Reason.ALLOWED]  # type: ignore[index]
+
+
+def test_the_service_page_lists_every_reason_with_its_status_and_remedy() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text("utf-8")
+    rows = {
+        code: (int(status), remedy)
+        for code, status, remedy in re.findall(
+            r"^\| `([a-z_]+)` \| (\d{3}) \| ([a-z-]+) \|", page, re.MULTILINE
+        )
+    }
+    for reason, advice in ADVICE.items():
+        assert rows.get(reason.value) == (advice.status, advice.remedy.value), reason
