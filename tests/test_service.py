@@ -345,10 +345,13 @@ def test_openapi_lists_every_endpoint_and_its_problem_responses(service: Service
 
 # -- uvicorn on loopback -------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _listening_socket() -> socket.socket:
+    """A loopback socket on a free port, handed to uvicorn whole: no other process can
+    take the port between choosing it and serving on it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
 
 
 def _wait_ready(http: Any, process: subprocess.Popen[bytes], deadline_s: float) -> None:
@@ -368,16 +371,17 @@ def _wait_ready(http: Any, process: subprocess.Popen[bytes], deadline_s: float) 
 def test_the_service_runs_under_uvicorn_on_loopback() -> None:
     dsn = require_postgres()
     tables = "tk_svc_" + secrets.token_hex(5)
-    port = _free_port()
+    sock = _listening_socket()
+    port = int(sock.getsockname()[1])
     env = {
         **os.environ, "TRUNKKEY_POSTGRES_DSN": dsn, "TRUNKKEY_SERVICE_KEYS": "ephemeral",
         "TRUNKKEY_SERVICE_TABLES": tables,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "service.app:app_from_env",
-         "--app-dir", str(ROOT / "examples"), "--host", "127.0.0.1", "--port", str(port),
+         "--app-dir", str(ROOT / "examples"), "--fd", str(sock.fileno()),
          "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(sock.fileno(),),
     )
     courier = SigningKey.generate()
     try:
@@ -407,6 +411,7 @@ def test_the_service_runs_under_uvicorn_on_loopback() -> None:
             assert again.json()["reason"] == "already_used"
             assert "/cloud/verify" in http.get("/openapi.json").json()["paths"]
     finally:
+        sock.close()
         process.terminate()
         try:
             process.communicate(timeout=10)

@@ -35,15 +35,13 @@ from trunkkey.consent import (
     UpdateRefused,
     VehicleAnchors,
     access_mask,
-    decode_grant,
     encode_chain,
     grant_digest,
     make_grant,
     sign_revocation_list,
     sign_root_grant,
 )
-from trunkkey.cose import split_sign1
-from trunkkey.ledger.postgres import PostgresLedger
+from trunkkey.ledger import PostgresLedger
 
 from .encoding import from_text, to_text
 from .models import (
@@ -173,7 +171,7 @@ class Backend:
         digest = grant_digest(signed)
         self.store.record_consent(
             digest=digest, vehicle_id=request.vehicle_id, retailer=request.retailer,
-            grant=signed, at=now,
+            grant=signed, not_before=grant.not_before, expires=grant.expires, at=now,
         )
         return ConsentRecorded(
             consent_id=to_text(digest), grant=to_text(signed), vehicle_id=request.vehicle_id,
@@ -211,11 +209,9 @@ class Backend:
     def _consent_for(self, vehicle_id: str, retailer: str, nbf: int, exp: int) -> bytes:
         """The newest recorded, unrevoked consent whose window holds the token's."""
         revoked = self.revocations.current.grants
-        for signed in self.store.consent_grants(vehicle_id, retailer):
-            grant = decode_grant(split_sign1(signed)[1])
-            if grant_digest(signed) not in revoked and grant.not_before <= nbf and (
-                exp <= grant.expires
-            ):
+        found = self.store.consent_grants(vehicle_id, retailer, not_before=nbf, expires=exp)
+        for digest, signed in found:
+            if digest not in revoked:
                 return signed
         raise ServiceError(
             "no_consent", f"no consent of the owner of {vehicle_id} covers this window"

@@ -81,8 +81,8 @@ class ServiceStore:
         statements = [
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (digest bytea PRIMARY KEY, vehicle_id text NOT "
-                "NULL, retailer text NOT NULL, grant_bytes bytea NOT NULL, created_at bigint "
-                "NOT NULL)"
+                "NULL, retailer text NOT NULL, grant_bytes bytea NOT NULL, not_before bigint "
+                "NOT NULL, expires bigint NOT NULL, created_at bigint NOT NULL)"
             ).format(self.consents),
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (version bigint PRIMARY KEY, signed bytea NOT "
@@ -120,22 +120,28 @@ class ServiceStore:
 
     # -- consents -------------------------------------------------------------
     def record_consent(
-        self, *, digest: bytes, vehicle_id: str, retailer: str, grant: bytes, at: int
+        self, *, digest: bytes, vehicle_id: str, retailer: str, grant: bytes,
+        not_before: int, expires: int, at: int,
     ) -> None:
         statement = sql.SQL(
-            "INSERT INTO {} (digest, vehicle_id, retailer, grant_bytes, created_at) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            "INSERT INTO {} (digest, vehicle_id, retailer, grant_bytes, not_before, expires, "
+            "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
         ).format(self.consents)
-        self._run(lambda c: c.execute(statement, (digest, vehicle_id, retailer, grant, at)))
+        values = (digest, vehicle_id, retailer, grant, not_before, expires, at)
+        self._run(lambda c: c.execute(statement, values))
 
-    def consent_grants(self, vehicle_id: str, retailer: str) -> list[bytes]:
-        """Every grant recorded for the pair, newest first."""
+    def consent_grants(
+        self, vehicle_id: str, retailer: str, *, not_before: int, expires: int
+    ) -> list[tuple[bytes, bytes]]:
+        """(digest, grant) of every consent for the pair whose window holds the given
+        one, newest first."""
         statement = sql.SQL(
-            "SELECT grant_bytes FROM {} WHERE vehicle_id = %s AND retailer = %s "
-            "ORDER BY created_at DESC"
+            "SELECT digest, grant_bytes FROM {} WHERE vehicle_id = %s AND retailer = %s "
+            "AND not_before <= %s AND expires >= %s ORDER BY created_at DESC, digest"
         ).format(self.consents)
-        rows = self._run(lambda c: c.execute(statement, (vehicle_id, retailer)).fetchall())
-        return [bytes(row[0]) for row in rows]
+        values = (vehicle_id, retailer, not_before, expires)
+        rows = self._run(lambda c: c.execute(statement, values).fetchall())
+        return [(bytes(row[0]), bytes(row[1])) for row in rows]
 
     def has_consent(self, digest: bytes) -> bool:
         statement = sql.SQL("SELECT 1 FROM {} WHERE digest = %s").format(self.consents)
