@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -240,8 +241,10 @@ class Backend:
     def verify(self, request: VerifyRequest, key: str | None) -> Allowed | Decision:
         """The allowed answer, or the denial; with ``key``, a retry gets its first answer."""
         if key is None:
-            decision = self.decide(request)
-            return _allowed(decision) if decision.allowed else decision
+            # A request without a key takes the token's record too, under a key no
+            # client can send (a header value has no space), so that a key that
+            # holds the record knows no other request of this service spent it.
+            key = "anonymous " + secrets.token_hex(16)
         token_digest = hashlib.sha256(_bytes(request.token, "token")).digest()
         fingerprint = hashlib.sha256(request.model_dump_json().encode("utf-8")).digest()
         try:
