@@ -55,6 +55,7 @@ class Service:
     clock: ManualClock
     app: Any
     courier: SigningKey
+    config: Config
 
     def consent(self, **overrides: object) -> dict[str, Any]:
         body: dict[str, object] = {
@@ -98,10 +99,11 @@ def service() -> Iterator[Service]:
     dsn = require_postgres()
     tables = "tk_svc_" + secrets.token_hex(5)
     clock = ManualClock(START)
-    app = create_app(Config(dsn=dsn, keys=Keys.generate("amazon"), clock=clock, tables=tables))
+    config = Config(dsn=dsn, keys=Keys.generate("amazon"), clock=clock, tables=tables)
+    app = create_app(config)
     try:
         with fastapi_testclient.TestClient(app) as client:
-            yield Service(client, clock, app, SigningKey.generate())
+            yield Service(client, clock, app, SigningKey.generate(), config)
     finally:
         app.state.backend.store.drop()
         drop_namespace("postgres", tables + "_ledger")
@@ -158,6 +160,16 @@ def test_mint_verify_allowed_then_already_used_then_revoked(service: Service) ->
     # The cars fetch the newest list, which carries both revocations.
     latest = service.client.get("/carmaker/revocations/latest").json()
     assert latest["version"] == 2
+
+
+def test_a_revocation_made_through_one_worker_holds_in_every_other(service: Service) -> None:
+    service.consent()
+    minted = service.mint()
+    other_worker = create_app(service.config)
+    with fastapi_testclient.TestClient(other_worker) as other:
+        service.client.post("/owner/revocations", json={"token_id": minted["token_id"]})
+        presented = other.post("/cloud/verify", json=service.presentation(minted))
+        assert_problem(presented, Reason.TOKEN_REVOKED)
 
 
 def test_revoking_nothing_or_an_unknown_consent_is_refused(service: Service) -> None:
@@ -308,6 +320,21 @@ def test_a_stale_pending_record_is_taken_over_and_the_spend_stays_single_use(
     service.clock.advance(120)
     # Another key takes the stale record over; the ledger still refuses the spent token.
     assert_problem(service.verify(body, "second-key-2"), Reason.ALREADY_USED)
+
+
+def test_spend_records_are_pruned_once_no_token_can_still_be_presented(
+    service: Service,
+) -> None:
+    service.consent()
+    body = service.presentation(service.mint())
+    key = body["challenge"]
+    assert service.verify(body, key).status_code == 200
+    backend = service.app.state.backend
+    assert backend.prune() == 0  # the token could still be presented: keep its record
+    service.clock.advance(DAY + 1000)
+    assert backend.prune() == 1
+    # The token is long expired: the verifier says so, record or no record.
+    assert_problem(service.verify(body, key), Reason.EXPIRED)
 
 
 def test_a_denied_attempt_does_not_keep_the_token_from_its_courier(service: Service) -> None:

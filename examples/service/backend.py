@@ -148,6 +148,17 @@ class Backend:
         if latest is not None:
             self._apply(latest)
 
+    def prune(self) -> int:
+        """Drop what can no longer matter: spent tokens past their expiry (the ledger's
+        own rule) and spend records older than any token can live. Run it from a
+        periodic job; returns how many spend records went."""
+        now = self.clock.now()
+        self.ledger.prune(now)
+        policy = self.verifier.policy
+        return self.store.prune_spends(
+            now - policy.max_lifetime - 2 * policy.max_skew - self.config.stale_after
+        )
+
     def close(self) -> None:
         self.ledger.close()
         self.store.close()

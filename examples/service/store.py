@@ -227,3 +227,8 @@ class ServiceStore:
             "DELETE FROM {} WHERE token_digest = %s AND idem_key = %s AND answer IS NULL"
         ).format(self.spends)
         self._run(lambda c: c.execute(statement, (token_digest, key)))
+
+    def prune_spends(self, before: int) -> int:
+        """Delete the records taken before ``before``; how many went."""
+        statement = sql.SQL("DELETE FROM {} WHERE created_at < %s").format(self.spends)
+        return self._run(lambda c: c.execute(statement, (before,)).rowcount)
