@@ -337,6 +337,13 @@ def test_spend_records_are_pruned_once_no_token_can_still_be_presented(
     assert_problem(service.verify(body, key), Reason.EXPIRED)
 
 
+def test_an_unreadable_proof_does_not_keep_the_token_from_its_courier(service: Service) -> None:
+    service.consent()
+    body = service.presentation(service.mint())
+    assert_problem(service.verify({**body, "proof": "!!"}, "courier-key-1"), "invalid_request")
+    assert service.verify(body, "courier-key-2").status_code == 200
+
+
 def test_a_denied_attempt_does_not_keep_the_token_from_its_courier(service: Service) -> None:
     service.consent()
     minted = service.mint()

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 from fastapi import FastAPI, Header, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -91,6 +92,11 @@ def create_app(config: Config, *, problem_base: str = DEFAULT_PROBLEM_BASE) -> F
             ".".join(str(p) for p in e["loc"]) + ": " + str(e["msg"]) for e in exc.errors()
         )
         return problem("invalid_request", where[:500], base=problem_base,
+                       instance=request.url.path)
+
+    @app.exception_handler(psycopg.Error)
+    async def database(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return problem("store_unavailable", type(exc).__name__, base=problem_base,
                        instance=request.url.path)
 
     @app.exception_handler(UpdateRefused)

@@ -271,7 +271,15 @@ class Backend:
             raise ServiceError("idempotency_key_reused", "this key was sent with another request")
         if claim.kind is ClaimKind.IN_PROGRESS:
             raise ServiceError("request_in_progress", "another request holds this token")
-        decision = self.decide(request)
+        try:
+            decision = self.decide(request)
+        except BaseException:
+            # Nothing was decided, so nothing was spent: free the record now
+            # rather than leave it to go stale.
+            if claim.kind is not ClaimKind.OTHER:
+                with contextlib.suppress(Exception):
+                    self.store.release(key=key, token_digest=token_digest)
+            raise
         if claim.kind is ClaimKind.OTHER:
             return _allowed(decision) if decision.allowed else decision
         # NEW or RESUME: this key has held the token's record since before any
