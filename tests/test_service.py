@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,18 @@ def test_spend_records_are_pruned_once_no_token_can_still_be_presented(
     assert backend.prune() == 1
     # The token is long expired: the verifier says so, record or no record.
     assert_problem(service.verify(body, key), Reason.EXPIRED)
+
+
+def test_concurrent_presentations_under_many_keys_open_once(service: Service) -> None:
+    service.consent()
+    body = service.presentation(service.mint())
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: service.verify(body, f"racing-key-{n}"), range(8)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) == 1, [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code != 200:
+            assert answer.json()["reason"] in {"already_used", "request_in_progress"}
 
 
 def test_an_unreadable_proof_does_not_keep_the_token_from_its_courier(service: Service) -> None:
