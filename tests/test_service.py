@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tools.faults.ledgers import drop_namespace, server_problem
-from trunkkey import ManualClock, Reason, Remedy, SigningKey, advice_for, make_proof
+from trunkkey import DecodeError, ManualClock, Reason, Remedy, SigningKey, advice_for, make_proof
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 import httpx2  # noqa: E402 -- the test client's own HTTP library, also for uvicorn
@@ -388,6 +388,27 @@ def test_openapi_lists_every_endpoint_and_its_problem_responses(service: Service
         assert "422" in paths[path][method]["responses"]
     params = {p["name"] for p in paths["/cloud/verify"]["post"].get("parameters", [])}
     assert "Idempotency-Key" in params
+
+
+def test_keys_load_from_a_folder_of_saved_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.app import _keys_from
+
+    saved = {"carmaker-root": SigningKey.generate(), "cloud": SigningKey.generate(),
+             "retailer-amazon": SigningKey.generate(), "retailer-otto": SigningKey.generate()}
+    for name, key in saved.items():
+        key.save(tmp_path / f"{name}.pem", password=b"correct horse")
+    monkeypatch.setenv("TRUNKKEY_KEY_PASSWORD", "correct horse")
+    keys = _keys_from(str(tmp_path))
+    assert keys.carmaker_root.public_key == saved["carmaker-root"].public_key
+    assert keys.cloud.public_key == saved["cloud"].public_key
+    assert {name: key.public_key for name, key in keys.retailers.items()} == {
+        "amazon": saved["retailer-amazon"].public_key, "otto": saved["retailer-otto"].public_key,
+    }
+    monkeypatch.setenv("TRUNKKEY_KEY_PASSWORD", "wrong")
+    with pytest.raises(DecodeError, match="wrong password"):
+        _keys_from(str(tmp_path))
 
 
 # -- uvicorn on loopback -------------------------------------------------------

@@ -178,13 +178,16 @@ def create_app(config: Config, *, problem_base: str = DEFAULT_PROBLEM_BASE) -> F
 
 
 def _keys_from(directory: str) -> Keys:
-    """``carmaker-root.pem``, ``cloud.pem`` and ``retailer-<name>.pem`` from ``directory``."""
+    """``carmaker-root.pem``, ``cloud.pem`` and ``retailer-<name>.pem`` from ``directory``
+    (written by ``SigningKey.save``; with a password, it is ``TRUNKKEY_KEY_PASSWORD``)."""
     if directory == "ephemeral":
         return Keys.generate()
     folder = Path(directory)
+    # The variable the CLI reads too; SigningKey.load refuses a file others can read.
+    password = os.environb.get(b"TRUNKKEY_KEY_PASSWORD")
 
     def load(path: Path) -> SigningKey:
-        return SigningKey.from_pem(path.read_bytes())
+        return SigningKey.load(path, password=password)
 
     retailers = {p.stem.removeprefix("retailer-"): load(p) for p in folder.glob("retailer-*.pem")}
     return Keys(carmaker_root=load(folder / "carmaker-root.pem"), retailers=retailers,
