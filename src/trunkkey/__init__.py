@@ -17,6 +17,9 @@ from ._lazy import lazy_names as _lazy_names
 __version__ = "0.1.0"
 
 if _typing.TYPE_CHECKING:
+    from .advice import Advice as Advice
+    from .advice import Remedy as Remedy
+    from .advice import advice_for as advice_for
     from .checkpoint import Checkpoint as Checkpoint
     from .checkpoint import LogBundle as LogBundle
     from .claims import Action as Action
@@ -64,6 +67,9 @@ if _typing.TYPE_CHECKING:
 
 #: Where each public name is defined: the module imported on its first use.
 _DEFINED_IN: dict[str, str] = {
+    "Advice": "advice",
+    "Remedy": "advice",
+    "advice_for": "advice",
     "Checkpoint": "checkpoint",
     "LogBundle": "checkpoint",
     "Action": "claims",
@@ -124,6 +130,7 @@ __getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
 __all__ = [
     "AccessDenied",
     "Action",
+    "Advice",
     "Algorithm",
     "Checkpoint",
     "CheckpointStore",
@@ -150,6 +157,7 @@ __all__ = [
     "Pkcs11Token",
     "Purpose",
     "Reason",
+    "Remedy",
     "SignatureError",
     "SigningBackend",
     "SigningKey",
@@ -164,6 +172,7 @@ __all__ = [
     "VerificationKey",
     "Verifier",
     "VerifierPolicy",
+    "advice_for",
     "inspect_unverified",
     "make_proof",
 ]
