@@ -7,7 +7,7 @@ path it shortens, which decides everything:
 
 * :func:`usual_claim_values` reads the layout nearly every token's claims
   have (short names, 4-byte NumericDates, an Ed25519 ``cnf`` key, a geofence,
-  an order reference) in place, and returns exactly the values
+  an order reference; never parcels) in place, and returns exactly the values
   :func:`trunkkey.cbor.decode_map` returns for the same bytes, or ``None``.
   Every rule a claim must meet is applied afterwards, once, by
   :func:`trunkkey.claims.decode_claims`, whichever reader ran: this module
@@ -130,7 +130,7 @@ def usual_claim_values(p: bytes) -> list[Any] | None:
         or exp < 0x10000 or nbf < 0x10000 or iat < 0x10000
     ):
         return None
-    return [iss, aud, exp, nbf, iat, cti, cnf, access, fence, order]
+    return [iss, aud, exp, nbf, iat, cti, cnf, access, fence, order, None]
 
 
 # After aud in the usual token: exp, nbf, iat as 4-byte NumericDates, the

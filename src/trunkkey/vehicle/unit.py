@@ -44,6 +44,7 @@ from ..geo import Location, distance_m
 from ..keys import SigningKey, VerificationKey
 from ..ledger.base import Ledger
 from ..ledger.sqlite import SqliteLedger
+from ..logentry import EntryKind, LogEntry
 from ..reasons import Reason
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
@@ -313,7 +314,15 @@ class VehicleUnit:
         # The ledger has recorded the token as spent (durably) by now, and the
         # floor this decision relied on was stored before it was made.
         self._events.emit(EventKind.TOKEN_ACCEPTED, at=now, token_id=claims.token_id)
-        if not self._latch.open(wanted, claims, now, self._spends.last_opening):
+        parcels = decision.parcels
+        if parcels is not None:
+            # Durable before the actuator moves: what was scanned is on record
+            # even if the opening then fails.
+            self._log.append(LogEntry(
+                kind=EntryKind.PARCELS_SCANNED, at=now, boot=self._time.boot,
+                token_id=claims.token_id, parcels=parcels,
+            ))
+        if not self._latch.open(wanted, claims, now, self._spends.last_opening, parcels):
             return self._deny(
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
