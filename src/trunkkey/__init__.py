@@ -50,6 +50,8 @@ if _typing.TYPE_CHECKING:
     from .ledger import SqliteLedger as SqliteLedger
     from .logentry import EntryKind as EntryKind
     from .logentry import LogEntry as LogEntry
+    from .parcels import ParcelRecord as ParcelRecord
+    from .parcels import Parcels as Parcels
     from .proof import make_proof as make_proof
     from .reasons import Reason as Reason
     from .trust import TrustedKey as TrustedKey
@@ -93,6 +95,8 @@ _DEFINED_IN: dict[str, str] = {
     "SqliteLedger": "ledger",
     "EntryKind": "logentry",
     "LogEntry": "logentry",
+    "ParcelRecord": "parcels",
+    "Parcels": "parcels",
     "make_proof": "proof",
     "Reason": "reasons",
     "TrustedKey": "trust",
@@ -137,6 +141,8 @@ __all__ = [
     "LogEntry",
     "ManualClock",
     "MemoryLedger",
+    "ParcelRecord",
+    "Parcels",
     "Purpose",
     "Reason",
     "SignatureError",
