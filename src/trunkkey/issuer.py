@@ -116,7 +116,8 @@ class Issuer:
     def _parcels(
         self, parcels: Iterable[str] | None, courier_key: VerificationKey | None
     ) -> Parcels | None:
-        """The order's parcels committed under a fresh salt (from the token-id source)."""
+        """The order's parcels committed under a fresh salt (from the token-id source,
+        drawn after the token id)."""
         if parcels is None:
             return None
         if courier_key is None:
@@ -149,6 +150,7 @@ class Issuer:
         action, purpose, nbf, exp, now = self._validate(
             vehicle_id, action, not_before, expires, purpose, geofence, courier_key, order_ref
         )
+        token_id = self._new_token_id()
         committed = self._parcels(parcels, courier_key)
         return TokenClaims(
             issuer=self._issuer,
@@ -156,7 +158,7 @@ class Issuer:
             not_before=nbf,
             expires=exp,
             issued_at=now,
-            token_id=self._new_token_id(),
+            token_id=token_id,
             action=action,
             purpose=purpose,
             geofence=geofence,
@@ -193,6 +195,7 @@ class Issuer:
         action, purpose, nbf, exp, now = self._validate(
             vehicle_id, action, not_before, expires, purpose, geofence, courier_key, order_ref
         )
+        token_id = self._new_token_id()
         committed = self._parcels(parcels, courier_key)
         payload = encode_claim_fields(
             issuer=self._issuer,
@@ -200,7 +203,7 @@ class Issuer:
             expires=exp,
             not_before=nbf,
             issued_at=now,
-            token_id=self._new_token_id(),
+            token_id=token_id,
             access=access_bits(action, purpose),
             courier_key=courier_key,
             geofence=geofence,
