@@ -10,6 +10,7 @@ import pytest
 
 from support import VEHICLE, World, make_world
 from trunkkey import Algorithm, DecodeError, InvalidRequest, Reason, SigningKey, cbor, make_proof
+from trunkkey._fastpath import usual_claim_values
 from trunkkey.claims import CNF, PARCELS, decode_claims, encode_claims
 from trunkkey.cose import Typ, sign1
 from trunkkey.inspect import inspect_unverified
@@ -18,10 +19,13 @@ from trunkkey.parcels import (
     MAX_PARCEL_ID_BYTES,
     MAX_PARCELS,
     MAX_RECORD_BYTES,
+    MAX_SCAN_BYTES,
     ParcelRecord,
     Parcels,
     commit_parcel,
+    encode_scan,
     read_record,
+    read_scan,
 )
 from trunkkey.proof import MAX_SCAN_PROOF_BYTES, check_scan_proof, proof_aad
 from trunkkey.verifier import Decision
@@ -417,3 +421,18 @@ def test_a_record_says_partial_when_fewer_than_the_order_were_scanned() -> None:
     record = ParcelRecord(scanned=(bytes(16),), of=2)
     assert record.partial
     assert record.describe() == "1 of 2 parcels (partial)"
+
+
+def test_the_longest_scan_fits_the_scan_cap() -> None:
+    scan = tuple("x" * MAX_PARCEL_ID_BYTES for _ in range(MAX_PARCELS))
+    payload = encode_scan(bytes(32), scan)
+    assert len(payload) <= MAX_SCAN_BYTES
+    assert read_scan(payload) == (bytes(32), scan)
+
+
+def test_a_parcel_token_takes_the_plain_decoder_not_the_fast_path(
+    w: World, courier: SigningKey
+) -> None:
+    payload = encode_claims(inspect_unverified(mint(w, courier)).claims)
+    assert usual_claim_values(payload) is None
+    assert decode_claims(payload).parcels is not None

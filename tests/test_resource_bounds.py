@@ -90,7 +90,7 @@ from trunkkey.inspect import MAX_INSPECT_BYTES
 from trunkkey.issuer import DEFAULT_MAX_LIFETIME
 from trunkkey.keys import MAX_COSE_KEY_BYTES, MAX_PEM_BYTES
 from trunkkey.ledger.base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES
-from trunkkey.parcels import MAX_PARCELS, Parcels
+from trunkkey.parcels import MAX_PARCELS, MAX_SCAN_BYTES, Parcels, read_scan
 from trunkkey.proof import MAX_CHALLENGE_BYTES, MAX_PROOF_BYTES, MIN_CHALLENGE_BYTES, check_proof
 from trunkkey.testing.consent import build_world
 from trunkkey.vehicle import UnitConfig, read_time_sync, verify_receipt
@@ -559,6 +559,7 @@ DECODERS: dict[str, PublicDecoder] = {
         VerificationKey.from_pem, MAX_PEM_BYTES, _BEFORE_PARSING),
     "SigningKey.from_pem": PublicDecoder(SigningKey.from_pem, MAX_PEM_BYTES, _BEFORE_PARSING),
     "inspect_unverified": PublicDecoder(inspect_unverified, MAX_INSPECT_BYTES, _BEFORE_PARSING),
+    "read_scan": PublicDecoder(read_scan, MAX_SCAN_BYTES, _BEFORE_PARSING),
     # Capped before this work; held to the same shapes.
     "read_time_sync": PublicDecoder(
         lambda data: read_time_sync(data, _SIGNER.public_key), MAX_SYNC_BYTES, "bounded size"),

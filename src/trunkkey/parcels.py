@@ -38,6 +38,9 @@ COMMITMENT_BYTES = 16  #: 128 bits: a second preimage costs 2**128 guesses
 #: The longest record of scanned parcels (a receipt's or a log entry's member):
 #: ``[16, [16 commitments of 16 bytes]]``.
 MAX_RECORD_BYTES = 3 + MAX_PARCELS * (1 + COMMITMENT_BYTES)
+#: The longest scan payload, ``[challenge of 32 bytes, [16 identifiers of 64
+#: bytes]]``, is 1 091 bytes; anything longer is refused unread.
+MAX_SCAN_BYTES = 40 + MAX_PARCELS * (2 + MAX_PARCEL_ID_BYTES)
 
 
 def check_parcel_id(value: object) -> bytes:
@@ -209,7 +212,11 @@ def encode_scan(challenge: bytes, scan: tuple[str, ...]) -> bytes:
 
 
 def read_scan(payload: bytes) -> tuple[bytes, tuple[str, ...]]:
-    """A scan proof's payload, strictly decoded: the challenge and the identifiers."""
+    """A scan proof's payload, strictly decoded: the challenge and the identifiers.
+
+    Refuses anything but ``bytes`` of at most :data:`MAX_SCAN_BYTES` before parsing.
+    """
+    cbor.refuse_oversized(payload, MAX_SCAN_BYTES, "scan")
     value = cbor.decode(payload)
     if (
         type(value) is not list or len(value) != 2 or type(value[0]) is not bytes
