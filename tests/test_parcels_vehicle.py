@@ -169,3 +169,25 @@ def test_a_receipt_of_sixteen_parcels_with_its_log_evidence_fits_the_receipt_bou
     assert parcels_in_receipt(receipt, token=token, parcels=order) == tuple(order)
     entry = next(e for e in _entries(car) if e.kind is EntryKind.PARCELS_SCANNED)
     assert entry.parcels == receipt.parcels
+
+
+def test_a_scan_the_log_cannot_record_keeps_the_car_locked(
+    world: World, car: Car, courier: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = world.mint(car, courier=courier, parcels=ORDER)
+    log = car.unit.access_log
+    real = log.append
+
+    def full_disk(entry: LogEntry) -> int:
+        if entry.kind is EntryKind.PARCELS_SCANNED:
+            raise OSError("disk full")
+        return real(entry)
+
+    monkeypatch.setattr(log, "append", full_disk)
+    outcome = courier_present(car, token, courier, scan=ORDER)
+    assert outcome.reason is Reason.LEDGER_UNAVAILABLE
+    assert car.body.locked
+    assert car.body.trunk_openings == 0
+    # Spent, as after a failed actuator: a second try is not a second chance.
+    monkeypatch.undo()
+    assert courier_present(car, token, courier, scan=ORDER).reason is Reason.ALREADY_USED
