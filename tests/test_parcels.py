@@ -23,6 +23,7 @@ from trunkkey.parcels import (
     ParcelRecord,
     Parcels,
     commit_parcel,
+    committer,
     encode_scan,
     read_record,
     read_scan,
@@ -436,3 +437,11 @@ def test_a_parcel_token_takes_the_plain_decoder_not_the_fast_path(
     payload = encode_claims(inspect_unverified(mint(w, courier)).claims)
     assert usual_claim_values(payload) is None
     assert decode_claims(payload).parcels is not None
+
+
+def test_the_committer_is_hmac_sha256_for_any_salt_and_identifier() -> None:
+    for salt in (bytes(16), b"\xff" * 16, bytes(range(16))):
+        commit = committer(salt)
+        for identifier in ("A", "é" * 32, "1Z999AA10123456784", "x" * 64):
+            expected = hmac.digest(salt, identifier.encode(), "sha256")[:COMMITMENT_BYTES]
+            assert commit(identifier) == expected

@@ -25,7 +25,7 @@ from ..errors import DecodeError, InvalidRequest
 from ..inspect import inspect_unverified
 from ..keys import SigningKey, VerificationKey
 from ..logentry import EntryKind, decode_entry
-from ..parcels import MAX_RECORD_BYTES, ParcelRecord, check_parcel_ids, commit_parcel, read_record
+from ..parcels import MAX_RECORD_BYTES, ParcelRecord, check_parcel_ids, committer, read_record
 
 #: A receipt with its log evidence: the checkpoint, the entry and a proof of
 #: at most 64 hashes fit, with the receipt's own members, in this; and the
@@ -179,7 +179,8 @@ def parcels_in_receipt(
         raise DecodeError("receipt is for another token")
     if committed is None or receipt.parcels is None:
         raise DecodeError("the token or the receipt names no parcels")
-    mine = tuple(commit_parcel(committed.salt, identifier) for identifier in order)
+    commit = committer(committed.salt)
+    mine = tuple(commit(identifier) for identifier in order)
     if mine != committed.commitments:
         raise DecodeError("these identifiers are not the order the token commits to")
     record = receipt.parcels
