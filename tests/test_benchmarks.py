@@ -159,3 +159,12 @@ def test_a_parcel_bound_verification_is_reported_beside_a_plain_one(
     assert "verify_parcels_memory" in results["overhead_us"]
     assert sizes["delivery_token_with_3_parcels"] > sizes["delivery_token_with_cnf_and_geofence"]
     assert sizes["proof_with_3_parcel_scan"] > sizes["proof"]
+
+
+def test_the_parcel_cpu_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.bench import bench_parcels
+
+    best = bench_parcels.main(count=3, rounds=1)
+    assert set(best) == {"proof", "parcels3", "parcels16"}
+    assert all(_number(us) for us in best.values())
+    assert "over a plain proof" in capsys.readouterr().out

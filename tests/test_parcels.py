@@ -11,7 +11,7 @@ import pytest
 from support import VEHICLE, World, make_world
 from trunkkey import Algorithm, DecodeError, InvalidRequest, Reason, SigningKey, cbor, make_proof
 from trunkkey._fastpath import usual_claim_values
-from trunkkey.claims import CNF, PARCELS, decode_claims, encode_claims
+from trunkkey.claims import _LABELS, CNF, PARCELS, decode_claims, encode_claims
 from trunkkey.cose import Typ, sign1
 from trunkkey.inspect import inspect_unverified
 from trunkkey.parcels import (
@@ -431,11 +431,13 @@ def test_the_longest_scan_fits_the_scan_cap() -> None:
     assert read_scan(payload) == (bytes(32), scan)
 
 
-def test_a_parcel_token_takes_the_plain_decoder_not_the_fast_path(
+def test_a_parcel_token_takes_the_fast_path_and_reads_what_the_general_reader_reads(
     w: World, courier: SigningKey
 ) -> None:
     payload = encode_claims(inspect_unverified(mint(w, courier)).claims)
-    assert usual_claim_values(payload) is None
+    read = usual_claim_values(payload)
+    assert read is not None
+    assert read == cbor.decode_map(payload, _LABELS, not_a_map="", unknown="{}")
     assert decode_claims(payload).parcels is not None
 
 
