@@ -492,6 +492,30 @@ def scene_rolled_back_log(stage: Stage, scene: Scene) -> None:
                  _verdict(stage.world.history.receive(stage.car.vehicle_id, old)))
 
 
+def scene_replayed_scan(stage: Stage, scene: Scene) -> None:
+    first = stage.token(parcels=["PKG-BER-1"])
+    challenge = stage.car.unit.challenge()
+    # The attacker records the handheld's signed scan at the first delivery.
+    recorded = make_proof(stage.courier, token=first, vehicle_id=stage.car.vehicle_id,
+                          challenge=challenge, scan=["PKG-BER-1"])
+    scene.expect("honest delivery of order 1 (control)", Reason.ALLOWED,
+                 stage.car.unit.present(first, action=Action.TRUNK, proof=recorded,
+                                        challenge=challenge).reason)
+    stage.world.advance(30)
+    stage.car.unit.trunk_closed()
+    second = stage.token(parcels=["PKG-BER-2"])
+    fresh = stage.car.unit.challenge()
+    scene.expect("order 1's signed scan replayed with order 2's token", Reason.PROOF_INVALID,
+                 stage.car.unit.present(second, action=Action.TRUNK, proof=recorded,
+                                        challenge=fresh).reason)
+    scene.expect("order 1's parcel scanned afresh for order 2", Reason.WRONG_PARCEL,
+                 stage.present(second, scan=["PKG-BER-1"]))
+    scene.expect("order 2's own parcel (token unspent)", Reason.ALLOWED,
+                 stage.present(second, scan=["PKG-BER-2"]))
+    stage.world.advance(30)
+    stage.car.unit.trunk_closed()
+
+
 #: Scenes played on a car whose only anchor is its carmaker's root.
 CONSENT_SCENES = frozenset({
     "widened_scope", "expired_consent", "revoked_consent", "dead_zone",
@@ -531,6 +555,10 @@ SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("enrol", "Key enrolment during an opening",
      "While the trunk is open, the handheld asks to enrol a key or start the car.",
      scene_enrol),
+    ("replayed_scan", "A parcel scan replayed from another delivery",
+     "The scan the handheld signed at one delivery is played back to open for another "
+     "order, and the first order's parcel is scanned again for the second.",
+     scene_replayed_scan),
     ("widened_scope", "Consent: a delegation wider than the consent",
      "The retailer signs its carrier more than the owner consented to.", scene_widened_scope),
     ("expired_consent", "Consent: expired",

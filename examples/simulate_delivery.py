@@ -5,7 +5,10 @@ carmaker's app, the carmaker signs a grant to the retailer, the retailer
 delegates to its carrier, the carrier mints the courier's token, and a car
 that trusts only its carmaker verifies the whole chain offline. Then the
 owner withdraws consent and a courier's handheld carries the revocation to
-the car, parked where there is no signal.
+the car, parked where there is no signal. Last, a delivery bound to the
+parcels of its order (issue 19): a courier with the wrong parcel is refused
+and the token stays unspent; the right parcel opens, and the receipt says
+which of the order's parcels went in.
 
 Run it with no arguments:  python examples/simulate_delivery.py
 
@@ -38,7 +41,14 @@ from trunkkey.consent import (
 )
 from trunkkey.logentry import EntryKind
 from trunkkey.testing.vehicle import RETAILER, Car, World, courier_gossip, courier_present
-from trunkkey.vehicle import Event, EventKind, GapDetector, UnitState, verify_receipt
+from trunkkey.vehicle import (
+    Event,
+    EventKind,
+    GapDetector,
+    UnitState,
+    parcels_in_receipt,
+    verify_receipt,
+)
 
 #: 2027-06-01 08:00 UTC: the morning of delivery day.
 START = int(datetime(2027, 6, 1, 8, 0, tzinfo=UTC).timestamp())
@@ -165,7 +175,42 @@ def run(state_dir: str, say: Callable[[str], None] = print) -> list[Check]:
     _return_pickup(world, car, place, step, check)
     _consent_delivery(world, step, check)
     _owner_verifies_history(world, car, step, check)
+    _parcel_delivery(world, step, check)
     return checks
+
+
+def _parcel_delivery(
+    world: World, step: Callable[[str], None], check: Callable[[str, object, object], None],
+) -> None:
+    world.advance(DAY)
+    step("Another day, another car: VIN-MUC-0003, and an order of two parcels.")
+    car = world.enrol_car("VIN-MUC-0003")
+    place = world.park(car, MUNICH_CAR_PARK, radius_m=50)
+    courier = SigningKey.generate()
+    order = ["1Z999AA10123456784", "1Z999AA10123456785"]
+    token = world.mint(car, courier=courier, geofence=place, order_ref=b"order-3003",
+                       parcels=order)
+    step(f"Retailer mints a token bound to the order's two parcels ({len(token)} bytes): "
+         "salted commitments, no identifier in it.")
+    world.advance(20 * 60)
+    step("The courier arrives holding a parcel of another order, and the handheld scans it.")
+    wrong = courier_present(car, token, courier, scan=["1Z999AA10123456799"])
+    check("the wrong parcel is refused", Reason.WRONG_PARCEL, wrong.reason)
+    check("the car stays locked", True, car.body.locked)
+    check("the token stays unspent", 0, car.ledger.count())
+    step("The courier fetches the right parcel from the van; only one of the two was loaded.")
+    world.advance(5 * 60)
+    right = courier_present(car, token, courier, scan=order[:1])
+    check("the right parcel opens the trunk", Reason.ALLOWED, right.reason)
+    world.advance(30)
+    car.unit.trunk_closed()
+    receipt = verify_receipt(car.unit.receipts[-1], car.unit.public_key, token_id=right.token_id)
+    delivered = parcels_in_receipt(receipt, token=token, parcels=order)
+    partial = receipt.parcels is not None and receipt.parcels.partial
+    step(f"Retailer reads the receipt against its order: delivered {', '.join(delivered)}"
+         f"{' (partial delivery)' if partial else ''}.")
+    check("the receipt records a partial delivery of the first parcel",
+          (order[0], True), (*delivered, partial))
 
 
 def _owner_verifies_history(

@@ -144,3 +144,27 @@ def test_signature_stub_is_confined_to_its_rounds() -> None:
     signatures_stubbed(lambda n: seen.append(key.is_valid_signature(bytes(64), b"m")))(1)
     assert seen == [True]
     assert not key.is_valid_signature(bytes(64), b"m")
+
+
+def test_a_parcel_bound_verification_is_reported_beside_a_plain_one(
+    results: dict[str, Any],
+) -> None:
+    # Issue 19: one run measures both, and their ratio and sizes are in the results.
+    rates, ratios, sizes = results["rates"], results["ratios"], results["sizes"]
+    assert _number(rates["verify_parcels_memory"])
+    assert _number(rates["verify_proof_memory"])
+    assert ratios["verify_parcels / verify_proof"] == pytest.approx(
+        rates["verify_parcels_memory"] / rates["verify_proof_memory"], abs=1e-3)
+    assert "verify_parcels_memory" in results["python_us"]
+    assert "verify_parcels_memory" in results["overhead_us"]
+    assert sizes["delivery_token_with_3_parcels"] > sizes["delivery_token_with_cnf_and_geofence"]
+    assert sizes["proof_with_3_parcel_scan"] > sizes["proof"]
+
+
+def test_the_parcel_cpu_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.bench import bench_parcels
+
+    best = bench_parcels.main(count=3, rounds=1)
+    assert set(best) == {"proof", "parcels3", "parcels16"}
+    assert all(_number(us) for us in best.values())
+    assert "over a plain proof" in capsys.readouterr().out

@@ -48,6 +48,14 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
     assert outcomes["the backend accepts the car's log"] == "None"
     assert outcomes["the owner's history is proven in full"] == "True"
     assert outcomes["attempts in the history (allowed, refused)"] == "(2, 4)"
+    # Parcels (issue 19): the wrong parcel first, then the right one.
+    assert outcomes["the wrong parcel is refused"] == "wrong_parcel"
+    assert outcomes["the car stays locked"] == "True"
+    assert outcomes["the token stays unspent"] == "0"
+    assert outcomes["the right parcel opens the trunk"] == "allowed"
+    assert outcomes["the receipt records a partial delivery of the first parcel"] == (
+        "(1Z999AA10123456784, True)"
+    )
     story = "\n".join(lines)
     assert "Retailer verifies the signed receipt" in story
     assert "customer's phone <-" in story
@@ -79,6 +87,8 @@ ATTACKS = {
     "reboot": ["allowed", "already_used"],
     "crash": ["actuator_failed", "locked", "already_used"],
     "enrol": ["allowed", "wrong_action", "wrong_action", "wrong_action", "wrong_action"],
+    # Parcels (issue 19): a signed scan is bound to its token and challenge.
+    "replayed_scan": ["allowed", "proof_invalid", "wrong_parcel", "allowed"],
     # Consent chains (issue 4): a car whose only anchor is its carmaker's root.
     "widened_scope": ["scope_widened", "scope_widened", "allowed"],
     "expired_consent": ["grant_expired"],

@@ -37,6 +37,7 @@ from trunkkey import (
 )
 from trunkkey._fastpath import slot_filler, usual_claim_values, usual_claims_bytes
 from trunkkey.claims import decode_claims, encode_claims
+from trunkkey.parcels import MAX_PARCELS, Parcels
 
 
 def _general_values(payload: bytes) -> object:
@@ -105,6 +106,12 @@ def _payloads() -> list[bytes]:
              geofence=Geofence(lat_e7=481_371_540, lon_e7=-115_761_240, radius_m=300)),
         made(geofence=Geofence(lat_e7=-481_371_540, lon_e7=115_761_240, radius_m=50_000),
              order_ref=b"o"),
+        # Parcels (issue 19): one order of three, and the longest order of all.
+        made(courier_key=COURIER_KEYS[0],
+             parcels=Parcels.commit(["P-1", "P-2", "P-3"], salt=b"s" * 16)),
+        made(courier_key=COURIER_KEYS[0], order_ref=b"o" * 64,
+             geofence=Geofence(lat_e7=481_371_540, lon_e7=-115_761_240, radius_m=300),
+             parcels=Parcels.commit([f"P-{i}" for i in range(MAX_PARCELS)], salt=b"s" * 16)),
     ]
 
 
@@ -128,7 +135,8 @@ def test_shortcut_never_reads_other_values_than_the_general_reader(
             assert _decided(candidate) == _decided_by_general_reader(candidate)
 
 
-@pytest.mark.parametrize("payload", _PAYLOADS, ids=["plain", "delivery", "south-east"])
+@pytest.mark.parametrize("payload", _PAYLOADS,
+                         ids=["plain", "delivery", "south-east", "parcels", "sixteen-parcels"])
 def test_shortcut_is_taken_for_the_usual_tokens(payload: bytes) -> None:
     # It is a speed-up only: this says it is actually used.
     assert usual_claim_values(payload) == _general_values(payload)

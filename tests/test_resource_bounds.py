@@ -90,6 +90,7 @@ from trunkkey.inspect import MAX_INSPECT_BYTES
 from trunkkey.issuer import DEFAULT_MAX_LIFETIME
 from trunkkey.keys import MAX_COSE_KEY_BYTES, MAX_PEM_BYTES
 from trunkkey.ledger.base import MAX_TOKEN_ID_BYTES, MAX_VEHICLE_ID_BYTES
+from trunkkey.parcels import MAX_PARCELS, MAX_SCAN_BYTES, Parcels, read_scan
 from trunkkey.proof import MAX_CHALLENGE_BYTES, MAX_PROOF_BYTES, MIN_CHALLENGE_BYTES, check_proof
 from trunkkey.testing.consent import build_world
 from trunkkey.vehicle import UnitConfig, read_time_sync, verify_receipt
@@ -390,13 +391,14 @@ def test_time_sync_message_is_at_most_256_bytes(w: World) -> None:
         read_time_sync(b"\xd2" * 257, w.key.public_key)
 
 
-def test_receipt_is_at_most_2968_bytes(w: World) -> None:
-    """512 for the receipt's own members and signature, plus its log evidence."""
-    assert MAX_RECEIPT_BYTES == 2968
+def test_receipt_is_at_most_3244_bytes(w: World) -> None:
+    """768 for the receipt's own members and signature, 276 for the parcels
+    scanned (issue 19), plus its log evidence."""
+    assert MAX_RECEIPT_BYTES == 3244
     with pytest.raises(DecodeError, match="four items"):
-        verify_receipt(b"\xd2" * 2968, w.key.public_key)
+        verify_receipt(b"\xd2" * 3244, w.key.public_key)
     with pytest.raises(DecodeError, match="bounded size"):
-        verify_receipt(b"\xd2" * 2969, w.key.public_key)
+        verify_receipt(b"\xd2" * 3245, w.key.public_key)
 
 
 def test_log_objects_are_bounded_before_parsing(w: World) -> None:
@@ -408,7 +410,8 @@ def test_log_objects_are_bounded_before_parsing(w: World) -> None:
     )
     from trunkkey.logentry import MAX_ENTRY_BYTES, decode_entry
 
-    assert (MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, MAX_ENTRY_BYTES) == (256, 2200, 128)
+    # An entry: 128 bytes, and 276 for the parcels an opening scanned (issue 19).
+    assert (MAX_CHECKPOINT_BYTES, MAX_PROOF_BYTES, MAX_ENTRY_BYTES) == (256, 2200, 404)
     with pytest.raises(DecodeError, match="four items"):
         open_checkpoint(b"\xd2" * 256, w.key.public_key)
     with pytest.raises(DecodeError, match="bounded size"):
@@ -416,7 +419,7 @@ def test_log_objects_are_bounded_before_parsing(w: World) -> None:
     with pytest.raises(DecodeError, match="bounded size"):
         decode_inclusion_proof(b"\x83" * 2201)
     with pytest.raises(DecodeError, match="bounded size"):
-        decode_entry(b"\xa1" * 129)
+        decode_entry(b"\xa1" * 405)
 
 
 # -- consent chains -------------------------------------------------------------------------
@@ -556,6 +559,7 @@ DECODERS: dict[str, PublicDecoder] = {
         VerificationKey.from_pem, MAX_PEM_BYTES, _BEFORE_PARSING),
     "SigningKey.from_pem": PublicDecoder(SigningKey.from_pem, MAX_PEM_BYTES, _BEFORE_PARSING),
     "inspect_unverified": PublicDecoder(inspect_unverified, MAX_INSPECT_BYTES, _BEFORE_PARSING),
+    "read_scan": PublicDecoder(read_scan, MAX_SCAN_BYTES, _BEFORE_PARSING),
     # Capped before this work; held to the same shapes.
     "read_time_sync": PublicDecoder(
         lambda data: read_time_sync(data, _SIGNER.public_key), MAX_SYNC_BYTES, "bounded size"),
@@ -626,6 +630,7 @@ def test_the_largest_claims_set_fits_its_cap() -> None:
         purpose=Purpose.RETURN_PICKUP,
         geofence=Geofence(lat_e7=-90 * E7, lon_e7=-180 * E7, radius_m=MAX_RADIUS_M),
         courier_key=courier, order_ref=b"o" * MAX_ORDER_BYTES,
+        parcels=Parcels.commit([f"{i:064}" for i in range(MAX_PARCELS)], salt=bytes(16)),
     )
     payload = encode_claims(claims)
     assert len(payload) <= MAX_CLAIMS_BYTES

@@ -54,6 +54,8 @@ if _typing.TYPE_CHECKING:
     from .ledger import SqliteLedger as SqliteLedger
     from .logentry import EntryKind as EntryKind
     from .logentry import LogEntry as LogEntry
+    from .parcels import ParcelRecord as ParcelRecord
+    from .parcels import Parcels as Parcels
     from .pkcs11 import Pkcs11Signer as Pkcs11Signer
     from .pkcs11 import Pkcs11Token as Pkcs11Token
     from .proof import make_proof as make_proof
@@ -104,6 +106,8 @@ _DEFINED_IN: dict[str, str] = {
     "SqliteLedger": "ledger",
     "EntryKind": "logentry",
     "LogEntry": "logentry",
+    "ParcelRecord": "parcels",
+    "Parcels": "parcels",
     "Pkcs11Signer": "pkcs11",
     "Pkcs11Token": "pkcs11",
     "make_proof": "proof",
@@ -153,6 +157,8 @@ __all__ = [
     "LogEntry",
     "ManualClock",
     "MemoryLedger",
+    "ParcelRecord",
+    "Parcels",
     "Pkcs11Signer",
     "Pkcs11Token",
     "Purpose",

@@ -7,7 +7,7 @@ path it shortens, which decides everything:
 
 * :func:`usual_claim_values` reads the layout nearly every token's claims
   have (short names, 4-byte NumericDates, an Ed25519 ``cnf`` key, a geofence,
-  an order reference) in place, and returns exactly the values
+  an order reference, parcels) in place, and returns exactly the values
   :func:`trunkkey.cbor.decode_map` returns for the same bytes, or ``None``.
   Every rule a claim must meet is applied afterwards, once, by
   :func:`trunkkey.claims.decode_claims`, whichever reader ran: this module
@@ -38,6 +38,7 @@ _CNF_ED25519 = bytes.fromhex("08a101a301012006215820")
 _ACCESS = b"\x3a\x00\x01\x00\x00"
 _GEOFENCE = b"\x3a\x00\x01\x00\x01"
 _ORDER = b"\x3a\x00\x01\x00\x02"
+_PARCELS = b"\x3a\x00\x01\x00\x03"
 # [lat, lon, radius]: both coordinates in their 4-byte form (head 0x1a or 0x3a).
 _FENCE = struct.Struct(">BBIBI")
 
@@ -91,12 +92,32 @@ def _fence_at(p: bytes, pos: int) -> tuple[list[int], int]:
     return [lat, lon, radius], pos
 
 
+def _parcels_at(p: bytes, pos: int) -> tuple[list[Any], int]:
+    """[salt, [commitments]] at ``pos``, every one a 16-byte byte string, at most
+    23 commitments (a 1-byte array head); ValueError or IndexError otherwise."""
+    if p[pos] != 0x82 or p[pos + 1] != 0x50:
+        raise ValueError
+    salt, head = p[pos + 2 : pos + 18], p[pos + 18]
+    if not 0x80 <= head <= 0x97:
+        raise ValueError
+    pos += 19
+    commitments = []
+    for _ in range(head - 0x80):
+        if p[pos] != 0x50:
+            raise ValueError
+        commitments.append(p[pos + 1 : pos + 17])
+        pos += 17
+    # A truncated last item reads short here and leaves ``pos`` past the end,
+    # which the caller's length check refuses.
+    return [salt, commitments], pos
+
+
 def usual_claim_values(p: bytes) -> list[Any] | None:
     """The claim values of ``p`` in label order, as ``cbor.decode_map`` gives them,
     if ``p`` has the usual layout; ``None`` for any other bytes."""
     try:
         count = p[0] - 0xA0
-        if not 7 <= count <= 10 or p[1] != 0x01:
+        if not 7 <= count <= 11 or p[1] != 0x01:
             return None
         iss, pos = _text_at(p, 2)
         if p[pos] != 0x03:
@@ -104,7 +125,7 @@ def usual_claim_values(p: bytes) -> list[Any] | None:
         aud, pos = _text_at(p, pos + 1)
         exp_head, exp, nbf_head, nbf, iat_head, iat, cti_head, cti = _TIMES.unpack_from(p, pos)
         pos += _TIMES.size
-        cnf = fence = order = None
+        cnf = fence = order = parcels = None
         if p[pos] == 0x08:
             start = pos + len(_CNF_ED25519)
             if not p.startswith(_CNF_ED25519, pos) or len(p) < start + 32:
@@ -119,18 +140,21 @@ def usual_claim_values(p: bytes) -> list[Any] | None:
             fence, pos = _fence_at(p, pos + 5)
         if p.startswith(_ORDER, pos):
             order, pos = _bytes_at(p, pos + 5)
+        if p.startswith(_PARCELS, pos):
+            parcels, pos = _parcels_at(p, pos + 5)
     except (IndexError, ValueError, struct.error):  # UnicodeDecodeError is a ValueError
         return None
     if (
         pos != len(p)
         or count != 7 + (cnf is not None) + (fence is not None) + (order is not None)
+        + (parcels is not None)
         or exp_head != b"\x04\x1a" or nbf_head != b"\x05\x1a" or iat_head != b"\x06\x1a"
         or cti_head != b"\x07\x50"
         # Below 0x10000 the 4-byte form is not the shortest one.
         or exp < 0x10000 or nbf < 0x10000 or iat < 0x10000
     ):
         return None
-    return [iss, aud, exp, nbf, iat, cti, cnf, access, fence, order]
+    return [iss, aud, exp, nbf, iat, cti, cnf, access, fence, order, parcels]
 
 
 # After aud in the usual token: exp, nbf, iat as 4-byte NumericDates, the

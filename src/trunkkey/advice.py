@@ -93,6 +93,10 @@ ADVICE: Mapping[Reason, Advice] = MappingProxyType({
     # Who holds it.
     Reason.PROOF_MISSING: _a(_NO, _R, "Proof of possession missing"),
     Reason.PROOF_INVALID: _a(_NO, _A, "Proof of possession invalid"),
+    # What the courier carries: the token stays unspent, so scanning the
+    # order's parcels and presenting again is the honest courier's way out.
+    Reason.PARCEL_MISSING: _a(_NO, _R, "No parcel scan for a parcel-bound token"),
+    Reason.WRONG_PARCEL: _a(_NO, _R, "A scanned parcel is not in the order"),
     # Single use.
     Reason.ALREADY_USED: _a(_STATE, _A, "Token already used"),
     Reason.LEDGER_UNAVAILABLE: _a(_DOWN, _R, "Replay ledger unavailable"),

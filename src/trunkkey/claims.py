@@ -18,6 +18,7 @@ from ._fastpath import slot_filler, usual_claim_values, usual_claims_bytes
 from .errors import DecodeError, InvalidRequest
 from .geo import Geofence
 from .keys import VerificationKey
+from .parcels import Parcels, read_parcels
 
 # Registered CWT claim labels (RFC 8392 §4, RFC 8747 §3.1).
 ISS, AUD, EXP, NBF, IAT, CTI, CNF = 1, 3, 4, 5, 6, 7, 8
@@ -25,6 +26,7 @@ ISS, AUD, EXP, NBF, IAT, CTI, CNF = 1, 3, 4, 5, 6, 7, 8
 ACCESS = -65537  #: access bits: one action bit | one purpose bit
 GEOFENCE = -65538  #: [lat_e7, lon_e7, radius_m]
 ORDER = -65539  #: opaque order reference, bstr
+PARCELS = -65540  #: [salt, [commitments]]: the parcels of the order (trunkkey.parcels)
 #: cnf member carrying a COSE_Key (RFC 8747 §3.2).
 CNF_COSE_KEY = 1
 
@@ -32,9 +34,10 @@ TOKEN_ID_LENGTH = 16  #: 128 random bits
 MAX_NAME_BYTES = 64  #: issuer names and vehicle ids, UTF-8
 MAX_ORDER_BYTES = 64
 MAX_TIME = 2**40  #: year 36812: any larger NumericDate is nonsense
-#: The longest claims set the closed profile allows is about 360 bytes (every
-#: member at its longest, a P-256 ``cnf`` key); anything larger is refused unread.
-MAX_CLAIMS_BYTES = 512
+#: The longest claims set the closed profile allows is about 660 bytes (every
+#: member at its longest, a P-256 ``cnf`` key, 16 parcels: 296 of them);
+#: anything larger is refused unread.
+MAX_CLAIMS_BYTES = 768
 
 
 class Action(StrEnum):
@@ -106,6 +109,8 @@ class TokenClaims:
     geofence: Geofence | None = None
     courier_key: VerificationKey | None = None
     order_ref: bytes | None = None
+    #: The parcels of the order, committed to (never their identifiers).
+    parcels: Parcels | None = None
 
     @property
     def lifetime(self) -> int:
@@ -125,6 +130,7 @@ def encode_claims(claims: TokenClaims) -> bytes:
         courier_key=claims.courier_key,
         geofence=claims.geofence,
         order_ref=claims.order_ref,
+        parcels=claims.parcels,
     )
 
 
@@ -140,23 +146,25 @@ def encode_claim_fields(
     courier_key: VerificationKey | None,
     geofence: Geofence | None,
     order_ref: bytes | None,
+    parcels: Parcels | None = None,
 ) -> bytes:
     """The one claims encoder, from the fields themselves: minting needs no
     :class:`TokenClaims`, whose construction would cost it about 7 %. The
     commonest token is written by :func:`trunkkey._fastpath.usual_claims_bytes`.
 
     The claims are concatenated in the order RFC 8949 §4.2.1 sorts their
-    labels (1, 3, 4, 5, 6, 7, 8, then -65537, -65538, -65539), without building
+    labels (1, 3, 4, 5, 6, 7, 8, then -65537 to -65540), without building
     a map; a test holds this equal to ``cbor.encode`` of the same map.
     """
     iss = issuer.encode("utf-8")
     aud = vehicle_id.encode("utf-8")
-    if courier_key is None and geofence is None and order_ref is None:
+    if courier_key is None and geofence is None and order_ref is None and parcels is None:
         usual = usual_claims_bytes(iss, aud, expires, not_before, issued_at, token_id, access)
         if usual is not None:
             return usual
     head = cbor.head
-    count = 7 + (courier_key is not None) + (geofence is not None) + (order_ref is not None)
+    count = (7 + (courier_key is not None) + (geofence is not None) + (order_ref is not None)
+             + (parcels is not None))
     return b"".join((
         head(5, count),
         b"\x01", head(3, len(iss)), iss,
@@ -171,6 +179,7 @@ def encode_claim_fields(
         b"" if geofence is None
         else _LABELS[8] + cbor.encode([geofence.lat_e7, geofence.lon_e7, geofence.radius_m]),
         b"" if order_ref is None else _LABELS[9] + head(2, len(order_ref)) + order_ref,
+        b"" if parcels is None else _LABELS[10] + cbor.encode(parcels.to_cbor()),
     ))
 
 
@@ -179,7 +188,7 @@ _fill_claims = slot_filler(TokenClaims, tuple(TokenClaims.__dataclass_fields__))
 
 #: Every claim label, encoded, in the order deterministic CBOR puts them.
 _LABELS = tuple(cbor.encode(label) for label in (ISS, AUD, EXP, NBF, IAT, CTI, CNF, ACCESS,
-                                                 GEOFENCE, ORDER))
+                                                 GEOFENCE, ORDER, PARCELS))
 
 
 def _text(value: Any, what: str) -> str:
@@ -207,7 +216,7 @@ def decode_claims(payload: bytes) -> TokenClaims:
         values = cbor.decode_map(
             payload, _LABELS, not_a_map="claims set must be a map", unknown="unknown claims: {}"
         )
-    iss, aud, exp, nbf, iat, token_id, cnf, access, fence, order_ref = values
+    iss, aud, exp, nbf, iat, token_id, cnf, access, fence, order_ref, parcels = values
     if None in (iss, aud, exp, nbf, iat, token_id, access):
         present = dict(zip((ISS, AUD, EXP, NBF, IAT, CTI, ACCESS),
                            (iss, aud, exp, nbf, iat, token_id, access), strict=True))
@@ -228,9 +237,14 @@ def decode_claims(payload: bytes) -> TokenClaims:
         type(order_ref) is not bytes or not (0 < len(order_ref) <= MAX_ORDER_BYTES)
     ):
         raise DecodeError(f"order reference must be 1 to {MAX_ORDER_BYTES} bytes")
+    if parcels is not None:
+        if courier_key is None:
+            # The scan is signed by the device key: without one, nothing could be checked.
+            raise DecodeError("parcels need a cnf key to sign the scan")
+        parcels = read_parcels(parcels)
     return _fill_claims(_text(iss, "iss"), _text(aud, "aud"), _time(nbf, "nbf"),
                         _time(exp, "exp"), _time(iat, "iat"), token_id, action, purpose,
-                        geofence, courier_key, order_ref)
+                        geofence, courier_key, order_ref, parcels)
 
 
 def _geofence(value: Any) -> Geofence:

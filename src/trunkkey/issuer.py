@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from .claims import (
@@ -23,6 +23,7 @@ from .cose import Typ, sign1
 from .errors import InvalidRequest
 from .geo import Geofence
 from .keys import VerificationKey
+from .parcels import PARCEL_SALT_BYTES, Parcels
 from .signing import SigningBackend, signing_backend
 
 #: Longest window an issuer will mint by default (and a verifier accept).
@@ -111,6 +112,20 @@ class Issuer:
             raise InvalidRequest(f"order_ref must be 1 to {MAX_ORDER_BYTES} bytes")
         return action, purpose, nbf, exp, now
 
+    def _parcels(
+        self, parcels: Iterable[str] | None, courier_key: VerificationKey | None
+    ) -> Parcels | None:
+        """The order's parcels committed under a fresh salt (from the token-id source,
+        drawn after the token id)."""
+        if parcels is None:
+            return None
+        if courier_key is None:
+            raise InvalidRequest("parcels need a courier_key: the scan is signed by the device")
+        salt = self._token_ids(PARCEL_SALT_BYTES)
+        if type(salt) is not bytes or len(salt) != PARCEL_SALT_BYTES:
+            raise InvalidRequest("token id source returned the wrong length")
+        return Parcels.commit(parcels, salt=salt)
+
     def _new_token_id(self) -> bytes:
         token_id = self._token_ids(TOKEN_ID_LENGTH)
         if type(token_id) is not bytes or len(token_id) != TOKEN_ID_LENGTH:
@@ -128,23 +143,27 @@ class Issuer:
         geofence: Geofence | None = None,
         courier_key: VerificationKey | None = None,
         order_ref: bytes | None = None,
+        parcels: Iterable[str] | None = None,
     ) -> TokenClaims:
         """Validate a request and build its claims (with a fresh token id), unsigned."""
         action, purpose, nbf, exp, now = self._validate(
             vehicle_id, action, not_before, expires, purpose, geofence, courier_key, order_ref
         )
+        token_id = self._new_token_id()
+        committed = self._parcels(parcels, courier_key)
         return TokenClaims(
             issuer=self._issuer,
             vehicle_id=vehicle_id,
             not_before=nbf,
             expires=exp,
             issued_at=now,
-            token_id=self._new_token_id(),
+            token_id=token_id,
             action=action,
             purpose=purpose,
             geofence=geofence,
             courier_key=courier_key,
             order_ref=order_ref,
+            parcels=committed,
         )
 
     def mint(
@@ -158,8 +177,15 @@ class Issuer:
         geofence: Geofence | None = None,
         courier_key: VerificationKey | None = None,
         order_ref: bytes | None = None,
+        parcels: Iterable[str] | None = None,
     ) -> bytes:
         """Mint a signed token for one vehicle, one action and one window; return its bytes.
+
+        ``parcels``: the identifiers of the order's parcels (1 to 16) — for a
+        delivery those to put in, for a return pickup those to take out. The
+        token carries only salted commitments to them, and the car opens only
+        for a courier whose device scanned some of them (``courier_key`` is
+        then required).
 
         Raises :class:`InvalidRequest` for a request that makes no sense: an
         empty or inverted window, one longer than ``max_lifetime``, one already
@@ -168,17 +194,20 @@ class Issuer:
         action, purpose, nbf, exp, now = self._validate(
             vehicle_id, action, not_before, expires, purpose, geofence, courier_key, order_ref
         )
+        token_id = self._new_token_id()
+        committed = self._parcels(parcels, courier_key)
         payload = encode_claim_fields(
             issuer=self._issuer,
             vehicle_id=vehicle_id,
             expires=exp,
             not_before=nbf,
             issued_at=now,
-            token_id=self._new_token_id(),
+            token_id=token_id,
             access=access_bits(action, purpose),
             courier_key=courier_key,
             geofence=geofence,
             order_ref=order_ref,
+            parcels=committed,
         )
         return sign1(self._key, payload, typ=Typ.TOKEN)
 

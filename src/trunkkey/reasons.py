@@ -40,6 +40,11 @@ class Reason(StrEnum):
     # Who holds it.
     PROOF_MISSING = "proof_missing"
     PROOF_INVALID = "proof_invalid"
+    # What they carry: the parcels a token is bound to (trunkkey.parcels).
+    #: The token is bound to parcels and the proof carries no scan (or an empty one).
+    PARCEL_MISSING = "parcel_missing"
+    #: A scanned identifier is not one of the order's, or one parcel was scanned twice.
+    WRONG_PARCEL = "wrong_parcel"
     # Single use.
     ALREADY_USED = "already_used"
     LEDGER_UNAVAILABLE = "ledger_unavailable"

@@ -3,7 +3,8 @@
 Every check lives in :meth:`Verifier.verify_at`, in order, each with its own
 reason code. The order is part of the specification (``docs/token-format.md``):
 cheap structural checks first, the signature before any claim is believed,
-then the claims, then the courier's proof, and the ledger last — so a token
+then the claims, then the courier's proof and the parcels it scanned, and
+the ledger last — so a token
 is spent only when every other check has passed, and a ledger that cannot
 write means no access.
 """
@@ -28,7 +29,8 @@ from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
 from .ledger.base import Ledger, SpendOutcome
-from .proof import check_proof
+from .parcels import ParcelRecord, match_scan
+from .proof import check_proof, check_scan_proof
 from .reasons import Reason
 from .trust import TrustStore
 
@@ -65,12 +67,15 @@ class Decision:
     was then denied (an expired or replayed but authentic token), so that
     audits can name the token; it is never set for an unauthenticated one.
     A decision is deliberately not usable as a bool: test ``.allowed``.
+    ``parcels``: for an allowed token bound to parcels, which of them the
+    courier's device scanned (as commitments; partial if not all).
     """
 
     reason: Reason
     detail: str
     at: int
     claims: TokenClaims | None = None
+    parcels: ParcelRecord | None = None
 
     def __init__(self, *_: object, **__: object) -> None:
         raise TypeError("Decisions are made by a Verifier, not constructed")
@@ -89,13 +94,14 @@ class Decision:
 
 
 # Decision.__init__ refuses everyone; the verifier fills its decisions' slots.
-_fill_decision = slot_filler(Decision, ("reason", "detail", "at", "claims"))
+_fill_decision = slot_filler(Decision, ("reason", "detail", "at", "claims", "parcels"))
 
 
 def _decision(
-    reason: Reason, detail: str, at: int, claims: TokenClaims | None = None
+    reason: Reason, detail: str, at: int, claims: TokenClaims | None = None,
+    parcels: ParcelRecord | None = None,
 ) -> Decision:
-    return _fill_decision(reason, detail, at, claims)
+    return _fill_decision(reason, detail, at, claims, parcels)
 
 
 def _check_request(
@@ -239,7 +245,13 @@ class Verifier:
             ) or _presence_refusal(claims, token, vehicle_id, location, proof, challenge)
             if refused is not None:
                 return _decision(refused[0], refused[1], now, claims)
-            return self._spend(claims, signer, now)
+            if claims.parcels is None:
+                return self._spend(claims, signer, now)
+            # 10b. The parcels: after the proof that signs the scan, before the spend.
+            scanned = _parcel_check(claims, token, vehicle_id, proof, challenge)
+            if not isinstance(scanned, ParcelRecord):
+                return _decision(scanned[0], scanned[1], now, claims)
+            return self._spend(claims, signer, now, scanned)
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
                 Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
@@ -293,7 +305,9 @@ class Verifier:
                 return _decision(refused.reason, refused.detail, now, claims)
         return signer, claims
 
-    def _spend(self, claims: TokenClaims, signer: Signer, now: int) -> Decision:
+    def _spend(
+        self, claims: TokenClaims, signer: Signer, now: int, parcels: ParcelRecord | None = None
+    ) -> Decision:
         """Step 11: single use, daily limits and the ledger's own start, last, in
         one atomic step of the ledger; any fault of the ledger denies."""
         try:
@@ -310,7 +324,12 @@ class Verifier:
                 outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
             )
             return _decision(reason, detail, now, claims)
-        return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+        if parcels is None:
+            return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+        return _decision(
+            Reason.ALLOWED, f"all checks passed; {parcels.describe()} scanned", now, claims,
+            parcels,
+        )
 
 
 def _scope_refusal(  # noqa: PLR0917 -- private step of the verifier's hot path
@@ -363,6 +382,8 @@ def _presence_refusal(  # noqa: PLR0917 -- private step of the verifier's hot pa
             return Reason.PROOF_MISSING, "token is bound to a device; no proof given"
         if challenge is None:
             return Reason.PROOF_INVALID, "no challenge was issued for this proof"
+        if claims.parcels is not None:
+            return None  # the scan proof is checked with its scan, in step 10b
         problem = check_proof(
             proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
             challenge=challenge,
@@ -370,3 +391,27 @@ def _presence_refusal(  # noqa: PLR0917 -- private step of the verifier's hot pa
         if problem is not None:
             return Reason.PROOF_INVALID, problem
     return None
+
+
+def _parcel_check(
+    claims: TokenClaims,
+    token: bytes,
+    vehicle_id: str,
+    proof: bytes | None,
+    challenge: bytes | None,
+) -> ParcelRecord | tuple[Reason, str]:
+    """Steps 10 and 10b for a token bound to parcels: the device signed a scan
+    with the challenge, and every parcel it scanned is one of the order's.
+
+    Reached only after :func:`_presence_refusal` found a proof and a challenge
+    (decoding guarantees a ``cnf`` key beside parcels).
+    """
+    parcels, key = claims.parcels, claims.courier_key
+    if parcels is None or key is None or proof is None or challenge is None:
+        return Reason.PROOF_INVALID, "no proof to carry a scan"
+    problem, scan = check_scan_proof(
+        proof, key=key, token=token, vehicle_id=vehicle_id, challenge=challenge
+    )
+    if problem is not None:
+        return Reason.PROOF_INVALID, problem
+    return match_scan(parcels, scan)

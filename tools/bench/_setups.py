@@ -32,6 +32,8 @@ NOW = 1_800_000_000
 WINDOW = 4 * 3600
 DAY = 86_400
 HOME = Geofence.from_degrees(48.137154, 11.576124, 100)
+#: Parcels in the benchmark's parcel-bound order: a typical multi-parcel delivery.
+PARCELS = 3
 
 #: One presentation: (token, proof, challenge, chain); absent parts are None.
 Presentation = tuple[bytes, bytes | None, bytes | None, bytes | None]
@@ -78,6 +80,23 @@ class Direct:
                                      courier_key=courier.public_key)
             challenge = os.urandom(16)
             proof = make_proof(courier, token=token, vehicle_id=VEHICLE, challenge=challenge)
+            out.append((token, proof, challenge, None))
+        return out
+
+
+    def with_parcels(self, count: int, parcels: int = PARCELS) -> list[Presentation]:
+        """As :meth:`with_proof`, each token bound to an order of ``parcels`` parcels,
+        each proof carrying a scan of all of them (issue 19)."""
+        order = [f"1Z999AA1012345{i:04}" for i in range(parcels)]
+        out: list[Presentation] = []
+        for _ in range(count):
+            courier = SigningKey.generate()
+            token = self.issuer.mint(vehicle_id=VEHICLE, action=Action.TRUNK, not_before=NOW,
+                                     expires=NOW + WINDOW, geofence=HOME,
+                                     courier_key=courier.public_key, parcels=order)
+            challenge = os.urandom(16)
+            proof = make_proof(courier, token=token, vehicle_id=VEHICLE, challenge=challenge,
+                               scan=order)
             out.append((token, proof, challenge, None))
         return out
 

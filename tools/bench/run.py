@@ -58,6 +58,7 @@ RATES: dict[str, str] = {
     "mint": "mint a trunk token (Ed25519)",
     "verify_memory": "verify, memory ledger",
     "verify_proof_memory": "verify + proof of possession, memory ledger",
+    "verify_parcels_memory": "verify + proof with a 3-parcel scan, memory ledger",
     "verify_chain2_cached": "verify + proof, 2-link chain, grant cache warm",
     "verify_chain2_uncached": "verify + proof, 2-link chain, no grant cache",
     "verify_sqlite": "verify, SQLite ledger (fsync per token)",
@@ -85,6 +86,7 @@ RATIOS: list[tuple[str, str, str, float]] = [
     ("verify_proof / (libsodium verify / 2)", "verify_proof_memory",
      "floor_ed25519_verify_libsodium", 2),
     ("chain2 cached / verify_proof", "verify_chain2_cached", "verify_proof_memory", 1),
+    ("verify_parcels / verify_proof", "verify_parcels_memory", "verify_proof_memory", 1),
     ("chain2 cached / (libsodium verify / 2)", "verify_chain2_cached",
      "floor_ed25519_verify_libsodium", 2),
     ("chain2 uncached / (libsodium verify / 4)", "verify_chain2_uncached",
@@ -196,6 +198,10 @@ def measure_rates(
     cases["verify_proof_memory"] = Case(
         run=consume(iter(direct.with_proof(n)), checker(direct.verifier(MemoryLedger()))),
         batch=batch)
+    # Parcel-bound beside plain, in the same interleaved rounds (issue 19).
+    cases["verify_parcels_memory"] = Case(
+        run=consume(iter(direct.with_parcels(n)), checker(direct.verifier(MemoryLedger()))),
+        batch=batch)
     try:
         for cache in (True, False):
             world = chained(2, cache=cache)
@@ -212,6 +218,9 @@ def measure_rates(
         consume(iter(direct.plain(n)), checker(direct.verifier(MemoryLedger())))), batch=batch)
     cases["python_verify_proof_memory"] = Case(run=signatures_stubbed(
         consume(iter(direct.with_proof(n)), checker(direct.verifier(MemoryLedger())))),
+        batch=batch)
+    cases["python_verify_parcels_memory"] = Case(run=signatures_stubbed(
+        consume(iter(direct.with_parcels(n)), checker(direct.verifier(MemoryLedger())))),
         batch=batch)
     try:
         world = chained(2, cache=False)
@@ -249,11 +258,14 @@ def measure_rates(
 def measure_sizes() -> dict[str, int | None]:
     direct = Direct.create()
     token, proof_token = direct.mint(), direct.with_proof(1)[0]
+    parcel_token = direct.with_parcels(1)[0]
     sizes: dict[str, int | None] = {
         "trunk_token": len(token),
         "delivery_token_with_cnf_and_geofence": len(proof_token[0]),
         "proof": len(proof_token[1] or b""),
         "delivery_presentation": len(proof_token[0]) + len(proof_token[1] or b""),
+        "delivery_token_with_3_parcels": len(parcel_token[0]),
+        "proof_with_3_parcel_scan": len(parcel_token[1] or b""),
     }
     try:
         story = story_sizes()
@@ -315,6 +327,7 @@ def overhead(rates: dict[str, float | None]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name, signatures, floor in (("verify_memory", 1, verify), ("mint", 1, sign),
                                     ("verify_proof_memory", 2, verify),
+                                    ("verify_parcels_memory", 2, verify),
                                     ("verify_chain2_cached", 2, verify),
                                     ("verify_chain2_uncached", 4, verify)):
         total = us(name)

@@ -55,13 +55,15 @@ from trunkkey.consent import (
 )
 from trunkkey.consent.revocation import decode_revocations
 from trunkkey.cose import Typ, decode_protected, parse_sign1, sign1, verify_sign1
-from trunkkey.proof import check_proof
+from trunkkey.parcels import ParcelRecord, match_scan
+from trunkkey.proof import check_proof, check_scan_proof, proof_aad
 from trunkkey.testing.consent import carrier_delegation, retailer_consent
 from trunkkey.vehicle import Receipt, make_time_sync, read_time_sync, sign_receipt, verify_receipt
 
 NOW = 1_800_000_000
 VEHICLE = "1HGCM82633A004352"
 CHALLENGE = bytes(range(16))
+ORDER = ("1Z999AA10123456784", "1Z999AA10123456785", "1Z999AA10123456786")
 
 
 def _fixed_key(label: str) -> SigningKey:
@@ -80,6 +82,9 @@ class World:
     store: TrustStore
     tokens: tuple[bytes, ...]
     proofs: tuple[bytes, ...]
+    #: The token bound to :data:`ORDER` (also the last of ``tokens``) and its scan proof.
+    parcel_token: bytes
+    scan_proof: bytes
 
 
 @cache
@@ -95,8 +100,12 @@ def world() -> World:
                        courier_key=device_key.public_key,
                        geofence=Geofence.from_degrees(48.1374, 11.5755, 100))
     proof = make_proof(device_key, token=rich, vehicle_id=VEHICLE, challenge=CHALLENGE)
+    parcels = issuer.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW,
+                          expires=NOW + 3600, courier_key=device_key.public_key, parcels=ORDER)
+    scan = make_proof(device_key, token=parcels, vehicle_id=VEHICLE, challenge=CHALLENGE,
+                      scan=ORDER[:2])
     store = TrustStore([TrustedKey.create(issuer_key.public_key, "retailer")])
-    return World(issuer_key, device_key, store, (plain, rich), (proof,))
+    return World(issuer_key, device_key, store, (plain, rich, parcels), (proof,), parcels, scan)
 
 
 def fuzz_cbor(data: bytes) -> None:
@@ -156,6 +165,30 @@ def fuzz_proof(data: bytes) -> None:
         # Ed25519 signatures are unique and the strict parser admits one
         # encoding, so only the genuine proof can pass.
         assert data == w.proofs[0], "a proof nobody made was accepted"
+
+
+def fuzz_scan(data: bytes) -> None:
+    """A scan proof for a token bound to parcels, whole (first byte 0) or as a
+    payload the device signs correctly (first byte 1: a buggy handheld)."""
+    w = world()
+    signed, rest = data[:1] == b"\x01", data[1:]
+    proof = rest
+    if signed:
+        proof = sign1(w.device_key, rest, typ=Typ.PROOF, include_kid=False,
+                      external_aad=proof_aad(w.parcel_token, VEHICLE))
+    parcels = decode_claims(parse_sign1(w.parcel_token).payload).parcels
+    assert parcels is not None
+    problem, scan = check_scan_proof(proof, key=w.device_key.public_key, token=w.parcel_token,
+                                     vehicle_id=VEHICLE, challenge=CHALLENGE)
+    if problem is not None:
+        return
+    if not signed:
+        assert proof == w.scan_proof, "a scan nobody signed was accepted"
+    outcome = match_scan(parcels, scan)
+    if isinstance(outcome, ParcelRecord):
+        assert scan is not None
+        assert set(scan) <= set(ORDER), "a parcel outside the order was matched"
+        assert len(outcome.scanned) == len(scan)
 
 
 # -- consent chains, revocation lists, time-sync messages, receipts ----------------
@@ -296,6 +329,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "cose": fuzz_cose,
     "verify": fuzz_verify,
     "proof": fuzz_proof,
+    "scan": fuzz_scan,
     "chain": fuzz_chain,
     "revocation": fuzz_revocation,
     "time_sync": fuzz_time_sync,
@@ -316,6 +350,7 @@ def seeds(name: str) -> list[bytes]:
         "cose": tokens + list(w.proofs),
         "verify": tokens + [t[:-1] for t in tokens],
         "proof": list(w.proofs),
+        "scan": [b"\x00" + w.scan_proof, b"\x01" + parse_sign1(w.scan_proof).payload],
     }
     if name in common:
         return common[name]

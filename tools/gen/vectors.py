@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,10 @@ def _token_id(name: str) -> bytes:
     return hashlib.sha256(b"token id: " + name.encode()).digest()[:16]
 
 
+def _parcel_salt(name: str) -> bytes:
+    return hashlib.sha256(b"parcel salt: " + name.encode()).digest()[:16]
+
+
 # -- Hand-made COSE_Sign1 ----------------------------------------------------
 def _envelope(
     protected: bytes, payload: bytes, signature: bytes, *, unprotected: bytes = b"\xa0",
@@ -193,9 +198,11 @@ def _context(
 def _vectors(keys: _Keys) -> list[dict[str, Any]]:
     def issuer(name: str, key: SigningKey | None = None, iss: str = ISSUER,
                issued_at: int = ISSUED_AT, max_lifetime: int = 86400) -> Issuer:
+        # The token id, then (for a token bound to parcels) the parcels' salt.
+        draws = iter((_token_id(name), _parcel_salt(name)))
         return Issuer(
             key or keys.issuer, iss, clock=ManualClock(issued_at), max_lifetime=max_lifetime,
-            _token_ids=lambda n: _token_id(name)[:n],
+            _token_ids=lambda n: next(draws)[:n],
         )
 
     def mint(name: str, *, key: SigningKey | None = None, iss: str = ISSUER, **kw: Any) -> bytes:
@@ -455,6 +462,8 @@ def _vectors(keys: _Keys) -> list[dict[str, Any]]:
                                   challenge=challenge)),
         Reason.PROOF_INVALID)
 
+    _parcel_vectors(add, mint, keys, challenge, other_challenge)
+
     # -- single use ---------------------------------------------------------
     add("already_used_presented_twice",
         "The same valid token presented twice: the first is allowed, the second refused.",
@@ -468,6 +477,68 @@ def _vectors(keys: _Keys) -> list[dict[str, Any]]:
     add("ledger_unavailable", "A valid token while the ledger cannot record it: fail closed.",
         mint("ledger_unavailable"), _context(ledger="failing"), Reason.LEDGER_UNAVAILABLE)
     return out
+
+
+#: The parcels of the order in the parcel vectors, and one that is not the order's.
+ORDER_PARCELS = ("1Z999AA10123456784", "1Z999AA10123456785")
+STRANGER_PARCEL = "1Z999AA10123456799"
+
+
+def _parcel_vectors(
+    add: Callable[..., None], mint: Callable[..., bytes], keys: _Keys, challenge: bytes,
+    other_challenge: bytes,
+) -> None:
+    """Tokens bound to parcels (issue 19): the scan in the proof, checked before the spend."""
+    order = list(ORDER_PARCELS)
+
+    def bound(name: str) -> bytes:
+        return mint(name, courier_key=keys.device.public_key, parcels=order)
+
+    def scan(token: bytes, scanned: list[str] | None, answered: bytes = challenge) -> bytes:
+        return make_proof(keys.device, token=token, vehicle_id=VEHICLE, challenge=answered,
+                          scan=scanned)
+
+    order_text = f"the order's parcels {order[0]} and {order[1]}"
+    token = bound("allowed_parcels_all_scanned")
+    add("allowed_parcels_all_scanned",
+        f"A token bound to {order_text}; the device's proof carries a scan of both (in the "
+        "reverse order), signed with the challenge.",
+        token, _context(challenge=challenge, proof=scan(token, order[::-1])), Reason.ALLOWED)
+    token = bound("allowed_parcels_partial")
+    add("allowed_parcels_partial",
+        f"A token bound to {order_text}; the scan names only the second: a partial delivery, "
+        "allowed (and recorded as partial).",
+        token, _context(challenge=challenge, proof=scan(token, order[1:])), Reason.ALLOWED)
+    token = bound("parcel_missing")
+    add("parcel_missing",
+        f"A token bound to {order_text}; the proof is a plain one, with no scan.",
+        token, _context(challenge=challenge, proof=scan(token, None)), Reason.PARCEL_MISSING)
+    token = bound("parcel_missing_empty_scan")
+    add("parcel_missing_empty_scan",
+        f"A token bound to {order_text}; the proof carries an empty scan.",
+        token, _context(challenge=challenge, proof=scan(token, [])), Reason.PARCEL_MISSING)
+    token = bound("wrong_parcel")
+    add("wrong_parcel",
+        f"A token bound to {order_text}; the scan names {order[0]} and {STRANGER_PARCEL}, "
+        "which is not the order's.",
+        token, _context(challenge=challenge, proof=scan(token, [order[0], STRANGER_PARCEL])),
+        Reason.WRONG_PARCEL)
+    token = bound("wrong_parcel_scanned_twice")
+    add("wrong_parcel_scanned_twice",
+        f"A token bound to {order_text}; the scan names {order[0]} twice.",
+        token, _context(challenge=challenge, proof=scan(token, [order[0], order[0]])),
+        Reason.WRONG_PARCEL)
+    token = bound("proof_invalid_scan_other_challenge")
+    add("proof_invalid_scan_other_challenge",
+        f"A token bound to {order_text}; the scan was signed with another challenge.",
+        token, _context(challenge=challenge, proof=scan(token, order, other_challenge)),
+        Reason.PROOF_INVALID)
+    token = mint("proof_invalid_scan_for_token_without_parcels",
+                 courier_key=keys.device.public_key)
+    add("proof_invalid_scan_for_token_without_parcels",
+        "A token bound to a device but to no parcels; the proof carries a scan, so it answers "
+        "no challenge.",
+        token, _context(challenge=challenge, proof=scan(token, order)), Reason.PROOF_INVALID)
 
 
 FORMAT = {
@@ -491,7 +562,10 @@ FORMAT = {
     "context.location": (
         "the car's position {lat_e7, lon_e7} in units of 1e-7 degree, or null (unknown)"
     ),
-    "context.proof": "hex of the courier device's proof of possession, or null",
+    "context.proof": (
+        "hex of the courier device's proof of possession, or null; for a token bound to "
+        "parcels, its payload is the scan [challenge, [identifiers]]"
+    ),
     "context.challenge": "hex of the challenge the car issued, or null",
     "context.ledger": (
         "{spent: [{vehicle_id, token_id (hex)}]}: token ids already spent before the first "

@@ -18,6 +18,7 @@ _WORDS = {
     EntryKind.LEDGER_RECOVERED: "The car's record of used codes was lost and started afresh",
     EntryKind.CHALLENGE_ISSUED: "A courier's device asked to open the car",
     EntryKind.TOKEN_ALLOWED: "Access granted",
+    EntryKind.PARCELS_SCANNED: "The courier's device scanned parcels of the order",
     EntryKind.TOKEN_DENIED: "Access refused",
     EntryKind.OPENED: "Opened",
     EntryKind.ACTUATOR_FAILED: "The lock mechanism failed",
@@ -43,6 +44,8 @@ _REASONS = {
     Reason.CAR_MOVED: "the car was moved",
     Reason.PROOF_MISSING: "the courier's device did not prove itself",
     Reason.PROOF_INVALID: "the courier's device did not prove itself",
+    Reason.PARCEL_MISSING: "the courier's device scanned no parcel of the order",
+    Reason.WRONG_PARCEL: "the courier scanned a parcel that is not the order's",
     Reason.CLOCK_UNTRUSTED: "the car could not trust its clock",
     Reason.UNIT_BUSY: "another opening was in progress",
 }
@@ -77,6 +80,8 @@ def describe(entry: LogEntry) -> str:
         text += f": open the {what}"
     elif entry.kind in (EntryKind.OPENED, EntryKind.CLOSED) and what:
         text = f"{what.capitalize()} {entry.kind.value}"
+    elif entry.kind is EntryKind.PARCELS_SCANNED and entry.parcels is not None:
+        text += f": {entry.parcels.describe()}"
     elif entry.kind is EntryKind.RELOCKED and entry.note in _CAUSES:
         text += f" {_CAUSES[entry.note]}"
     if entry.reason is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from ..claims import TokenClaims
 from ..cose import Typ
 from ..keys import Algorithm, VerificationKey
+from ..parcels import ParcelRecord
 from ._io import Output
 
 
@@ -81,7 +82,17 @@ def claims_json(claims: TokenClaims) -> dict[str, Any]:
             "kid": claims.courier_key.kid.hex(),
         },
         "order_ref": None if claims.order_ref is None else claims.order_ref.hex(),
+        "parcels": None if claims.parcels is None else {
+            "count": len(claims.parcels.commitments),
+            "commitments": [c.hex() for c in claims.parcels.commitments],
+        },
     }
+
+
+def parcels_json(record: ParcelRecord) -> dict[str, Any]:
+    """Which parcels were scanned, as commitments: the identifiers are never shown."""
+    return {"scanned": [c.hex() for c in record.scanned], "of": record.of,
+            "partial": record.partial}
 
 
 def print_claims(out: Output, claims: TokenClaims) -> None:
@@ -114,3 +125,6 @@ def print_claims(out: Output, claims: TokenClaims) -> None:
     if claims.order_ref is not None:
         shown = claims.order_ref.decode("utf-8", "replace")
         out.line(f"order ref:   {claims.order_ref.hex()}  ({shown!r})")
+    if claims.parcels is not None:
+        out.line(f"parcels:     {len(claims.parcels.commitments)}, committed to "
+                 "(a scan of them is required; identifiers are not in the token)")

@@ -55,6 +55,9 @@ def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--courier-key", metavar="PUBFILE",
                    help="bind the token to this courier device public key (cnf)")
     p.add_argument("--order-ref", metavar="TEXT", help="opaque order reference (UTF-8)")
+    p.add_argument("--parcel", metavar="ID", action="append", default=None,
+                   help="a parcel of the order (repeat, up to 16): the car opens only for a "
+                        "courier whose device scanned it; needs --courier-key")
     p.add_argument("--format", choices=TOKEN_FORMATS, default="hex", help="token encoding")
 
 
@@ -72,7 +75,7 @@ def _mint(args: argparse.Namespace, out: Output) -> int:
     claims = issuer.claims_for(
         vehicle_id=args.vehicle, action=args.action, purpose=args.purpose,
         not_before=not_before, expires=expires, geofence=geofence,
-        courier_key=courier, order_ref=order_ref,
+        courier_key=courier, order_ref=order_ref, parcels=args.parcel,
     )
     token = issuer.sign_claims(claims)
     emit(out, "token", token, args.format,

@@ -38,7 +38,7 @@ from ._io import (
     read_bounded,
     read_token,
 )
-from ._show import claims_json, utc
+from ._show import claims_json, parcels_json, utc
 from .ledger import open_ledger
 from .tokens import token_args
 
@@ -230,6 +230,7 @@ def _report_decision(out: Output, decision: Decision, ledger_text: str) -> None:
         "detail": decision.detail, "at": decision.at, "at_utc": utc(decision.at),
         "ledger": ledger_text,
         "claims": None if decision.claims is None else claims_json(decision.claims),
+        "parcels": None if decision.parcels is None else parcels_json(decision.parcels),
     })
     verdict = "ALLOWED" if decision.allowed else "DENIED"
     out.line(f"{verdict}: {decision.reason.value}")
@@ -240,6 +241,8 @@ def _report_decision(out: Output, decision: Decision, ledger_text: str) -> None:
         c = decision.claims
         out.line(f"token:   {c.token_id.hex()} from {c.issuer} for {c.vehicle_id}, "
                  f"{c.action.value}/{c.purpose.value}, until {utc(c.expires)}")
+    if decision.parcels is not None:
+        out.line(f"parcels: {decision.parcels.describe()} scanned")
 
 
 # -- prove --------------------------------------------------------------------------
@@ -252,13 +255,16 @@ def _prove_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vehicle", required=True, help="the vehicle the token is presented to")
     p.add_argument("--challenge", required=True, metavar="HEX",
                    help="the car's challenge, 16 to 32 bytes")
+    p.add_argument("--scan", metavar="ID", action="append", default=None,
+                   help="a parcel identifier the handheld scanned (repeat, up to 16), "
+                        "signed with the challenge")
 
 
 def _prove(args: argparse.Namespace, out: Output) -> int:
     token = read_token(args.token, args.format, sys.stdin)
     key = load_signing_key(args.device_key)
     proof = make_proof(key, token=token, vehicle_id=args.vehicle,
-                       challenge=parse_hex(args.challenge, "--challenge"))
+                       challenge=parse_hex(args.challenge, "--challenge"), scan=args.scan)
     out.data({"proof": proof.hex(), "size": len(proof)})
     out.line(proof.hex())
     return EXIT_OK

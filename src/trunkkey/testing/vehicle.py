@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,13 +235,15 @@ class World:
         starts_in: int = 0,
         window: int = 4 * 3600,
         order_ref: bytes | None = None,
+        parcels: Sequence[str] | None = None,
     ) -> bytes:
+        """``parcels``: the order's parcel identifiers the token commits to."""
         vehicle_id = car if isinstance(car, str) else car.vehicle_id
         return self.retailer.mint(
             vehicle_id=vehicle_id, action=action, purpose=purpose,
             not_before=self.now + starts_in, expires=self.now + starts_in + window,
             geofence=geofence, courier_key=None if courier is None else courier.public_key,
-            order_ref=order_ref,
+            order_ref=order_ref, parcels=parcels,
         )
 
     # -- time -------------------------------------------------------------------
@@ -262,13 +264,15 @@ def courier_present(
     delay: Callable[[], None] | None = None,
     chain: bytes | None = None,
     revocations: bytes | None = None,
+    scan: Sequence[str] | None = None,
 ) -> Outcome:
     """The courier's handheld: ask for a challenge, sign it, present the token.
 
     ``delay`` runs between the challenge and the answer (a relay's latency).
     With no device key the handheld presents the bare token (a sniffer's copy).
     ``chain`` is the consent chain the token hangs from; ``revocations`` a
-    signed revocation list the handheld carries to the car.
+    signed revocation list the handheld carries to the car; ``scan`` the
+    parcel identifiers its scanner read, signed with the challenge.
     """
     try:
         challenge = car.unit.challenge()
@@ -280,7 +284,9 @@ def courier_present(
         delay()
     if device_key is None:
         return car.unit.present(token, action=action, chain=chain, revocations=revocations)
-    proof = make_proof(device_key, token=token, vehicle_id=car.vehicle_id, challenge=challenge)
+    proof = make_proof(
+        device_key, token=token, vehicle_id=car.vehicle_id, challenge=challenge, scan=scan
+    )
     return car.unit.present(
         token, action=action, proof=proof, challenge=challenge, chain=chain,
         revocations=revocations,

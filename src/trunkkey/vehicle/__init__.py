@@ -11,6 +11,7 @@ from .events import EventKind as EventKind
 from .events import GapDetector as GapDetector
 from .latch import Actuator as Actuator
 from .receipt import Receipt as Receipt
+from .receipt import parcels_in_receipt as parcels_in_receipt
 from .receipt import sign_receipt as sign_receipt
 from .receipt import verify_receipt as verify_receipt
 from .state import Opening as Opening
@@ -61,6 +62,7 @@ __all__ = [
     "VehicleUnit",
     "consent_verifier",
     "make_time_sync",
+    "parcels_in_receipt",
     "read_time_sync",
     "sign_receipt",
     "verify_receipt",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..claims import Action, TokenClaims
+from ..parcels import ParcelRecord
 from ..signing import SigningBackend
 from .accesslog import AccessLog
 from .events import EventBus, EventKind
@@ -59,10 +60,14 @@ class Latch:
         #: The access-log index of the opening's entry, proven in its receipt.
         self._entry: int | None = None
 
-    def open(self, wanted: Action, claims: TokenClaims, now: int, entry: int | None) -> bool:
+    def open(
+        self, wanted: Action, claims: TokenClaims, now: int, entry: int | None,
+        parcels: ParcelRecord | None = None,
+    ) -> bool:
         """Actuate for an allowed token; ``False`` (car locked, token spent) if that fails.
 
-        ``entry``: the index of the opening's (already durable) log entry.
+        ``entry``: the index of the opening's (already durable) log entry;
+        ``parcels``: which of the order's parcels were scanned, for the receipt.
         """
         try:
             if wanted is Action.TRUNK:
@@ -82,6 +87,7 @@ class Latch:
         self.opening = Opening(
             token_id=claims.token_id, action=wanted, purpose=claims.purpose, opened_at=now,
             relock_deadline=now + self._relock_timeout, order_ref=claims.order_ref,
+            parcels=parcels,
         )
         kind = EventKind.TRUNK_OPENED if wanted is Action.TRUNK else EventKind.DOORS_UNLOCKED
         self._events.emit(kind, at=now, token_id=claims.token_id)
@@ -142,7 +148,7 @@ class Latch:
                 vehicle_id=self._vehicle, token_id=opening.token_id, action=opening.action,
                 purpose=opening.purpose, opened_at=opening.opened_at, closed_at=closed_at,
                 relocked_at=max(at, opening.opened_at), relock_cause=cause,
-                order_ref=opening.order_ref,
+                order_ref=opening.order_ref, parcels=opening.parcels,
                 log=evidence,
             ),
         )

@@ -4,11 +4,17 @@ After relocking, the unit signs a receipt with its vehicle key (``typ`` =
 :attr:`Typ.RECEIPT`, so it can never pass as a token, a proof or a time-sync
 message). The retailer verifies it with the vehicle's public key, learned
 from the carmaker at enrolment, as proof of delivery or of a return pickup.
+
+For a token bound to parcels the receipt names the parcels the courier's
+device scanned at the opening, by their commitments (member 11); the
+retailer, who minted the token and knows the order, reads them back into
+identifiers with :func:`parcels_in_receipt`.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import cbor
@@ -16,17 +22,20 @@ from ..checkpoint import MAX_PROOF_BYTES, LogEvidence, read_evidence
 from ..claims import Action, Purpose, check_name
 from ..cose import Typ, open_sign1, sign1
 from ..errors import DecodeError, InvalidRequest
+from ..inspect import inspect_unverified
 from ..keys import VerificationKey
 from ..logentry import EntryKind, decode_entry
+from ..parcels import MAX_RECORD_BYTES, ParcelRecord, check_parcel_ids, committer, read_record
 from ..signing import SigningBackend, signing_backend
 
 #: A receipt with its log evidence: the checkpoint, the entry and a proof of
-#: at most 64 hashes fit, with the receipt's own members, in this.
-MAX_RECEIPT_BYTES = 768 + MAX_PROOF_BYTES
+#: at most 64 hashes fit, with the receipt's own members, in this; and the
+#: record of the parcels scanned (member 11) at its longest, 275 bytes.
+MAX_RECEIPT_BYTES = 768 + 1 + MAX_RECORD_BYTES + MAX_PROOF_BYTES
 (_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _CLOSED, _RELOCKED, _CAUSE, _ORDER,
- _LOG) = range(1, 11)
+ _LOG, _PARCELS) = range(1, 12)
 _REQUIRED = frozenset({_VEHICLE, _TOKEN, _ACTION, _PURPOSE, _OPENED, _RELOCKED, _CAUSE})
-_KNOWN = _REQUIRED | {_CLOSED, _ORDER, _LOG}
+_KNOWN = _REQUIRED | {_CLOSED, _ORDER, _LOG, _PARCELS}
 RELOCK_CAUSES = ("closed", "timeout", "clock_untrusted")
 
 
@@ -38,7 +47,9 @@ class Receipt:
     by itself (``relock_cause`` = ``"timeout"``): a delivery the retailer
     should look at, not one to count as clean. ``log``: the car's checkpoint
     at the relock and the proof that the opening's entry is in it (member 10;
-    absent from receipts of units without an access log).
+    absent from receipts of units without an access log). ``parcels``:
+    which of the order's parcels were scanned at the opening (member 11;
+    only for a token bound to parcels).
     """
 
     vehicle_id: str
@@ -51,6 +62,7 @@ class Receipt:
     relock_cause: str
     order_ref: bytes | None = None
     log: LogEvidence | None = None
+    parcels: ParcelRecord | None = None
 
     def __post_init__(self) -> None:
         if self.relock_cause not in RELOCK_CAUSES:
@@ -74,6 +86,8 @@ class Receipt:
             members[_ORDER] = self.order_ref
         if self.log is not None:
             members[_LOG] = self.log.to_cbor()
+        if self.parcels is not None:
+            members[_PARCELS] = self.parcels.to_cbor()
         return cbor.encode(members)
 
 
@@ -119,6 +133,7 @@ def verify_receipt(
             relock_cause=body[_CAUSE] if type(body[_CAUSE]) is str else "",
             order_ref=body.get(_ORDER) if type(body.get(_ORDER)) is bytes else None,
             log=None if _LOG not in body else read_evidence(body[_LOG]),
+            parcels=None if _PARCELS not in body else read_record(body[_PARCELS]),
         )
     except ValueError as exc:  # InvalidRequest and the enums' ValueError
         raise DecodeError(f"receipt content invalid: {exc}") from None
@@ -139,3 +154,36 @@ def _check_log(receipt: Receipt, evidence: LogEvidence, vehicle_key: Verificatio
     entry = decode_entry(evidence.entry)
     if entry.kind is not EntryKind.TOKEN_ALLOWED or entry.token_id != receipt.token_id:
         raise DecodeError("the receipt's log entry is not this opening's")
+
+
+def parcels_in_receipt(
+    receipt: Receipt, *, token: bytes, parcels: Iterable[str]
+) -> tuple[str, ...]:
+    """The retailer's check: which parcels of the order the car says were scanned.
+
+    ``receipt`` is one :func:`verify_receipt` returned; ``token`` the token
+    the retailer minted for the order and ``parcels`` the order's
+    identifiers, as given to :meth:`~trunkkey.Issuer.mint`. Returns the
+    identifiers scanned, in the order's order (fewer than the order's: a
+    partial delivery or pickup). Raises :class:`DecodeError` if the receipt
+    is for another token, records no parcels, or records a parcel that is
+    not the order's, or if ``parcels`` is not the order the token commits to.
+    """
+    if not isinstance(receipt, Receipt):
+        raise InvalidRequest("receipt must be a verified trunkkey Receipt")
+    order = check_parcel_ids(parcels, "the order", order=True)
+    # The retailer's own token, kept since it minted it: nothing here decides access.
+    claims = inspect_unverified(token).claims
+    committed = claims.parcels
+    if not hmac.compare_digest(claims.token_id, receipt.token_id):
+        raise DecodeError("receipt is for another token")
+    if committed is None or receipt.parcels is None:
+        raise DecodeError("the token or the receipt names no parcels")
+    commit = committer(committed.salt)
+    mine = tuple(commit(identifier) for identifier in order)
+    if mine != committed.commitments:
+        raise DecodeError("these identifiers are not the order the token commits to")
+    record = receipt.parcels
+    if record.of != len(mine) or not set(record.scanned) <= set(mine):
+        raise DecodeError("the receipt records parcels that are not the order's")
+    return tuple(i for i, c in zip(order, mine, strict=True) if c in record.scanned)

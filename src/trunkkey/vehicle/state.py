@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from ..claims import Action, Purpose
 from ..errors import InvalidRequest
+from ..parcels import ParcelRecord
 from ..reasons import Reason
 from ..verifier import Decision, VerifierPolicy
 from .challenge import DEFAULT_CHALLENGE_TTL
@@ -50,6 +51,8 @@ class Opening:
     opened_at: int
     relock_deadline: int
     order_ref: bytes | None = None
+    #: Which of the order's parcels were scanned (a token bound to parcels).
+    parcels: ParcelRecord | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

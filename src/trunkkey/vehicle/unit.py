@@ -44,6 +44,8 @@ from ..geo import Location, distance_m
 from ..keys import VerificationKey
 from ..ledger.base import Ledger
 from ..ledger.sqlite import SqliteLedger
+from ..logentry import EntryKind, LogEntry
+from ..parcels import ParcelRecord
 from ..reasons import Reason
 from ..signing import SigningBackend, signing_backend
 from ..trust import TrustStore
@@ -313,7 +315,14 @@ class VehicleUnit:
         # The ledger has recorded the token as spent (durably) by now, and the
         # floor this decision relied on was stored before it was made.
         self._events.emit(EventKind.TOKEN_ACCEPTED, at=now, token_id=claims.token_id)
-        if not self._latch.open(wanted, claims, now, self._spends.last_opening):
+        parcels = decision.parcels
+        if parcels is not None and not self._record_scan(now, claims, parcels):
+            return self._deny(
+                now, Reason.LEDGER_UNAVAILABLE,
+                "the parcels scanned could not be recorded; token spent, car stays locked",
+                claims, decision,
+            )
+        if not self._latch.open(wanted, claims, now, self._spends.last_opening, parcels):
             return self._deny(
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
@@ -443,6 +452,22 @@ class VehicleUnit:
         except Exception:  # noqa: BLE001 -- no fix is an unknown position, not a crash
             return None
         return where if isinstance(where, Location) else None
+
+    def _record_scan(self, now: int, claims: TokenClaims, parcels: ParcelRecord) -> bool:
+        """Write which parcels were scanned, durably, before the actuator moves.
+
+        ``False`` if the log cannot write: the car then stays locked (the token
+        is spent, as after a failed actuator) rather than open with no record
+        of what the courier claimed to bring or take.
+        """
+        try:
+            self._log.append(LogEntry(
+                kind=EntryKind.PARCELS_SCANNED, at=now, boot=self._time.boot,
+                token_id=claims.token_id, parcels=parcels,
+            ))
+        except Exception:  # noqa: BLE001 -- any storage fault keeps the car locked
+            return False
+        return True
 
     def _refine(self, decision: Decision, location: Location | None) -> tuple[Reason, str]:
         """Tell "the car was moved" from "the car reads just outside the fence"."""
