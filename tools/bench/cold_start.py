@@ -13,6 +13,15 @@ Every row is set beside its floor: what the same process costs with only
 trunkkey's dependencies imported (libsodium through PyNaCl, cbor2, sqlite3;
 plus ``cryptography``'s EC module for a P-256 key). The targets are those of
 issue 18: wake to one decision within 1.5x the floor, peak memory within 1.3x.
+That floor does no disk work, while a decision opens its ledger file and
+commits one spend with an fsync; so one more row, the *disk floor*, opens a
+SQLite file with the ledger's pragmas and commits one row, and the decisions
+are also set beside it (for information: the targets stay the issue's).
+
+trunkkey's bytecode is compiled before measuring, as ``pip install`` does
+for every installed package (the floor's modules included): a development
+environment with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile
+trunkkey's source afresh in every child, a cost no installed car pays.
 
 Tokens, keys, chains and ledgers are made by this process beforehand and
 handed to the children in files; each timed child reads its own token, so no
@@ -89,6 +98,21 @@ sys.exit(main(["verify", token, "--trust", here + "/issuer.cose:%(issuer)s",
 """
 
 FLOOR = "import nacl.bindings, cbor2, sqlite3"
+# The disk work of a decision without trunkkey: open an existing WAL file as
+# the ledger does (URI, mode=rw, its pragmas) and commit one row durably.
+FLOOR_DISK = "\n".join((
+    FLOOR,
+    "import sys, time",
+    "conn = sqlite3.connect('file:' + sys.argv[1] + '/floor.sqlite?mode=rw', uri=True,",
+    "                       isolation_level=None)",
+    "for pragma in ('synchronous = FULL', 'journal_size_limit = 1048576',",
+    "               'wal_autocheckpoint = 256', 'journal_mode'):",
+    "    conn.execute('PRAGMA ' + pragma).fetchall()",
+    "conn.execute('BEGIN IMMEDIATE')",
+    "conn.execute('INSERT INTO spent VALUES (?, ?)', (sys.argv[2].encode(), int(time.time())))",
+    "conn.execute('COMMIT')",
+    "conn.close()",
+))
 FLOOR_EC = FLOOR + "; import cryptography.hazmat.primitives.asymmetric.ec"
 
 
@@ -111,6 +135,8 @@ ROWS: tuple[Row, ...] = (
     Row("bare", "bare interpreter (python -c pass)", "pass"),
     Row("floor", "floor: import nacl.bindings, cbor2, sqlite3", FLOOR, floor="bare"),
     Row("floor_ec", "floor + cryptography's EC module", FLOOR_EC, floor="bare"),
+    Row("floor_disk", "disk floor: the floor + open a SQLite WAL file, commit one row",
+        FLOOR_DISK, setup="floor_disk", floor="floor"),
     Row("import", "import trunkkey", "import trunkkey", floor="floor"),
     Row("ed25519", "wake -> Ed25519 key -> SQLite ledger -> one decision",
         _VERIFY_PLAIN % _FILL, setup="ed25519", floor="floor",
@@ -183,8 +209,29 @@ def _chain_setup(where: Path, runs: int) -> None:
     SqliteLedger(where / "ledger.sqlite").close()
 
 
+def _disk_floor_setup(where: Path) -> None:
+    import sqlite3
+
+    where.mkdir()
+    conn = sqlite3.connect(where / "floor.sqlite", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE spent (token_id BLOB PRIMARY KEY, keep_until INTEGER) "
+                 "WITHOUT ROWID")
+    conn.close()
+
+
+def compile_trunkkey() -> bool:
+    """Write trunkkey's bytecode, as installing it does; False if it cannot be written."""
+    import compileall
+
+    import trunkkey
+
+    return bool(compileall.compile_dir(Path(trunkkey.__file__).parent, quiet=1))
+
+
 def prepare(work: Path, runs: int) -> None:
     """Every file the children read, for ``runs`` rounds (one token per round)."""
+    _disk_floor_setup(work / "floor_disk")
     _plain_setup(work / "ed25519", "EDDSA", runs)
     _plain_setup(work / "p256", "ES256", runs)
     _plain_setup(work / "cli", "EDDSA", runs)
@@ -317,6 +364,19 @@ def table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+def beside_disk_floor(figures: list[Figure]) -> list[str]:
+    """Each Ed25519 decision beside the disk floor: for information, not a target."""
+    by_key = {f.row.key: f for f in figures}
+    disk = by_key.get("floor_disk")
+    if disk is None:
+        return []
+    return [
+        f"beside the disk floor: {f.row.key} {f.ms / disk.ms:.2f}x time, "
+        f"{f.peak_mib / disk.peak_mib:.2f}x memory"
+        for f in figures if f.row.floor == "floor" and f.row.setup not in (None, "floor_disk")
+    ]
+
+
 def verdicts(figures: list[Figure]) -> list[str]:
     """One line per target: the figure, the bound, and whether it holds."""
     out = []
@@ -339,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    compiled = compile_trunkkey()
     with tempfile.TemporaryDirectory(prefix="trunkkey-cold-") as tmp:
         work = Path(tmp)
         prepare(work, args.runs)
@@ -348,9 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = summarise(ROWS, samples)
     print(f"cold start: {args.runs} round(s), median; Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, load average {load:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after, {time.time() - started:.0f} s")
+          f"{os.getloadavg()[0]:.2f} after, {time.time() - started:.0f} s; trunkkey's "
+          f"bytecode {'compiled beforehand' if compiled else 'NOT compiled (read-only?)'}")
     print(table(figures))
-    for line in verdicts(figures):
+    for line in beside_disk_floor(figures) + verdicts(figures):
         print(line)
     return 0
 
