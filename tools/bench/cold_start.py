@@ -30,11 +30,14 @@ would: run with the package installed (or ``PYTHONPATH=src``).
 
     python -m tools.bench.cold_start             # 15 rounds, about half a minute
     python -m tools.bench.cold_start --runs 1    # smoke run (used by the tests)
+    python -m tools.bench.cold_start --json tools/bench/results/cold_start.json
+                                                 # ... and the figures for tools.gen.plots
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -392,8 +395,23 @@ def verdicts(figures: list[Figure]) -> list[str]:
     return out
 
 
+def as_json(figures: list[Figure], header: str) -> dict[str, object]:
+    """The figures as ``tools.gen.plots`` reads them."""
+    return {
+        "header": header,
+        "rows": [
+            {"key": f.row.key, "label": f.row.label, "floor": f.row.floor, "ms": f.ms,
+             "peak_mib": f.peak_mib, "time_ratio": f.time_ratio,
+             "memory_ratio": f.memory_ratio, "time_target": f.row.time_target,
+             "memory_target": f.row.memory_target}
+            for f in figures
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--runs", type=int, default=15,
                         help="rounds of every row; each figure is their median (default 15)")
     args = parser.parse_args(argv)
@@ -407,10 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()[0]
         samples = measure(ROWS, work, args.runs)
     figures = summarise(ROWS, samples)
-    print(f"cold start: {args.runs} round(s), median; Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs, load average {load:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after, {time.time() - started:.0f} s; trunkkey's "
-          f"bytecode {'compiled beforehand' if compiled else 'NOT compiled (read-only?)'}")
+    header = (f"cold start: {args.runs} round(s), median; Python {sys.version.split()[0]}, "
+              f"{os.cpu_count()} CPUs, load average {load:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after, {time.time() - started:.0f} s; trunkkey's "
+              f"bytecode {'compiled beforehand' if compiled else 'NOT compiled (read-only?)'}")
+    print(header)
+    if args.json is not None:
+        args.json.write_text(json.dumps(as_json(figures, header), indent=1) + "\n")
     print(table(figures))
     for line in beside_disk_floor(figures) + verdicts(figures):
         print(line)
