@@ -57,8 +57,9 @@ OPENSSL_MODULES = (
 
 #: Standard-library modules a decision does without: pathlib brings
 #: urllib.parse and ipaddress (5 ms at each wake); a ledger path stays a string
-#: until it is created, moved aside or asked for as ``ledger.path``.
-NOT_FOR_A_DECISION = ("pathlib", "urllib", "ipaddress")
+#: until it is created, moved aside or asked for as ``ledger.path``; the locks
+#: are ``_thread``'s, which ``threading.Lock`` is.
+NOT_FOR_A_DECISION = ("pathlib", "urllib", "ipaddress", "threading")
 
 
 def _loaded_by(code: str, *args: str) -> set[str]:

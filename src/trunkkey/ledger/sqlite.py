@@ -23,10 +23,10 @@ deadline.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,7 +124,7 @@ class SqliteLedger:
             )
         self._path = os.fspath(path)  # a Path only when asked for (ledger.path)
         self._bound = busy_timeout_ms / 1000
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without threading (cold_start)
         self._checkpoint_due = False
         self._moved_aside: tuple[Path, ...] = ()
         self._conn: sqlite3.Connection | None = None
