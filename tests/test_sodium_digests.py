@@ -1,6 +1,6 @@
 """trunkkey's digests come from libsodium, not OpenSSL: they must be the same bytes.
 
-Tokens' key ids, signed objects' identities, proof inputs, grants' vehicle
+Tokens' key ids, signed objects' identities, grants' vehicle
 tags and every ledger row's checksum were SHA-256 and BLAKE2b from
 ``hashlib``; a changed byte would orphan every stored kid and checksum.
 """

@@ -13,8 +13,10 @@ external AAD = ``[vehicle_id, SHA-256(token)]`` in deterministic CBOR.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from . import cbor
-from ._sodium import equal, sha256
 from .cose import Typ, protected_header, sign1, signature_holds, split_sign1
 from .errors import DecodeError, InvalidRequest
 from .keys import Algorithm, SigningKey, VerificationKey
@@ -31,7 +33,7 @@ def proof_aad(token: bytes, vehicle_id: str) -> bytes:
     """``[vehicle_id, SHA-256(token)]`` in deterministic CBOR (built by hand: hot path)."""
     vid = vehicle_id.encode("utf-8")
     vid_head = bytes((0x60 + len(vid),)) if len(vid) < 24 else cbor.head(3, len(vid))
-    return b"\x82" + vid_head + vid + b"\x58\x20" + sha256(token)
+    return b"\x82" + vid_head + vid + b"\x58\x20" + hashlib.sha256(token).digest()
 
 
 def challenge_problem(challenge: object) -> str | None:
@@ -74,11 +76,11 @@ def check_proof(
         protected, payload, signature, protected_item, payload_item = split_sign1(proof)
     except DecodeError as exc:
         return f"proof is malformed: {exc}"
-    if not equal(protected, _PROOF_HEADERS[key.algorithm]):
+    if not hmac.compare_digest(protected, _PROOF_HEADERS[key.algorithm]):
         return "proof header is not {alg of the cnf key, typ proof}"
     # The challenge is not secret, but comparing in constant time costs nothing
     # and keeps the rule simple: every comparison of security values is.
-    if not equal(payload, challenge):
+    if not hmac.compare_digest(payload, challenge):
         return "proof answers another challenge"
     aad = proof_aad(token, vehicle_id)
     if not signature_holds(key, signature, protected_item, payload_item, aad):

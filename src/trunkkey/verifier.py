@@ -28,7 +28,6 @@ from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
 from .ledger.base import Ledger, SpendOutcome
-from .proof import check_proof
 from .reasons import Reason
 from .trust import TrustStore
 
@@ -363,6 +362,11 @@ def _presence_refusal(  # noqa: PLR0917 -- private step of the verifier's hot pa
             return Reason.PROOF_MISSING, "token is bound to a device; no proof given"
         if challenge is None:
             return Reason.PROOF_INVALID, "no challenge was issued for this proof"
+        # Imported for a device-bound token only: the proof module compares
+        # through hmac, whose import loads OpenSSL's libcrypto (3.4 MiB), a
+        # cost a plain token's cold start does not pay.
+        from .proof import check_proof  # noqa: PLC0415
+
         problem = check_proof(
             proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
             challenge=challenge,

@@ -16,7 +16,6 @@ from ..claims import Action, Purpose
 from ..clock import ManualClock
 from ..errors import TrunkkeyError
 from ..keys import SigningKey, VerificationKey
-from ..proof import make_proof
 from ..trust import TrustedKey, TrustStore
 from ..verifier import Decision, Verifier
 from ._io import (
@@ -264,6 +263,8 @@ def _prove_args(p: argparse.ArgumentParser) -> None:
 def _prove(args: argparse.Namespace, out: Output) -> int:
     token = read_token(args.token, args.format, sys.stdin)
     key = load_signing_key(args.device_key)
+    from ..proof import make_proof  # noqa: PLC0415 -- prove only (it loads hmac, libcrypto)
+
     proof = make_proof(key, token=token, vehicle_id=args.vehicle,
                        challenge=parse_hex(args.challenge, "--challenge"))
     out.data({"proof": proof.hex(), "size": len(proof)})
