@@ -68,6 +68,9 @@ with SqliteLedger(here + "/ledger.sqlite") as ledger:
 sys.exit(0 if decision.allowed else "denied: " + decision.reason.value)
 """
 
+# A unit's first boot: no ledger file yet, so it is created (schema, fsyncs).
+_VERIFY_FIRST = _VERIFY_PLAIN.replace('here + "/ledger.sqlite"', 'here + "/first-" + run')
+
 _VERIFY_CHAIN = """
 import sys
 from trunkkey import SigningKey, SqliteLedger, SystemClock, TrustStore, VerificationKey, Verifier
@@ -144,6 +147,8 @@ ROWS: tuple[Row, ...] = (
     Row("ed25519", "wake -> Ed25519 key -> SQLite ledger -> one decision",
         _VERIFY_PLAIN % _FILL, setup="ed25519", floor="floor",
         time_target=1.5, memory_target=1.3),
+    Row("first_boot", "the same, first boot: the ledger file is created",
+        _VERIFY_FIRST % _FILL, setup="first_boot", floor="floor"),
     Row("chain", "the same, token under a 2-link consent chain",
         _VERIFY_CHAIN % _FILL, setup="chain", floor="floor"),
     Row("p256", "the same, P-256 key", _VERIFY_PLAIN % _FILL, setup="p256",
@@ -238,6 +243,7 @@ def prepare(work: Path, runs: int) -> None:
     _plain_setup(work / "ed25519", "EDDSA", runs)
     _plain_setup(work / "p256", "ES256", runs)
     _plain_setup(work / "cli", "EDDSA", runs)
+    _plain_setup(work / "first_boot", "EDDSA", runs)
     _chain_setup(work / "chain", runs)
 
 
