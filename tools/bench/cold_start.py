@@ -158,6 +158,28 @@ ROWS: tuple[Row, ...] = (
 )
 
 
+# What bounds the decision, with --ladder: the floor plus the standard-library
+# module the core's frozen dataclasses need (dataclasses imports inspect, and
+# with it ast, dis and tokenize), then plus as many frozen dataclasses as a
+# decision defines (each generates and compiles its methods' source), then
+# plus every import the decision makes, doing nothing with them.
+_DATACLASSES = FLOOR + "; import dataclasses"
+_THIRTEEN = _DATACLASSES + "\n" + "".join(
+    f"@dataclasses.dataclass(frozen=True, slots=True)\n"
+    f"class C{i}:\n    a: int\n    b: bytes\n    c: str | None = None\n"
+    for i in range(13)
+)
+_IMPORTS_ONLY = ("from trunkkey import SqliteLedger, SystemClock, TrustedKey, TrustStore, "
+                 "VerificationKey, Verifier")
+
+LADDER: tuple[Row, ...] = (
+    Row("floor_dataclasses", "ladder: the floor + import dataclasses", _DATACLASSES,
+        floor="floor"),
+    Row("floor_13", "ladder: ... + 13 frozen dataclasses defined", _THIRTEEN, floor="floor"),
+    Row("imports_only", "ladder: a decision's imports, no work", _IMPORTS_ONLY, floor="floor"),
+)
+
+
 # -- setup: made here, read by the children ------------------------------------
 
 
@@ -418,19 +440,22 @@ def as_json(figures: list[Figure], header: str) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--ladder", action="store_true",
+                        help="also the rows that show what bounds a decision's time")
     parser.add_argument("--runs", type=int, default=15,
                         help="rounds of every row; each figure is their median (default 15)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    rows = ROWS + LADDER if args.ladder else ROWS
     compiled = compile_trunkkey()
     with tempfile.TemporaryDirectory(prefix="trunkkey-cold-") as tmp:
         work = Path(tmp)
         prepare(work, args.runs)
         started = time.time()
         load = os.getloadavg()[0]
-        samples = measure(ROWS, work, args.runs)
-    figures = summarise(ROWS, samples)
+        samples = measure(rows, work, args.runs)
+    figures = summarise(rows, samples)
     header = (f"cold start: {args.runs} round(s), median; Python {sys.version.split()[0]}, "
               f"{os.cpu_count()} CPUs, load average {load:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after, {time.time() - started:.0f} s; trunkkey's "
