@@ -46,14 +46,23 @@ NEVER_ON_THE_COLD_PATH = (
     "trunkkey.pkcs11",
 )
 
-#: Loaded on the cold path today by module-level imports in keys.py (OpenSSL's
-#: key serialisation, for PEM and DER that an Ed25519 car with a COSE_Key
-#: never reads) and cose.py/proof.py/keys.py (hashlib and hmac, which load
-#: OpenSSL's libcrypto for a SHA-256 libsodium already has).
+#: OpenSSL, twice over: ``cryptography`` (its key serialisation, for PEM and
+#: DER that an Ed25519 car with a COSE_Key never reads) and the standard
+#: library's ``hashlib`` and ``hmac``, whose import loads libcrypto (3.4 MiB
+#: resident) for a SHA-256, BLAKE2b and comparison libsodium already has.
 OPENSSL_MODULES = (
     "cryptography.hazmat.primitives.serialization",
     "cryptography",
+    "_hashlib",
+    "hashlib",
+    "hmac",
 )
+
+#: Standard-library modules a decision does without: pathlib brings
+#: urllib.parse and ipaddress (5 ms at each wake); a ledger path stays a string
+#: until it is created, moved aside or asked for as ``ledger.path``; the locks
+#: are ``_thread``'s, which ``threading.Lock`` is.
+NOT_FOR_A_DECISION = ("pathlib", "urllib", "ipaddress", "threading")
 
 
 def _loaded_by(code: str, *args: str) -> set[str]:
@@ -112,6 +121,76 @@ def test_one_ed25519_decision_loads_no_server_ledger_consent_or_cli(
 
 def test_one_ed25519_decision_loads_no_openssl_serialisation(one_decision: set[str]) -> None:
     assert _banned(one_decision, OPENSSL_MODULES) == []
+
+
+def test_one_ed25519_decision_loads_no_pathlib_or_url_parsing(one_decision: set[str]) -> None:
+    assert _banned(one_decision, NOT_FOR_A_DECISION) == []
+
+
+def test_a_ledger_module_import_builds_no_schema_database() -> None:
+    # The expected schemas are built from the DDL in memory when first
+    # compared; an import that built all three cost three SQLite databases.
+    _loaded_by(
+        "from trunkkey.ledger import _sqlite_file\n"
+        "assert _sqlite_file._schema_of.cache_info().currsize == 0\n"
+    )
+
+
+def test_a_normal_wake_builds_only_the_current_schema(tmp_path: Path) -> None:
+    from trunkkey.ledger import SqliteLedger
+
+    SqliteLedger(tmp_path / "car.sqlite").close()
+    _loaded_by(
+        "import sys\n"
+        "from trunkkey.ledger import SqliteLedger, _sqlite_file\n"
+        "SqliteLedger(sys.argv[1]).close()\n"
+        "assert _sqlite_file._schema_of.cache_info().currsize == 1\n",
+        str(tmp_path / "car.sqlite"),
+    )
+
+
+_CLI_VERIFY = """
+import sys
+from trunkkey import Action, Issuer, SigningKey, SystemClock
+from trunkkey.cli import main
+key = SigningKey.generate()
+with open(sys.argv[1] + "/issuer.cose", "wb") as f:
+    f.write(key.public_key.to_cose_key())
+now = SystemClock().now()
+token = Issuer(key, "amazon").mint(vehicle_id="VIN1", action=Action.TRUNK,
+                                   not_before=now - 60, expires=now + 600)
+assert main(["verify", token.hex(), "--trust", sys.argv[1] + "/issuer.cose:amazon",
+             "--vehicle", "VIN1", "--action", "trunk",
+             "--ledger", sys.argv[1] + "/ledger.sqlite"]) == 0
+"""
+
+
+def test_trunkkey_verify_imports_only_its_own_command_group(tmp_path: Path) -> None:
+    loaded = _loaded_by(_CLI_VERIFY, str(tmp_path))
+    assert "trunkkey.cli.verify" in loaded
+    others = ("trunkkey.cli.grants", "trunkkey.cli.log", "trunkkey.cli.revocations",
+              "trunkkey.cli.simulate", "trunkkey.cli.keys", "trunkkey.cli._report")
+    # Consent only for --root; the car's log and its audit never for verify.
+    never = (*others, "trunkkey.consent", "trunkkey.vehicle", "trunkkey.audit", "redis", "psycopg")
+    assert _banned(loaded, never) == []
+    assert _banned(loaded, OPENSSL_MODULES) == []
+
+
+def test_every_command_is_mapped_to_the_group_that_defines_it() -> None:
+    from trunkkey import cli
+
+    defined = {cmd.name: group.__name__.rsplit(".", 1)[1]
+               for group in cli.GROUPS for cmd in group.COMMANDS}
+    assert defined == cli._GROUP_OF
+    assert [c.name for c in cli.COMMANDS] == list(defined)
+
+
+def test_help_still_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from trunkkey.cli import _GROUP_OF, main
+
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in _GROUP_OF)
 
 
 def _lazy_packages() -> list[ModuleType]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from pathlib import Path
 
 from .errors import InsecureKeyFile, KeyFileError
 
@@ -16,12 +15,14 @@ from .errors import InsecureKeyFile, KeyFileError
 MAX_KEY_FILE = 64 * 1024
 
 
-def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+def write_private_file(
+    path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False
+) -> None:
     """Create ``path`` with mode 0600 before any byte is written."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     if overwrite:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            os.unlink(path)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
@@ -38,7 +39,7 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool = False) -> N
         os.close(fd)
 
 
-def read_private_file(path: Path) -> bytes:
+def read_private_file(path: str | os.PathLike[str]) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:

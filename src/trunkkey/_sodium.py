@@ -1,4 +1,6 @@
-"""The libsodium calls on trunkkey's hot paths: Ed25519 sign, verify and the point check.
+"""The libsodium calls on trunkkey's hot paths: Ed25519 sign, verify and the point
+check, and the digests and comparison every decision needs (SHA-256, keyed
+BLAKE2b, constant-time equality).
 
 PyNaCl's ``nacl.bindings.crypto_sign_open`` allocates an output buffer,
 copies the verified message into it and returns it; trunkkey only needs the
@@ -11,11 +13,22 @@ Both fall back to the public PyNaCl bindings when its cffi module does not
 look as expected, so a PyNaCl release that moves it costs speed, never
 correctness. The Wycheproof vectors (``tests/test_wycheproof.py``) run
 through whichever path is in use.
+
+The digests are libsodium's rather than ``hashlib``'s and ``hmac``'s because
+importing either loads OpenSSL's libcrypto (``_hashlib``): 3.4 MiB of
+resident memory and about 5 ms on every wake of a car that already has
+libsodium loaded and needs nothing else from OpenSSL (measured with
+``python -m tools.bench.cold_start``). The answers are the same bytes
+(``tests/test_sodium_digests.py``).
 """
 
 from __future__ import annotations
 
 import functools
+
+# hmac.compare_digest is this very function when OpenSSL is not loaded
+# (hmac.py falls back to it): the same constant-time comparison, without libcrypto.
+from _operator import _compare_digest
 from collections.abc import Callable
 
 import nacl.bindings
@@ -23,6 +36,8 @@ import nacl.exceptions
 
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
+SHA256_BYTES = 32
+BLAKE2B_PERSON_BYTES = 16
 
 
 def _binding_open(signed: bytes, public: bytes) -> bool:
@@ -66,12 +81,73 @@ def _direct() -> tuple[_Open, _Sign] | None:
     return open_, sign
 
 
+def _binding_sha256(data: bytes) -> bytes:
+    return nacl.bindings.crypto_hash_sha256(data)
+
+
+def _binding_blake2b(data: bytes, size: int, person: bytes) -> bytes:
+    return nacl.bindings.crypto_generichash_blake2b_salt_personal(
+        data, digest_size=size, person=person
+    )
+
+
+_Sha256 = Callable[[bytes], bytes]
+_Blake2b = Callable[[bytes, int, bytes], bytes]
+
+
+def _direct_digests() -> tuple[_Sha256, _Blake2b] | None:
+    # PyNaCl's own wrappers allocate and check on every call (3 us for a
+    # SHA-256 that takes 0.6, 13 us for a BLAKE2b the ledger computes for
+    # every row it checks on opening), so the cffi functions are called as
+    # the signature check calls them, with the public bindings as fallback.
+    try:
+        from nacl._sodium import ffi, lib  # noqa: PLC0415 -- optional: PyNaCl's private module
+        raw_sha256 = lib.crypto_hash_sha256
+        raw_blake2b = lib.crypto_generichash_blake2b_salt_personal
+        null, new, buffer = ffi.NULL, ffi.new, ffi.buffer
+    except (ImportError, AttributeError):
+        return None
+    salt = new("unsigned char[]", BLAKE2B_PERSON_BYTES)  # zeros, as hashlib's default
+
+    def sha256(data: bytes) -> bytes:
+        out = new("unsigned char[]", SHA256_BYTES)
+        raw_sha256(out, data, len(data))
+        digest: bytes = buffer(out, SHA256_BYTES)[:]
+        return digest
+
+    def blake2b(data: bytes, size: int, person: bytes) -> bytes:
+        if not (1 <= size <= 64 and len(person) <= BLAKE2B_PERSON_BYTES):
+            raise ValueError("BLAKE2b: 1 to 64 digest bytes, a person of at most 16")
+        padded = new("unsigned char[]", BLAKE2B_PERSON_BYTES)
+        padded[0:len(person)] = person
+        out = new("unsigned char[]", size)
+        if raw_blake2b(out, size, data, len(data), null, 0, salt, padded) != 0:
+            raise RuntimeError("libsodium BLAKE2b failed")
+        digest: bytes = buffer(out, size)[:]
+        return digest
+
+    return sha256, blake2b
+
+
 _found = _direct()
 #: ``ed25519_open(signature + message, public_key) -> bool``
 ed25519_open: Callable[[bytes, bytes], bool] = _binding_open if _found is None else _found[0]
 #: ``ed25519_sign(message, secret_key) -> 64-byte signature``
 ed25519_sign: Callable[[bytes, bytes], bytes] = _binding_sign if _found is None else _found[1]
 DIRECT = _found is not None
+_digests = _direct_digests()
+#: ``sha256(data) -> 32-byte digest``
+sha256: Callable[[bytes], bytes] = _binding_sha256 if _digests is None else _digests[0]
+#: ``blake2b(data, digest_size, person) -> digest`` (BLAKE2b, no key, zero salt,
+#: ``person`` zero-padded to 16 bytes: hashlib.blake2b's answer for the same).
+blake2b: Callable[[bytes, int, bytes], bytes] = (
+    _binding_blake2b if _digests is None else _digests[1]
+)
+
+
+def equal(a: bytes, b: bytes) -> bool:
+    """Whether ``a == b``, in time that depends on their lengths only (hmac.compare_digest)."""
+    return _compare_digest(a, b)
 
 
 @functools.lru_cache(maxsize=1024)

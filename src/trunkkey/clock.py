@@ -6,7 +6,7 @@ decision, so tests never sleep and never patch global time.
 
 from __future__ import annotations
 
-import threading
+import _thread
 import time
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -36,7 +36,7 @@ class ManualClock:
 
     def __init__(self, start: int | datetime) -> None:
         self._now = to_unix(start)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without threading (cold_start)
 
     def now(self) -> int:
         return self._now

@@ -25,8 +25,6 @@ Two layers:
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -35,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 
 from . import cbor
+from ._sodium import equal, sha256
 from .errors import DecodeError, SignatureError
 from .keys import Algorithm, SigningKey, VerificationKey, unique_signature
 
@@ -143,7 +142,7 @@ def identity_of(protected_item: bytes, payload_item: bytes) -> bytes:
     payload — so every encoding of the signature, and every fresh signature
     over the same content, names the same object.
     """
-    return hashlib.sha256(to_be_signed(protected_item, payload_item)).digest()
+    return sha256(to_be_signed(protected_item, payload_item))
 
 
 def signed_identity(message: bytes) -> bytes:
@@ -173,7 +172,7 @@ def open_sign1(
     for another header or a signature that does not verify.
     """
     protected, payload, signature, protected_item, payload_item = split_sign1(message)
-    if not hmac.compare_digest(protected, protected_header(key.algorithm, typ, kid)):
+    if not equal(protected, protected_header(key.algorithm, typ, kid)):
         raise SignatureError(
             f"header is not {{alg of the key, {'kid, ' if kid is not None else ''}typ {typ.name}}}"
         )

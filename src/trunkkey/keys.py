@@ -14,10 +14,8 @@ only the owner can read.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from enum import IntEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import nacl.bindings
@@ -27,6 +25,7 @@ from ._keyfiles import MAX_KEY_FILE, read_private_file, write_private_file
 from ._sodium import ed25519_open as _ed25519_open
 from ._sodium import ed25519_point_problem
 from ._sodium import ed25519_sign as _ed25519_sign
+from ._sodium import sha256 as _sha256
 from .errors import DecodeError, InvalidRequest, SignatureError
 
 # OpenSSL (``_openssl``) is imported by the functions that use a P-256 key or
@@ -125,7 +124,7 @@ class VerificationKey:
         self._kid: bytes | None = None
 
     def _compute_thumbprint(self) -> bytes:
-        thumbprint = hashlib.sha256(cbor.encode(self._thumbprint_members())).digest()
+        thumbprint = _sha256(cbor.encode(self._thumbprint_members()))
         self._thumbprint, self._kid = thumbprint, thumbprint[:KID_LENGTH]
         return thumbprint
 
@@ -489,12 +488,12 @@ class SigningKey:
         overwrite: bool = False,
     ) -> None:
         """Write the key as PEM to a new file readable only by its owner (mode 0600)."""
-        write_private_file(Path(path), self.private_pem(password=password), overwrite=overwrite)
+        write_private_file(path, self.private_pem(password=password), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, password: bytes | None = None) -> SigningKey:
         """Read a PEM or COSE_Key private key file; refuse one that others can read."""
-        data = read_private_file(Path(path))
+        data = read_private_file(path)
         if data.lstrip().startswith(b"-----BEGIN"):
             return cls.from_pem(data, password=password)
         return cls.from_cose_key(data)

@@ -22,8 +22,6 @@ in a scan. A scan may name fewer parcels than the order: a partial delivery
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +88,10 @@ def committer(salt: bytes) -> Callable[[str], bytes]:
     three times as much, which a scan of 16 parcels pays 16 times.
     ``tests/test_parcels.py`` holds it equal to ``hmac.digest``.
     """
+    # Imported here, not at module level: hashlib loads OpenSSL's libcrypto,
+    # which a car's cold start pays only for a parcel-bound token.
+    import hashlib  # noqa: PLC0415
+
     key = salt.ljust(64, b"\0")  # a salt is 16 bytes: shorter than SHA-256's block
     inner = hashlib.sha256(key.translate(_IPAD))
     outer = hashlib.sha256(key.translate(_OPAD))
@@ -148,6 +150,8 @@ class Parcels:
 
         ``commit``: this salt's :func:`committer`, when the caller matches several.
         """
+        import hmac  # noqa: PLC0415 (see committer)
+
         candidate = (commit or committer(self.salt))(identifier)
         found = -1
         # Every commitment is compared, whichever matches: the time taken says

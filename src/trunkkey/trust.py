@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import _thread
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,7 +84,7 @@ class TrustStore:
     """
 
     def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without threading (cold_start)
         self._by_kid: dict[bytes, TrustedKey] = {}
         self._by_token_header: dict[bytes, Signer] = {}
         for entry in keys:

@@ -30,7 +30,6 @@ from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
 from .ledger.base import Ledger, SpendOutcome
 from .parcels import ParcelRecord, match_scan
-from .proof import check_proof, check_scan_proof
 from .reasons import Reason
 from .trust import TrustStore
 
@@ -384,6 +383,11 @@ def _presence_refusal(  # noqa: PLR0917 -- private step of the verifier's hot pa
             return Reason.PROOF_INVALID, "no challenge was issued for this proof"
         if claims.parcels is not None:
             return None  # the scan proof is checked with its scan, in step 10b
+        # Imported for a device-bound token only: the proof module compares
+        # through hmac, whose import loads OpenSSL's libcrypto (3.4 MiB), a
+        # cost a plain token's cold start does not pay.
+        from .proof import check_proof  # noqa: PLC0415
+
         problem = check_proof(
             proof, key=claims.courier_key, token=token, vehicle_id=vehicle_id,
             challenge=challenge,
@@ -409,6 +413,8 @@ def _parcel_check(
     parcels, key = claims.parcels, claims.courier_key
     if parcels is None or key is None or proof is None or challenge is None:
         return Reason.PROOF_INVALID, "no proof to carry a scan"
+    from .proof import check_scan_proof  # noqa: PLC0415 (see _presence_refusal)
+
     problem, scan = check_scan_proof(
         proof, key=key, token=token, vehicle_id=vehicle_id, challenge=challenge
     )

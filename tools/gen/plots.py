@@ -7,7 +7,10 @@ Writes into ``docs/performance/`` by default:
 * ``rates.png``: trunkkey beside the signature floors and the peers;
 * ``chain_depth.png``: µs per verification against the number of grants;
 * ``ledger_size.png``: µs per verification against live ledger entries;
-* ``fleet.png``: verifier throughput against the number of cars, and 1 vs 2 processes.
+* ``fleet.png``: verifier throughput against the number of cars, and 1 vs 2 processes;
+* ``cold_start.png``: with ``--cold-start FILE`` (``python -m tools.bench.cold_start
+  --json FILE``), each process's time and peak memory as multiples of its floor,
+  beside issue 18's targets.
 
 Needs the ``plot`` extra (matplotlib); exits with 2 if it is missing.
 With ``--markdown`` it prints the tables of docs/performance.md instead
@@ -139,6 +142,31 @@ def _fleet(plt: Any, data: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def cold_start(plt: Any, data: dict[str, Any], out: Path) -> None:
+    rows = [r for r in data["rows"] if r["time_ratio"] is not None and r["floor"] != "bare"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    labels = [r["label"] for r in rows]
+    for ax, key, target, title in (
+        (axes[0], "time_ratio", 1.5, "wall time, x its floor"),
+        (axes[1], "memory_ratio", 1.3, "peak RSS, x its floor's"),
+    ):
+        values = [r[key] for r in rows]
+        colours = ["tab:green" if r[key.replace("ratio", "target")] else "tab:blue" for r in rows]
+        ax.barh(labels, values, color=colours)
+        for y, value in enumerate(values):
+            ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+        ax.axvline(1.0, color="tab:gray", linewidth=1)
+        ax.axvline(target, color="tab:red", linestyle="--", linewidth=1,
+                   label=f"issue 18 target ({target}x; green rows)")
+        ax.set_title(title)
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(data["header"], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "cold_start.png", dpi=100)
+    plt.close(fig)
+
+
 def _n(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -175,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="?", type=Path,
                         default=ROOT / "tools" / "bench" / "results" / "latest.json")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance")
+    parser.add_argument("--cold-start", type=Path, metavar="FILE",
+                        help="draw only cold_start.png, from tools.bench.cold_start --json")
     parser.add_argument("--markdown", action="store_true",
                         help="print the Markdown tables instead of drawing")
     args = parser.parse_args(argv)
@@ -189,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("needs matplotlib: pip install 'trunkkey[plot]'", file=sys.stderr)
         return 2
-    data = json.loads(args.results.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.cold_start is not None:
+        cold_start(plt, json.loads(args.cold_start.read_text()), args.out)
+        print(f"wrote cold_start.png into {args.out}")
+        return 0
+    data = json.loads(args.results.read_text())
     _rates(plt, data, args.out)
     _ledger_size(plt, data, args.out)
     _fleet(plt, data, args.out)

@@ -10,17 +10,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..claims import Action, Purpose
 from ..clock import ManualClock
-from ..consent.anchors import RootKey, VehicleAnchors
-from ..consent.chain import ConsentVerifier
-from ..consent.errors import UpdateRefused
-from ..consent.grant import encode_chain
-from ..consent.revocation import RevocationState
 from ..errors import TrunkkeyError
 from ..keys import SigningKey, VerificationKey
-from ..proof import make_proof
 from ..trust import TrustedKey, TrustStore
 from ..verifier import Decision, Verifier
 from ._io import (
@@ -41,6 +36,9 @@ from ._io import (
 from ._show import claims_json, parcels_json, utc
 from .ledger import open_ledger
 from .tokens import token_args
+
+if TYPE_CHECKING:
+    from ..consent.chain import ConsentVerifier
 
 _TAG_SIGN1 = 0xD2
 
@@ -145,6 +143,14 @@ def _consent_for_verify(
             raise CliError("--chain and --revocations need --root PUBFILE "
                            "(the carmaker root key the car trusts)")
         return None, None
+    # Imported only for a run that trusts a root: a plain ``verify`` is one
+    # car's cold start, and the consent layer is a third of its imports.
+    from ..consent.anchors import RootKey, VehicleAnchors  # noqa: PLC0415
+    from ..consent.chain import ConsentVerifier  # noqa: PLC0415
+    from ..consent.errors import UpdateRefused  # noqa: PLC0415
+    from ..consent.grant import encode_chain  # noqa: PLC0415
+    from ..consent.revocation import RevocationState  # noqa: PLC0415
+
     roots = [RootKey(key=load_public_key(path)) for path in args.root]
     # The car's own key signs receipts only; this one-shot check never makes one.
     anchors = VehicleAnchors(
@@ -263,6 +269,8 @@ def _prove_args(p: argparse.ArgumentParser) -> None:
 def _prove(args: argparse.Namespace, out: Output) -> int:
     token = read_token(args.token, args.format, sys.stdin)
     key = load_signing_key(args.device_key)
+    from ..proof import make_proof  # noqa: PLC0415 -- prove only (it loads hmac, libcrypto)
+
     proof = make_proof(key, token=token, vehicle_id=args.vehicle,
                        challenge=parse_hex(args.challenge, "--challenge"), scan=args.scan)
     out.data({"proof": proof.hex(), "size": len(proof)})

@@ -30,12 +30,12 @@ checked again on every use, so a cached grant is never a shortcut past them.
 from __future__ import annotations
 
 import functools
-import hmac
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from .. import cbor
+from .._sodium import equal
 from ..authority import Refusal, Signer, header_refusal
 from ..claims import TokenClaims, access_bits
 from ..cose import (
@@ -289,7 +289,7 @@ class ConsentVerifier:
         cached = cache._get(digest) if cache is not None else None
         if (
             cached is not None
-            and hmac.compare_digest(cached.signature, signature)
+            and equal(cached.signature, signature)
             and (parent is None or cached.signer == parent)
         ):
             # These very bytes verified before under this signer.

@@ -22,13 +22,13 @@ then inherits them. What it states must lie inside its parent (see
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .. import cbor
+from .._sodium import sha256
 from ..claims import (
     ACTION_MASK,
     MAX_TIME,
@@ -61,9 +61,7 @@ MAX_GRANT_BYTES = 512
 
 def vehicle_tag(vehicle_id: str) -> bytes:
     """The 8-byte tag a grant uses to name ``vehicle_id``."""
-    return hashlib.sha256(check_name(vehicle_id, "vehicle_id").encode("utf-8")).digest()[
-        :VEHICLE_TAG_LENGTH
-    ]
+    return sha256(check_name(vehicle_id, "vehicle_id").encode("utf-8"))[:VEHICLE_TAG_LENGTH]
 
 
 def grant_digest(grant: bytes) -> bytes:

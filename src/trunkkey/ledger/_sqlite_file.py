@@ -8,12 +8,19 @@ whatever fails a check is refused with :class:`~trunkkey.errors.LedgerCorrupted`
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import os
 import sqlite3
-from pathlib import Path
 
+from .._sodium import blake2b
 from ..errors import LedgerCorrupted, LedgerError
+
+#: A ledger's path as callers give it. Paths stay plain strings on the way to a
+#: decision: pathlib (and the urllib.parse and ipaddress it imports) is loaded
+#: only to create or move a file, never to open one.
+StrPath = str | os.PathLike[str]
+#: Bytes a SQLite URI's path may hold as they are (urllib.parse.quote's, with "/").
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
 
 #: ``PRAGMA user_version`` of the current schema (files without it are migrated).
 SCHEMA_VERSION = 1
@@ -77,6 +84,12 @@ _Schema = list[tuple[str, str, str, str | None]]
 _SCHEMA_QUERY = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
 
 
+# Compared object for object, SQL text included: an extra trigger or a changed
+# column could silently drop writes without failing any integrity check. Each
+# expected schema is what SQLite itself records for the DDL, built in memory
+# when first compared, not at import: a car opening its current ledger needs
+# only the current schema's, and building it costs a database per schema.
+@functools.cache
 def _schema_of(ddl: tuple[str, ...]) -> _Schema:
     conn = sqlite3.connect(":memory:")
     try:
@@ -87,22 +100,25 @@ def _schema_of(ddl: tuple[str, ...]) -> _Schema:
         conn.close()
 
 
-# Compared object for object, SQL text included: an extra trigger or a changed
-# column could silently drop writes without failing any integrity check.
-_SCHEMA = _schema_of(_DDL)
-_LEGACY_SCHEMA = _schema_of(_LEGACY_DDL)
-_JOURNAL_SCHEMA = _schema_of(_DDL + JOURNAL_DDL)
+def _current() -> _Schema:
+    return _schema_of(_DDL)
+
+
+def _legacy() -> _Schema:
+    return _schema_of(_LEGACY_DDL)
+
+
+def _journalled() -> _Schema:
+    return _schema_of(_DDL + JOURNAL_DDL)
 
 
 
 def _checksum(tag: bytes, *fields: bytes | int) -> bytes:
-    digest = hashlib.blake2b(digest_size=CHECKSUM_BYTES, person=b"trunkkey-ledger")
-    digest.update(tag)
+    parts = [tag]
     for field in fields:
         raw = field if type(field) is bytes else str(field).encode()
-        digest.update(len(raw).to_bytes(4, "big"))
-        digest.update(raw)
-    return digest.digest()
+        parts += (len(raw).to_bytes(4, "big"), raw)
+    return blake2b(b"".join(parts), CHECKSUM_BYTES, b"trunkkey-ledger")
 
 
 def spent_checksum(vehicle: bytes, token_id: bytes, keep_until: int) -> bytes:
@@ -126,10 +142,10 @@ def journal_base_checksum(size: int, frontier: bytes) -> bytes:
 
 
 def has_journal(conn: sqlite3.Connection) -> bool:
-    return _schema(conn) == _JOURNAL_SCHEMA
+    return _schema(conn) == _journalled()
 
 
-def _check_journal(conn: sqlite3.Connection, path: Path) -> None:
+def _check_journal(conn: sqlite3.Connection, path: StrPath) -> None:
     """Every journal row's checksum, and no hole between the pruned base and the last."""
     base = conn.execute(
         "SELECT typeof(size) || typeof(frontier) || typeof(checksum), size, frontier, checksum "
@@ -156,7 +172,14 @@ def is_int(value: object) -> bool:
     return type(value) is int
 
 
-def fsync_dir(directory: Path) -> None:
+def sqlite_uri(path: StrPath, query: str) -> str:
+    """``file:`` URI of ``path`` made absolute (as Path.absolute: not resolved), percent-encoded."""
+    absolute = os.path.join(os.getcwd(), os.fspath(path))
+    quoted = "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in os.fsencode(absolute))
+    return f"file:{quoted}?{query}"
+
+
+def fsync_dir(directory: StrPath) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -164,15 +187,15 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def remove_quietly(path: Path) -> None:
+def remove_quietly(path: StrPath) -> None:
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+        os.unlink(path)
 
 
-def check_file(conn: sqlite3.Connection, path: Path) -> int:
+def check_file(conn: sqlite3.Connection, path: StrPath) -> int:
     """Check the whole file; return its start floor. Migrates a pre-checksum file."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version == 0 and _schema(conn) == _LEGACY_SCHEMA:
+    if version == 0 and _schema(conn) == _legacy():
         _migrate(conn, path)
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION and _meta_version(conn) == version:
@@ -183,7 +206,7 @@ def check_file(conn: sqlite3.Connection, path: Path) -> int:
     conn.execute("BEGIN")  # one snapshot for every check
     try:
         schema = _schema(conn)
-        if schema not in (_SCHEMA, _JOURNAL_SCHEMA):
+        if schema != _current() and schema != _journalled():
             raise corrupted(path, "its tables are not a trunkkey ledger's")
         if version != SCHEMA_VERSION:
             raise corrupted(path, f"schema version {version} is not {SCHEMA_VERSION}")
@@ -223,7 +246,7 @@ def check_file(conn: sqlite3.Connection, path: Path) -> int:
                 and checksum == count_checksum(day, vehicle, grant, used)
             ):
                 raise corrupted(path, "a daily-limit counter fails its checksum")
-        if schema == _JOURNAL_SCHEMA:
+        if schema != _current():  # so the journalled one, checked above
             _check_journal(conn, path)
     finally:
         if conn.in_transaction:
@@ -241,12 +264,12 @@ def _meta_version(conn: sqlite3.Connection) -> object:
 def _schema(conn: sqlite3.Connection) -> _Schema:
     return [tuple(row) for row in conn.execute(_SCHEMA_QUERY)]
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+def _migrate(conn: sqlite3.Connection, path: StrPath) -> None:
     """Rewrite a pre-checksum ledger in the current schema, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version != 0 or _schema(conn) != _LEGACY_SCHEMA:
+        if version != 0 or _schema(conn) != _legacy():
             conn.execute("ROLLBACK")  # another process migrated it meanwhile
             return
         problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
@@ -277,7 +300,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
 
-def corrupted(path: Path, what: str) -> LedgerCorrupted:
+def corrupted(path: StrPath, what: str) -> LedgerCorrupted:
     return LedgerCorrupted(
         f"ledger {path} is damaged ({what}) and is refused, so that no spent "
         f"token is forgotten; stop the verifiers and run 'trunkkey ledger recover "
@@ -286,7 +309,7 @@ def corrupted(path: Path, what: str) -> LedgerCorrupted:
 
 
 
-def create(path: Path, *, floor: int) -> None:
+def create(path: StrPath, *, floor: int) -> None:
     """Create a complete ledger file at ``path`` atomically, unless one appears first.
 
     Built beside it and linked into place whole, so a file at ``path`` is
@@ -295,7 +318,9 @@ def create(path: Path, *, floor: int) -> None:
     """
     # os.urandom, as secrets.token_hex is, without loading secrets (and random,
     # base64 and OpenSSL's hmac with it) into every process that opens a ledger.
-    tmp = path.with_name(f".{path.name}.new-{os.urandom(6).hex()}")
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.new-{os.urandom(6).hex()}")
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
@@ -326,7 +351,7 @@ def create(path: Path, *, floor: int) -> None:
             # A file system without hard links: rename, unless one appeared.
             if not os.path.lexists(path):
                 os.rename(tmp, path)
-        fsync_dir(path.parent)
+        fsync_dir(head or ".")
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
-            remove_quietly(Path(f"{tmp}{suffix}"))
+            remove_quietly(f"{tmp}{suffix}")

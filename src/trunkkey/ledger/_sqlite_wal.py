@@ -13,7 +13,8 @@ import os
 import sqlite3
 import struct
 import time
-from pathlib import Path
+
+from ._sqlite_file import StrPath
 
 _WAL_MAGIC = (0x377F0682, 0x377F0683)  # checksums in little- / big-endian words
 _WAL_VERSION = 3007000
@@ -33,7 +34,7 @@ def _wal_checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int,
     return s0, s1
 
 
-def wal_drops_commits(path: Path) -> bool:
+def wal_drops_commits(path: StrPath) -> bool:
     """Whether SQLite's recovery of ``path``'s WAL would drop a committed transaction.
 
     Recovery replays frames while their salts match the WAL header and their
@@ -50,9 +51,10 @@ def wal_drops_commits(path: Path) -> bool:
     return _wal_scan(path)
 
 
-def _wal_scan(path: Path) -> bool:
+def _wal_scan(path: StrPath) -> bool:
     try:
-        data = Path(f"{path}-wal").read_bytes()
+        with open(f"{os.fspath(path)}-wal", "rb") as file:
+            data = file.read()
     except FileNotFoundError:
         return False
     if len(data) < _WAL_HEADER + _FRAME_HEADER:
@@ -111,7 +113,7 @@ def _frames_chained(data: bytes, big_endian: bool, size: int, frames: int) -> in
     return kept
 
 
-def _frames_sqlite_keeps(path: Path, wal: bytes) -> int | None:
+def _frames_sqlite_keeps(path: StrPath, wal: bytes) -> int | None:
     """How many frames of ``wal`` SQLite's own recovery accepts, found on a throwaway copy.
 
     The copy is recovered and checkpointed, never the ledger itself: a
@@ -122,6 +124,7 @@ def _frames_sqlite_keeps(path: Path, wal: bytes) -> int | None:
     # that wakes to a healthy ledger should not load them (nor bz2 and lzma).
     import shutil  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
 
     # In RAM where there is a RAM file system: a crashed ledger opens that much sooner.
     ram = "/dev/shm"  # noqa: S108 -- a private directory is made inside it

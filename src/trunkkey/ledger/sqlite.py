@@ -23,17 +23,15 @@ deadline.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import InvalidRequest, LedgerCorrupted, LedgerError
 from ._sqlite_file import (
@@ -47,10 +45,14 @@ from ._sqlite_file import (
     is_int,
     meta_checksum,
     spent_checksum,
+    sqlite_uri,
 )
 from ._sqlite_journal import SqliteJournal, journal_append
 from ._sqlite_wal import wal_drops_commits
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_key, check_spend
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Re-exported: tests, tools and operators read these from this module.
 __all__ = [
@@ -81,7 +83,6 @@ _SQLITE_NOTADB = 26
 #: no memory, read-only, interrupted, I/O error, full, cannot open, permission,
 #: authorisation.
 _NOT_THE_FILES_FAULT = frozenset({5, 6, 7, 8, 9, 10, 13, 14, 3, 23})
-
 
 
 def _code(exc: sqlite3.Error) -> int:
@@ -121,9 +122,9 @@ class SqliteLedger:
                 f"cannot put {str(path) or 'an empty path'} in WAL mode: a ledger needs a file "
                 "(MemoryLedger is the in-memory one)"
             )
-        self._path = Path(path)
+        self._path = os.fspath(path)  # a Path only when asked for (ledger.path)
         self._bound = busy_timeout_ms / 1000
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without threading (cold_start)
         self._checkpoint_due = False
         self._moved_aside: tuple[Path, ...] = ()
         self._conn: sqlite3.Connection | None = None
@@ -185,6 +186,7 @@ class SqliteLedger:
         """
         if type(now) is not int or not (0 <= now < 2**40 - RESTART_MARGIN):
             raise InvalidRequest("now must be an int of Unix seconds")
+        from pathlib import Path  # noqa: PLC0415 -- a recovery, never a car's wake
         target = Path(path)
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = target.with_name(f"{target.name}.damaged-{stamp}")
@@ -214,7 +216,7 @@ class SqliteLedger:
     def _connect(self, deadline: float) -> sqlite3.Connection:
         # mode=rw: SQLite never creates the file behind our back; an empty new
         # file would be a ledger that has forgotten everything.
-        uri = "file:" + quote(str(self._path.absolute())) + "?mode=rw"
+        uri = sqlite_uri(self._path, "mode=rw")
         conn = sqlite3.connect(
             uri, uri=True, isolation_level=None, check_same_thread=False,
             timeout=max(0.0, deadline - time.monotonic()),
@@ -260,7 +262,8 @@ class SqliteLedger:
 
     @property
     def path(self) -> Path:
-        return self._path
+        from pathlib import Path  # noqa: PLC0415 -- see __init__
+        return Path(self._path)
 
     @property
     def start_floor(self) -> int:
