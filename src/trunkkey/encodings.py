@@ -123,7 +123,7 @@ def decode_text(text: str | bytes, fmt: TextFormat | str | None = None, *,
         _bound(len(body) // 2, max_bytes, what)
         return _hex(body, what, detected=fmt is None)
     _bound(len(body.rstrip("=")) * 3 // 4, max_bytes, what)
-    return _base64url(body, what)
+    return _base64url(body, what, detected=fmt is None)
 
 
 def decode_bytes(data: bytes, fmt: TextFormat | str | None = None, *,
@@ -175,7 +175,7 @@ def _hex(body: str, what: str, *, detected: bool) -> bytes:
     return bytes.fromhex(body)
 
 
-def _base64url(body: str, what: str) -> bytes:
+def _base64url(body: str, what: str, *, detected: bool) -> bytes:
     unpadded = body.rstrip("=")
     if not _B64URL_BODY.fullmatch(unpadded) or "=" in unpadded:
         if _B64_STANDARD.fullmatch(body) and ("+" in body or "/" in body):
@@ -184,7 +184,10 @@ def _base64url(body: str, what: str) -> bytes:
                 f"{what} is standard base64 ('+' or '/'), not base64url: "
                 "write '-' for '+' and '_' for '/' (and drop the '=' padding)",
             )
-        raise TextDecodeError("not_base64url", f"{what} is not hex or base64url text")
+        bad = next((ch for ch in unpadded if not _B64URL_BODY.fullmatch(ch)), "=")
+        form = "hex or base64url text" if detected else "valid base64url"
+        raise TextDecodeError("not_base64url", f"{what} is not {form} ({bad!r} is in neither)"
+                              if detected else f"{what} is not {form} ({bad!r})")
     padding = len(body) - len(unpadded)
     if len(unpadded) % 4 == 1 or (padding and (len(body) % 4 or padding > 2)):
         raise TextDecodeError(

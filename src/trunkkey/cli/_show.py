@@ -80,8 +80,15 @@ def claims_json(claims: TokenClaims) -> dict[str, Any]:
             "alg": claims.courier_key.algorithm.cose_name,
             "kid": claims.courier_key.kid.hex(),
         },
-        "order_ref": None if claims.order_ref is None else claims.order_ref.hex(),
+        # As the text output shows it: the text, and its bytes in hex beside it.
+        "order_ref": None if claims.order_ref is None else _order_text(claims.order_ref),
+        "order_ref_hex": None if claims.order_ref is None else claims.order_ref.hex(),
     }
+
+
+def _order_text(order_ref: bytes) -> str:
+    """An order reference as text; bytes that are not UTF-8 show as U+FFFD, as in text output."""
+    return order_ref.decode("utf-8", "replace")
 
 
 def print_claims(out: Output, claims: TokenClaims) -> None:
@@ -112,5 +119,5 @@ def print_claims(out: Output, claims: TokenClaims) -> None:
             f"kid {claims.courier_key.kid.hex()} (proof of possession required)"
         )
     if claims.order_ref is not None:
-        shown = claims.order_ref.decode("utf-8", "replace")
+        shown = _order_text(claims.order_ref)
         out.line(f"order ref:   {claims.order_ref.hex()}  ({shown!r})")

@@ -7,7 +7,7 @@ import sys
 
 from ..claims import Action, Purpose
 from ..errors import TrunkkeyError
-from ..inspect import inspect_unverified
+from ..inspect import UnverifiedToken, inspect_unverified
 from ..issuer import Issuer
 from ._io import (
     EXIT_OK,
@@ -21,7 +21,9 @@ from ._io import (
     parse_duration,
     parse_geofence,
     parse_time,
+    password_flag,
     read_token,
+    refuse_raw_on_terminal,
 )
 from ._show import alg_name, claims_json, print_claims, typ_name
 
@@ -33,17 +35,39 @@ _UNVERIFIED_BANNER = (
 
 def token_args(p: argparse.ArgumentParser) -> None:
     """The token argument of every command that reads one."""
-    p.add_argument("token", nargs="?", help="the token (hex or base64url); omit or - for stdin")
+    p.add_argument("token", nargs="?",
+                   help="the token: hex or base64url text, a file holding it (text or raw "
+                        "CBOR), or - or nothing for stdin")
     p.add_argument("--format", choices=TOKEN_FORMATS, default=None,
                    help="how the token is encoded (default: detect)")
+
+
+def action_help(who: str) -> str:
+    """The help of an ``--action`` option."""
+    return (f"{who}: trunk (open the trunk, then relock) or unlock-relock (unlock the "
+            "doors, then relock)")
+
+
+def decode_token(token: bytes) -> UnverifiedToken:
+    """The token's header and claims, UNVERIFIED; a token that does not decode is an error.
+
+    One rule for every command: bytes that are not a whole token (cut short,
+    padded, not CBOR) are bad input, exit 2, whatever length they were cut to.
+    """
+    try:
+        return inspect_unverified(token)
+    except TrunkkeyError as exc:
+        raise CliError(f"cannot decode token ({len(token)} bytes; truncated?): {exc}") from None
 
 
 def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", required=True, metavar="PATH", help="issuer's private key file")
     p.add_argument("--issuer", required=True, help="issuer name (the iss claim)")
     p.add_argument("--vehicle", required=True, help="the vehicle's id (the aud claim)")
-    p.add_argument("--action", required=True, choices=[a.value for a in Action])
-    p.add_argument("--purpose", default=Purpose.DELIVERY.value, choices=[p.value for p in Purpose])
+    p.add_argument("--action", required=True, choices=[a.value for a in Action],
+                   help=action_help("what the token allows"))
+    p.add_argument("--purpose", default=Purpose.DELIVERY.value, choices=[p.value for p in Purpose],
+                   help="delivery (default) or return-pickup")
     window = p.add_mutually_exclusive_group(required=True)
     window.add_argument("--valid-for", metavar="DURATION",
                         help="window from --not-before (default now), e.g. 4h, 90m")
@@ -55,11 +79,14 @@ def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--courier-key", metavar="PUBFILE",
                    help="bind the token to this courier device public key (cnf)")
     p.add_argument("--order-ref", metavar="TEXT", help="opaque order reference (UTF-8)")
-    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex", help="token encoding")
+    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
+                   help="token encoding: hex (default), base64url, or raw bytes (redirected)")
+    password_flag(p)
 
 
 def _mint(args: argparse.Namespace, out: Output) -> int:
-    key = load_signing_key(args.key)
+    refuse_raw_on_terminal(args.format, out)
+    key = load_signing_key(args.key, password_file=args.password_file)
     not_before = parse_time(args.not_before, "--not-before")
     if args.valid_for is not None:
         expires = not_before + parse_duration(args.valid_for)
@@ -81,11 +108,7 @@ def _mint(args: argparse.Namespace, out: Output) -> int:
 
 
 def _inspect(args: argparse.Namespace, out: Output) -> int:
-    token = read_token(args.token, args.format, sys.stdin)
-    try:
-        seen = inspect_unverified(token)
-    except TrunkkeyError as exc:
-        raise CliError(f"cannot decode token ({len(token)} bytes): {exc}") from None
+    seen = decode_token(read_token(args.token, args.format, sys.stdin))
     h = seen.header
     out.data({
         "unverified": True,
@@ -110,12 +133,23 @@ COMMANDS = (
     Command(
         name="mint",
         help="mint a one-time token for one vehicle, action and window",
+        examples=(
+            "trunkkey mint --key issuer.key --issuer shop.example --vehicle WAUZZZ8V0KA000001 \\",
+            "    --action trunk --valid-for 4h --courier-key handheld.pub > token.hex",
+            "trunkkey mint ... --not-before 2030-01-01T09:00:00Z --expires 2030-01-01T13:00:00Z",
+            "trunkkey mint ... --format raw > token.cbor",
+        ),
         configure=_mint_args,
         run=_mint,
     ),
     Command(
         name="inspect",
         help="decode a token WITHOUT verifying it (a debugger, not a check)",
+        examples=(
+            "trunkkey inspect d28443a10127...",
+            "trunkkey inspect token.hex --json",
+            "trunkkey mint ... | trunkkey inspect",
+        ),
         configure=token_args,
         run=_inspect,
     ),
