@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise ValueError(f"command {cmd.name!r} is defined twice")
         names.add(cmd.name)
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
-                           epilog=examples(*cmd.examples))
+                           epilog=examples(*cmd.examples) if cmd.examples else None)
         json_flag(p)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)

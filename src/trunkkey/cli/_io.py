@@ -86,10 +86,10 @@ class Command:
 
     name: str
     help: str
-    #: Shell lines shown under "examples:" in the command's --help.
-    examples: tuple[str, ...]
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Output], int]
+    #: Shell lines shown under "examples:" at the end of the command's --help.
+    examples: tuple[str, ...] = ()
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
