@@ -168,3 +168,15 @@ def test_footprint_gathers_every_figure() -> None:
     assert seen.qr_version_base64url["M"] == qr_version(220, "M")
     with pytest.raises(InvalidRequest):
         transport_footprint(-1)
+
+
+@given(st.text(max_size=80) | st.text(alphabet="0123456789abcdefABCDEF-_+/= \n", max_size=80))
+def test_any_text_decodes_to_its_one_canonical_form_or_raises_a_text_error(text: str) -> None:
+    try:
+        data = decode_text(text)
+    except TextDecodeError:
+        return
+    body = text.strip()
+    form = detect_format(body)
+    assert form is TextFormat.HEX or encode_text(data) == body.rstrip("=")
+    assert form is TextFormat.BASE64URL or data == bytes.fromhex(body)
