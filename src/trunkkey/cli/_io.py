@@ -308,7 +308,7 @@ def read_password_file(path_text: str) -> bytes:
 
 
 def load_public_key(path_text: str) -> VerificationKey:
-    """A public key file: PEM, COSE_Key as hex text, or COSE_Key bytes."""
+    """A public key file: PEM, COSE_Key as hex (or base64url) text, or COSE_Key bytes."""
     path = Path(path_text)
     data = read_bounded(path, "public key file", str(path))
     label = _pem_label(data)
@@ -320,11 +320,10 @@ def load_public_key(path_text: str) -> VerificationKey:
                     "(made by 'trunkkey pubkey --format pem')"
                 )
             return VerificationKey.from_pem(data)
-        try:
-            cose = bytes.fromhex(data.decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
-            cose = data
-        return VerificationKey.from_cose_key(cose)
+        # A COSE_Key is a CBOR map (first byte 0xA0 or above), or its text form.
+        return VerificationKey.from_cose_key(
+            decode_bytes(data, max_bytes=MAX_INPUT_BYTES, what="COSE_Key text")
+        )
     except TrunkkeyError as exc:
         raise CliError(f"{path_text!r} is not a usable public key: {exc}") from None
 
