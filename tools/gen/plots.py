@@ -35,8 +35,6 @@ RATE_COLOURS = {
 
 
 def _rates(plt: Any, data: dict[str, Any], out: Path) -> None:
-    from matplotlib.patches import Patch  # noqa: PLC0415 -- the optional plot extra
-
     rates = data["rates"]
     shown = [
         ("trunkkey mint", "mint", "tab:blue"),
@@ -67,8 +65,8 @@ def _rates(plt: Any, data: dict[str, Any], out: Path) -> None:
     ax.set_xlabel("operations per second (best round, one core)")
     ax.set_title("trunkkey beside its signature floors and its peers")
     used = [c for c in RATE_COLOURS if any(colour == c for _, _, colour in shown)]
-    ax.legend(handles=[Patch(color=c, label=RATE_COLOURS[c]) for c in used],
-              loc="lower right", fontsize=8)
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c, label=RATE_COLOURS[c])
+                       for c in used], loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "rates.png", dpi=100)
     plt.close(fig)
