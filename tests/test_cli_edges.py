@@ -205,6 +205,7 @@ def test_the_token_argument_may_be_a_file_of_hex_base64url_or_raw_bytes(work: Pa
     for name in ("token.hex", "token.b64", "token.cbor"):
         seen = json.loads(ok("inspect", name, "--json", cwd=work))
         assert seen["size"] == len(token), name
+        assert seen["transport"]["hex_chars"] == 2 * len(token), name
         assert verify(work, name).returncode == 0, name
 
 

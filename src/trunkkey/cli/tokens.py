@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ..claims import Action, Purpose
+from ..encodings import transport_footprint
 from ..errors import TrunkkeyError
 from ..inspect import UnverifiedToken, inspect_unverified
 from ..issuer import Issuer
@@ -118,15 +120,26 @@ def _inspect(args: argparse.Namespace, out: Output) -> int:
                    "typ_name": typ_name(h.typ), "kid": None if h.kid is None else h.kid.hex()},
         "signature_size": len(seen.signature),
         "claims": claims_json(seen.claims),
+        "transport": dataclasses.asdict(transport_footprint(seen.size)),
     })
     out.line(_UNVERIFIED_BANNER)
     out.line(f"size:        {seen.size} bytes (signature {len(seen.signature)})")
     out.line(f"algorithm:   {alg_name(h.alg)} ({h.alg})")
     out.line(f"key id:      {'none' if h.kid is None else h.kid.hex()}")
     out.line(f"type:        {h.typ} ({typ_name(h.typ)})")
+    out.line(f"transport:   {_transport_line(seen.size)}")
     print_claims(out, seen.claims)
     out.line(_UNVERIFIED_BANNER)
     return EXIT_OK
+
+
+def _transport_line(size: int) -> str:
+    """The room the token takes as text and on a courier's links (see docs/encodings.md)."""
+    fp = transport_footprint(size)
+    ble = "/".join(str(fp.ble_writes[mtu]) for mtu in sorted(fp.ble_writes))
+    return (f"hex {fp.hex_chars} chars, base64url {fp.base64url_chars}; BLE {ble} writes "
+            f"at MTU 23/247/517; NFC {fp.nfc_short_apdus} short APDU(s); "
+            f"QR version {fp.qr_version_bytes['M']} (level M)")
 
 
 COMMANDS = (
