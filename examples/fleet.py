@@ -3,7 +3,7 @@
 Run it with no arguments:  python examples/fleet.py
 Smaller or bigger:         python examples/fleet.py --cars 40 --deliveries 2 --procs 2
 Machine-readable:          python examples/fleet.py --json
-With a chart:              python examples/fleet.py --plot outcomes.png   (needs matplotlib)
+With a chart:              python examples/fleet.py --plot outcomes.png   (pip install matplotlib)
 Verifier throughput:       python examples/fleet.py --throughput [--cars 200 --per-car 20]
 
 Each car is its own telematics unit with its own durable ledger (or an
@@ -26,6 +26,7 @@ and for ``--procs`` processes, with the durable and the in-memory ledger.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -92,6 +93,8 @@ class ChunkResult:
     receipts_verified: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
     by_scenario: Counter[str] = field(default_factory=Counter)
+    #: Outcomes that are not what their scenario should produce, by reason.
+    unexpected_by_reason: Counter[str] = field(default_factory=Counter)
     mismatches: list[str] = field(default_factory=list)
     left_open: int = 0
 
@@ -201,6 +204,7 @@ class _Fleet:
                     self.result.by_reason[actual.value] += 1
                     self.result.by_scenario[label] += 1
                     if expected is not actual:
+                        self.result.unexpected_by_reason[actual.value] += 1
                         self.result.mismatches.append(
                             f"{car.vehicle_id} {label}: expected {expected.value}, "
                             f"got {actual.value}"
@@ -253,21 +257,37 @@ def _results(chunks: list[Chunk], procs: int) -> Iterator[ChunkResult]:
 
 
 class Progress:
-    """A plain-text progress bar on stderr."""
+    """Progress on stderr: a bar redrawn in place on a terminal, else a few plain lines.
 
-    def __init__(self, total: int, *, enabled: bool, width: int = 30) -> None:
+    A bar redrawn with carriage returns becomes one long line in a log file
+    or a CI transcript, so without a terminal it prints a whole line at each
+    tenth of the run instead.
+    """
+
+    def __init__(self, total: int, *, enabled: bool, width: int = 30,
+                 stream: Any = None) -> None:
         self.total, self.enabled, self.width, self.done = total, enabled, width, 0
+        self.stream = sys.stderr if stream is None else stream
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._tenths_shown = 0
 
     def step(self, attempts: int) -> None:
         self.done += 1
         if not self.enabled:
             return
-        filled = self.width * self.done // self.total
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] "
-                         f"{self.done}/{self.total} chunks, {attempts} attempts")
-        if self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        text = f"{self.done}/{self.total} chunks, {attempts} attempts"
+        if self.terminal:
+            filled = self.width * self.done // self.total
+            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {text}")
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            tenths = 10 * self.done // self.total
+            if tenths <= self._tenths_shown:
+                return
+            self._tenths_shown = tenths
+            self.stream.write(f"fleet: {text}\n")
+        self.stream.flush()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,6 +302,7 @@ class Summary:
     receipts_verified: int
     by_reason: dict[str, int]
     by_scenario: dict[str, int]
+    unexpected_by_reason: dict[str, int]
     mismatches: list[str]
     left_open: int
     wall_seconds: float
@@ -308,6 +329,7 @@ def run(*, cars: int = 300, deliveries: int = 4, hostile: float = 0.3, procs: in
             total.receipts_verified += result.receipts_verified
             total.by_reason.update(result.by_reason)
             total.by_scenario.update(result.by_scenario)
+            total.unexpected_by_reason.update(result.unexpected_by_reason)
             total.mismatches.extend(result.mismatches)
             total.left_open += result.left_open
             bar.step(total.attempts)
@@ -318,6 +340,7 @@ def run(*, cars: int = 300, deliveries: int = 4, hostile: float = 0.3, procs: in
         receipts_verified=total.receipts_verified,
         by_reason=dict(total.by_reason.most_common()),
         by_scenario=dict(total.by_scenario.most_common()),
+        unexpected_by_reason=dict(total.unexpected_by_reason.most_common()),
         mismatches=total.mismatches, left_open=total.left_open, wall_seconds=round(wall, 3),
         presents_per_second_wall=round(total.presents / wall, 1) if wall else 0.0,
         presents_per_cpu_second=(round(total.presents / total.present_seconds, 1)
@@ -349,26 +372,54 @@ def table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: Summary, path: str) -> bool:
-    try:
-        import matplotlib  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- optional extra
+def have_matplotlib() -> bool:
+    """Whether ``--plot`` can draw: asked before the run, not after it."""
+    return importlib.util.find_spec("matplotlib") is not None
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-    except ImportError:
-        return False
+
+#: The plot's three kinds of outcome: the colour and the words of its legend.
+OUTCOME_KINDS = (
+    ("opened", "tab:green", "opened, as the scenario expects"),
+    ("refused", "tab:blue", "refused, as the scenario expects"),
+    ("unexpected", "tab:red", "NOT what the scenario expects"),
+)
+
+
+def outcome_split(summary: Summary) -> dict[str, dict[str, int]]:
+    """Per reason, how many outcomes were expected openings, expected refusals, unexpected."""
+    split = {}
+    for reason, count in summary.by_reason.items():
+        unexpected = summary.unexpected_by_reason.get(reason, 0)
+        expected = "opened" if reason == Reason.ALLOWED else "refused"
+        split[reason] = {"opened": 0, "refused": 0, expected: count - unexpected,
+                         "unexpected": unexpected}
+    return split
+
+
+def plot(summary: Summary, path: str) -> None:
+    import matplotlib  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- optional
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+
+    split = outcome_split(summary)
+    reasons = list(split)
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    reasons = list(summary.by_reason)
-    ax.barh(reasons, [summary.by_reason[r] for r in reasons],
-            color=["tab:green" if r == Reason.ALLOWED else "tab:red" for r in reasons])
+    left = [0] * len(reasons)
+    for kind, colour, label in OUTCOME_KINDS:
+        counts = [split[r][kind] for r in reasons]
+        ax.barh(reasons, counts, left=left, color=colour, label=label)
+        left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("attempts")
-    ax.set_title(f"trunkkey fleet: {summary.attempts} attempts at {summary.cars} cars "
+    ax.legend(fontsize=8, loc="lower right")
+    unexpected = sum(summary.unexpected_by_reason.values())
+    ax.set_title(f"trunkkey fleet: {summary.attempts} attempts at {summary.cars} cars, "
+                 f"{unexpected} not as expected "
                  f"({summary.presents_per_second_wall:,.0f} verifications/s)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
 
 
 # -- verifier throughput ----------------------------------------------------------------
@@ -594,7 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ledger", choices=("sqlite", "memory"), default="sqlite",
                         help="sqlite: durable file per chunk (default); memory: in-process")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--plot", metavar="PNG", help="write a chart (needs matplotlib)")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="write a chart (needs matplotlib: pip install matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--throughput", action="store_true",
                         help="measure verifier throughput, 1 against --procs processes")
@@ -605,6 +657,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="timed rounds per launch for --throughput; the best counts")
     args = parser.parse_args(argv)
+    if args.plot and not have_matplotlib():
+        # Said before the run, which can take minutes, not after it.
+        print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+        return 2
     if args.cars < 1 or args.deliveries < 1 or args.procs < 1:
         parser.error("--cars, --deliveries and --procs must be at least 1")
     if not 0.0 <= args.hostile <= 1.0:
@@ -624,9 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   procs=args.procs, seed=args.seed, ledger=args.ledger,
                   progress=not args.no_progress)
     print(json.dumps(asdict(summary), indent=2) if args.json else table(summary))
-    if args.plot and not plot(summary, args.plot):
-        print("--plot needs matplotlib: pip install 'trunkkey[plot]'", file=sys.stderr)
-        return 2
+    if args.plot:
+        plot(summary, args.plot)
     return 0 if summary.ok else 1
 
 

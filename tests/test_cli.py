@@ -166,7 +166,10 @@ def test_geofence_courier_key_and_proof(work: Path) -> None:
         "latitude": 48.137154, "longitude": 11.576124, "radius_m": 50
     }
     assert seen["claims"]["courier_key"]["alg"] == "ES256"
-    assert bytes.fromhex(seen["claims"]["order_ref"]) == b"A-1234"
+    # Typed as the text output shows it: the text, with its bytes in hex beside it.
+    assert seen["claims"]["order_ref"] == "A-1234"
+    assert bytes.fromhex(seen["claims"]["order_ref_hex"]) == b"A-1234"
+    assert "order ref:   412d31323334  ('A-1234')" in ok("inspect", token, cwd=work)
     place = ("--location", "48.13716,11.57612")
     no_proof = verify(work, token, *place)
     assert no_proof.returncode == 1
@@ -314,7 +317,7 @@ VERIFY = ("verify", "--trust", "issuer.pub:s", "--vehicle", "V", "--action", "tr
         (("inspect", "--format", "hex", "d2zz"), "not valid hex"),
         (("inspect", "--format", "base64url", "%%%"), "not valid base64url"),
         (("inspect", "d284"), "cannot decode token"),
-        (("inspect", "@@@"), "not hex or base64url"),
+        (("inspect", "@@@"), "not a readable file, hex or base64url"),
         (("inspect", "00" * 40000), "cannot decode token"),
         (("mint", "--key", "issuer.pub", "--issuer", "s", "--vehicle", "V", "--action", "trunk",
           "--valid-for", "1h"), "holds a public key"),
@@ -372,4 +375,6 @@ def test_bad_input_is_one_clean_line(work: Path, args: tuple[str, ...], expected
 def test_errors_in_json_mode_are_json_too(work: Path) -> None:
     result = run("inspect", "--format", "hex", "zz", "--json", cwd=work)
     one_line_error(result)
-    assert json.loads(result.stdout) == {"error": "token is not valid hex"}
+    assert json.loads(result.stdout) == {
+        "error": "token is not valid hex ('z' is not a hex digit)"
+    }

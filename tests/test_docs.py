@@ -175,6 +175,18 @@ def test_relative_links_resolve(path: Path) -> None:
         assert resolved.exists(), f"{_id(path)} links to missing {target}"
 
 
+def test_quickstart_names_exactly_the_test_extra() -> None:
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["optional-dependencies"]["test"]
+    names = {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0] for requirement in extra}
+    text = " ".join((DOCS / "quickstart.md").read_text(encoding="utf-8").split())
+    sentence = re.search(r"installs the test extra — (.*?) —", text)
+    assert sentence, "quickstart.md no longer lists the test extra"
+    assert set(re.findall(r"`([^`]+)`", sentence.group(1))) == names
+
+
 def test_quickstart_has_the_readme_commands() -> None:
     text = (DOCS / "quickstart.md").read_text(encoding="utf-8")
     assert "python -m pip install . && python examples/simulate_delivery.py" in text

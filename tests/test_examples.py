@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import io
 import json
 import re
 from pathlib import Path
@@ -189,6 +191,65 @@ def test_fleet_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     else:
         assert code == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fleet_plot_without_matplotlib_fails_before_the_run_with_an_installable_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = load("fleet")
+    monkeypatch.setattr(fleet, "have_matplotlib", lambda: False)
+    ran: list[object] = []
+    monkeypatch.setattr(fleet, "run", lambda **kw: ran.append(kw))
+    assert fleet.main(["--cars", "6", "--plot", "out.png"]) == 2
+    captured = capsys.readouterr()
+    assert ran == []
+    assert captured.out == ""
+    assert "pip install matplotlib" in captured.err
+    assert "trunkkey[plot]" not in captured.err
+
+
+def test_fleet_plot_tells_expected_refusals_from_unexpected_outcomes() -> None:
+    fleet = load("fleet")
+    summary = fleet.run(cars=12, deliveries=2, hostile=0.5, procs=1, seed=7, ledger="memory")
+    split = fleet.outcome_split(summary)
+    assert split["allowed"]["opened"] == summary.by_reason["allowed"]
+    refused = sum(parts["refused"] for parts in split.values())
+    assert refused == summary.attempts - summary.by_reason["allowed"] > 0
+    assert all(parts["unexpected"] == 0 for parts in split.values())
+    # One replay the car let through: an unexpected opening, shown apart.
+    bad = dataclasses.replace(summary, unexpected_by_reason={"allowed": 1})
+    assert fleet.outcome_split(bad)["allowed"]["unexpected"] == 1
+    assert fleet.outcome_split(bad)["allowed"]["opened"] == summary.by_reason["allowed"] - 1
+    colours = {colour for _, colour, _ in fleet.OUTCOME_KINDS}
+    assert len(colours) == 3
+
+
+class _Stream(io.StringIO):
+    def __init__(self, *, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def test_fleet_progress_is_a_few_whole_lines_when_not_on_a_terminal() -> None:
+    fleet = load("fleet")
+    piped = _Stream(terminal=False)
+    bar = fleet.Progress(200, enabled=True, stream=piped)
+    for n in range(200):
+        bar.step(n)
+    text = piped.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 10
+    assert lines[-1] == "fleet: 200/200 chunks, 199 attempts"
+    terminal = _Stream(terminal=True)
+    bar = fleet.Progress(3, enabled=True, stream=terminal)
+    for n in range(3):
+        bar.step(n)
+    assert terminal.getvalue().count("\r") == 3
+    assert terminal.getvalue().endswith("\n")
 
 
 def test_fleet_refuses_bad_counts() -> None:

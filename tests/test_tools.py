@@ -64,3 +64,49 @@ def test_every_tools_command_the_docs_name_is_a_module() -> None:
     assert {"tools.bench.run", "tools.fuzz.run", "tools.gen.api_docs"} <= named
     missing = sorted(name for name in named if importlib.util.find_spec(name) is None)
     assert missing == []
+
+
+# -- the performance plots read correctly (drawn on a recording stand-in for pyplot) ----------
+
+
+def _recording_pyplot(panels: int) -> tuple[object, list[object]]:
+    from unittest.mock import MagicMock
+
+    plt = MagicMock()
+    axes = [MagicMock() for _ in range(panels)]
+    plt.subplots.return_value = (MagicMock(), axes if panels > 1 else axes[0])
+    return plt, axes
+
+
+def _bench_results() -> dict[str, object]:
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    data: dict[str, object] = json.loads(
+        (root / "tools" / "bench" / "results" / "latest.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_fleet_plot_draws_its_bars_on_a_linear_axis_from_zero(tmp_path: Path) -> None:
+    from tools.gen import plots
+
+    plt, (lines, bars) = _recording_pyplot(2)
+    plots._fleet(plt, _bench_results(), tmp_path)
+    assert bars.bar.call_count == 2
+    assert ("log",) not in [c.args for c in bars.set_yscale.call_args_list]
+    assert bars.set_ylim.call_args.args[0] == 0
+    assert ("log",) not in [c.args for c in lines.set_yscale.call_args_list]
+
+
+def test_rates_plot_has_a_legend_for_every_colour_it_uses(tmp_path: Path) -> None:
+    from tools.gen import plots
+
+    plt, (ax,) = _recording_pyplot(1)
+    plots._rates(plt, _bench_results(), tmp_path)
+    used = set(ax.barh.call_args.kwargs["color"])
+    labelled = {c.kwargs["color"] for c in plt.Rectangle.call_args_list}
+    assert used == labelled
+    assert len(used) >= 4
+    assert ax.legend.call_args.kwargs["handles"]
+    assert all(c.kwargs["label"] == plots.RATE_COLOURS[c.kwargs["color"]]
+               for c in plt.Rectangle.call_args_list)

@@ -29,6 +29,12 @@ if _typing.TYPE_CHECKING:
     from .clock import ManualClock as ManualClock
     from .clock import SystemClock as SystemClock
     from .cose import Typ as Typ
+    from .encodings import TextDecodeError as TextDecodeError
+    from .encodings import TextFormat as TextFormat
+    from .encodings import TransportFootprint as TransportFootprint
+    from .encodings import decode_text as decode_text
+    from .encodings import encode_text as encode_text
+    from .encodings import transport_footprint as transport_footprint
     from .errors import AccessDenied as AccessDenied
     from .errors import DecodeError as DecodeError
     from .errors import HardwareKeyError as HardwareKeyError
@@ -81,6 +87,12 @@ _DEFINED_IN: dict[str, str] = {
     "ManualClock": "clock",
     "SystemClock": "clock",
     "Typ": "cose",
+    "TextDecodeError": "encodings",
+    "TextFormat": "encodings",
+    "TransportFootprint": "encodings",
+    "decode_text": "encodings",
+    "encode_text": "encodings",
+    "transport_footprint": "encodings",
     "AccessDenied": "errors",
     "DecodeError": "errors",
     "HardwareKeyError": "errors",
@@ -169,7 +181,10 @@ __all__ = [
     "SigningKey",
     "SqliteLedger",
     "SystemClock",
+    "TextDecodeError",
+    "TextFormat",
     "TokenClaims",
+    "TransportFootprint",
     "TrunkkeyError",
     "TrustStore",
     "TrustedKey",
@@ -179,6 +194,9 @@ __all__ = [
     "Verifier",
     "VerifierPolicy",
     "advice_for",
+    "decode_text",
+    "encode_text",
     "inspect_unverified",
     "make_proof",
+    "transport_footprint",
 ]

@@ -55,6 +55,13 @@ from trunkkey.consent import (
 )
 from trunkkey.consent.revocation import decode_revocations
 from trunkkey.cose import Typ, decode_protected, parse_sign1, sign1, verify_sign1
+from trunkkey.encodings import (
+    TextDecodeError,
+    TextFormat,
+    decode_bytes,
+    detect_format,
+    encode_text,
+)
 from trunkkey.parcels import ParcelRecord, match_scan
 from trunkkey.proof import check_proof, check_scan_proof, proof_aad
 from trunkkey.testing.consent import carrier_delegation, retailer_consent
@@ -115,6 +122,20 @@ def fuzz_cbor(data: bytes) -> None:
         return
     # Whatever decodes is canonical: it re-encodes to exactly the same bytes.
     assert cbor.encode(value) == data
+
+
+def fuzz_text(data: bytes) -> None:
+    try:
+        value = decode_bytes(data)
+    except TextDecodeError:
+        return
+    if data[:1] and data[0] >= 0x80:
+        assert value == data  # raw CBOR passes through untouched
+        return
+    # Whatever text decodes is one canonical form of the bytes, up to case and padding.
+    body = data.decode("ascii").strip()
+    written = body.lower() if detect_format(body) is TextFormat.HEX else body.rstrip("=")
+    assert encode_text(value, detect_format(body)) == written, "text round trip differs"
 
 
 def fuzz_claims(data: bytes) -> None:
@@ -325,6 +346,7 @@ def fuzz_grant(data: bytes) -> None:
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "cbor": fuzz_cbor,
+    "text": fuzz_text,
     "claims": fuzz_claims,
     "cose": fuzz_cose,
     "verify": fuzz_verify,
@@ -346,6 +368,8 @@ def seeds(name: str) -> list[bytes]:
     protected = [parse_sign1(t).protected for t in tokens]
     common = {
         "cbor": payloads + protected + tokens,
+        "text": [encode_text(t, f).encode() for t in tokens for f in TextFormat]
+        + [encode_text(t, padded=True).encode() + b"\n" for t in tokens] + tokens[:1],
         "claims": payloads,
         "cose": tokens + list(w.proofs),
         "verify": tokens + [t[:-1] for t in tokens],

@@ -3,6 +3,8 @@
 Exit codes: 0 success (for ``verify``: access allowed), 1 access denied (or a
 simulation that did not go as the story says), 2 bad input or any other error.
 Errors are one line on stderr, ``trunkkey: error: ...``, never a traceback.
+``trunkkey`` with no command prints the help and exits 2: nothing was done,
+so a script whose command went missing must not pass for a success.
 
 The commands are the ``COMMANDS`` of the modules in :data:`GROUPS`, in that
 order; a new group of commands is a new module added to that list, and its
@@ -24,7 +26,17 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import TrunkkeyError
-from ._io import EXIT_DENIED, EXIT_ERROR, EXIT_OK, CliError, Command, Output, Parser, json_flag
+from ._io import (
+    EXIT_DENIED,
+    EXIT_ERROR,
+    EXIT_OK,
+    CliError,
+    Command,
+    Output,
+    Parser,
+    examples,
+    json_flag,
+)
 
 __all__ = ["COMMANDS", "EXIT_DENIED", "EXIT_ERROR", "EXIT_OK", "Command", "build_parser", "main"]
 
@@ -73,7 +85,13 @@ def build_parser(groups: Sequence[str] = _GROUP_NAMES) -> argparse.ArgumentParse
     parser = Parser(
         prog="trunkkey",
         description="One-time trunk access tokens: make keys, mint, inspect and verify tokens.",
-        epilog="Exit status: 0 success or access allowed, 1 access denied, 2 error.",
+        epilog=examples(
+            "trunkkey keygen --out issuer.key --public-out issuer.pub",
+            "trunkkey mint --key issuer.key --issuer shop.example --vehicle VIN --action trunk "
+            "--valid-for 4h",
+            "trunkkey verify TOKEN --trust issuer.pub:shop.example --vehicle VIN --action trunk",
+            "trunkkey COMMAND --help",
+        ) + "\n\nExit status: 0 success or access allowed, 1 access denied, 2 error.",
     )
     parser.add_argument("--version", action="version", version=f"trunkkey {__version__}")
     parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
@@ -84,7 +102,8 @@ def build_parser(groups: Sequence[str] = _GROUP_NAMES) -> argparse.ArgumentParse
         if cmd.name in names:
             raise ValueError(f"command {cmd.name!r} is defined twice")
         names.add(cmd.name)
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
+                           epilog=examples(*cmd.examples) if cmd.examples else None)
         json_flag(p)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)
@@ -95,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (never raises for bad input)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in arguments
+    if not [a for a in arguments if a != "--json"]:
+        build_parser().print_help(sys.stdout)
+        return EXIT_ERROR
     try:
         args = build_parser(_needed(arguments)).parse_args(arguments)
         json_mode = bool(getattr(args, "json", False))

@@ -7,9 +7,9 @@ simulation that did not go as the story says), 2 bad input or any other error.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
+import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from ..clock import SystemClock
+from ..encodings import TextDecodeError, TextFormat, decode_bytes, decode_text, encode_text
 from ..errors import InsecureKeyFile, KeyFileError, TrunkkeyError
 from ..geo import Geofence, Location
 from ..keys import SigningKey, VerificationKey
@@ -33,8 +34,9 @@ MAX_INPUT_BYTES = 64 * 1024
 
 TOKEN_FORMATS = ("hex", "base64url", "raw")
 
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+#: Where a command finds the password of an encrypted private key file when
+#: no ``--password-file`` is given.
+PASSWORD_ENV = "TRUNKKEY_KEY_PASSWORD"  # noqa: S105 -- the variable's name, not a password
 
 
 class CliError(Exception):
@@ -42,7 +44,16 @@ class CliError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line like every other error."""
+    """argparse, but usage errors are one line like every other error.
+
+    Abbreviated options are refused: a script written against ``--veh``
+    would silently change meaning the day a second option starts with it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{message} (see '{self.prog} --help')")
@@ -77,6 +88,8 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Output], int]
+    #: Shell lines shown under "examples:" at the end of the command's --help.
+    examples: tuple[str, ...] = ()
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -90,8 +103,30 @@ def json_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def examples(*lines: str) -> str:
+    """The epilog of a --help: shell lines under a heading."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def password_flag(parser: argparse.ArgumentParser) -> None:
+    """``--password-file`` on a command that reads a private key."""
+    parser.add_argument(
+        "--password-file", metavar="PATH",
+        help=f"file holding the password of an encrypted private key (else ${PASSWORD_ENV}, "
+             "else asked for on a terminal)",
+    )
+
+
+def refuse_raw_on_terminal(fmt: str, out: Output) -> None:
+    """Binary on a terminal garbles it and shows nothing useful: ask for a redirect."""
+    if fmt == "raw" and not out.json_mode and sys.stdout.isatty():
+        raise CliError("--format raw writes binary: redirect it to a file or a pipe "
+                       "(... --format raw > token.cbor), or use hex or base64url")
+
+
 def emit(out: Output, name: str, data: bytes, fmt: str, summary: dict[str, Any]) -> None:
     """Print a signed object: encoded text, raw bytes, or JSON with ``summary``."""
+    refuse_raw_on_terminal(fmt, out)
     if out.json_mode:
         shown = "hex" if fmt == "raw" else fmt
         out.data({**summary, "format": shown, name: encode_token(data, shown)})
@@ -173,27 +208,16 @@ def parse_location(text: str) -> Location:
 
 
 def parse_hex(text: str, what: str) -> bytes:
-    cleaned = "".join(text.split())
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise CliError(f"{what} is not valid hex") from None
+    """Bytes written as hex (``what`` names them in the error)."""
+    return decode_text(text, TextFormat.HEX, max_bytes=MAX_INPUT_BYTES, what=what)
 
 
 def hex_id(text: str, length: int, what: str) -> bytes:
     """An identifier of exactly ``length`` bytes, as hex."""
-    try:
-        value = bytes.fromhex("".join(text.split()))
-    except ValueError:
-        raise CliError(f"{what} {text!r} is not valid hex") from None
+    value = parse_hex(text, f"{what} {text!r}")
     if len(value) != length:
         raise CliError(f"{what} {text!r} must be {length} bytes ({2 * length} hex digits)")
     return value
-
-
-def _base64url(text: str) -> bytes:
-    body = text.rstrip("=")
-    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
 
 
 # -- files, keys, tokens and blobs --------------------------------------------
@@ -225,12 +249,12 @@ def _is_public_key_file(path: Path) -> bool:
     return _pem_label(head) == "PUBLIC KEY"
 
 
-def load_signing_key(path_text: str) -> SigningKey:
-    """A private key file (PEM or COSE_Key), refused if others can read it."""
+def load_signing_key(path_text: str, *, password_file: str | None = None) -> SigningKey:
+    """A private key file (PEM, encrypted or not, or COSE_Key), refused if others can read it."""
     path = Path(path_text)
     public = f"{path_text!r} holds a public key; this option needs a private key"
     try:
-        return SigningKey.load(path)
+        return SigningKey.load(path, password=_password_for(path, path_text, password_file))
     except InsecureKeyFile:
         # A public key file is world-readable by design: say what is really wrong.
         if _is_public_key_file(path):
@@ -244,8 +268,47 @@ def load_signing_key(path_text: str) -> SigningKey:
         raise CliError(f"{path_text!r}: {exc}") from None
 
 
+def _password_for(path: Path, shown: str, password_file: str | None) -> bytes | None:
+    """The password of an encrypted key file: from the file, the environment, or asked."""
+    try:
+        with path.open("rb") as f:
+            encrypted = _pem_label(f.read(64)) == "ENCRYPTED PRIVATE KEY"
+    except OSError:
+        return None  # SigningKey.load says why it cannot read the file
+    if not encrypted:
+        if password_file is not None:
+            raise CliError(f"{shown!r} is not encrypted: --password-file is for encrypted keys")
+        return None
+    if password_file is not None:
+        return read_password_file(password_file)
+    if os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV].encode("utf-8", "surrogateescape")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password for {shown}: ").encode("utf-8", "surrogateescape")
+    else:
+        raise CliError(
+            f"{shown!r} is encrypted: give --password-file FILE or set {PASSWORD_ENV} "
+            "(or run on a terminal to be asked)"
+        )
+    if not password:
+        raise CliError(f"the password for {shown!r} is empty")
+    return password
+
+
+def read_password_file(path_text: str) -> bytes:
+    """A password file's content, without the one line ending an editor adds."""
+    data = read_bounded(Path(path_text), "password file", path_text)
+    for ending in (b"\r\n", b"\n"):
+        if data.endswith(ending):
+            data = data[: -len(ending)]
+            break
+    if not data:
+        raise CliError(f"password file {path_text!r} is empty")
+    return data
+
+
 def load_public_key(path_text: str) -> VerificationKey:
-    """A public key file: PEM, COSE_Key as hex text, or COSE_Key bytes."""
+    """A public key file: PEM, COSE_Key as hex (or base64url) text, or COSE_Key bytes."""
     path = Path(path_text)
     data = read_bounded(path, "public key file", str(path))
     label = _pem_label(data)
@@ -257,52 +320,49 @@ def load_public_key(path_text: str) -> VerificationKey:
                     "(made by 'trunkkey pubkey --format pem')"
                 )
             return VerificationKey.from_pem(data)
-        try:
-            cose = bytes.fromhex(data.decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
-            cose = data
-        return VerificationKey.from_cose_key(cose)
+        # A COSE_Key is a CBOR map (first byte 0xA0 or above), or its text form.
+        return VerificationKey.from_cose_key(
+            decode_bytes(data, max_bytes=MAX_INPUT_BYTES, what="COSE_Key text")
+        )
     except TrunkkeyError as exc:
         raise CliError(f"{path_text!r} is not a usable public key: {exc}") from None
 
 
 def read_token(source: str | None, fmt: str | None, stdin: Any) -> bytes:
-    """Token bytes from an argument or stdin; ``fmt`` None means detect."""
+    """Token bytes from a file, the argument's text, or stdin; ``fmt`` None means detect."""
     if source is None or source == "-":
         data: bytes = stdin.buffer.read(MAX_INPUT_BYTES + 1)
         if len(data) > MAX_INPUT_BYTES:
             raise CliError(f"token on stdin is larger than {MAX_INPUT_BYTES} bytes")
-    else:
-        data = source.encode("utf-8", "surrogateescape")
-    return decode_token_text(data, fmt)
+        if not data.strip():
+            raise CliError("no token given (pass it as an argument, a file or on stdin)")
+        return decode_input(data, fmt, "token")
+    if is_file(source):
+        return decode_input(read_bounded(Path(source), "token file", source), fmt, "token")
+    return decode_input(source.encode("utf-8", "surrogateescape"), fmt, "token", inline=True)
 
 
-def decode_token_text(data: bytes, fmt: str | None) -> bytes:
-    if fmt == "raw" or (fmt is None and data[:1] == b"\xd2"):
+def decode_input(data: bytes, fmt: str | None, what: str, *, inline: bool = False) -> bytes:
+    """Raw bytes (``fmt`` raw, or detected), or the bytes of hex or base64url text.
+
+    ``inline`` says the text came on the command line, where a file was meant
+    as often as text: an argument that is neither says both.
+    """
+    if fmt == "raw":
         return data
     try:
-        text = data.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise CliError("token is neither raw CBOR nor hex/base64url text") from None
-    if not text:
-        raise CliError("no token given (pass it as an argument or on stdin)")
-    if fmt == "hex" or (fmt is None and _HEX.fullmatch(text)):
-        return parse_hex(text, "token")
-    if not _BASE64URL.fullmatch(text):
-        raise CliError("token is not valid base64url" if fmt else "token is not hex or base64url")
-    try:
-        return _base64url(text)
-    except (binascii.Error, ValueError):
-        raise CliError("token is not valid base64url") from None
+        return decode_bytes(data, fmt, max_bytes=MAX_INPUT_BYTES, what=what)
+    except TextDecodeError as exc:
+        if inline and fmt is None and exc.problem in ("not_base64url", "whitespace"):
+            raise CliError(f"{what} is not a readable file, hex or base64url") from None
+        raise
 
 
 def encode_token(token: bytes, fmt: str) -> str:
-    if fmt == "base64url":
-        return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii")
-    return token.hex()
+    return encode_text(token, fmt)
 
 
-def _is_file(text: str) -> bool:
+def is_file(text: str) -> bool:
     try:
         return Path(text).is_file()
     except (OSError, ValueError):  # a long hex string is not a file name
@@ -311,24 +371,6 @@ def _is_file(text: str) -> bool:
 
 def read_blob(text: str, what: str) -> bytes:
     """A grant, chain or list: a file (raw CBOR, hex or base64url) or hex/base64url inline."""
-    if _is_file(text):
-        data = read_bounded(Path(text), what, text)
-    else:
-        data = text.encode("utf-8", "surrogateescape")
-    # Every object here starts with a tag or an array head: never an ASCII byte.
-    if data[:1] and data[0] >= 0x80:
-        return data
-    try:
-        cleaned = "".join(data.decode("ascii").split())
-    except UnicodeDecodeError:
-        raise CliError(f"{what} is neither raw CBOR nor hex/base64url text") from None
-    if not cleaned:
-        raise CliError(f"{what} is empty")
-    if _HEX.fullmatch(cleaned):
-        return bytes.fromhex(cleaned)
-    if _BASE64URL.fullmatch(cleaned):
-        try:
-            return _base64url(cleaned)
-        except (binascii.Error, ValueError):
-            pass
-    raise CliError(f"{what} is not a readable file, hex or base64url")
+    if is_file(text):
+        return decode_input(read_bounded(Path(text), what, text), None, what)
+    return decode_input(text.encode("utf-8", "surrogateescape"), None, what, inline=True)

@@ -81,12 +81,19 @@ def claims_json(claims: TokenClaims) -> dict[str, Any]:
             "alg": claims.courier_key.algorithm.cose_name,
             "kid": claims.courier_key.kid.hex(),
         },
-        "order_ref": None if claims.order_ref is None else claims.order_ref.hex(),
+        # As the text output shows it: the text, and its bytes in hex beside it.
+        "order_ref": None if claims.order_ref is None else _order_text(claims.order_ref),
+        "order_ref_hex": None if claims.order_ref is None else claims.order_ref.hex(),
         "parcels": None if claims.parcels is None else {
             "count": len(claims.parcels.commitments),
             "commitments": [c.hex() for c in claims.parcels.commitments],
         },
     }
+
+
+def _order_text(order_ref: bytes) -> str:
+    """An order reference as text; bytes that are not UTF-8 show as U+FFFD, as in text output."""
+    return order_ref.decode("utf-8", "replace")
 
 
 def parcels_json(record: ParcelRecord) -> dict[str, Any]:
@@ -123,7 +130,7 @@ def print_claims(out: Output, claims: TokenClaims) -> None:
             f"kid {claims.courier_key.kid.hex()} (proof of possession required)"
         )
     if claims.order_ref is not None:
-        shown = claims.order_ref.decode("utf-8", "replace")
+        shown = _order_text(claims.order_ref)
         out.line(f"order ref:   {claims.order_ref.hex()}  ({shown!r})")
     if claims.parcels is not None:
         out.line(f"parcels:     {len(claims.parcels.commitments)}, committed to "

@@ -34,13 +34,16 @@ from ._io import (
     Command,
     Output,
     emit,
+    examples,
     json_flag,
     load_public_key,
     load_signing_key,
     parse_duration,
     parse_geofence,
     parse_time,
+    password_flag,
     read_blob,
+    refuse_raw_on_terminal,
 )
 from ._show import alg_name, human_duration, utc
 
@@ -120,7 +123,9 @@ def _grant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vehicle", action="append", default=[], metavar="ID",
                    help="a vehicle the grant covers (repeatable; required in a first grant)")
     p.add_argument("--action", action="append", default=[],
-                   choices=[a.value for a in Action], help="an allowed action (repeatable)")
+                   choices=[a.value for a in Action],
+                   help="an allowed action (repeatable): trunk (open the trunk, then relock) "
+                        "or unlock-relock (unlock the doors, then relock)")
     p.add_argument("--purpose", action="append", default=[],
                    choices=[x.value for x in Purpose],
                    help="an allowed purpose (repeatable; default delivery)")
@@ -134,11 +139,15 @@ def _grant_args(p: argparse.ArgumentParser) -> None:
                    help="delegations allowed below this grant (0-3, default 0)")
     p.add_argument("--parent", metavar="FILE_OR_TEXT",
                    help="delegate under this chain (or single grant); the grant must narrow it")
-    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex", help="output encoding")
+    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
+                   help="output encoding: hex (default), base64url, or raw bytes (redirected)")
+    password_flag(p)
     sub = p.add_subparsers(dest="grant_operation", metavar="{inspect}", parser_class=type(p))
     sub.required = False
     inspect = sub.add_parser("inspect", help="decode a grant or chain WITHOUT verifying it",
-                             description="decode a grant or chain WITHOUT verifying it")
+                             description="decode a grant or chain WITHOUT verifying it",
+                             epilog=examples("trunkkey grant inspect consent.grant",
+                                             "trunkkey grant inspect delivery.chain --json"))
     json_flag(inspect)
     inspect.add_argument("grant", metavar="FILE_OR_TEXT", help="a grant or a chain")
 
@@ -152,7 +161,8 @@ def _grant(args: argparse.Namespace, out: Output) -> int:
     ) if not value]
     if missing:
         raise CliError(f"grant needs {', '.join(missing)} (see 'trunkkey grant --help')")
-    key = load_signing_key(args.key)
+    refuse_raw_on_terminal(args.format, out)
+    key = load_signing_key(args.key, password_file=args.password_file)
     grantee = load_public_key(args.grantee)
     not_before, expires = _window(args)
     grant = make_grant(
@@ -262,7 +272,8 @@ def _chain_args(p: argparse.ArgumentParser) -> None:
                    help="grants in order, root grant first (a chain given here is spliced in)")
     p.add_argument("--by-digest", action="store_true",
                    help="name every grant by its digest (for a car that already holds them)")
-    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex", help="output encoding")
+    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
+                   help="output encoding: hex (default), base64url, or raw bytes (redirected)")
 
 
 def _chain(args: argparse.Namespace, out: Output) -> int:
@@ -290,12 +301,24 @@ COMMANDS = (
     Command(
         name="grant",
         help="sign a consent grant (root or delegation); 'grant inspect' decodes one UNVERIFIED",
+        examples=(
+            "trunkkey grant --key carmaker.key --grantee retailer.pub \\",
+            "    --grantee-name shop.example --vehicle WAUZZZ8V0KA000001 --action trunk \\",
+            "    --valid-for 30d --depth 1 > consent.grant",
+            "trunkkey grant --key retailer.key --parent consent.grant --grantee carrier.pub \\",
+            "    --grantee-name dhl --action trunk --valid-for 7d > carrier.grant",
+            "trunkkey grant inspect consent.grant",
+        ),
         configure=_grant_args,
         run=_grant,
     ),
     Command(
         name="chain",
         help="join grants into the consent chain a courier presents with a token",
+        examples=(
+            "trunkkey chain consent.grant carrier.grant > delivery.chain",
+            "trunkkey chain consent.grant carrier.grant --by-digest",
+        ),
         configure=_chain_args,
         run=_chain,
     ),

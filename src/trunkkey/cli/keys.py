@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..keys import Algorithm, SigningKey, VerificationKey
-from ._io import EXIT_OK, CliError, Command, Output, load_signing_key
+from ._io import (
+    EXIT_OK,
+    CliError,
+    Command,
+    Output,
+    load_signing_key,
+    password_flag,
+    read_password_file,
+)
 from ._show import key_summary, print_key
 
 
@@ -18,6 +26,8 @@ def _keygen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-out", metavar="PATH",
                    help="also write the public key here (PEM, world-readable)")
     p.add_argument("--force", action="store_true", help="replace an existing key file")
+    p.add_argument("--password-file", metavar="PATH",
+                   help="encrypt the private key with the password in this file")
 
 
 def _keygen(args: argparse.Namespace, out: Output) -> int:
@@ -25,13 +35,15 @@ def _keygen(args: argparse.Namespace, out: Output) -> int:
     for target in (args.out, args.public_out):
         if target and not args.force and Path(target).exists():
             raise CliError(f"{target!r} exists; pass --force to replace it")
+    password = read_password_file(args.password_file) if args.password_file else None
     key = SigningKey.generate(algorithm)
-    key.save(args.out, overwrite=args.force)
+    key.save(args.out, password=password, overwrite=args.force)
     if args.public_out:
         _write_public(Path(args.public_out), key.public_key, force=args.force)
     out.data({"private_key_file": args.out, "public_key_file": args.public_out,
               **key_summary(key.public_key)})
-    out.line(f"private key written to {args.out} (mode 0600)")
+    out.line(f"private key written to {args.out} (mode 0600"
+             f"{', encrypted' if password else ''})")
     if args.public_out:
         out.line(f"public key written to {args.public_out}")
     print_key(out, key.public_key)
@@ -52,10 +64,11 @@ def _pubkey_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", required=True, metavar="PATH", help="private key file")
     p.add_argument("--format", choices=("text", "pem", "cose-hex"), default="text",
                    help="text (default), or just the PEM or COSE_Key hex, for a file")
+    password_flag(p)
 
 
 def _pubkey(args: argparse.Namespace, out: Output) -> int:
-    public = load_signing_key(args.key).public_key
+    public = load_signing_key(args.key, password_file=args.password_file).public_key
     out.data(key_summary(public))
     if args.format == "pem":
         out.line(public.to_pem().decode("ascii").rstrip())
@@ -70,12 +83,22 @@ COMMANDS = (
     Command(
         name="keygen",
         help="make a signing key pair; write the private key owner-only",
+        examples=(
+            "trunkkey keygen --out issuer.key --public-out issuer.pub",
+            "trunkkey keygen --alg p256 --out handheld.key --public-out handheld.pub",
+            "trunkkey keygen --out issuer.key --password-file pw.txt   # encrypted PEM",
+        ),
         configure=_keygen_args,
         run=_keygen,
     ),
     Command(
         name="pubkey",
         help="print the public key and kid of a private key file",
+        examples=(
+            "trunkkey pubkey --key issuer.key",
+            "trunkkey pubkey --key issuer.key --format pem > issuer.pub",
+            "TRUNKKEY_KEY_PASSWORD=... trunkkey pubkey --key encrypted.key --format cose-hex",
+        ),
         configure=_pubkey_args,
         run=_pubkey,
     ),

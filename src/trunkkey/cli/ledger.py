@@ -30,7 +30,9 @@ def open_ledger(path_text: str | None, *, create: bool) -> Iterator[Ledger]:
 
 
 def _ledger_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("operation", choices=("stats", "prune", "recover"))
+    p.add_argument("operation", choices=("stats", "prune", "recover"),
+                   help="stats: check and count; prune: drop expired entries; "
+                        "recover: move a damaged ledger aside and start afresh")
     p.add_argument("path", metavar="PATH", help="the SQLite ledger file")
     p.add_argument("--at", metavar="TIME", default="now",
                    help="prune: entries kept until before this time; recover: the current "
@@ -99,6 +101,11 @@ COMMANDS = (
     Command(
         name="ledger",
         help="'ledger stats|prune|recover PATH' on a SQLite ledger",
+        examples=(
+            "trunkkey ledger stats car-ledger.db",
+            "trunkkey ledger prune car-ledger.db --at now --limit 10000 --json",
+            "trunkkey ledger recover car-ledger.db   # a damaged ledger: start afresh",
+        ),
         configure=_ledger_args,
         run=_ledger,
     ),

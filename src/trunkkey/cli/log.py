@@ -28,7 +28,8 @@ MAX_HISTORY_BYTES = 64 * 1024 * 1024
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("operation", choices=("verify", "report", "demo"))
+    p.add_argument("operation", choices=("verify", "report", "demo"),
+                   help="verify: check it; report: write an HTML page; demo: write a sample")
     p.add_argument("history", metavar="HISTORY",
                    help="the car's history export (JSON); demo: where to write one")
     p.add_argument("--vehicle-key", required=True, metavar="PEM",
@@ -133,6 +134,11 @@ COMMANDS = (
     Command(
         name="log",
         help="'log verify|report|demo HISTORY --vehicle-key PEM': check a car's access history",
+        examples=(
+            "trunkkey log demo history.json --vehicle-key car.pub",
+            "trunkkey log verify history.json --vehicle-key car.pub",
+            "trunkkey log report history.json --vehicle-key car.pub --out history.html",
+        ),
         configure=_args,
         run=_log,
     ),

@@ -17,12 +17,15 @@ from ._io import (
     Command,
     Output,
     emit,
+    examples,
     hex_id,
     json_flag,
     load_public_key,
     load_signing_key,
     parse_time,
+    password_flag,
     read_blob,
+    refuse_raw_on_terminal,
 )
 from ._show import utc
 from .grants import UNVERIFIED_BANNER, open_grant
@@ -33,7 +36,12 @@ def _revocations_args(p: argparse.ArgumentParser) -> None:
                            parser_class=type(p))
     sub.required = True
     make = sub.add_parser("make", help="sign a versioned revocation list (a complete snapshot)",
-                          description="sign a versioned revocation list (a complete snapshot)")
+                          description="sign a versioned revocation list (a complete snapshot)",
+                          epilog=examples(
+                              "trunkkey revocations make --key carmaker.key --version 1 "
+                              "--grant consent.grant > v1.list",
+                              "trunkkey revocations make --key carmaker.key --version 2 "
+                              "--kid 8d5e0c1a2b3c4d5e --supersede 112-4408817=now > v2.list"))
     json_flag(make)
     make.add_argument("--key", required=True, metavar="PATH", help="carmaker root private key")
     make.add_argument("--version", required=True, type=int, metavar="N",
@@ -49,9 +57,13 @@ def _revocations_args(p: argparse.ArgumentParser) -> None:
                       help="revoke this token id (16 bytes hex)")
     make.add_argument("--supersede", action="append", default=[], metavar="ORDER_REF=TIME",
                       help="refuse tokens for this order issued before TIME")
-    make.add_argument("--format", choices=TOKEN_FORMATS, default="hex", help="output encoding")
+    make.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
+                      help="output encoding: hex (default), base64url, or raw bytes (redirected)")
+    password_flag(make)
     inspect = sub.add_parser("inspect", help="decode a revocation list WITHOUT verifying it",
-                             description="decode a revocation list WITHOUT verifying it")
+                             description="decode a revocation list WITHOUT verifying it",
+                             epilog=examples("trunkkey revocations inspect v1.list",
+                                             "trunkkey revocations inspect v1.list --json"))
     json_flag(inspect)
     inspect.add_argument("list", metavar="FILE_OR_TEXT", help="the signed list")
 
@@ -71,7 +83,8 @@ def _grant_digests(texts: list[str]) -> list[bytes]:
 def _revocations(args: argparse.Namespace, out: Output) -> int:
     if args.revocations_operation == "inspect":
         return _revocations_inspect(args, out)
-    key = load_signing_key(args.key)
+    refuse_raw_on_terminal(args.format, out)
+    key = load_signing_key(args.key, password_file=args.password_file)
     grants = _grant_digests(args.grant)
     kids = [hex_id(text, KID_LENGTH, "--kid") for text in args.kid]
     kids += [load_public_key(path).kid for path in args.revoke_key]
@@ -142,6 +155,12 @@ COMMANDS = (
     Command(
         name="revocations",
         help="'revocations make' signs a versioned revocation list; 'inspect' decodes one",
+        examples=(
+            "trunkkey revocations make --key carmaker.key --version 1 --grant consent.grant "
+            "> v1.list",
+            "trunkkey revocations inspect v1.list",
+            "trunkkey revocations make --help",
+        ),
         configure=_revocations_args,
         run=_revocations,
     ),

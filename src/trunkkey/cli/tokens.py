@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ..claims import Action, Purpose
+from ..encodings import transport_footprint
 from ..errors import TrunkkeyError
-from ..inspect import inspect_unverified
+from ..inspect import UnverifiedToken, inspect_unverified
 from ..issuer import Issuer
 from ._io import (
     EXIT_OK,
@@ -21,7 +23,9 @@ from ._io import (
     parse_duration,
     parse_geofence,
     parse_time,
+    password_flag,
     read_token,
+    refuse_raw_on_terminal,
 )
 from ._show import alg_name, claims_json, print_claims, typ_name
 
@@ -33,17 +37,39 @@ _UNVERIFIED_BANNER = (
 
 def token_args(p: argparse.ArgumentParser) -> None:
     """The token argument of every command that reads one."""
-    p.add_argument("token", nargs="?", help="the token (hex or base64url); omit or - for stdin")
+    p.add_argument("token", nargs="?",
+                   help="the token: hex or base64url text, a file holding it (text or raw "
+                        "CBOR), or - or nothing for stdin")
     p.add_argument("--format", choices=TOKEN_FORMATS, default=None,
                    help="how the token is encoded (default: detect)")
+
+
+def action_help(who: str) -> str:
+    """The help of an ``--action`` option."""
+    return (f"{who}: trunk (open the trunk, then relock) or unlock-relock (unlock the "
+            "doors, then relock)")
+
+
+def decode_token(token: bytes) -> UnverifiedToken:
+    """The token's header and claims, UNVERIFIED; a token that does not decode is an error.
+
+    One rule for every command: bytes that are not a whole token (cut short,
+    padded, not CBOR) are bad input, exit 2, whatever length they were cut to.
+    """
+    try:
+        return inspect_unverified(token)
+    except TrunkkeyError as exc:
+        raise CliError(f"cannot decode token ({len(token)} bytes; truncated?): {exc}") from None
 
 
 def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", required=True, metavar="PATH", help="issuer's private key file")
     p.add_argument("--issuer", required=True, help="issuer name (the iss claim)")
     p.add_argument("--vehicle", required=True, help="the vehicle's id (the aud claim)")
-    p.add_argument("--action", required=True, choices=[a.value for a in Action])
-    p.add_argument("--purpose", default=Purpose.DELIVERY.value, choices=[p.value for p in Purpose])
+    p.add_argument("--action", required=True, choices=[a.value for a in Action],
+                   help=action_help("what the token allows"))
+    p.add_argument("--purpose", default=Purpose.DELIVERY.value, choices=[p.value for p in Purpose],
+                   help="delivery (default) or return-pickup")
     window = p.add_mutually_exclusive_group(required=True)
     window.add_argument("--valid-for", metavar="DURATION",
                         help="window from --not-before (default now), e.g. 4h, 90m")
@@ -58,11 +84,14 @@ def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parcel", metavar="ID", action="append", default=None,
                    help="a parcel of the order (repeat, up to 16): the car opens only for a "
                         "courier whose device scanned it; needs --courier-key")
-    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex", help="token encoding")
+    p.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
+                   help="token encoding: hex (default), base64url, or raw bytes (redirected)")
+    password_flag(p)
 
 
 def _mint(args: argparse.Namespace, out: Output) -> int:
-    key = load_signing_key(args.key)
+    refuse_raw_on_terminal(args.format, out)
+    key = load_signing_key(args.key, password_file=args.password_file)
     not_before = parse_time(args.not_before, "--not-before")
     if args.valid_for is not None:
         expires = not_before + parse_duration(args.valid_for)
@@ -84,11 +113,7 @@ def _mint(args: argparse.Namespace, out: Output) -> int:
 
 
 def _inspect(args: argparse.Namespace, out: Output) -> int:
-    token = read_token(args.token, args.format, sys.stdin)
-    try:
-        seen = inspect_unverified(token)
-    except TrunkkeyError as exc:
-        raise CliError(f"cannot decode token ({len(token)} bytes): {exc}") from None
+    seen = decode_token(read_token(args.token, args.format, sys.stdin))
     h = seen.header
     out.data({
         "unverified": True,
@@ -98,27 +123,49 @@ def _inspect(args: argparse.Namespace, out: Output) -> int:
                    "typ_name": typ_name(h.typ), "kid": None if h.kid is None else h.kid.hex()},
         "signature_size": len(seen.signature),
         "claims": claims_json(seen.claims),
+        "transport": dataclasses.asdict(transport_footprint(seen.size)),
     })
     out.line(_UNVERIFIED_BANNER)
     out.line(f"size:        {seen.size} bytes (signature {len(seen.signature)})")
     out.line(f"algorithm:   {alg_name(h.alg)} ({h.alg})")
     out.line(f"key id:      {'none' if h.kid is None else h.kid.hex()}")
     out.line(f"type:        {h.typ} ({typ_name(h.typ)})")
+    out.line(f"transport:   {_transport_line(seen.size)}")
     print_claims(out, seen.claims)
     out.line(_UNVERIFIED_BANNER)
     return EXIT_OK
+
+
+def _transport_line(size: int) -> str:
+    """The room the token takes as text and on a courier's links (see docs/encodings.md)."""
+    fp = transport_footprint(size)
+    ble = "/".join(str(fp.ble_writes[mtu]) for mtu in sorted(fp.ble_writes))
+    return (f"hex {fp.hex_chars} chars, base64url {fp.base64url_chars}; BLE {ble} writes "
+            f"at MTU 23/247/517; NFC {fp.nfc_short_apdus} short APDU(s); "
+            f"QR version {fp.qr_version_bytes['M']} (level M)")
 
 
 COMMANDS = (
     Command(
         name="mint",
         help="mint a one-time token for one vehicle, action and window",
+        examples=(
+            "trunkkey mint --key issuer.key --issuer shop.example --vehicle WAUZZZ8V0KA000001 \\",
+            "    --action trunk --valid-for 4h --courier-key handheld.pub > token.hex",
+            "trunkkey mint ... --not-before 2030-01-01T09:00:00Z --expires 2030-01-01T13:00:00Z",
+            "trunkkey mint ... --format raw > token.cbor",
+        ),
         configure=_mint_args,
         run=_mint,
     ),
     Command(
         name="inspect",
         help="decode a token WITHOUT verifying it (a debugger, not a check)",
+        examples=(
+            "trunkkey inspect d28443a10127...",
+            "trunkkey inspect token.hex --json",
+            "trunkkey mint ... | trunkkey inspect",
+        ),
         configure=token_args,
         run=_inspect,
     ),

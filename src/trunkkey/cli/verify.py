@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..claims import Action, Purpose
 from ..clock import ManualClock
-from ..errors import TrunkkeyError
+from ..cose import parse_sign1
+from ..errors import DecodeError, TrunkkeyError
 from ..keys import SigningKey, VerificationKey
 from ..trust import TrustedKey, TrustStore
 from ..verifier import Decision, Verifier
@@ -29,13 +30,14 @@ from ._io import (
     parse_hex,
     parse_location,
     parse_time,
+    password_flag,
     read_blob,
     read_bounded,
     read_token,
 )
 from ._show import claims_json, parcels_json, utc
 from .ledger import open_ledger
-from .tokens import token_args
+from .tokens import action_help, decode_token, token_args
 
 if TYPE_CHECKING:
     from ..consent.chain import ConsentVerifier
@@ -179,7 +181,8 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
                    help="trust this issuer key (repeatable)")
     p.add_argument("--trust-store", metavar="JSON", help="trust-store JSON file")
     p.add_argument("--vehicle", required=True, help="this vehicle's id")
-    p.add_argument("--action", required=True, choices=[a.value for a in Action])
+    p.add_argument("--action", required=True, choices=[a.value for a in Action],
+                   help=action_help("what the courier asks this car to do"))
     p.add_argument("--purpose", choices=[p.value for p in Purpose],
                    help="also require this purpose")
     p.add_argument("--at", metavar="TIME", default="now", help="verification time (default now)")
@@ -214,6 +217,13 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
     proof = parse_hex(args.proof, "--proof") if args.proof else None
     challenge = parse_hex(args.challenge, "--challenge") if args.challenge else None
     consent, chain = _consent_for_verify(args, now)
+    try:
+        # Bytes that are no whole COSE_Sign1 (cut short, or trailing bytes) were
+        # never a token: bad input (exit 2), as an odd-length hex text is. A
+        # whole signed object the car refuses is a denial (exit 1).
+        parse_sign1(token)
+    except DecodeError as exc:
+        raise CliError(f"cannot decode token ({len(token)} bytes; truncated?): {exc}") from None
     with open_ledger(args.ledger, create=True) as ledger:
         verifier = Verifier(
             trust_store=store, ledger=ledger, clock=ManualClock(now), consent=consent
@@ -264,30 +274,66 @@ def _prove_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scan", metavar="ID", action="append", default=None,
                    help="a parcel identifier the handheld scanned (repeat, up to 16), "
                         "signed with the challenge")
+    password_flag(p)
 
 
 def _prove(args: argparse.Namespace, out: Output) -> int:
-    token = read_token(args.token, args.format, sys.stdin)
-    key = load_signing_key(args.device_key)
-    from ..proof import make_proof  # noqa: PLC0415 -- prove only (it loads hmac, libcrypto)
+    # prove only: the proof module compares through hmac, which loads libcrypto.
+    from ..proof import challenge_problem, make_proof  # noqa: PLC0415
 
-    proof = make_proof(key, token=token, vehicle_id=args.vehicle,
-                       challenge=parse_hex(args.challenge, "--challenge"), scan=args.scan)
+    challenge = parse_hex(args.challenge, "--challenge")
+    problem = challenge_problem(challenge)
+    if problem is not None:
+        raise CliError(f"--challenge: {problem}")
+    token = read_token(args.token, args.format, sys.stdin)
+    claims = decode_token(token).claims
+    key = load_signing_key(args.device_key, password_file=args.password_file)
+    _check_presentation(claims.courier_key, claims.vehicle_id, key, args.vehicle)
+    proof = make_proof(key, token=token, vehicle_id=args.vehicle, challenge=challenge,
+                       scan=args.scan)
     out.data({"proof": proof.hex(), "size": len(proof)})
     out.line(proof.hex())
     return EXIT_OK
+
+
+def _check_presentation(
+    bound: VerificationKey | None, token_vehicle: str, key: SigningKey, vehicle: str
+) -> None:
+    """Refuse to sign a proof the car would refuse anyway, saying why in plain words."""
+    if bound is None:
+        raise CliError("the token is bound to no device (it has no courier key): "
+                       "the car needs no proof for it; mint it with --courier-key")
+    if bound != key.public_key:
+        raise CliError(f"--device-key (kid {key.kid.hex()}) is not the device the token is "
+                       f"bound to (kid {bound.kid.hex()})")
+    if token_vehicle != vehicle:
+        raise CliError(f"the token is for vehicle {token_vehicle!r}, not {vehicle!r}")
 
 
 COMMANDS = (
     Command(
         name="verify",
         help="verify a token as the car would; exit 0 only if allowed",
+        examples=(
+            "trunkkey verify TOKEN --trust issuer.pub:shop.example \\",
+            "    --vehicle WAUZZZ8V0KA000001 --action trunk --ledger car-ledger.db",
+            "trunkkey verify token.hex --trust-store trust.json --vehicle VIN --action trunk "
+            "--json",
+            "trunkkey verify TOKEN --root carmaker.pub --chain delivery.chain --vehicle VIN "
+            "--action trunk --proof PROOF --challenge CHALLENGE",
+        ),
         configure=_verify_args,
         run=_verify,
     ),
     Command(
         name="prove",
         help="answer a car's challenge with the courier device key (hex out)",
+        examples=(
+            "trunkkey prove TOKEN --device-key handheld.key --vehicle WAUZZZ8V0KA000001 \\",
+            "    --challenge 8f1d3a5be0c94c7e9a2b6d0f4e1c7a93",
+            "trunkkey prove token.hex --device-key handheld.key --password-file pw.txt "
+            "--vehicle VIN --challenge HEX",
+        ),
         configure=_prove_args,
         run=_prove,
     ),
