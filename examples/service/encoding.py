@@ -1,32 +1,23 @@
 """The one place the service turns bytes into text and back.
 
 Tokens, proofs, challenges, chains, grants and keys travel in JSON as
-unpadded base64url (RFC 4648 section 5). Kept to these two functions so the
-service can switch to the library's encodings module in one edit.
+unpadded base64url (RFC 4648 section 5), read and written by the library's
+:mod:`trunkkey.encodings`, so the service and the ``trunkkey`` command accept
+and refuse exactly the same text (standard base64 is refused with a hint).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+from trunkkey.encodings import TextDecodeError, TextFormat, decode_text, encode_text
 
 
 def from_text(value: str) -> bytes:
-    """Strictly decode unpadded base64url; raise ``ValueError`` on anything else."""
-    if not _BASE64URL.fullmatch(value) or len(value) % 4 == 1:
-        raise ValueError("not unpadded base64url (RFC 4648 section 5)")
+    """Strictly decode base64url; raise ``ValueError`` naming what is wrong on anything else."""
     try:
-        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except binascii.Error:
-        raise ValueError("not unpadded base64url (RFC 4648 section 5)") from None
-    if to_text(data) != value:
-        # Unused trailing bits set: a second spelling of the same bytes.
-        raise ValueError("not the canonical base64url of any bytes")
-    return data
+        return decode_text(value, TextFormat.BASE64URL, what="value")
+    except TextDecodeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def to_text(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return encode_text(data, TextFormat.BASE64URL)
