@@ -12,7 +12,10 @@ from trunkkey.encodings import TextDecodeError, TextFormat, decode_text, encode_
 
 
 def from_text(value: str) -> bytes:
-    """Strictly decode base64url; raise ``ValueError`` naming what is wrong on anything else."""
+    """Strictly decode unpadded base64url; raise ``ValueError`` naming what is wrong otherwise."""
+    if "=" in value:
+        # JSON carries one spelling of each value: the unpadded one.
+        raise ValueError("base64url here is written without '=' padding")
     try:
         return decode_text(value, TextFormat.BASE64URL, what="value")
     except TextDecodeError as exc:
