@@ -11,6 +11,7 @@ write means no access.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from inspect import iscoroutinefunction
 from typing import NoReturn
 
 from ._fastpath import slot_filler
@@ -134,6 +135,26 @@ _SPEND_DENIAL = {
 }
 
 
+def spend_decision(
+    outcome: SpendOutcome | Exception, claims: TokenClaims, now: int
+) -> Decision:
+    """Step 11's answer: what a ledger's spend outcome (or its failure) decides.
+
+    The one translation both verifiers use, the synchronous one and
+    :class:`trunkkey.verifier_async.AsyncVerifier`.
+    """
+    if isinstance(outcome, Exception):  # any ledger fault denies access
+        return _decision(
+            Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(outcome).__name__}", now, claims
+        )
+    if outcome is not SpendOutcome.FIRST_USE:
+        reason, detail = _SPEND_DENIAL.get(
+            outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
+        )
+        return _decision(reason, detail, now, claims)
+    return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+
+
 class Verifier:
     """Checks tokens offline against a trust store, a clock, a policy and a ledger."""
 
@@ -153,8 +174,11 @@ class Verifier:
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
         if consent is not None and not isinstance(consent, TokenAuthority):
             raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
-        if not isinstance(ledger, Ledger):
-            raise InvalidRequest("ledger must implement trunkkey.ledger.Ledger (spend)")
+        if not isinstance(ledger, Ledger) or iscoroutinefunction(ledger.spend):
+            raise InvalidRequest(
+                "ledger must implement trunkkey.ledger.Ledger (spend); an async ledger "
+                "goes with trunkkey.AsyncVerifier"
+            )
         self._trust = trust_store
         self._ledger = ledger
         self._clock = clock
@@ -228,6 +252,30 @@ class Verifier:
         chain: bytes | None,
     ) -> Decision:
         """Every check, in order (the order is specified in ``docs/token-format.md``)."""
+        checked = self._before_spend(
+            token, now, vehicle_id, action, purpose, location, proof, challenge, chain
+        )
+        if isinstance(checked, Decision):
+            return checked
+        return self._spend(checked[1], checked[0], now)
+
+    def _before_spend(  # noqa: PLR0917 -- private hot path, as _check
+        self,
+        token: bytes,
+        now: int,
+        vehicle_id: str,
+        action: Action | str,
+        purpose: Purpose | str | None,
+        location: Location | None,
+        proof: bytes | None,
+        challenge: bytes | None,
+        chain: bytes | None,
+    ) -> tuple[Signer, TokenClaims] | Decision:
+        """Steps 1 to 10, with no I/O: the token's signer and claims, or the denial.
+
+        Shared with :class:`trunkkey.verifier_async.AsyncVerifier`, which only
+        awaits its ledger where this verifier calls its own.
+        """
         action, purpose = _check_request(now, vehicle_id, action, purpose, location)
         try:
             opened = self._open(token, now, vehicle_id, chain)
@@ -239,7 +287,7 @@ class Verifier:
             ) or _presence_refusal(claims, token, vehicle_id, location, proof, challenge)
             if refused is not None:
                 return _decision(refused[0], refused[1], now, claims)
-            return self._spend(claims, signer, now)
+            return signer, claims
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
                 Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
@@ -296,21 +344,15 @@ class Verifier:
     def _spend(self, claims: TokenClaims, signer: Signer, now: int) -> Decision:
         """Step 11: single use, daily limits and the ledger's own start, last, in
         one atomic step of the ledger; any fault of the ledger denies."""
+        outcome: SpendOutcome | Exception
         try:
             outcome = self._ledger.spend(
                 claims.vehicle_id, claims.token_id, claims.expires + self._policy.max_skew,
                 issued_at=claims.issued_at, at=now, limits=signer.limits,
             )
         except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
-            return _decision(
-                Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
-            )
-        if outcome is not SpendOutcome.FIRST_USE:
-            reason, detail = _SPEND_DENIAL.get(
-                outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
-            )
-            return _decision(reason, detail, now, claims)
-        return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+            outcome = exc
+        return spend_decision(outcome, claims, now)
 
 
 def _scope_refusal(  # noqa: PLR0917 -- private step of the verifier's hot path
