@@ -135,6 +135,12 @@ _SPEND_DENIAL = {
 }
 
 
+def keep_until(claims: TokenClaims, policy: VerifierPolicy) -> int:
+    """How long the ledger keeps a spent token: as long as a verifier allowing
+    the policy's skew could still take it for unexpired."""
+    return claims.expires + policy.max_skew
+
+
 def spend_decision(
     outcome: SpendOutcome | Exception, claims: TokenClaims, now: int
 ) -> Decision:
@@ -347,7 +353,7 @@ class Verifier:
         outcome: SpendOutcome | Exception
         try:
             outcome = self._ledger.spend(
-                claims.vehicle_id, claims.token_id, claims.expires + self._policy.max_skew,
+                claims.vehicle_id, claims.token_id, keep_until(claims, self._policy),
                 issued_at=claims.issued_at, at=now, limits=signer.limits,
             )
         except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
