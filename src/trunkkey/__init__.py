@@ -45,6 +45,7 @@ if _typing.TYPE_CHECKING:
     from .keys import Algorithm as Algorithm
     from .keys import SigningKey as SigningKey
     from .keys import VerificationKey as VerificationKey
+    from .ledger import AsyncLedger as AsyncLedger
     from .ledger import Ledger as Ledger
     from .ledger import MemoryLedger as MemoryLedger
     from .ledger import SqliteLedger as SqliteLedger
@@ -57,6 +58,7 @@ if _typing.TYPE_CHECKING:
     from .verifier import Decision as Decision
     from .verifier import Verifier as Verifier
     from .verifier import VerifierPolicy as VerifierPolicy
+    from .verifier_async import AsyncVerifier as AsyncVerifier
 
 #: Where each public name is defined: the module imported on its first use.
 _DEFINED_IN: dict[str, str] = {
@@ -88,6 +90,7 @@ _DEFINED_IN: dict[str, str] = {
     "Algorithm": "keys",
     "SigningKey": "keys",
     "VerificationKey": "keys",
+    "AsyncLedger": "ledger",
     "Ledger": "ledger",
     "MemoryLedger": "ledger",
     "SqliteLedger": "ledger",
@@ -100,6 +103,7 @@ _DEFINED_IN: dict[str, str] = {
     "Decision": "verifier",
     "Verifier": "verifier",
     "VerifierPolicy": "verifier",
+    "AsyncVerifier": "verifier_async",
 }
 
 #: The submodules ``import trunkkey`` used to load as a side effect, so that
@@ -117,6 +121,8 @@ __all__ = [
     "AccessDenied",
     "Action",
     "Algorithm",
+    "AsyncLedger",
+    "AsyncVerifier",
     "Checkpoint",
     "CheckpointStore",
     "Clock",
