@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..errors import LedgerError
-from ._async_deadline import within
 from ._redis_rules import (
     _DEFAULT_HZ,
     _SPEND_LUA,
@@ -173,7 +172,11 @@ class AsyncRedisLedger:
                 await self._pool.release(conn)
 
         try:
-            return await within(self._timeout_s, attempt())
+            # Cancelling redis-py mid-call is quick (it drops the connection
+            # without waiting), so the deadline can cancel in place; no task
+            # of its own per call, as the PostgreSQL ledger needs.
+            async with asyncio.timeout(self._timeout_s):
+                return await attempt()
         except LedgerError:
             raise
         except Exception as exc:  # noqa: BLE001 -- READONLY, timeout, reset: all deny
