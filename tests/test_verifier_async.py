@@ -260,3 +260,20 @@ def test_a_server_that_hangs_or_drops_denies_within_the_deadline(kind: str, faul
     assert second.reason is Reason.LEDGER_UNAVAILABLE
     assert second.detail == "ledger failed: LedgerError"
     assert took < 2, "a hung server must deny at the deadline, not block the event loop's call"
+
+
+def test_the_benchmark_reports_the_async_rate_beside_the_sync_one(tmp_path: Path) -> None:
+    import json
+
+    from tools.bench import bench_async
+
+    for kind in ("redis", "postgres"):
+        _server_ledger(kind)
+    out = tmp_path / "async.json"
+    assert bench_async.main(
+        ["--n", "200", "--rounds", "1", "--concurrency", "100", "--json", str(out)]
+    ) == 0
+    rates = json.loads(out.read_text())["verifications_per_s"]
+    for kind in ("redis", "postgres"):
+        assert rates[f"{kind} verifier 1p"] > 0
+        assert rates[f"{kind} async verifier 1p x100"] > 0
