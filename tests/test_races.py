@@ -12,15 +12,17 @@ one event loop with concurrent tasks (``TRUNKKEY_RACES`` of them too, at most
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from test_ledger_contract import SERVER_KINDS, require_server
 from tools.faults.ledgers import ASYNC_KINDS, KINDS
-from tools.faults.race import _run_process, run_limit_race, run_race
+from tools.faults.race import _run_async_process, _run_process, run_limit_race, run_race
 from trunkkey.ledger.base import DailyLimit, SpendOutcome, check_spend
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.sqlite import SqliteLedger
@@ -64,6 +66,36 @@ def test_the_harness_catches_a_racy_ledger() -> None:
     )
     assert errors == 0
     assert len(wins) > len(set(wins)), "a has-then-add ledger must lose some races"
+
+
+class AsyncHasThenAddLedger:
+    """The same bug in an async ledger: an await between the look and the write."""
+
+    def __init__(self) -> None:
+        self.spent: set[tuple[str, bytes]] = set()
+
+    async def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        seen = (vehicle_id, token_id) in self.spent
+        await asyncio.sleep(0)  # a round trip: other tasks run between the look and the write
+        if seen:
+            return False
+        self.spent.add((vehicle_id, token_id))
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def test_the_async_mode_catches_a_racy_async_ledger() -> None:
+    async def opening() -> Any:
+        return AsyncHasThenAddLedger()
+
+    wins, errors = _run_async_process(
+        "redis_async", namespace="unused", races=300, tasks=4, keep_until=2**40,
+        barrier=None, opening=opening,
+    )
+    assert errors == 0
+    assert len(wins) > len(set(wins)), "a has-then-add async ledger must lose some races"
 
 
 def test_one_winner_when_threads_share_one_ledger_object(tmp_path: Path) -> None:

@@ -136,14 +136,21 @@ def _in_processes(
     return results
 
 
-def _on_one_loop(
+def _on_one_loop(  # noqa: PLR0917 -- private: one call per race kind
     kind: str, namespace: str, tasks: int, barrier: ProcessBarrier | None,
     work: Callable[[AsyncLedger, int], Awaitable[None]],
+    opening: Callable[[], Awaitable[AsyncLedger]] | None = None,
 ) -> None:
-    """The async mode: ``work(ledger, t)`` as ``tasks`` concurrent tasks of one event loop."""
+    """The async mode: ``work(ledger, t)`` as ``tasks`` concurrent tasks of one event loop.
+
+    ``opening`` makes the ledger instead of ``kind`` (the tests' racy ledgers).
+    """
 
     async def race() -> None:
-        ledger = await open_async_ledger(kind, namespace=namespace)
+        if opening is None:
+            ledger = await open_async_ledger(kind, namespace=namespace)
+        else:
+            ledger = await opening()
         try:
             if barrier is not None:
                 barrier.wait()  # every process is connected before anyone starts
@@ -180,6 +187,7 @@ def _run_process(
 def _run_async_process(
     kind: str, *, namespace: str, races: int, tasks: int, keep_until: int,
     barrier: ProcessBarrier | None,
+    opening: Callable[[], Awaitable[AsyncLedger]] | None = None,
 ) -> tuple[list[int], int]:
     wins: list[int] = []
     errors: list[int] = []
@@ -192,7 +200,7 @@ def _run_async_process(
             except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
                 errors.append(i)
 
-    _on_one_loop(kind, namespace, tasks, barrier, work)
+    _on_one_loop(kind, namespace, tasks, barrier, work, opening)
     return wins, len(errors)
 
 
