@@ -114,6 +114,11 @@ class AsyncPostgresLedger:
             open=False,
             configure=self._configure,
             timeout=timeout_s,
+            # A lost connection is retried only briefly in the background; then
+            # the next call that needs one starts a fresh attempt (as the sync
+            # ledger opens a fresh connection per call after a failure), so a
+            # promoted standby is found at once, not after a long backoff.
+            reconnect_timeout=timeout_s,
             name=f"trunkkey-{table}",
         )
 
