@@ -152,6 +152,41 @@ def test_a_failing_ledger_denies_with_the_same_decision_and_the_token_stays_unsp
     assert asyncio.run(healthy.verify(token, vehicle_id=VEHICLE, action="trunk")).allowed
 
 
+class Unanswerable:
+    """Not an answer any ledger may give: unhashable, and its repr fails too."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    "answer", [True, ["first_use"], Unanswerable()], ids=["true", "a-list", "unanswerable"]
+)
+def test_a_ledger_answering_nonsense_is_ledger_unavailable_in_both_verifiers(
+    answer: object,
+) -> None:
+    world = make_world()
+    token = world.mint()
+
+    class Nonsense(MemoryLedger):
+        def spend(self, *_: object, **__: object) -> Any:
+            return answer
+
+    class AsyncNonsense(AsyncMemory):
+        async def spend(self, *_: object, **__: object) -> Any:
+            return answer
+
+    sync = Verifier(trust_store=world.store, ledger=Nonsense(), clock=world.clock)
+    other = AsyncVerifier(trust_store=world.store, ledger=AsyncNonsense(), clock=world.clock)
+    expected = sync.verify(token, vehicle_id=VEHICLE, action="trunk")
+    got = asyncio.run(other.verify(token, vehicle_id=VEHICLE, action="trunk"))
+    assert expected.reason is Reason.LEDGER_UNAVAILABLE
+    assert expected.detail.startswith("ledger answered")
+    assert same(expected, got)
+
+
 def test_a_caller_mistake_raises_in_both_verifiers_alike() -> None:
     world = make_world()
     sync, other = pair(world)

@@ -153,12 +153,20 @@ def spend_decision(
         return _decision(
             Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(outcome).__name__}", now, claims
         )
-    if outcome is not SpendOutcome.FIRST_USE:
-        reason, detail = _SPEND_DENIAL.get(
-            outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
-        )
-        return _decision(reason, detail, now, claims)
-    return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+    if outcome is SpendOutcome.FIRST_USE:
+        return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+    if isinstance(outcome, SpendOutcome) and outcome in _SPEND_DENIAL:
+        reason, detail = _SPEND_DENIAL[outcome]
+    else:  # not an answer a ledger may give, whatever it is: deny, and say what came
+        reason, detail = Reason.LEDGER_UNAVAILABLE, _answered(outcome)
+    return _decision(reason, detail, now, claims)
+
+
+def _answered(outcome: object) -> str:
+    try:
+        return f"ledger answered {outcome!r}"[:200]
+    except Exception:  # noqa: BLE001 -- a repr that fails still denies
+        return f"ledger answered a {type(outcome).__name__}"
 
 
 class Verifier:
