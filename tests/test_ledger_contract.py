@@ -1,4 +1,6 @@
-"""One contract, run for every ledger: memory, SQLite, Redis, PostgreSQL.
+"""One contract, run for every ledger: memory, SQLite, Redis, PostgreSQL, and the
+asyncio Redis and PostgreSQL ledgers (through ``tools.faults.ledgers.SyncOverAsync``,
+which awaits each call on an event loop of its own).
 
 ``TestSpendContract`` holds every ledger to the one atomic step of
 ``Ledger.spend``: the order of its outcomes, nothing written on a refusal,
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -28,13 +31,17 @@ from support import NOW, VEHICLE, World, make_world
 from tools.faults.faults import fault_proxy
 from tools.faults.growth import run_growth, run_redis_growth
 from tools.faults.ledgers import (
+    ASYNC_KINDS,
     DEAD,
     KINDS,
     REPLICA_ENV,
     SERVER_ENV,
+    SyncOverAsync,
     drop_namespace,
     new_namespace,
+    open_async_ledger,
     open_ledger,
+    server_of,
     server_problem,
 )
 from trunkkey import LedgerError, Reason, Verifier
@@ -53,7 +60,8 @@ from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
 from trunkkey.ledger.sqlite import SqliteLedger
 
-SERVER_KINDS = ("redis", "postgres")
+SERVER_KINDS = ("redis", "postgres", *ASYNC_KINDS)
+EVERY_KIND = KINDS + ASYNC_KINDS
 _problems: dict[str, str | None] = {}
 
 
@@ -85,7 +93,7 @@ class Backend:
     @property
     def self_expiring(self) -> bool:
         """Redis drops entries by itself at keep_until; prune has nothing to do."""
-        return self.kind == "redis"
+        return server_of(self.kind) == "redis"
 
     def open(self, url: str | None = None) -> Ledger:
         ledger = open_ledger(
@@ -107,7 +115,7 @@ def make_backend(kind: str, tmp: Path) -> Backend:
     return Backend(kind, tmp)
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=EVERY_KIND)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = make_backend(request.param, tmp_path)
     yield made
@@ -163,7 +171,7 @@ class TestLedgerContract:
     def test_prune_keeps_until_keep_until_then_removes(self, backend: Backend) -> None:
         ledger = backend.open()
         if backend.self_expiring:
-            assert isinstance(ledger, RedisLedger)
+            assert isinstance(ledger, RedisLedger | SyncOverAsync)
             until = real_future()
             assert ledger.consume(VEHICLE, b"exp", until) is True
             # Kept through the whole second keep_until, gone right after it.
@@ -201,7 +209,7 @@ class TestLedgerContract:
         if backend.self_expiring:  # each key carries its own expiry instead
             for i in range(3):
                 ledger.consume(VEHICLE, bytes([i]), real_future() + i)
-            assert isinstance(ledger, RedisLedger)
+            assert isinstance(ledger, RedisLedger | SyncOverAsync)
             times = [ledger.expire_time_ms(VEHICLE, bytes([i])) for i in range(3)]
             assert times == sorted(times)
             assert len(set(times)) == 3
@@ -538,6 +546,10 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
 
 
 def _short(kind: str, url: str, namespace: str) -> Ledger:
+    if kind == "redis_async":
+        return SyncOverAsync(open_async_ledger(kind, namespace=namespace, url=url, timeout_s=0.3))
+    if kind == "postgres_async":
+        return SyncOverAsync(open_async_ledger(kind, namespace=namespace, url=url, timeout_s=0.5))
     if kind == "redis":
         return RedisLedger(url, prefix=namespace.encode() + b":", timeout_s=0.3)
     return PostgresLedger(url, table=namespace, timeout_s=0.5)
@@ -567,13 +579,14 @@ class TestServerLedgersFailClosed:
             replica.consume(VEHICLE, b"to-a-replica", real_future())
         replica.close()
 
-    def test_read_only_transactions_raise(self, tmp_path: Path) -> None:
-        server = make_backend("postgres", tmp_path)
+    @pytest.mark.parametrize("kind", ["postgres", "postgres_async"])
+    def test_read_only_transactions_raise(self, kind: str, tmp_path: Path) -> None:
+        server = make_backend(kind, tmp_path)
         server.open()
         url = os.environ[SERVER_ENV["postgres"]]
         sep = "&" if "?" in url else "?"
-        ro = PostgresLedger(
-            f"{url}{sep}options=-c%20default_transaction_read_only%3Don", table=server.namespace
+        ro = _short(
+            kind, f"{url}{sep}options=-c%20default_transaction_read_only%3Don", server.namespace
         )
         with pytest.raises(LedgerError, match="25006"):
             ro.consume(VEHICLE, b"read-only", real_future())
@@ -623,28 +636,33 @@ class TestServerLedgersFailClosed:
         assert "hunter2secret" not in str(caught.value)
 
 
+def _redis(kind: str, url: str, namespace: str, **options: Any) -> Ledger:
+    if kind == "redis_async":
+        return SyncOverAsync(open_async_ledger(kind, namespace=namespace, url=url, **options))
+    return RedisLedger(url, prefix=namespace.encode() + b":", **options)
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_async"])
 class TestRedisReplicaAcknowledgement:
     """min_replicas: a consume counts only once that many replicas hold it (WAIT)."""
 
-    def test_waits_for_the_replica(self, tmp_path: Path) -> None:
+    def test_waits_for_the_replica(self, kind: str, tmp_path: Path) -> None:
         url = require_server("redis")
         if not os.environ.get(REPLICA_ENV["redis"]):
             if os.environ.get("CI"):
                 pytest.fail(f"CI must run the replica test: {REPLICA_ENV['redis']} unset")
             pytest.skip("no Redis replica")
         namespace = new_namespace()
-        ledger = RedisLedger(url, prefix=namespace.encode() + b":", min_replicas=1)
+        ledger = _redis(kind, url, namespace, min_replicas=1)
         assert ledger.consume(VEHICLE, b"replicated", real_future()) is True
         assert ledger.consume(VEHICLE, b"replicated", real_future()) is False
         ledger.close()
         drop_namespace("redis", namespace)
 
-    def test_too_few_replicas_denies(self) -> None:
+    def test_too_few_replicas_denies(self, kind: str) -> None:
         url = require_server("redis")
         namespace = new_namespace()
-        ledger = RedisLedger(
-            url, prefix=namespace.encode() + b":", min_replicas=5, timeout_s=0.2
-        )
+        ledger = _redis(kind, url, namespace, min_replicas=5, timeout_s=0.2)
         with pytest.raises(LedgerError, match="replicas"):
             ledger.consume(VEHICLE, b"unconfirmed", real_future())
         # The write stayed on the primary: the token is spent, never reopened.
@@ -689,7 +707,7 @@ class TestVerifierOverEveryLedger:
         if backend.persistent:  # another verifier on the same ledger refuses it too
             assert self.presenter(world, backend.open())(token) is Reason.ALREADY_USED
 
-    @pytest.mark.parametrize("kind", [k for k in KINDS if k != "memory"])  # memory cannot fail
+    @pytest.mark.parametrize("kind", [k for k in EVERY_KIND if k != "memory"])  # memory cannot
     def test_broken_ledger_is_ledger_unavailable(
         self, kind: str, world: World, tmp_path: Path
     ) -> None:
@@ -809,7 +827,8 @@ class TestBoundedGrowth:
 
 def test_server_clients_are_imported_only_when_a_ledger_is_made() -> None:
     code = (
-        "import sys, trunkkey, trunkkey.ledger.redis, trunkkey.ledger.postgres; "
+        "import sys, trunkkey, trunkkey.ledger.redis, trunkkey.ledger.postgres, "
+        "trunkkey.ledger.redis_async, trunkkey.ledger.postgres_async, trunkkey.verifier_async; "
         "print('redis' in sys.modules, 'psycopg' in sys.modules)"
     )
     out = subprocess.run(

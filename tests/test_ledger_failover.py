@@ -97,6 +97,14 @@ def check_stream(run: FailoverRun) -> None:
 
 
 class TestPostgresWithSynchronousStandby:
+    def test_the_async_ledger_loses_nothing_acknowledged_and_finds_the_new_primary(
+        self, pair: PostgresStandbyPair
+    ) -> None:
+        run = postgres_failover(pair, Fleet(), asynchronous=True)
+        check_stream(run)
+        assert run.acknowledged_then_lost == 0
+        assert run.denied_window_s < 10
+
     def test_failover_keeps_every_acknowledged_spend_and_opens_nothing_twice(
         self, pair: PostgresStandbyPair
     ) -> None:

@@ -23,10 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tools.faults.faults import PostgresCluster, RedisServer, ServerUnavailable
+from tools.faults.ledgers import SyncOverAsync, open_async_ledger
 from trunkkey import LedgerError
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 from trunkkey.ledger.postgres import PostgresLedger
@@ -40,7 +42,7 @@ KILL_AFTER = 150  # acknowledged spends before the kill, of 240 at most
 #: Never refuses during the stream; small, so the room left is cheap to probe.
 LIMIT = THREADS * PER_THREAD
 
-Ledger = RedisLedger | PostgresLedger
+Ledger = RedisLedger | PostgresLedger | SyncOverAsync
 
 
 def _unavailable(why: object) -> None:
@@ -127,8 +129,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_redis_sigkill_keeps_every_acknowledged_spend(redis_server: RedisServer) -> None:
-    ledgers: list[Ledger] = [RedisLedger(redis_server.url, timeout_s=1.0) for _ in range(THREADS)]
+def _async(kind: str, url: str, **options: Any) -> Ledger:
+    """An async ledger whose calls, from any thread, are awaited on one event loop."""
+    return SyncOverAsync(open_async_ledger(kind, url=url, **options))
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_redis_sigkill_keeps_every_acknowledged_spend(
+    redis_server: RedisServer, asynchronous: bool
+) -> None:
+    ledgers: list[Ledger] = [
+        _async("redis_async", redis_server.url, namespace="trunkkey:spent", timeout_s=1.0)
+        if asynchronous else RedisLedger(redis_server.url, timeout_s=1.0)
+        for _ in range(THREADS)
+    ]
     acknowledged = stream_then_kill(ledgers, redis_server.kill)
     assert len(acknowledged) >= KILL_AFTER
     redis_server.start()  # the same directory: Redis loads its AOF
@@ -148,11 +162,16 @@ def cluster() -> Iterator[PostgresCluster]:
         made.destroy()
 
 
-def test_postgres_immediate_stop_keeps_every_acknowledged_spend(cluster: PostgresCluster) -> None:
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_postgres_immediate_stop_keeps_every_acknowledged_spend(
+    cluster: PostgresCluster, asynchronous: bool
+) -> None:
     dsn = cluster.dsn()
     PostgresLedger(dsn, table="spent").close()  # schema first, so no thread races to create it
     ledgers: list[Ledger] = [
-        PostgresLedger(dsn, table="spent", timeout_s=2.0, pool_size=1) for _ in range(THREADS)
+        _async("postgres_async", dsn, namespace="spent", timeout_s=2.0, pool_size=1)
+        if asynchronous else PostgresLedger(dsn, table="spent", timeout_s=2.0, pool_size=1)
+        for _ in range(THREADS)
     ]
     acknowledged = stream_then_kill(ledgers, cluster.crash)
     assert len(acknowledged) >= KILL_AFTER

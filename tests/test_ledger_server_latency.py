@@ -52,33 +52,47 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_postgres_pool_wait_and_a_held_lock_share_one_deadline() -> None:
+#: The sync ledgers, and the async ones with every thread's call awaited on one loop.
+MODES = pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+
+
+@MODES
+def test_postgres_pool_wait_and_a_held_lock_share_one_deadline(asynchronous: bool) -> None:
     dsn = require_server("postgres")
     # 8 threads, 2 connections: 6 threads first wait for a connection, then for the lock.
-    _within_bound(postgres_lock(dsn, threads=THREADS, calls=2, timeout_s=0.5, pool_size=2))
+    _within_bound(postgres_lock(dsn, threads=THREADS, calls=2, timeout_s=0.5, pool_size=2,
+                                asynchronous=asynchronous))
 
 
-def test_postgres_hung_link_with_threads_queued_for_the_pool() -> None:
+@MODES
+def test_postgres_hung_link_with_threads_queued_for_the_pool(asynchronous: bool) -> None:
     dsn = require_server("postgres")
-    _within_bound(postgres_hang(dsn, threads=THREADS, calls=2, timeout_s=0.5, pool_size=2))
+    _within_bound(postgres_hang(dsn, threads=THREADS, calls=2, timeout_s=0.5, pool_size=2,
+                                asynchronous=asynchronous))
 
 
-def test_redis_paused_writes_end_every_call_in_time(redis_server: RedisServer) -> None:
-    _within_bound(
-        redis_pause(redis_server.url, threads=THREADS, calls=2, timeout_s=0.5, then_wait=False)
-    )
+@MODES
+def test_redis_paused_writes_end_every_call_in_time(
+    redis_server: RedisServer, asynchronous: bool
+) -> None:
+    _within_bound(redis_pause(redis_server.url, threads=THREADS, calls=2, timeout_s=0.5,
+                              then_wait=False, asynchronous=asynchronous))
 
 
-def test_redis_wait_for_replicas_gets_only_what_is_left(redis_server: RedisServer) -> None:
+@MODES
+def test_redis_wait_for_replicas_gets_only_what_is_left(
+    redis_server: RedisServer, asynchronous: bool
+) -> None:
     # Writes paused for 90 % of the timeout, then WAIT for a replica that is
     # not there: the WAIT may use only what the paused write left of the deadline.
-    _within_bound(
-        redis_pause(redis_server.url, threads=THREADS, calls=1, timeout_s=1.0, then_wait=True)
-    )
+    _within_bound(redis_pause(redis_server.url, threads=THREADS, calls=1, timeout_s=1.0,
+                              then_wait=True, asynchronous=asynchronous))
 
 
-def test_redis_hung_link(redis_server: RedisServer) -> None:
-    _within_bound(redis_hang(redis_server.url, threads=THREADS, calls=2, timeout_s=0.5))
+@MODES
+def test_redis_hung_link(redis_server: RedisServer, asynchronous: bool) -> None:
+    _within_bound(redis_hang(redis_server.url, threads=THREADS, calls=2, timeout_s=0.5,
+                             asynchronous=asynchronous))
 
 
 def test_the_measure_reports_what_happened(redis_server: RedisServer) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from test_ledger_contract import SERVER_KINDS, require_server
-from tools.faults.ledgers import drop_namespace, new_namespace
+from tools.faults.ledgers import SyncOverAsync, drop_namespace, new_namespace, open_async_ledger
 from trunkkey import LedgerError
 from trunkkey.errors import InvalidRequest
 from trunkkey.ledger.base import DAY_SECONDS, DailyLimit, SpendOutcome
@@ -27,7 +27,7 @@ FIRST, USED, FULL = SpendOutcome.FIRST_USE, SpendOutcome.ALREADY_USED, SpendOutc
 CAR = "1HGCM82633A004352"
 GRANT_A = hashlib.sha256(b"grant a").digest()
 GRANT_B = hashlib.sha256(b"grant b").digest()
-ServerLedger = RedisLedger | PostgresLedger
+ServerLedger = RedisLedger | PostgresLedger | SyncOverAsync
 
 
 def _now() -> int:
@@ -44,7 +44,11 @@ class Server:
 
     def open(self, **options: object) -> ServerLedger:
         ledger: ServerLedger
-        if self.kind == "redis":
+        if self.kind.endswith("_async"):  # the async ledgers, each call awaited
+            ledger = SyncOverAsync(open_async_ledger(
+                self.kind, namespace=self.namespace, url=self.url, **options
+            ))
+        elif self.kind == "redis":
             prefix = self.namespace.encode() + b":"
             ledger = RedisLedger(self.url, prefix=prefix, **options)  # type: ignore[arg-type]
         else:

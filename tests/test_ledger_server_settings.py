@@ -325,3 +325,77 @@ def _await_setting(cluster: PostgresCluster, name: str, value: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{name} did not become {value}")
         time.sleep(0.02)  # waiting for a real server's reload, not a test clock
+
+
+# --- the async ledgers: the same judgement, on every new connection ------------
+
+
+def _async_open(kind: str, url: str, **options: Any) -> Any:
+    """An async ledger opened (its settings judged) on an event loop of its own thread."""
+    from tools.faults.ledgers import SyncOverAsync, open_async_ledger
+
+    return SyncOverAsync(open_async_ledger(kind, url=url, **options))
+
+
+class TestAsyncLedgersRefuseTheSameSettings:
+    def test_redis_without_aof_is_refused_with_the_same_words(
+        self, start_redis: StartRedis
+    ) -> None:
+        server = start_redis("--appendonly", "no")
+        with pytest.raises(LedgerError) as sync:
+            RedisLedger(server.url)
+        with pytest.raises(LedgerError) as other:
+            _async_open("redis_async", server.url, namespace="trunkkey:spent")
+        assert str(other.value) == str(sync.value)
+
+    def test_redis_eviction_is_refused(self, start_redis: StartRedis) -> None:
+        server = start_redis(*AOF, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+        with pytest.raises(LedgerError, match="maxmemory-policy is allkeys-lru"):
+            _async_open("redis_async", server.url, namespace="ev")
+
+    def test_redis_weakened_while_connected_is_refused_on_the_next_connection(
+        self, start_redis: StartRedis
+    ) -> None:
+        server = start_redis(*AOF)
+        ledger = _async_open("redis_async", server.url, namespace="weak", timeout_s=1.0)
+        assert ledger.consume(CAR, b"before", _keep()) is True
+        assert ledger.inner.appendfsync in {"always", "everysec", "no"}
+        admin = _admin(server)
+        admin.config_set("appendonly", "no")
+        admin.client_kill_filter(_type="normal", skipme=True)  # the ledger reconnects
+        # redis.asyncio's pool may hand out the killed connection once (it does
+        # not see the close before using it): that call fails closed too.
+        with pytest.raises(LedgerError):
+            ledger.consume(CAR, b"after", _keep())
+        with pytest.raises(LedgerError, match="appendonly is no"):
+            ledger.consume(CAR, b"after", _keep())
+        admin.config_set("appendonly", "yes")
+        assert ledger.consume(CAR, b"after", _keep()) is True
+        assert ledger.consume(CAR, b"before", _keep()) is False
+        admin.close()
+        ledger.close()
+
+    def test_postgres_role_with_synchronous_commit_off_is_refused_with_the_same_words(
+        self, cluster: PostgresCluster
+    ) -> None:
+        role = _role(cluster, "synchronous_commit = off")
+        with pytest.raises(LedgerError) as sync:
+            PostgresLedger(cluster.dsn(role, "ledgers"))
+        with pytest.raises(LedgerError) as other:
+            _async_open("postgres_async", cluster.dsn(role, "ledgers"), namespace="spent")
+        assert str(other.value) == str(sync.value)
+        assert f"ALTER ROLE {role} RESET synchronous_commit" in str(other.value)
+
+    def test_postgres_dsn_asking_for_synchronous_commit_off_is_refused(
+        self, cluster: PostgresCluster
+    ) -> None:
+        dsn = cluster.dsn("postgres", "ledgers", options="-c synchronous_commit=off")
+        with pytest.raises(LedgerError, match=r"synchronous_commit is off.*(DSN|PGOPTIONS)"):
+            _async_open("postgres_async", dsn, namespace="spent")
+
+    def test_postgres_remote_apply_is_kept_and_pinned(self, cluster: PostgresCluster) -> None:
+        role = _role(cluster, "synchronous_commit = remote_apply")
+        ledger = _async_open("postgres_async", cluster.dsn(role, "ledgers"), namespace="spent")
+        assert ledger.consume(CAR, b"t", _keep()) is True
+        assert ledger.inner.synchronous_commit == "remote_apply"
+        ledger.close()

@@ -33,7 +33,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from support import NOW
 from test_ledger_contract import SERVER_KINDS, require_server
-from tools.faults.ledgers import KINDS, drop_namespace, new_namespace, open_ledger
+from tools.faults.ledgers import (
+    ASYNC_KINDS,
+    KINDS,
+    drop_namespace,
+    new_namespace,
+    open_ledger,
+    server_of,
+)
 from trunkkey.ledger.base import DAY_SECONDS, DailyLimit, Ledger, SpendOutcome
 
 VEHICLES = st.sampled_from(["car-1", "car-2", "\u00e9t\u00e9"])
@@ -56,7 +63,7 @@ class LedgerModel(RuleBasedStateMachine):
         self.path = Path(self.tmp.name) / "ledger.db"
         # Redis expires entries by its own (real) clock: model time starts a
         # day ahead of real time and never moves, so nothing expires mid-run.
-        self.now = int(time.time()) + 86_400 if self.kind == "redis" else NOW
+        self.now = int(time.time()) + 86_400 if server_of(self.kind) == "redis" else NOW
         self.held: dict[Key, int] = {}
         self.maybe: dict[Key, int] = {}
         self.used: dict[Counter, int] = {}
@@ -113,12 +120,12 @@ class LedgerModel(RuleBasedStateMachine):
             counter = (vehicle, item.grant, day)
             self.used[counter] = self.used.get(counter, 0) + 1
 
-    @precondition(lambda self: self.kind != "redis")
+    @precondition(lambda self: server_of(self.kind) != "redis")
     @rule(seconds=st.integers(0, 300))
     def advance(self, seconds: int) -> None:
         self.now += seconds
 
-    @precondition(lambda self: self.kind != "redis")
+    @precondition(lambda self: server_of(self.kind) != "redis")
     @rule(into=st.integers(0, 120))
     def next_day(self, into: int) -> None:
         # To just past the next UTC midnight: yesterday's limits no longer bind.
@@ -128,7 +135,7 @@ class LedgerModel(RuleBasedStateMachine):
     def prune(self, limit: int | None) -> None:
         removed = self.ledger.prune(self.now, limit=limit)
         expired = [k for k, until in self.held.items() if until < self.now]
-        if self.kind == "redis":
+        if server_of(self.kind) == "redis":
             assert removed == 0
             assert not expired
             return
@@ -172,10 +179,11 @@ def _machine(kind: str) -> type[LedgerModel]:
 
 
 _CI = bool(os.environ.get("CI"))
-_EXAMPLES = {"memory": 150, "sqlite": 40, "sqlite_group": 30, "redis": 40, "postgres": 40}
+_EXAMPLES = {"memory": 150, "sqlite": 40, "sqlite_group": 30, "redis": 40, "postgres": 40,
+             "redis_async": 10, "postgres_async": 10}  # each reopen opens a pool
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + ASYNC_KINDS)
 def test_ledger_matches_model(kind: str) -> None:
     if kind in SERVER_KINDS:
         require_server(kind)

@@ -55,6 +55,7 @@ if _typing.TYPE_CHECKING:
     from .keys import Algorithm as Algorithm
     from .keys import SigningKey as SigningKey
     from .keys import VerificationKey as VerificationKey
+    from .ledger import AsyncLedger as AsyncLedger
     from .ledger import Ledger as Ledger
     from .ledger import MemoryLedger as MemoryLedger
     from .ledger import SqliteLedger as SqliteLedger
@@ -72,6 +73,7 @@ if _typing.TYPE_CHECKING:
     from .verifier import Decision as Decision
     from .verifier import Verifier as Verifier
     from .verifier import VerifierPolicy as VerifierPolicy
+    from .verifier_async import AsyncVerifier as AsyncVerifier
 
 #: Where each public name is defined: the module imported on its first use.
 _DEFINED_IN: dict[str, str] = {
@@ -113,6 +115,7 @@ _DEFINED_IN: dict[str, str] = {
     "Algorithm": "keys",
     "SigningKey": "keys",
     "VerificationKey": "keys",
+    "AsyncLedger": "ledger",
     "Ledger": "ledger",
     "MemoryLedger": "ledger",
     "SqliteLedger": "ledger",
@@ -130,6 +133,7 @@ _DEFINED_IN: dict[str, str] = {
     "Decision": "verifier",
     "Verifier": "verifier",
     "VerifierPolicy": "verifier",
+    "AsyncVerifier": "verifier_async",
 }
 
 #: The submodules ``import trunkkey`` used to load as a side effect, so that
@@ -148,6 +152,8 @@ __all__ = [
     "Action",
     "Advice",
     "Algorithm",
+    "AsyncLedger",
+    "AsyncVerifier",
     "Checkpoint",
     "CheckpointStore",
     "Clock",

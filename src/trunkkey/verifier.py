@@ -12,6 +12,7 @@ write means no access.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from inspect import iscoroutinefunction
 from typing import NoReturn
 
 from ._fastpath import slot_filler
@@ -139,6 +140,48 @@ _SPEND_DENIAL = {
 }
 
 
+def keep_until(claims: TokenClaims, policy: VerifierPolicy) -> int:
+    """How long the ledger keeps a spent token: as long as a verifier allowing
+    the policy's skew could still take it for unexpired."""
+    return claims.expires + policy.max_skew
+
+
+def spend_decision(
+    outcome: SpendOutcome | Exception,
+    claims: TokenClaims,
+    now: int,
+    parcels: ParcelRecord | None = None,
+) -> Decision:
+    """Step 11's answer: what a ledger's spend outcome (or its failure) decides.
+
+    The one translation both verifiers use, the synchronous one and
+    :class:`trunkkey.verifier_async.AsyncVerifier`.
+    """
+    if isinstance(outcome, Exception):  # any ledger fault denies access
+        return _decision(
+            Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(outcome).__name__}", now, claims
+        )
+    if outcome is SpendOutcome.FIRST_USE:
+        if parcels is None:
+            return _decision(Reason.ALLOWED, "all checks passed", now, claims)
+        return _decision(
+            Reason.ALLOWED, f"all checks passed; {parcels.describe()} scanned", now, claims,
+            parcels,
+        )
+    if isinstance(outcome, SpendOutcome) and outcome in _SPEND_DENIAL:
+        reason, detail = _SPEND_DENIAL[outcome]
+    else:  # not an answer a ledger may give, whatever it is: deny, and say what came
+        reason, detail = Reason.LEDGER_UNAVAILABLE, _answered(outcome)
+    return _decision(reason, detail, now, claims)
+
+
+def _answered(outcome: object) -> str:
+    try:
+        return f"ledger answered {outcome!r}"[:200]
+    except Exception:  # noqa: BLE001 -- a repr that fails still denies
+        return f"ledger answered a {type(outcome).__name__}"
+
+
 class Verifier:
     """Checks tokens offline against a trust store, a clock, a policy and a ledger."""
 
@@ -158,8 +201,11 @@ class Verifier:
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
         if consent is not None and not isinstance(consent, TokenAuthority):
             raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
-        if not isinstance(ledger, Ledger):
-            raise InvalidRequest("ledger must implement trunkkey.ledger.Ledger (spend)")
+        if not isinstance(ledger, Ledger) or iscoroutinefunction(ledger.spend):
+            raise InvalidRequest(
+                "ledger must implement trunkkey.ledger.Ledger (spend); an async ledger "
+                "goes with trunkkey.AsyncVerifier"
+            )
         self._trust = trust_store
         self._ledger = ledger
         self._clock = clock
@@ -233,6 +279,32 @@ class Verifier:
         chain: bytes | None,
     ) -> Decision:
         """Every check, in order (the order is specified in ``docs/token-format.md``)."""
+        checked = self._before_spend(
+            token, now, vehicle_id, action, purpose, location, proof, challenge, chain
+        )
+        if isinstance(checked, Decision):
+            return checked
+        signer, claims, parcels = checked
+        return self._spend(claims, signer, now, parcels)
+
+    def _before_spend(  # noqa: PLR0917 -- private hot path, as _check
+        self,
+        token: bytes,
+        now: int,
+        vehicle_id: str,
+        action: Action | str,
+        purpose: Purpose | str | None,
+        location: Location | None,
+        proof: bytes | None,
+        challenge: bytes | None,
+        chain: bytes | None,
+    ) -> tuple[Signer, TokenClaims, ParcelRecord | None] | Decision:
+        """Steps 1 to 10b, with no I/O: the token's signer, claims and the parcels
+        scanned (for a parcel-bound token), or the denial.
+
+        Shared with :class:`trunkkey.verifier_async.AsyncVerifier`, which only
+        awaits its ledger where this verifier calls its own.
+        """
         action, purpose = _check_request(now, vehicle_id, action, purpose, location)
         try:
             opened = self._open(token, now, vehicle_id, chain)
@@ -245,12 +317,12 @@ class Verifier:
             if refused is not None:
                 return _decision(refused[0], refused[1], now, claims)
             if claims.parcels is None:
-                return self._spend(claims, signer, now)
+                return signer, claims, None
             # 10b. The parcels: after the proof that signs the scan, before the spend.
             scanned = _parcel_check(claims, token, vehicle_id, proof, challenge)
             if not isinstance(scanned, ParcelRecord):
                 return _decision(scanned[0], scanned[1], now, claims)
-            return self._spend(claims, signer, now, scanned)
+            return signer, claims, scanned
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
             return _decision(
                 Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
@@ -309,26 +381,15 @@ class Verifier:
     ) -> Decision:
         """Step 11: single use, daily limits and the ledger's own start, last, in
         one atomic step of the ledger; any fault of the ledger denies."""
+        outcome: SpendOutcome | Exception
         try:
             outcome = self._ledger.spend(
-                claims.vehicle_id, claims.token_id, claims.expires + self._policy.max_skew,
+                claims.vehicle_id, claims.token_id, keep_until(claims, self._policy),
                 issued_at=claims.issued_at, at=now, limits=signer.limits,
             )
         except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
-            return _decision(
-                Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(exc).__name__}", now, claims
-            )
-        if outcome is not SpendOutcome.FIRST_USE:
-            reason, detail = _SPEND_DENIAL.get(
-                outcome, (Reason.LEDGER_UNAVAILABLE, f"ledger answered {outcome!r}")
-            )
-            return _decision(reason, detail, now, claims)
-        if parcels is None:
-            return _decision(Reason.ALLOWED, "all checks passed", now, claims)
-        return _decision(
-            Reason.ALLOWED, f"all checks passed; {parcels.describe()} scanned", now, claims,
-            parcels,
-        )
+            outcome = exc
+        return spend_decision(outcome, claims, now, parcels)
 
 
 def _scope_refusal(  # noqa: PLR0917 -- private step of the verifier's hot path

@@ -14,10 +14,11 @@ one-request-per-operation pattern a verifier has:
 
 Also: group commit (threads of one process sharing fsyncs) against the plain
 SQLite ledger, and the fleet verifier (full ``Verifier.verify``) from 1 to 2
-processes on Redis and PostgreSQL. Each figure is the best of ``--rounds``
-rounds, with ledger and baseline rounds interleaved so a noisy neighbour
-slows both alike. The machine has 2 cores shared with other work: treat
-the 2-process figures as a floor.
+processes on Redis and PostgreSQL, with the ``AsyncVerifier`` beside it (one
+process, one event loop, 100 verifications in flight; ``bench_async``).
+Each figure is the best of ``--rounds`` rounds, with ledger and baseline
+rounds interleaved so a noisy neighbour slows both alike. The machine has 2
+cores shared with other work: treat the 2-process figures as a floor.
 """
 
 from __future__ import annotations
@@ -323,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
                     for procs in (1, 2):
                         best(f"{kind} verifier {procs}p", rate, "verifier", kind, namespace, path,
                              args.n, procs=procs)
+                    # The AsyncVerifier beside it: one event loop, 100 verifications in flight.
+                    from tools.bench.bench_async import CONCURRENCY, async_rate
+
+                    best(f"{kind} async verifier 1p x{CONCURRENCY}", async_rate, kind,
+                         namespace, args.n, CONCURRENCY)
         for kind in kinds:
             if kind in SERVER_ENV:
                 drop_namespace(kind, namespace)
@@ -351,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio(f"{kind} ledger 2p / 1p", f"{kind} ledger 2p", f"{kind} ledger 1p")
         ratio(f"{kind} baseline 2p / 1p", f"{kind} baseline 2p", f"{kind} baseline 1p")
         ratio(f"{kind} verifier 2p / 1p", f"{kind} verifier 2p", f"{kind} verifier 1p")
+        ratio(f"{kind} async verifier x100 / verifier 1p", f"{kind} async verifier 1p x100",
+              f"{kind} verifier 1p")
     for name, num, den in [
         ("redis ledger 1p / redis-benchmark -c 1", "redis ledger 1p",
          "redis-benchmark SET NX -c 1"),

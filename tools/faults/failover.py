@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from trunkkey import (
     Algorithm,
@@ -38,6 +39,7 @@ from trunkkey import (
 )
 from trunkkey.ledger.base import Ledger
 
+from .ledgers import SyncOverAsync, open_async_ledger
 from .replicated import (
     PostgresStandbyPair,
     RedisClusterServers,
@@ -189,12 +191,24 @@ def run_failover(
     return run
 
 
-def postgres_failover(pair: PostgresStandbyPair, fleet: Fleet) -> FailoverRun:
-    """Kill the primary (``pg_ctl stop -m immediate``), promote the standby."""
+def postgres_failover(
+    pair: PostgresStandbyPair, fleet: Fleet, *, asynchronous: bool = False
+) -> FailoverRun:
+    """Kill the primary (``pg_ctl stop -m immediate``), promote the standby.
+
+    ``asynchronous``: the stream goes through the async ledger (each call
+    awaited on an event loop of its own thread); the replay, through the sync
+    one on the same table.
+    """
     from trunkkey.ledger.postgres import PostgresLedger  # noqa: PLC0415 -- optional extra
 
     dsn = pair.dsn()  # the ledger asks libpq for the read-write host itself
-    ledger = PostgresLedger(dsn, timeout_s=1.0, pool_size=1)
+    ledger: Any = (
+        SyncOverAsync(open_async_ledger(
+            "postgres_async", namespace="trunkkey_spent", url=dsn, timeout_s=1.0, pool_size=1
+        ))
+        if asynchronous else PostgresLedger(dsn, timeout_s=1.0, pool_size=1)
+    )
 
     phases: dict[str, float] = {}
 

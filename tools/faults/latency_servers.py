@@ -37,12 +37,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tools.faults.faults import RedisServer, fault_proxy
-from tools.faults.ledgers import SERVER_ENV, drop_namespace, new_namespace
+from tools.faults.ledgers import (
+    SERVER_ENV,
+    SyncOverAsync,
+    drop_namespace,
+    new_namespace,
+    open_async_ledger,
+)
 from trunkkey.errors import LedgerError
-from trunkkey.ledger.base import DailyLimit, SpendOutcome
+from trunkkey.ledger.base import DailyLimit, Ledger, SpendOutcome
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
 
@@ -106,7 +113,26 @@ def measure(
     )
 
 
-def _spender(ledger: RedisLedger | PostgresLedger) -> Callable[[bytes], SpendOutcome]:
+def _postgres(dsn: str, asynchronous: bool, **options: Any) -> PostgresLedger | SyncOverAsync:
+    """The PostgreSQL ledger, or with ``asynchronous`` the async one (every thread's
+    call awaited on one event loop: the same deadlines, met by the async code)."""
+    if asynchronous:
+        table = options.pop("table")
+        return SyncOverAsync(open_async_ledger(
+            "postgres_async", namespace=table, url=dsn, **options
+        ))
+    return PostgresLedger(dsn, **options)
+
+
+def _redis(url: str, asynchronous: bool, **options: Any) -> RedisLedger | SyncOverAsync:
+    if asynchronous:
+        return SyncOverAsync(open_async_ledger(
+            "redis_async", namespace="trunkkey:spent", url=url, **options
+        ))
+    return RedisLedger(url, **options)
+
+
+def _spender(ledger: Ledger) -> Callable[[bytes], SpendOutcome]:
     def spend(token: bytes) -> SpendOutcome:
         at = int(time.time())
         return ledger.spend(
@@ -125,13 +151,16 @@ def _with_port(url: str, port: int) -> str:
 
 
 def postgres_lock(
-    dsn: str, *, threads: int, calls: int, timeout_s: float, pool_size: int
+    dsn: str, *, threads: int, calls: int, timeout_s: float, pool_size: int,
+    asynchronous: bool = False,
 ) -> LatencyResult:
     import psycopg
     from psycopg import sql
 
     namespace = new_namespace()
-    ledger = PostgresLedger(dsn, table=namespace, timeout_s=timeout_s, pool_size=pool_size)
+    ledger = _postgres(
+        dsn, asynchronous, table=namespace, timeout_s=timeout_s, pool_size=pool_size
+    )
     holder = psycopg.connect(dsn)  # not autocommit: the lock lives until rollback
     try:
         holder.execute(
@@ -149,15 +178,16 @@ def postgres_lock(
 
 
 def postgres_hang(
-    dsn: str, *, threads: int, calls: int, timeout_s: float, pool_size: int
+    dsn: str, *, threads: int, calls: int, timeout_s: float, pool_size: int,
+    asynchronous: bool = False,
 ) -> LatencyResult:
     namespace = new_namespace()
     port = urlsplit(dsn).port or 5432
     try:
         with fault_proxy("127.0.0.1", port) as proxy:
-            ledger = PostgresLedger(
-                _with_port(dsn, proxy.port), table=namespace, timeout_s=timeout_s,
-                pool_size=pool_size,
+            ledger = _postgres(
+                _with_port(dsn, proxy.port), asynchronous, table=namespace,
+                timeout_s=timeout_s, pool_size=pool_size,
             )
             proxy.mode = "hang"
             try:
@@ -172,12 +202,13 @@ def postgres_hang(
 
 
 def redis_pause(
-    url: str, *, threads: int, calls: int, timeout_s: float, then_wait: bool
+    url: str, *, threads: int, calls: int, timeout_s: float, then_wait: bool,
+    asynchronous: bool = False,
 ) -> LatencyResult:
     import redis
 
     admin = redis.Redis.from_url(url)
-    ledger = RedisLedger(url, timeout_s=timeout_s, min_replicas=1 if then_wait else 0)
+    ledger = _redis(url, asynchronous, timeout_s=timeout_s, min_replicas=1 if then_wait else 0)
     spend = _spender(ledger)
     scenario = "redis_pause_then_wait" if then_wait else "redis_pause"
     try:
@@ -192,10 +223,12 @@ def redis_pause(
         ledger.close()
 
 
-def redis_hang(url: str, *, threads: int, calls: int, timeout_s: float) -> LatencyResult:
+def redis_hang(
+    url: str, *, threads: int, calls: int, timeout_s: float, asynchronous: bool = False
+) -> LatencyResult:
     port = urlsplit(url).port or 6379
     with fault_proxy("127.0.0.1", port) as proxy:
-        ledger = RedisLedger(_with_port(url, proxy.port), timeout_s=timeout_s)
+        ledger = _redis(_with_port(url, proxy.port), asynchronous, timeout_s=timeout_s)
         proxy.mode = "hang"
         try:
             return measure(
@@ -212,9 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1.0, help="the ledgers' timeout_s")
     parser.add_argument("--pool-size", type=int, default=2, help="PostgreSQL connections")
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="the async ledgers, every thread's call awaited on one event loop")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    common = {"threads": args.threads, "calls": args.calls, "timeout_s": args.timeout}
+    common = {"threads": args.threads, "calls": args.calls, "timeout_s": args.timeout,
+              "asynchronous": args.asynchronous}
     results: list[LatencyResult] = []
     dsn = os.environ.get(SERVER_ENV["postgres"])
     if dsn:

@@ -8,13 +8,16 @@ becomes the Redis key prefix or the PostgreSQL table name.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from trunkkey.ledger.base import Ledger
+from trunkkey.ledger.base import AsyncLedger, Ledger, SpendOutcome
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
@@ -22,13 +25,20 @@ from trunkkey.ledger.sqlite import SqliteLedger
 from trunkkey.ledger.sqlite_group import GroupCommitSqliteLedger
 
 KINDS = ("memory", "sqlite", "sqlite_group", "redis", "postgres")
+#: The asyncio ledgers on the same servers, opened behind :class:`SyncOverAsync`
+#: so that every contract, race and fault test of a ``Ledger`` runs on them too.
+ASYNC_KINDS = ("redis_async", "postgres_async")
 SERVER_ENV = {
     "redis": "TRUNKKEY_REDIS_URL",
     "postgres": "TRUNKKEY_POSTGRES_DSN",
+    "redis_async": "TRUNKKEY_REDIS_URL",
+    "postgres_async": "TRUNKKEY_POSTGRES_DSN",
 }
 REPLICA_ENV = {
     "redis": "TRUNKKEY_REDIS_REPLICA_URL",
     "postgres": "TRUNKKEY_POSTGRES_REPLICA_DSN",
+    "redis_async": "TRUNKKEY_REDIS_REPLICA_URL",
+    "postgres_async": "TRUNKKEY_POSTGRES_REPLICA_DSN",
 }
 #: The replicated topologies (tools/faults/replicated.py starts throwaway ones):
 #: raced and benchmarked by name, but not part of every ledger's test matrix.
@@ -40,7 +50,84 @@ REPLICATED_ENV = {
 DEAD = {
     "redis": "redis://127.0.0.1:1/0",
     "postgres": "postgresql://postgres@127.0.0.1:1/trunkkey",
+    "redis_async": "redis://127.0.0.1:1/0",
+    "postgres_async": "postgresql://postgres@127.0.0.1:1/trunkkey",
 }
+
+
+def server_of(kind: str) -> str:
+    """The server a kind of ledger stores on: ``redis_async`` shares ``redis``'s keys."""
+    return kind.removesuffix("_async")
+
+
+class _LoopThread:
+    """One event loop, in a daemon thread, for every async ledger the harnesses open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # a forked child: a loop of its own
+                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
+                threading.Thread(
+                    target=self._loop.run_forever, name="tk-async-ledgers", daemon=True
+                ).start()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+_LOOP = _LoopThread()
+
+
+class SyncOverAsync:
+    """A synchronous ``Ledger`` whose every call awaits an async ledger's coroutine.
+
+    The calls run on one event loop in a thread of its own, so a test written
+    for ``Ledger`` exercises the async ledger's own I/O, deadlines and errors.
+    """
+
+    def __init__(self, opening: Coroutine[Any, Any, AsyncLedger]) -> None:
+        self.inner: Any = _LOOP.run(opening)
+
+    def spend(self, *args: Any, **kwargs: Any) -> SpendOutcome:
+        outcome: SpendOutcome = _LOOP.run(self.inner.spend(*args, **kwargs))
+        return outcome
+
+    def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
+        return bool(_LOOP.run(self.inner.consume(vehicle_id, token_id, keep_until)))
+
+    def prune(self, now: int, *, limit: int | None = None) -> int:
+        return int(_LOOP.run(self.inner.prune(now, limit=limit)))
+
+    def count(self) -> int:
+        return int(_LOOP.run(self.inner.count()))
+
+    def expire_time_ms(self, vehicle_id: str, token_id: bytes) -> int | None:
+        when: int | None = _LOOP.run(self.inner.expire_time_ms(vehicle_id, token_id))
+        return when
+
+    def close(self) -> None:
+        _LOOP.run(self.inner.close())
+
+    def __repr__(self) -> str:
+        return f"SyncOverAsync({self.inner!r})"
+
+
+def open_async_ledger(kind: str, *, namespace: str = "tk_harness", url: str | None = None,
+                      **options: Any) -> Coroutine[Any, Any, AsyncLedger]:
+    """The coroutine that opens an async ledger of ``kind`` (await it on the loop that uses it)."""
+    from trunkkey.ledger.postgres_async import AsyncPostgresLedger
+    from trunkkey.ledger.redis_async import AsyncRedisLedger
+
+    where = url or os.environ[SERVER_ENV[kind]]
+    if kind == "redis_async":
+        return AsyncRedisLedger.open(where, prefix=namespace.encode() + b":", **options)
+    if kind == "postgres_async":
+        return AsyncPostgresLedger.open(where, table=namespace, **options)
+    raise ValueError(f"unknown async ledger kind {kind!r}; choose from {', '.join(ASYNC_KINDS)}")
 
 
 def new_namespace() -> str:
@@ -96,11 +183,14 @@ def open_ledger(
         return RedisClusterLedger(
             url or os.environ[REPLICATED_ENV[kind]], prefix=namespace.encode() + b":"
         )
-    raise ValueError(f"unknown ledger kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind in ASYNC_KINDS:
+        return SyncOverAsync(open_async_ledger(kind, namespace=namespace, url=url))
+    raise ValueError(f"unknown ledger kind {kind!r}; choose from {', '.join(KINDS + ASYNC_KINDS)}")
 
 
 def drop_namespace(kind: str, namespace: str, url: str | None = None) -> None:
     """Remove what a run left on a shared server (its keys or its table)."""
+    kind = server_of(kind)
     if kind not in ("redis", "redis_cluster", "postgres", "postgres_pair"):
         return
     url = url or os.environ[SERVER_ENV.get(kind) or REPLICATED_ENV[kind]]

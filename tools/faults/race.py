@@ -18,11 +18,18 @@ together.
 The memory ledger lives inside one process: it is raced by threads only
 (``--procs`` is forced to 1 for it). The others are raced by processes, each
 with its own ledger object on the shared file or server, and threads within.
+
+The async ledgers (``--ledger redis_async`` / ``postgres_async``) are raced by
+processes each running one event loop, with ``--threads`` concurrent tasks on
+it instead of threads (the async mode): every task awaits the same token, or
+in the limit race its own token under the round's limit, entering each round
+together (an ``asyncio.Barrier``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import multiprocessing as mp
@@ -32,21 +39,23 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier as ProcessBarrier
 from pathlib import Path
 from typing import Any
 
 from tools.faults.ledgers import (
+    ASYNC_KINDS,
     KINDS,
     REPLICATED_ENV,
     SERVER_ENV,
     drop_namespace,
     new_namespace,
+    open_async_ledger,
     open_ledger,
 )
-from trunkkey.ledger.base import DailyLimit, Ledger, SpendOutcome
+from trunkkey.ledger.base import AsyncLedger, DailyLimit, Ledger, SpendOutcome
 
 #: Races are spread over this many vehicles, race i (or round i) on vehicle i % 12:
 #: on a Redis Cluster each vehicle is one hash slot, and the slots of race-car-00
@@ -136,10 +145,38 @@ def _in_processes(
     return results
 
 
+def _on_one_loop(  # noqa: PLR0917 -- private: one call per race kind
+    kind: str, namespace: str, tasks: int, barrier: ProcessBarrier | None,
+    work: Callable[[AsyncLedger, int], Awaitable[None]],
+    opening: Callable[[], Awaitable[AsyncLedger]] | None = None,
+) -> None:
+    """The async mode: ``work(ledger, t)`` as ``tasks`` concurrent tasks of one event loop.
+
+    ``opening`` makes the ledger instead of ``kind`` (the tests' racy ledgers).
+    """
+
+    async def race() -> None:
+        if opening is None:
+            ledger = await open_async_ledger(kind, namespace=namespace)
+        else:
+            ledger = await opening()
+        try:
+            if barrier is not None:
+                barrier.wait()  # every process is connected before anyone starts
+            await asyncio.gather(*(work(ledger, t) for t in range(tasks)))
+        finally:
+            await ledger.close()
+
+    asyncio.run(race())
+
+
 def _run_process(
     kind: str, *, namespace: str, path: str, races: int, threads: int, keep_until: int,
     barrier: ProcessBarrier | None, ledger: Ledger | None = None,
 ) -> tuple[list[int], int]:
+    if kind in ASYNC_KINDS and ledger is None:
+        return _run_async_process(kind, namespace=namespace, races=races, tasks=threads,
+                                  keep_until=keep_until, barrier=barrier)
     own = ledger is None
     ledger = ledger or open_ledger(kind, namespace=namespace, path=Path(path))
     wins: list[int] = []
@@ -153,6 +190,26 @@ def _run_process(
     _run_threads(ledger, threads, barrier, work)
     if own:
         ledger.close()
+    return wins, len(errors)
+
+
+def _run_async_process(
+    kind: str, *, namespace: str, races: int, tasks: int, keep_until: int,
+    barrier: ProcessBarrier | None,
+    opening: Callable[[], Awaitable[AsyncLedger]] | None = None,
+) -> tuple[list[int], int]:
+    wins: list[int] = []
+    errors: list[int] = []
+
+    async def work(ledger: AsyncLedger, _: int) -> None:
+        for i in range(races):
+            try:
+                if await ledger.consume(VEHICLE, _token(i), keep_until):
+                    wins.append(i)
+            except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
+                errors.append(i)
+
+    _on_one_loop(kind, namespace, tasks, barrier, work, opening)
     return wins, len(errors)
 
 
@@ -259,6 +316,11 @@ def _run_limit_process(
     kind: str, *, namespace: str, path: str, rounds: int, threads: int, first_worker: int,
     seed: bytes, at: int, barrier: ProcessBarrier | None, ledger: Ledger | None = None,
 ) -> tuple[list[int], dict[str, int], int]:
+    if kind in ASYNC_KINDS and ledger is None:
+        return _run_async_limit_process(
+            kind, namespace=namespace, rounds=rounds, tasks=threads, first_worker=first_worker,
+            seed=seed, at=at, barrier=barrier,
+        )
     own = ledger is None
     ledger = ledger or open_ledger(kind, namespace=namespace, path=Path(path))
     wins: list[int] = []
@@ -273,6 +335,37 @@ def _run_limit_process(
     _run_threads(ledger, threads, barrier, work)
     if own:
         ledger.close()
+    return wins, dict(Counter(outcomes)), len(errors)
+
+
+def _run_async_limit_process(
+    kind: str, *, namespace: str, rounds: int, tasks: int, first_worker: int, seed: bytes,
+    at: int, barrier: ProcessBarrier | None,
+) -> tuple[list[int], dict[str, int], int]:
+    wins: list[int] = []
+    outcomes: list[str] = []
+    errors: list[int] = []
+    start: list[asyncio.Barrier] = []  # made on the loop that waits on it
+
+    async def work(ledger: AsyncLedger, t: int) -> None:
+        if not start:
+            start.append(asyncio.Barrier(tasks))
+        for r in range(rounds):
+            await start[0].wait()  # the loop's tasks enter every round together
+            token = b"limit" + r.to_bytes(8, "big") + (first_worker + t).to_bytes(4, "big")
+            try:
+                outcome = await ledger.spend(
+                    VEHICLE, token, at + 86_400, issued_at=at, at=at,
+                    limits=(DailyLimit(_grant(seed, r), 1),),
+                )
+            except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
+                errors.append(r)
+                continue
+            outcomes.append(outcome.value)
+            if outcome is SpendOutcome.FIRST_USE:
+                wins.append(r)
+
+    _on_one_loop(kind, namespace, tasks, barrier, work)
     return wins, dict(Counter(outcomes)), len(errors)
 
 
@@ -342,13 +435,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # The replicated kinds read their address from REPLICATED_ENV (see
     # tools/faults/race_replicated.py, which starts the servers and sets it).
-    parser.add_argument("--ledger", choices=KINDS + tuple(REPLICATED_ENV), required=True)
+    parser.add_argument(
+        "--ledger", choices=KINDS + ASYNC_KINDS + tuple(REPLICATED_ENV), required=True
+    )
     parser.add_argument("--races", "--rounds", dest="races", type=int, default=10_000,
                         help="tokens to race, or with --daily-limit rounds to run")
     parser.add_argument("--daily-limit", action="store_true",
                         help="race different tokens under one daily limit of 1 per round")
     parser.add_argument("--procs", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads per process; for an async ledger, tasks on its one loop")
     parser.add_argument("--path", type=Path, help="SQLite file (default: a temporary one)")
     args = parser.parse_args(argv)
     result: RaceResult | LimitRaceResult

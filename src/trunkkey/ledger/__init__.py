@@ -3,7 +3,8 @@
 ``MemoryLedger`` and ``SqliteLedger`` (the embedded default) need nothing
 beyond the core dependencies. ``RedisLedger``, ``RedisClusterLedger`` and
 ``PostgresLedger`` import their client libraries only when constructed
-(extras ``trunkkey[redis]`` and ``trunkkey[postgres]``).
+(extras ``trunkkey[redis]`` and ``trunkkey[postgres]``), and so do their asyncio
+forms ``AsyncRedisLedger`` and ``AsyncPostgresLedger`` (for ``AsyncVerifier``).
 
 Each backend's module is imported when its name is first used (PEP 562): the
 verifier needs only the protocol in ``base``, and a car with a SQLite ledger
@@ -15,24 +16,30 @@ import typing as _typing
 from .._lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:
+    from .base import AsyncLedger as AsyncLedger
     from .base import DailyLimit as DailyLimit
     from .base import Ledger as Ledger
     from .base import SpendOutcome as SpendOutcome
     from .memory import MemoryLedger as MemoryLedger
     from .postgres import PostgresLedger as PostgresLedger
+    from .postgres_async import AsyncPostgresLedger as AsyncPostgresLedger
     from .redis import RedisLedger as RedisLedger
+    from .redis_async import AsyncRedisLedger as AsyncRedisLedger
     from .redis_cluster import RedisClusterLedger as RedisClusterLedger
     from .sqlite import SqliteLedger as SqliteLedger
     from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
 
 #: Where each public name is defined: the module imported on its first use.
 _DEFINED_IN: dict[str, str] = {
+    "AsyncLedger": "base",
     "DailyLimit": "base",
     "Ledger": "base",
     "SpendOutcome": "base",
     "MemoryLedger": "memory",
     "PostgresLedger": "postgres",
+    "AsyncPostgresLedger": "postgres_async",
     "RedisLedger": "redis",
+    "AsyncRedisLedger": "redis_async",
     "RedisClusterLedger": "redis_cluster",
     "SqliteLedger": "sqlite",
     "GroupCommitSqliteLedger": "sqlite_group",
@@ -47,6 +54,9 @@ __getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
 
 
 __all__ = [
+    "AsyncLedger",
+    "AsyncPostgresLedger",
+    "AsyncRedisLedger",
     "DailyLimit",
     "GroupCommitSqliteLedger",
     "Ledger",

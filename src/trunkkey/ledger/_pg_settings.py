@@ -26,7 +26,7 @@ from ..errors import LedgerError
 #: Values of synchronous_commit that flush the WAL before a commit returns.
 DURABLE_COMMIT = ("on", "remote_apply")
 
-_QUERY = (
+QUERY = (
     "SELECT current_setting('synchronous_commit'),"
     " (SELECT source FROM pg_settings WHERE name = 'synchronous_commit'),"
     " current_setting('fsync'), current_setting('full_page_writes'),"
@@ -36,12 +36,28 @@ _QUERY = (
 )
 
 
+#: Pins synchronous_commit for the session; answers what it set.
+PIN = "SELECT set_config('synchronous_commit', %s, false)"
+
+
 def check_session(
     conn: Any, where: str, *, accept_torn_pages: bool, require_synchronous_standby: bool
 ) -> str:
     """Refuse settings that lose acknowledged commits; pin and return synchronous_commit."""
+    wanted = judge_session(
+        conn.execute(QUERY).fetchone(), where, accept_torn_pages=accept_torn_pages,
+        require_synchronous_standby=require_synchronous_standby,
+    )
+    return confirm_pinned(conn.execute(PIN, (wanted,)).fetchone()[0], wanted, where)
+
+
+def judge_session(
+    row: Any, where: str, *, accept_torn_pages: bool, require_synchronous_standby: bool
+) -> str:
+    """Refuse the settings in ``row`` (the answer to :data:`QUERY`) that lose
+    acknowledged commits; the synchronous_commit to pin. Shared with the async ledger."""
     (inherited, source, fsync, full_pages, role, db, standby_names, synchronous,
-     in_recovery) = conn.execute(_QUERY).fetchone()
+     in_recovery) = row
     problems = []
     if inherited not in DURABLE_COMMIT:
         problems.append(
@@ -72,13 +88,14 @@ def check_session(
         )
     # Pinned for the session, so nothing set later for the role or database
     # (which a new session would inherit) changes what this one does.
-    wanted = inherited if inherited in DURABLE_COMMIT else "on"
-    pinned: str = conn.execute(
-        "SELECT set_config('synchronous_commit', %s, false)", (wanted,)
-    ).fetchone()[0]
+    return str(inherited) if inherited in DURABLE_COMMIT else "on"
+
+
+def confirm_pinned(pinned: object, wanted: str, where: str) -> str:
+    """What :data:`PIN` answered must be what was asked for."""
     if pinned != wanted:  # pragma: no cover - set_config returns what it set
         raise LedgerError(f"postgres ledger at {where}: synchronous_commit stayed {pinned}")
-    return pinned
+    return wanted
 
 
 def _standby_problems(standby_names: str, synchronous: int) -> list[str]:

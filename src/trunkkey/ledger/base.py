@@ -121,6 +121,36 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class AsyncLedger(Protocol):
+    """:class:`Ledger` for asyncio: the same calls, each awaited.
+
+    :meth:`spend` keeps every promise of :meth:`Ledger.spend` (one atomic
+    step, nothing written on a refusal, raise when unsure). Used by
+    :class:`trunkkey.AsyncVerifier`; ``AsyncRedisLedger`` and
+    ``AsyncPostgresLedger`` implement it.
+    """
+
+    async def spend(
+        self,
+        vehicle_id: str,
+        token_id: bytes,
+        keep_until: int,
+        *,
+        issued_at: int,
+        at: int,
+        limits: tuple[DailyLimit, ...] = (),
+    ) -> SpendOutcome: ...
+
+    async def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool: ...
+
+    async def prune(self, now: int, *, limit: int | None = None) -> int: ...
+
+    async def count(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
 def check_key(vehicle_id: str, token_id: bytes) -> bytes:
     """Validate a ledger key; return the vehicle id as UTF-8 bytes."""
     if type(vehicle_id) is not str or type(token_id) is not bytes:

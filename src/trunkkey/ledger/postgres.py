@@ -79,6 +79,112 @@ def _psycopg() -> Any:
     return psycopg
 
 
+def check_options(table: str, timeout_s: float, pool_size: int, prune_batch: int) -> None:
+    """Validate a PostgreSQL ledger's options (shared with the async ledger)."""
+    if type(table) is not str or not _TABLE_NAME.fullmatch(table):
+        raise InvalidRequest("table must be a lower-case SQL identifier of at most 52 bytes")
+    if not (0 < timeout_s <= 60):
+        raise InvalidRequest("timeout_s must be in (0, 60]")
+    if type(pool_size) is not int or pool_size < 1:
+        raise InvalidRequest("pool_size must be a positive int")
+    if type(prune_batch) is not int or prune_batch < 1:
+        raise InvalidRequest("prune_batch must be a positive int")
+
+
+def describe(dsn: str) -> str:
+    """Where the ledger is, never with a password: what follows the last '@' of
+    a URL, or the host/port/dbname words of a key=value DSN."""
+    if "://" in dsn:
+        return dsn.rsplit("@", maxsplit=1)[-1]
+    words = [w for w in dsn.split() if w.split("=")[0] in {"host", "port", "dbname"}]
+    return " ".join(words)
+
+
+def failure(where: str, what: str, exc: BaseException) -> LedgerError:
+    """The error a failed call raises: the type and SQLSTATE, never the message."""
+    return LedgerError(
+        f"postgres ledger at {where}: {what} failed: {type(exc).__name__}"
+        f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'})"
+    )
+
+
+#: The statements rendered to text once a connection can render them.
+RENDERED = ("_insert", "_bump", "_delete_batch", "_delete_days", "_count")
+
+
+def statements(sql: Any, table: str) -> dict[str, Any]:
+    """Every statement of the ledger, by attribute name (shared with the async ledger)."""
+    ident, daily = sql.Identifier(table), sql.Identifier(table + "_daily")
+    return {
+        "_insert": sql.SQL(
+            "INSERT INTO {} (vehicle, token_id, keep_until) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING"
+        ).format(ident),
+        # RETURNING gives no row when the WHERE keeps the full counter as it is.
+        "_bump": sql.SQL(
+            "INSERT INTO {d} AS c (vehicle, grant_id, day, n) VALUES (%s, %s, %s, 1) "
+            "ON CONFLICT (vehicle, grant_id, day) DO UPDATE SET n = c.n + 1 "
+            "WHERE c.n < %s RETURNING c.n"
+        ).format(d=daily),
+        "_delete_batch": sql.SQL(
+            "DELETE FROM {t} WHERE (vehicle, token_id) IN (SELECT vehicle, token_id FROM {t} "
+            "WHERE keep_until < %s ORDER BY keep_until LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(t=ident),
+        "_delete_days": sql.SQL(
+            "DELETE FROM {d} WHERE (vehicle, grant_id, day) IN (SELECT vehicle, grant_id, day "
+            "FROM {d} WHERE day < %s LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(d=daily),
+        "_count": sql.SQL("SELECT count(*) FROM {}").format(ident),
+        # Only what is missing is created: a standby (read-only) whose schema
+        # came from the primary then opens fine and refuses each spend.
+        "_exists": "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+        "_create": sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {t} ("
+            " vehicle bytea NOT NULL, token_id bytea NOT NULL, keep_until bigint NOT NULL,"
+            " PRIMARY KEY (vehicle, token_id));"
+            "CREATE INDEX IF NOT EXISTS {i} ON {t} (keep_until);"
+            "CREATE TABLE IF NOT EXISTS {d} ("
+            " vehicle bytea NOT NULL, grant_id bytea NOT NULL, day integer NOT NULL,"
+            " n integer NOT NULL, PRIMARY KEY (vehicle, grant_id, day));"
+            "CREATE INDEX IF NOT EXISTS {di} ON {d} (day)"
+        ).format(
+            t=ident, i=sql.Identifier(table + "_keep_until"),
+            d=daily, di=sql.Identifier(table + "_daily_day"),
+        ),
+    }
+
+
+def connect_options(dsn: str, timeout_s: float, conninfo: Any) -> dict[str, Any]:
+    """libpq options of every ledger connection (shared with the async ledger)."""
+    ms = int(timeout_s * 1000)
+    # The caller's own options (a DSN may carry some) come after ours, so
+    # they are kept; what they set for synchronous_commit is checked on connect.
+    params = conninfo.conninfo_to_dict(dsn)
+    given = params.get("options") or ""
+    # Several hosts: libpq's own failover, to whichever one is the primary.
+    # One host is taken as it is: a standby then opens and refuses each spend.
+    hosts = str(params.get("host") or params.get("hostaddr") or "").count(",") + 1
+    failover = {} if hosts == 1 or "target_session_attrs" in params else {
+        "target_session_attrs": "read-write"
+    }
+    return {
+        **failover,
+        "autocommit": True,
+        # Bounds the connecting thread; the caller stops waiting at its deadline.
+        "connect_timeout": max(2, math.ceil(timeout_s)),
+        # Server-side bounds, a little inside the call's deadline, so a
+        # statement that waits on a lock usually ends cleanly (keeping its
+        # connection) before the deadline has to cut the socket.
+        "options": f"-c statement_timeout={ms * 9 // 10} -c lock_timeout={ms * 9 // 10} "
+        f"-c idle_in_transaction_session_timeout={ms * 5} {given}".strip(),
+        "tcp_user_timeout": ms,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(timeout_s)),
+        "keepalives_interval": 1,
+        "keepalives_count": 2,
+    }
+
+
 class _Connecting:
     """One connection attempt in a thread of its own, so the caller can stop waiting.
 
@@ -143,6 +249,15 @@ class PostgresLedger:
     spent tokens included.
     """
 
+    # The statements (see ``statements``): composed, then text once rendered.
+    _insert: Any
+    _bump: Any
+    _delete_batch: Any
+    _delete_days: Any
+    _count: Any
+    _exists: Any
+    _create: Any
+
     def __init__(
         self,
         dsn: str,
@@ -154,14 +269,7 @@ class PostgresLedger:
         accept_torn_pages_on_power_loss: bool = False,
         require_synchronous_standby: bool = False,
     ) -> None:
-        if type(table) is not str or not _TABLE_NAME.fullmatch(table):
-            raise InvalidRequest("table must be a lower-case SQL identifier of at most 52 bytes")
-        if not (0 < timeout_s <= 60):
-            raise InvalidRequest("timeout_s must be in (0, 60]")
-        if type(pool_size) is not int or pool_size < 1:
-            raise InvalidRequest("pool_size must be a positive int")
-        if type(prune_batch) is not int or prune_batch < 1:
-            raise InvalidRequest("prune_batch must be a positive int")
+        check_options(table, timeout_s, pool_size, prune_batch)
         self._pg = _psycopg()
         self._dsn = dsn
         self._timeout_s = timeout_s
@@ -175,37 +283,13 @@ class PostgresLedger:
         self._closed = False
         self._synchronous_commit: str | None = None
         self._where = self._describe(dsn)
-        sql = self._pg.sql
-        ident, daily = sql.Identifier(table), sql.Identifier(table + "_daily")
-        self._insert = sql.SQL(
-            "INSERT INTO {} (vehicle, token_id, keep_until) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING"
-        ).format(ident)
-        # RETURNING gives no row when the WHERE keeps the full counter as it is.
-        self._bump = sql.SQL(
-            "INSERT INTO {d} AS c (vehicle, grant_id, day, n) VALUES (%s, %s, %s, 1) "
-            "ON CONFLICT (vehicle, grant_id, day) DO UPDATE SET n = c.n + 1 "
-            "WHERE c.n < %s RETURNING c.n"
-        ).format(d=daily)
-        self._delete_batch = sql.SQL(
-            "DELETE FROM {t} WHERE (vehicle, token_id) IN (SELECT vehicle, token_id FROM {t} "
-            "WHERE keep_until < %s ORDER BY keep_until LIMIT %s FOR UPDATE SKIP LOCKED)"
-        ).format(t=ident)
-        self._delete_days = sql.SQL(
-            "DELETE FROM {d} WHERE (vehicle, grant_id, day) IN (SELECT vehicle, grant_id, day "
-            "FROM {d} WHERE day < %s LIMIT %s FOR UPDATE SKIP LOCKED)"
-        ).format(d=daily)
-        self._count = sql.SQL("SELECT count(*) FROM {}").format(ident)
+        for name, statement in statements(self._pg.sql, table).items():
+            setattr(self, name, statement)
         self._ensure_schema()
 
     @staticmethod
     def _describe(dsn: str) -> str:
-        # Never echo a password: keep only what follows the last '@' of a URL,
-        # or the host/port/dbname words of a key=value DSN.
-        if "://" in dsn:
-            return dsn.rsplit("@", maxsplit=1)[-1]
-        words = [w for w in dsn.split() if w.split("=")[0] in {"host", "port", "dbname"}]
-        return " ".join(words)
+        return describe(dsn)
 
     @property
     def synchronous_commit(self) -> str | None:
@@ -213,33 +297,8 @@ class PostgresLedger:
         return self._synchronous_commit
 
     def _open(self) -> Any:
-        ms = int(self._timeout_s * 1000)
-        # The caller's own options (a DSN may carry some) come after ours, so
-        # they are kept; what they set for synchronous_commit is checked below.
-        params = self._pg.conninfo.conninfo_to_dict(self._dsn)
-        given = params.get("options") or ""
-        # Several hosts: libpq's own failover, to whichever one is the primary.
-        # One host is taken as it is: a standby then opens and refuses each spend.
-        hosts = str(params.get("host") or params.get("hostaddr") or "").count(",") + 1
-        failover = {} if hosts == 1 or "target_session_attrs" in params else {
-            "target_session_attrs": "read-write"
-        }
         return self._pg.connect(
-            self._dsn,
-            **failover,
-            autocommit=True,
-            # Bounds the connecting thread; the caller stops waiting at its deadline.
-            connect_timeout=max(2, math.ceil(self._timeout_s)),
-            # Server-side bounds, a little inside the call's deadline, so a
-            # statement that waits on a lock usually ends cleanly (keeping its
-            # connection) before the deadline has to cut the socket.
-            options=f"-c statement_timeout={ms * 9 // 10} -c lock_timeout={ms * 9 // 10} "
-            f"-c idle_in_transaction_session_timeout={ms * 5} {given}".strip(),
-            tcp_user_timeout=ms,
-            keepalives=1,
-            keepalives_idle=max(1, round(self._timeout_s)),
-            keepalives_interval=1,
-            keepalives_count=2,
+            self._dsn, **connect_options(self._dsn, self._timeout_s, self._pg.conninfo)
         )
 
     def _prepare(self, conn: Any) -> None:
@@ -284,10 +343,7 @@ class PostgresLedger:
         except Exception as exc:  # noqa: BLE001 -- every failure must deny, none may escape raw
             if conn is not None:
                 conn.close()  # a failed connection is never reused
-            raise LedgerError(
-                f"postgres ledger at {self._where}: {what} failed: {type(exc).__name__}"
-                f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'})"
-            ) from None
+            raise failure(self._where, what, exc) from None
         else:
             if conn is not None:
                 self._idle.put(conn)
@@ -298,37 +354,16 @@ class PostgresLedger:
             self._slots.release()
 
     def _ensure_schema(self) -> None:
-        sql = self._pg.sql
-        ident, daily = sql.Identifier(self._table), sql.Identifier(self._table + "_daily")
-        create = sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {t} ("
-            " vehicle bytea NOT NULL, token_id bytea NOT NULL, keep_until bigint NOT NULL,"
-            " PRIMARY KEY (vehicle, token_id));"
-            "CREATE INDEX IF NOT EXISTS {i} ON {t} (keep_until);"
-            "CREATE TABLE IF NOT EXISTS {d} ("
-            " vehicle bytea NOT NULL, grant_id bytea NOT NULL, day integer NOT NULL,"
-            " n integer NOT NULL, PRIMARY KEY (vehicle, grant_id, day));"
-            "CREATE INDEX IF NOT EXISTS {di} ON {d} (day)"
-        ).format(
-            t=ident, i=sql.Identifier(self._table + "_keep_until"),
-            d=daily, di=sql.Identifier(self._table + "_daily_day"),
-        )
-
         def job(conn: Any) -> None:
             # Render the hot statements to text once, not on every call.
-            for name in ("_insert", "_bump", "_delete_batch", "_delete_days", "_count"):
+            for name in RENDERED:
                 statement = getattr(self, name)
                 if not isinstance(statement, str):
                     setattr(self, name, statement.as_string(conn))
-            # Only create what is missing: a standby (read-only) whose schema
-            # came from the primary then opens fine and refuses each spend.
-            found = conn.execute(
-                "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-                (self._table, self._table + "_daily"),
-            ).fetchone()[0]
+            found = conn.execute(self._exists, (self._table, self._table + "_daily")).fetchone()[0]
             if not found:
                 with conn.transaction():
-                    conn.execute(create)
+                    conn.execute(self._create)
 
         self._run("schema setup", job)
 

@@ -41,125 +41,55 @@ answer in time the spend raises, which denies (the token stays spent).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import InvalidRequest, LedgerError
+from ..errors import LedgerError
 from ._deadline import WATCHDOG, remaining
-from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
+from ._redis_rules import (
+    _DEFAULT_HZ,
+    _SPEND_LUA,
+    _SPEND_SHA,
+    CONFIG_GET,
+    RedisSettings,
+    _decode,
+    check_acked,
+    check_options,
+    failure,
+    judge_settings,
+    script_outcome,
+    settings_from_config,
+    settings_from_info,
+    spend_script_call,
+    unconfirmed,
+    wait_budget_ms,
+)
+from .base import DailyLimit, SpendOutcome
 
 #: One spend's whole budget: connect, script, WAIT. A car owner waits at most
 #: this long for a "ledger unavailable" answer instead of forever.
 DEFAULT_TIMEOUT_S = 1.0
 DEFAULT_PREFIX = b"trunkkey:spent:"
-#: What WAIT leaves of the deadline: Redis ends a blocked WAIT only at its next
-#: cron tick (every 1/hz s, 100 ms by default), plus time for the answer to travel.
-_WAIT_MARGIN_S = 0.01
-_DEFAULT_HZ = 10
 _T = TypeVar("_T")
-
-#: KEYS[1] the token, KEYS[2..] the counters; ARGV[1] the token's PXAT,
-#: ARGV[2] the counters' PXAT, ARGV[3..] each counter's limit. Nothing is
-#: written unless the answer is 1. -1 / -2: by the server's clock the token's
-#: keep-until / the counters' day is already over, so Redis would drop what it
-#: writes at once: refused rather than answer "first use" with no record.
-_SPEND_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 2, #KEYS do
-  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if n >= tonumber(ARGV[i + 1]) then return 2 end
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if tonumber(ARGV[1]) <= now then return -1 end
-if #KEYS > 1 and tonumber(ARGV[2]) <= now then return -2 end
-redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1])
-for i = 2, #KEYS do
-  redis.call('INCR', KEYS[i])
-  redis.call('PEXPIREAT', KEYS[i], ARGV[2])
-end
-return 1
-"""
-_SPEND_SHA = hashlib.sha1(_SPEND_LUA.encode(), usedforsecurity=False).hexdigest()
-_OUTCOMES = {
-    1: SpendOutcome.FIRST_USE,
-    0: SpendOutcome.ALREADY_USED,
-    2: SpendOutcome.LIMIT_REACHED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class RedisSettings:
-    """The server settings the ledger's safety rests on, as last read (``None``: unknown)."""
-
-    maxmemory_policy: str | None
-    maxmemory: int | None
-    appendonly: bool | None
-    #: Unknown when read from INFO (CONFIG renamed or forbidden).
-    appendfsync: str | None
-    #: ``"CONFIG GET"`` or ``"INFO"``.
-    read_from: str
-    #: Server cron frequency: a blocked WAIT may end up to 1/hz s late.
-    hz: int = _DEFAULT_HZ
-
-
-def _decode(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return None if value is None else str(value)
-
-
-def _as_int(value: str | None) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except ValueError:
-        return None
 
 
 def _read_settings(conn: Any, response_error: type[Exception]) -> RedisSettings:
     """CONFIG GET on a raw connection; INFO when CONFIG is renamed or forbidden."""
     try:
-        conn.send_command(
-            "CONFIG", "GET", "maxmemory-policy", "maxmemory", "appendonly", "appendfsync", "hz"
-        )
+        conn.send_command(*CONFIG_GET)
         reply = conn.read_response()
     except response_error:
         reply = None
     if reply is not None:
-        # RESP2 answers a flat list of names and values, RESP3 a map.
-        pairs = reply.items() if isinstance(reply, dict) else zip(*[iter(reply)] * 2, strict=True)
-        items = list(pairs)
-        found = {_decode(k): _decode(v) for k, v in items}
-        appendonly = found.get("appendonly")
-        return RedisSettings(
-            maxmemory_policy=found.get("maxmemory-policy"),
-            maxmemory=_as_int(found.get("maxmemory")),
-            appendonly=None if appendonly is None else appendonly == "yes",
-            appendfsync=found.get("appendfsync"),
-            read_from="CONFIG GET",
-            hz=max(1, _as_int(found.get("hz")) or _DEFAULT_HZ),
-        )
+        return settings_from_config(reply)
     try:
         conn.send_command("INFO")
         text = _decode(conn.read_response()) or ""
     except response_error:
         text = ""
-    info = dict(
-        line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#")
-    )
-    aof = info.get("aof_enabled")
-    return RedisSettings(
-        maxmemory_policy=info.get("maxmemory_policy"),
-        maxmemory=_as_int(info.get("maxmemory")),
-        appendonly=None if aof is None else aof == "1",
-        appendfsync=None,
-        read_from="INFO",
-        hz=max(1, _as_int(info.get("hz")) or _DEFAULT_HZ),
-    )
+    return settings_from_info(text)
 
 
 class RedisLedger:
@@ -188,16 +118,7 @@ class RedisLedger:
         accept_evicted_tokens_reopening: bool = False,
         accept_restart_reopening_tokens: bool = False,
     ) -> None:
-        if (
-            type(prefix) is not bytes
-            or not prefix
-            or any(c in prefix for c in b"*?[]\\{}")
-        ):
-            raise InvalidRequest("prefix must be non-empty bytes without glob characters or braces")
-        if not (0 < timeout_s <= 60):
-            raise InvalidRequest("timeout_s must be in (0, 60]")
-        if type(min_replicas) is not int or min_replicas < 0:
-            raise InvalidRequest("min_replicas must be a non-negative int")
+        check_options(prefix, timeout_s, min_replicas)
         self._prefix = prefix
         self._min_replicas = min_replicas
         self._timeout_s = timeout_s
@@ -254,36 +175,10 @@ class RedisLedger:
         self._settings = settings
 
     def _judge(self, settings: RedisSettings) -> None:
-        problems = []
-        policy, maxmemory = settings.maxmemory_policy, settings.maxmemory
-        if not self._accept_eviction:
-            if policy is None or maxmemory is None:
-                problems.append(
-                    f"maxmemory-policy cannot be read ({settings.read_from}): Redis may evict "
-                    "spent tokens, which then open again. Fix: allow CONFIG GET or INFO to the "
-                    "ledger's user, or pass accept_evicted_tokens_reopening=True"
-                )
-            elif maxmemory != 0 and policy != "noeviction":
-                problems.append(
-                    f"maxmemory-policy is {policy} with maxmemory {maxmemory}: when memory "
-                    "fills, Redis evicts keys (with volatile-* policies the ledger's first, "
-                    "being the only ones with an expiry) and an evicted spent token opens "
-                    "again. Fix: maxmemory-policy noeviction (CONFIG SET and redis.conf), or "
-                    "pass accept_evicted_tokens_reopening=True"
-                )
-        if not self._accept_restart and settings.appendonly is not True:
-            shown = "unknown" if settings.appendonly is None else "no"
-            problems.append(
-                f"appendonly is {shown}: without the append-only file a restart or crash "
-                "loses every spend since the last snapshot, and those tokens open again. "
-                "Fix: appendonly yes (CONFIG SET and redis.conf), or pass "
-                "accept_restart_reopening_tokens=True"
-            )
-        if problems:
-            raise LedgerError(
-                f"redis ledger at {self._where} refuses the server's settings: "
-                + "; ".join(problems)
-            )
+        judge_settings(
+            settings, self._where, accept_eviction=self._accept_eviction,
+            accept_restart=self._accept_restart,
+        )
 
     @property
     def server_settings(self) -> RedisSettings:
@@ -303,12 +198,8 @@ class RedisLedger:
         """
         return self.server_settings.appendfsync
 
-    def _tag(self, vehicle: bytes) -> bytes:
-        return b"{" + vehicle.hex().encode() + b"}"
-
     def _key(self, vehicle_id: str, token_id: bytes) -> bytes:
-        vehicle, _ = check_spend(vehicle_id, token_id, 0, 0, 0, ())
-        return self._prefix + b"t" + self._tag(vehicle) + token_id
+        return spend_script_call(self._prefix, vehicle_id, token_id, 0, 0, 0, ())[0][0]
 
     def _live(self) -> Any:
         if self._closed:
@@ -364,30 +255,16 @@ class RedisLedger:
         settings that would lose spends, unless told to accept that), so
         ``issued_at`` is never refused.
         """
-        vehicle, day = check_spend(vehicle_id, token_id, keep_until, issued_at, at, limits)
-        tag = self._tag(vehicle)
-        keys = [self._prefix + b"t" + tag + token_id]
-        keys += [
-            self._prefix + b"d" + tag + day.to_bytes(4, "big") + item.grant for item in limits
-        ]
-        # PXAT the first millisecond after second keep_until: kept exactly as
-        # long as prune keeps an entry in the other ledgers. Counters: through
-        # the day after theirs, as long as prune keeps them elsewhere.
-        args = [(keep_until + 1) * 1000, (day + 2) * DAY_SECONDS * 1000]
-        args += [item.limit for item in limits]
+        keys, args = spend_script_call(
+            self._prefix, vehicle_id, token_id, keep_until, issued_at, at, limits
+        )
 
         def run(conn: Any, deadline: float) -> SpendOutcome:
             try:
                 code = self._command(conn, "EVALSHA", _SPEND_SHA, len(keys), *keys, *args)
             except self._errors.NoScriptError:
                 code = self._command(conn, "EVAL", _SPEND_LUA, len(keys), *keys, *args)
-            if code in (-1, -2):
-                what = "keep-until" if code == -1 else "day"
-                raise LedgerError(
-                    f"redis server's clock is past this spend's {what}: the entry would not "
-                    "be kept; check clock synchronisation"
-                )
-            outcome = _OUTCOMES[int(code)]
+            outcome = script_outcome(code)
             if outcome is SpendOutcome.FIRST_USE and self._min_replicas:
                 self._wait_for_replicas(conn, deadline)
             return outcome
@@ -395,33 +272,22 @@ class RedisLedger:
         return self._call(run)
 
     def _wait_for_replicas(self, conn: Any, deadline: float) -> None:
-        # WAIT gets what is left of the deadline, less how late Redis may end
-        # it and the time its answer needs to come back; WAIT 0 would block
-        # forever, so never ask for 0.
         hz = self._settings.hz if self._settings is not None else _DEFAULT_HZ
-        left_ms = int((remaining(deadline) - 1 / hz - _WAIT_MARGIN_S) * 1000)
-        unconfirmed = (
-            f"{self._min_replicas} replicas did not confirm the write within "
-            f"{self._timeout_s} s"
-        )
-        if left_ms < 1:
-            raise LedgerError(f"{unconfirmed}: no time left to WAIT")
+        left_ms = wait_budget_ms(remaining(deadline), hz, self._min_replicas, self._timeout_s)
         try:
             acked = int(self._command(conn, "WAIT", self._min_replicas, left_ms))
         except (self._errors.ConnectionError, self._errors.TimeoutError):
-            raise LedgerError(f"{unconfirmed}: WAIT cut at the deadline") from None
-        if acked < self._min_replicas:
             raise LedgerError(
-                f"only {acked} of {self._min_replicas} replicas confirmed the write"
-            )
+                f"{unconfirmed(self._min_replicas, self._timeout_s)}: WAIT cut at the deadline"
+            ) from None
+        check_acked(acked, self._min_replicas)
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
         outcome = self.spend(vehicle_id, token_id, keep_until, issued_at=0, at=0)
         return outcome is SpendOutcome.FIRST_USE
 
     def _failure(self, exc: Exception) -> LedgerError:
-        # The type name only: redis-py messages can quote the command, key included.
-        return LedgerError(f"redis ledger at {self._where} failed: {type(exc).__name__}")
+        return failure(self._where, exc)
 
     def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
         """Nothing to do: Redis expires each token and counter by itself."""
