@@ -204,7 +204,7 @@ def _run_async_process(
     async def work(ledger: AsyncLedger, _: int) -> None:
         for i in range(races):
             try:
-                if await ledger.consume(VEHICLE, _token(i), keep_until):
+                if await ledger.consume(vehicle_of(i), _token(i), keep_until):
                     wins.append(i)
             except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
                 errors.append(i)
@@ -355,7 +355,7 @@ def _run_async_limit_process(
             token = b"limit" + r.to_bytes(8, "big") + (first_worker + t).to_bytes(4, "big")
             try:
                 outcome = await ledger.spend(
-                    VEHICLE, token, at + 86_400, issued_at=at, at=at,
+                    vehicle_of(r), token, at + 86_400, issued_at=at, at=at,
                     limits=(DailyLimit(_grant(seed, r), 1),),
                 )
             except Exception:  # noqa: BLE001 -- counted and reported: an error is never a win
