@@ -683,7 +683,8 @@ def test_every_denial_detail_is_exact() -> None:
         Reason.PROOF_INVALID, "no challenge was issued for this proof")
     failing = Verifier(trust_store=world.store, ledger=_FailingLedger(), clock=world.clock)
     d = failing.verify_at(world.mint(), now=NOW, vehicle_id=VEHICLE, action="trunk")
-    assert (d.reason, d.detail) == (Reason.LEDGER_UNAVAILABLE, "ledger failed: OSError")
+    assert (d.reason, d.detail) == (
+        Reason.LEDGER_UNAVAILABLE, "ledger failed: OSError: disk gone")
     token = world.mint()
     assert v.verify(token, vehicle_id=VEHICLE, action="trunk").detail == "all checks passed"
     again = v.verify(token, vehicle_id=VEHICLE, action="trunk")

@@ -50,6 +50,10 @@ if _typing.TYPE_CHECKING:
     from .ledger import SqliteLedger as SqliteLedger
     from .logentry import EntryKind as EntryKind
     from .logentry import LogEntry as LogEntry
+    from .observe import DecisionCounters as DecisionCounters
+    from .observe import DecisionHook as DecisionHook
+    from .observe import fan_out as fan_out
+    from .observe import token_ref as token_ref
     from .proof import make_proof as make_proof
     from .reasons import Reason as Reason
     from .trust import TrustedKey as TrustedKey
@@ -93,6 +97,10 @@ _DEFINED_IN: dict[str, str] = {
     "SqliteLedger": "ledger",
     "EntryKind": "logentry",
     "LogEntry": "logentry",
+    "DecisionCounters": "observe",
+    "DecisionHook": "observe",
+    "fan_out": "observe",
+    "token_ref": "observe",
     "make_proof": "proof",
     "Reason": "reasons",
     "TrustedKey": "trust",
@@ -121,6 +129,8 @@ __all__ = [
     "CheckpointStore",
     "Clock",
     "Decision",
+    "DecisionCounters",
+    "DecisionHook",
     "DecodeError",
     "EntryKind",
     "Geofence",
@@ -152,6 +162,8 @@ __all__ = [
     "VerificationKey",
     "Verifier",
     "VerifierPolicy",
+    "fan_out",
     "inspect_unverified",
     "make_proof",
+    "token_ref",
 ]

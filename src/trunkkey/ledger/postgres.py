@@ -52,6 +52,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LedgerError
+from ..observe import describe_error
 from ._deadline import WATCHDOG, remaining
 from ._pg_settings import check_session
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
@@ -285,7 +286,7 @@ class PostgresLedger:
             if conn is not None:
                 conn.close()  # a failed connection is never reused
             raise LedgerError(
-                f"postgres ledger at {self._where}: {what} failed: {type(exc).__name__}"
+                f"postgres ledger at {self._where}: {what} failed: {describe_error(exc)}"
                 f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'})"
             ) from None
         else:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LedgerError
+from ..observe import describe_error
 from ._deadline import WATCHDOG, remaining
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
 
@@ -420,8 +421,8 @@ class RedisLedger:
         return outcome is SpendOutcome.FIRST_USE
 
     def _failure(self, exc: Exception) -> LedgerError:
-        # The type name only: redis-py messages can quote the command, key included.
-        return LedgerError(f"redis ledger at {self._where} failed: {type(exc).__name__}")
+        # Sanitised: redis-py messages can quote the command, key (token id) included.
+        return LedgerError(f"redis ledger at {self._where} failed: {describe_error(exc)}")
 
     def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
         """Nothing to do: Redis expires each token and counter by itself."""
