@@ -172,7 +172,7 @@ def ledger_failure(exc: BaseException) -> str:
     if _LEDGER_LOG.isEnabledFor(logging.WARNING):
         _LEDGER_LOG.warning(
             "ledger failed: %s", described,
-            extra={"error_type": type(exc).__name__, "error": described},
+            extra={"error_type": type(exc).__name__, "error": described}, stacklevel=2,
         )
     return f"ledger failed: {described}"
 
@@ -208,6 +208,7 @@ class DecisionLog(Generic[_DT]):
                         "reason": reason.value, "allowed": reason is Reason.ALLOWED,
                         "detail": detail, "vehicle_id": vehicle_id, "token_ref": ref, "at": at,
                     },
+                    stacklevel=2,  # the record names the component's line, not this one
                 )
         hook = self._hook
         if hook is not None:
@@ -236,6 +237,6 @@ class DecisionLog(Generic[_DT]):
             described = describe_error(exc)
             self._logger.error(
                 "unexpected error while checking, denied: %s at %s", described, where,
-                extra={"error_type": name, "error": described, "where": where},
+                extra={"error_type": name, "error": described, "where": where}, stacklevel=2,
             )
         return f"unexpected error while checking: {name}"

@@ -286,8 +286,8 @@ class PostgresLedger:
             if conn is not None:
                 conn.close()  # a failed connection is never reused
             raise LedgerError(
-                f"postgres ledger at {self._where}: {what} failed: {describe_error(exc)}"
-                f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'})"
+                f"postgres ledger at {self._where}: {what} failed"
+                f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'}): {describe_error(exc)}"
             ) from None
         else:
             if conn is not None:
