@@ -10,6 +10,9 @@ under threads; and a ledger failure keeps its cause, sanitised.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import NoReturn
@@ -370,3 +373,31 @@ def test_sanitising_keeps_the_cause_readable_and_on_one_line() -> None:
             raise RuntimeError("no")
 
     assert describe_error(Unprintable()) == "Unprintable"
+
+
+_LATE_LOGGING = """
+import sys
+from trunkkey import Issuer, ManualClock, MemoryLedger, SigningKey, TrustedKey, TrustStore, Verifier
+clock = ManualClock(1_800_000_000)
+key = SigningKey.generate()
+issuer = Issuer(key, "r", clock=clock)
+seen = []
+v = Verifier(trust_store=TrustStore([TrustedKey.create(key.public_key, "r")]),
+             ledger=MemoryLedger(), clock=clock, on_decision=seen.append)
+mint = lambda: issuer.mint(vehicle_id="V", action="trunk", not_before=clock.now(),
+                           expires=clock.now() + 60)
+assert v.verify(mint(), vehicle_id="V", action="trunk").allowed
+assert "logging" not in sys.modules
+import logging
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s %(reason)s")
+assert v.verify(mint(), vehicle_id="V", action="trunk").allowed
+assert len(seen) == 2
+"""
+
+
+def test_decisions_before_logging_is_imported_are_decided_and_later_ones_logged() -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([sys.executable, "-c", _LATE_LOGGING], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["trunkkey.verifier allowed"]

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import re
+import sys
 import threading
-import traceback
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from .reasons import Reason
 
+if TYPE_CHECKING:
+    import logging
+
 #: The library's logger; the components log to its children.
 LOGGER_NAME = "trunkkey"
-# A library never configures logging, but without a handler of its own the
-# warnings below would reach stderr through logging's last resort.
-logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
-_LEDGER_LOG = logging.getLogger(f"{LOGGER_NAME}.ledger")
+# logging's levels, without importing it (see _logger).
+_INFO, _WARNING, _ERROR = 20, 30, 40
 
 #: Denials that say the car or backend is faulty, not the token: warnings.
 _FAULTS = frozenset({Reason.LEDGER_UNAVAILABLE, Reason.ACTUATOR_FAILED, Reason.CLOCK_UNTRUSTED})
@@ -166,14 +166,39 @@ def describe_error(exc: BaseException) -> str:
     return f"{name}: {message}" if message else name
 
 
+_null_handler_added = False
+
+
+def _logger(name: str) -> logging.Logger | None:
+    """The logger ``name``, or ``None`` while no code in the process has imported logging.
+
+    A process that never imported :mod:`logging` cannot have configured a
+    handler, so there is nowhere a record could go: the car that wakes for
+    one decision does not pay for importing logging (``tests/test_cold_start.py``).
+    """
+    module = sys.modules.get("logging")
+    if module is None:
+        return None
+    global _null_handler_added  # noqa: PLW0603 -- once per process, on first use
+    if not _null_handler_added:
+        # A library never configures logging, but without a handler of its own
+        # its warnings would reach stderr through logging's last resort.
+        module.getLogger(LOGGER_NAME).addHandler(module.NullHandler())
+        _null_handler_added = True
+    logger: logging.Logger = module.getLogger(name)
+    return logger
+
+
 def ledger_failure(exc: BaseException) -> str:
     """The detail of a denial because the ledger raised ``exc``; logged on ``trunkkey.ledger``."""
     described = describe_error(exc)
-    if _LEDGER_LOG.isEnabledFor(logging.WARNING):
-        _LEDGER_LOG.warning(
-            "ledger failed: %s", described,
-            extra={"error_type": type(exc).__name__, "error": described}, stacklevel=2,
-        )
+    logger = _logger(f"{LOGGER_NAME}.ledger")
+    if logger is not None and logger.isEnabledFor(_WARNING):
+        with contextlib.suppress(Exception):  # the denial stands whatever logging does
+            logger.warning(
+                "ledger failed: %s", described,
+                extra={"error_type": type(exc).__name__, "error": described}, stacklevel=2,
+            )
     return f"ledger failed: {described}"
 
 
@@ -184,12 +209,13 @@ class DecisionLog(Generic[_DT]):
     fails is ignored or logged, and the decision is returned as it was made.
     """
 
-    __slots__ = ("_hook", "_logger")
+    __slots__ = ("_hook", "_logger", "_name")
 
     def __init__(self, component: str, hook: DecisionHook[_DT] | None) -> None:
         if hook is not None and not callable(hook):
             raise TypeError("on_decision must be callable with one decision")
-        self._logger = logging.getLogger(f"{LOGGER_NAME}.{component}")
+        self._name = f"{LOGGER_NAME}.{component}"
+        self._logger = _logger(self._name)
         self._hook = hook
 
     def record(
@@ -197,12 +223,13 @@ class DecisionLog(Generic[_DT]):
     ) -> _DT:
         """Log ``decision`` and call the hook; never raises, returns ``decision``."""
         reason = decision.reason
-        level = logging.WARNING if reason in _FAULTS else logging.INFO
-        if self._logger.isEnabledFor(level):
+        logger = self._logger or self._bind()
+        level = _WARNING if reason in _FAULTS else _INFO
+        if logger is not None and logger.isEnabledFor(level):
             with contextlib.suppress(Exception):  # a broken handler must not change a decision
                 ref = None if token_id is None else token_ref(token_id)
                 detail = sanitise(decision.detail)
-                self._logger.log(
+                logger.log(
                     level, "%s: %s (vehicle %s, token %s)", reason.value, detail, vehicle_id, ref,
                     extra={
                         "reason": reason.value, "allowed": reason is Reason.ALLOWED,
@@ -215,13 +242,18 @@ class DecisionLog(Generic[_DT]):
             try:
                 hook(decision)
             except Exception as exc:  # noqa: BLE001 -- the decision stands whatever the hook does
-                with contextlib.suppress(Exception):
-                    self._logger.error(
-                        "decision hook failed on a %s decision (the decision stands): %s",
-                        reason.value, describe_error(exc),
-                        extra={"reason": reason.value, "error_type": type(exc).__name__},
-                    )
+                if logger is not None:
+                    with contextlib.suppress(Exception):
+                        logger.error(
+                            "decision hook failed on a %s decision (the decision stands): %s",
+                            reason.value, describe_error(exc),
+                            extra={"reason": reason.value, "error_type": type(exc).__name__},
+                        )
         return decision
+
+    def _bind(self) -> logging.Logger | None:
+        self._logger = _logger(self._name)
+        return self._logger
 
     def unexpected(self, exc: BaseException) -> str:
         """The detail of a denial because checking raised ``exc``, logged as an error.
@@ -230,12 +262,17 @@ class DecisionLog(Generic[_DT]):
         where it was raised, never a traceback (its text would quote the message raw).
         """
         name = type(exc).__name__
+        logger = self._logger or self._bind()
+        if logger is None:
+            return f"unexpected error while checking: {name}"
         with contextlib.suppress(Exception):  # the denial stands whatever logging does
+            import traceback  # noqa: PLC0415 -- only ever needed on this rare path
+
             frames = traceback.extract_tb(exc.__traceback__)
             last = frames[-1] if frames else None
             where = "?" if last is None else f"{os.path.basename(last.filename)}:{last.lineno}"
             described = describe_error(exc)
-            self._logger.error(
+            logger.error(
                 "unexpected error while checking, denied: %s at %s", described, where,
                 extra={"error_type": name, "error": described, "where": where}, stacklevel=2,
             )
