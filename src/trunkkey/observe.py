@@ -34,7 +34,8 @@ LOGGER_NAME = "trunkkey"
 _INFO, _WARNING, _ERROR = 20, 30, 40
 
 #: Denials that say the car or backend is faulty, not the token: warnings.
-_FAULTS = frozenset({Reason.LEDGER_UNAVAILABLE, Reason.ACTUATOR_FAILED, Reason.CLOCK_UNTRUSTED})
+#: A tuple, not a set: membership by identity, without Enum's Python-level hash.
+_FAULTS = (Reason.LEDGER_UNAVAILABLE, Reason.ACTUATOR_FAILED, Reason.CLOCK_UNTRUSTED)
 #: Longest error text kept in a decision's detail or a log record.
 MAX_ERROR_TEXT = 200
 
@@ -70,17 +71,18 @@ class DecisionCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = dict.fromkeys(Reason, 0)
+        # Keyed by the plain string: an Enum member hashes in Python, a str in C.
+        self._counts: dict[str, int] = dict.fromkeys((r._value_ for r in Reason), 0)
 
     def __call__(self, decision: Decided, /) -> None:
-        reason = decision.reason
+        code: str = decision.reason._value_
         with self._lock:
-            self._counts[reason] += 1
+            self._counts[code] += 1
 
     def snapshot(self) -> dict[str, int]:
         """Counts so far, keyed by reason code (``"allowed"``, ``"expired"`` …)."""
         with self._lock:
-            return {str(reason): count for reason, count in self._counts.items()}
+            return dict(self._counts)
 
     def __repr__(self) -> str:
         counted = {k: v for k, v in self.snapshot().items() if v}
@@ -219,13 +221,17 @@ class DecisionLog(Generic[_DT]):
         self._hook = hook
 
     def record(
-        self, decision: _DT, *, vehicle_id: str, token_id: bytes | None, at: int | None
+        self, decision: _DT, vehicle_id: str, token_id: bytes | None, at: int | None
     ) -> _DT:
-        """Log ``decision`` and call the hook; never raises, returns ``decision``."""
+        """Log ``decision`` and call the hook; never raises, returns ``decision``.
+
+        On the hot path: with no hook and logging not imported or below
+        ``INFO``, this is a few attribute reads and one level check.
+        """
         reason = decision.reason
         logger = self._logger or self._bind()
-        level = _WARNING if reason in _FAULTS else _INFO
-        if logger is not None and logger.isEnabledFor(level):
+        if logger is not None and logger.isEnabledFor(_WARNING if reason in _FAULTS else _INFO):
+            level = _WARNING if reason in _FAULTS else _INFO
             with contextlib.suppress(Exception):  # a broken handler must not change a decision
                 ref = None if token_id is None else token_ref(token_id)
                 detail = sanitise(decision.detail)

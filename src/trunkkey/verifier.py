@@ -224,8 +224,7 @@ class Verifier:
         """Log the decision and hand it to the hook; the decision stands whatever they do."""
         claims = decision.claims
         return self._decisions.record(
-            decision, vehicle_id=vehicle_id, at=decision.at,
-            token_id=None if claims is None else claims.token_id,
+            decision, vehicle_id, None if claims is None else claims.token_id, decision.at
         )
 
     def _check(  # noqa: PLR0917 -- private hot path: positional, no request object per call

@@ -327,7 +327,7 @@ class VehicleUnit:
         return self._decisions.record(
             Outcome(reason=Reason.ALLOWED, detail="opened", token_id=claims.token_id,
                     decision=decision),
-            vehicle_id=self._vehicle, token_id=claims.token_id, at=now,
+            self._vehicle, claims.token_id, now,
         )
 
     # -- sensors and time ----------------------------------------------------
@@ -481,5 +481,5 @@ class VehicleUnit:
         )
         return self._decisions.record(
             Outcome(reason=reason, detail=detail, token_id=token_id, decision=decision),
-            vehicle_id=self._vehicle, token_id=token_id, at=now,
+            self._vehicle, token_id, now,
         )
