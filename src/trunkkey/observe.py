@@ -109,9 +109,9 @@ def fan_out(*hooks: DecisionHook[_DT]) -> DecisionHook[_DT]:
 def token_ref(token_id: bytes) -> str:
     """The short fingerprint logs name a token by: never the token or its id.
 
-    16 hex digits of SHA-256 over the token id, so a backend that knows the
-    id can find the records of its token, and the records alone reveal
-    neither the id nor anything that opens a car.
+    16 hex digits of SHA-256 over a fixed label and the token id, so a
+    backend that knows the id can find the records of its token, and the
+    records alone reveal neither the id nor anything that opens a car.
     """
     return hashlib.sha256(b"trunkkey token ref\x00" + token_id).hexdigest()[:16]
 
