@@ -268,18 +268,18 @@ class DecisionLog(Generic[_DT]):
         where it was raised, never a traceback (its text would quote the message raw).
         """
         name = type(exc).__name__
-        logger = self._logger or self._bind()
-        if logger is None:
-            return f"unexpected error while checking: {name}"
         with contextlib.suppress(Exception):  # the denial stands whatever logging does
-            import traceback  # noqa: PLC0415 -- only ever needed on this rare path
+            logger = self._logger or self._bind()
+            if logger is not None and logger.isEnabledFor(_ERROR):
+                import traceback  # noqa: PLC0415 -- only ever needed on this rare path
 
-            frames = traceback.extract_tb(exc.__traceback__)
-            last = frames[-1] if frames else None
-            where = "?" if last is None else f"{os.path.basename(last.filename)}:{last.lineno}"
-            described = describe_error(exc)
-            logger.error(
-                "unexpected error while checking, denied: %s at %s", described, where,
-                extra={"error_type": name, "error": described, "where": where}, stacklevel=2,
-            )
+                frames = traceback.extract_tb(exc.__traceback__)
+                last = frames[-1] if frames else None
+                where = "?" if last is None else f"{os.path.basename(last.filename)}:{last.lineno}"
+                described = describe_error(exc)
+                logger.error(
+                    "unexpected error while checking, denied: %s at %s", described, where,
+                    extra={"error_type": name, "error": described, "where": where},
+                    stacklevel=2,
+                )
         return f"unexpected error while checking: {name}"
