@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -26,6 +27,7 @@ from trunkkey import (
     Action,
     Decision,
     DecisionCounters,
+    DecisionHook,
     Location,
     MemoryLedger,
     Reason,
@@ -171,12 +173,12 @@ def test_a_hook_that_is_not_callable_is_refused_at_construction() -> None:
 
 # -- the vehicle unit's hook ----------------------------------------------------------
 
-def _car_world(tmp_path: object, hook: object) -> World:
-    return World(start=NOW, state_dir=str(tmp_path), on_decision=hook)  # type: ignore[arg-type]
+def _car_world(tmp_path: Path, hook: DecisionHook[Outcome]) -> World:
+    return World(start=NOW, state_dir=tmp_path, on_decision=hook)
 
 
 def test_the_unit_hook_receives_every_outcome_including_the_unit_s_own_denials(
-    tmp_path: object,
+    tmp_path: Path,
 ) -> None:
     seen: list[Outcome] = []
     world = _car_world(tmp_path, seen.append)
@@ -198,7 +200,7 @@ def test_the_unit_hook_receives_every_outcome_including_the_unit_s_own_denials(
 
 
 def test_a_raising_unit_hook_opens_nothing_more_and_denies_nothing_allowed(
-    tmp_path: object, records: Records,
+    tmp_path: Path, records: Records,
 ) -> None:
     calls: list[Reason] = []
 
@@ -274,7 +276,7 @@ def test_counters_list_every_reason_and_count_exactly_under_threads() -> None:
                  on_decision=counters)
     v.verify(token, vehicle_id=VEHICLE, action="trunk")
     v.verify(token, vehicle_id=VEHICLE, action="trunk")
-    one_denial = next(d for d in [v.verify(token, vehicle_id=VEHICLE, action="trunk")])
+    one_denial = v.verify(token, vehicle_id=VEHICLE, action="trunk")
 
     def hammer() -> None:
         for _ in range(2000):
@@ -293,7 +295,7 @@ def test_counters_list_every_reason_and_count_exactly_under_threads() -> None:
     assert counters.snapshot()["allowed"] == 1
 
 
-def test_one_counter_serves_the_verifier_and_the_unit(tmp_path: object) -> None:
+def test_one_counter_serves_the_verifier_and_the_unit(tmp_path: Path) -> None:
     counters = DecisionCounters()
     world = _car_world(tmp_path, counters)
     car = world.enrol_car("VIN-OBS-0003")
