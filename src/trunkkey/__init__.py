@@ -61,6 +61,10 @@ if _typing.TYPE_CHECKING:
     from .ledger import SqliteLedger as SqliteLedger
     from .logentry import EntryKind as EntryKind
     from .logentry import LogEntry as LogEntry
+    from .observe import DecisionCounters as DecisionCounters
+    from .observe import DecisionHook as DecisionHook
+    from .observe import fan_out as fan_out
+    from .observe import token_ref as token_ref
     from .parcels import ParcelRecord as ParcelRecord
     from .parcels import Parcels as Parcels
     from .pkcs11 import Pkcs11Signer as Pkcs11Signer
@@ -121,6 +125,10 @@ _DEFINED_IN: dict[str, str] = {
     "SqliteLedger": "ledger",
     "EntryKind": "logentry",
     "LogEntry": "logentry",
+    "DecisionCounters": "observe",
+    "DecisionHook": "observe",
+    "fan_out": "observe",
+    "token_ref": "observe",
     "ParcelRecord": "parcels",
     "Parcels": "parcels",
     "Pkcs11Signer": "pkcs11",
@@ -158,6 +166,8 @@ __all__ = [
     "CheckpointStore",
     "Clock",
     "Decision",
+    "DecisionCounters",
+    "DecisionHook",
     "DecodeError",
     "EntryKind",
     "Geofence",
@@ -202,7 +212,9 @@ __all__ = [
     "advice_for",
     "decode_text",
     "encode_text",
+    "fan_out",
     "inspect_unverified",
     "make_proof",
+    "token_ref",
     "transport_footprint",
 ]

@@ -30,6 +30,7 @@ from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
 from .ledger.base import Ledger, SpendOutcome
+from .observe import DecisionHook, DecisionLog, ledger_failure
 from .parcels import ParcelRecord, match_scan
 from .reasons import Reason
 from .trust import TrustStore
@@ -157,10 +158,8 @@ def spend_decision(
     The one translation both verifiers use, the synchronous one and
     :class:`trunkkey.verifier_async.AsyncVerifier`.
     """
-    if isinstance(outcome, Exception):  # any ledger fault denies access
-        return _decision(
-            Reason.LEDGER_UNAVAILABLE, f"ledger failed: {type(outcome).__name__}", now, claims
-        )
+    if isinstance(outcome, Exception):  # any ledger fault denies access, its cause kept
+        return _decision(Reason.LEDGER_UNAVAILABLE, ledger_failure(outcome), now, claims)
     if outcome is SpendOutcome.FIRST_USE:
         if parcels is None:
             return _decision(Reason.ALLOWED, "all checks passed", now, claims)
@@ -193,10 +192,13 @@ class Verifier:
         clock: Clock,
         policy: VerifierPolicy | None = None,
         consent: TokenAuthority | None = None,
+        on_decision: DecisionHook[Decision] | None = None,
     ) -> None:
         """``consent`` (a :class:`trunkkey.consent.ConsentVerifier`) resolves the
         signers of tokens presented with a consent chain, and checks every
-        authentic token against its revocation list, chain or no chain."""
+        authentic token against its revocation list, chain or no chain.
+        ``on_decision`` is called with every decision after it is made
+        (:mod:`trunkkey.observe`); if it raises, the decision stands."""
         if not isinstance(trust_store, TrustStore):
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
         if consent is not None and not isinstance(consent, TokenAuthority):
@@ -212,6 +214,7 @@ class Verifier:
         self._policy = policy if policy is not None else VerifierPolicy()
         #: Resolves consent chains; without it a token presented with a chain is refused.
         self._consent = consent
+        self._decisions: DecisionLog[Decision] = DecisionLog("verifier", on_decision)
 
     @property
     def policy(self) -> VerifierPolicy:
@@ -242,10 +245,10 @@ class Verifier:
         :mod:`trunkkey.consent`); without one the token's signer must be in
         the trust store.
         """
-        return self._check(
+        return self._observe(self._check(
             token, self._clock.now(), vehicle_id, action, purpose, location, proof, challenge,
             chain,
-        )
+        ), vehicle_id)
 
     def verify_at(
         self,
@@ -262,8 +265,15 @@ class Verifier:
     ) -> Decision:
         """Decide on ``token`` at time ``now`` — for a caller that has already
         read (and sanity-checked) its own clock, like the vehicle unit."""
-        return self._check(
+        return self._observe(self._check(
             token, now, vehicle_id, action, purpose, location, proof, challenge, chain
+        ), vehicle_id)
+
+    def _observe(self, decision: Decision, vehicle_id: str) -> Decision:
+        """Log the decision and hand it to the hook; the decision stands whatever they do."""
+        claims = decision.claims
+        return self._decisions.record(
+            decision, vehicle_id, None if claims is None else claims.token_id, decision.at
         )
 
     def _check(  # noqa: PLR0917 -- private hot path: positional, no request object per call
@@ -324,9 +334,7 @@ class Verifier:
                 return _decision(scanned[0], scanned[1], now, claims)
             return signer, claims, scanned
         except Exception as exc:  # noqa: BLE001 -- fail closed on anything unforeseen
-            return _decision(
-                Reason.MALFORMED, f"unexpected error while checking: {type(exc).__name__}", now
-            )
+            return _decision(Reason.MALFORMED, self._decisions.unexpected(exc), now)
 
     def _open(
         self, token: bytes, now: int, vehicle_id: str, chain: bytes | None

@@ -19,6 +19,7 @@ from .clock import Clock
 from .errors import InvalidRequest, LedgerError
 from .geo import Location
 from .ledger.base import AsyncLedger, SpendOutcome
+from .observe import DecisionHook
 from .trust import TrustStore
 from .verifier import Decision, Verifier, VerifierPolicy, keep_until, spend_decision
 
@@ -63,7 +64,9 @@ class AsyncVerifier:
         clock: Clock,
         policy: VerifierPolicy | None = None,
         consent: TokenAuthority | None = None,
+        on_decision: DecisionHook[Decision] | None = None,
     ) -> None:
+        """``on_decision`` is called with every decision, as by :class:`~trunkkey.Verifier`."""
         if not isinstance(ledger, AsyncLedger) or not iscoroutinefunction(ledger.spend):
             raise InvalidRequest(
                 "ledger must implement trunkkey.ledger.AsyncLedger (async spend); a "
@@ -72,7 +75,7 @@ class AsyncVerifier:
         # The checks themselves: one Verifier, whose own ledger is never used.
         self._checks = Verifier(
             trust_store=trust_store, ledger=_SpendsElsewhere(), clock=clock, policy=policy,
-            consent=consent,
+            consent=consent, on_decision=on_decision,
         )
         self._ledger = ledger
         self._clock = clock
@@ -101,10 +104,12 @@ class AsyncVerifier:
         chain: bytes | None = None,
     ) -> Decision:
         """As :meth:`trunkkey.Verifier.verify` (the clock is read once), awaited."""
-        return await self._check(
+        decision = await self._check(
             token, self._clock.now(), vehicle_id, action, purpose, location, proof, challenge,
             chain,
         )
+        # Logged and handed to the hook by the very code the synchronous verifier uses.
+        return self._checks._observe(decision, vehicle_id)
 
     async def verify_at(
         self,
@@ -120,9 +125,10 @@ class AsyncVerifier:
         chain: bytes | None = None,
     ) -> Decision:
         """As :meth:`trunkkey.Verifier.verify_at`, awaited."""
-        return await self._check(
+        decision = await self._check(
             token, now, vehicle_id, action, purpose, location, proof, challenge, chain
         )
+        return self._checks._observe(decision, vehicle_id)
 
     async def _check(  # noqa: PLR0917 -- as Verifier._check
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest, LedgerError
+from ..observe import describe_error
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
 
 #: What WAIT leaves of the deadline: Redis ends a blocked WAIT only at its next
@@ -225,5 +226,5 @@ def check_acked(acked: int, min_replicas: int) -> None:
 
 
 def failure(where: str, exc: BaseException) -> LedgerError:
-    # The type name only: redis-py messages can quote the command, key included.
-    return LedgerError(f"redis ledger at {where} failed: {type(exc).__name__}")
+    # Sanitised: redis-py messages can quote the command, key (token id) included.
+    return LedgerError(f"redis ledger at {where} failed: {describe_error(exc)}")

@@ -52,6 +52,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import InvalidRequest, LedgerError
+from ..observe import describe_error
 from ._deadline import WATCHDOG, remaining
 from ._pg_settings import check_session
 from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
@@ -101,10 +102,10 @@ def describe(dsn: str) -> str:
 
 
 def failure(where: str, what: str, exc: BaseException) -> LedgerError:
-    """The error a failed call raises: the type and SQLSTATE, never the message."""
+    """The error a failed call raises: its SQLSTATE and the driver's message, sanitised."""
     return LedgerError(
-        f"postgres ledger at {where}: {what} failed: {type(exc).__name__}"
-        f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'})"
+        f"postgres ledger at {where}: {what} failed"
+        f" ({getattr(exc, 'sqlstate', None) or 'no sqlstate'}): {describe_error(exc)}"
     )
 
 

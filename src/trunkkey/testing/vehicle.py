@@ -26,6 +26,7 @@ from ..keys import SigningKey
 from ..ledger.base import Ledger
 from ..ledger.memory import MemoryLedger
 from ..ledger.sqlite import SqliteLedger
+from ..observe import DecisionHook
 from ..proof import make_proof
 from ..trust import TrustedKey, TrustStore
 from ..vehicle.state import Outcome, UnitConfig
@@ -130,7 +131,9 @@ class World:
         ledger: str = "sqlite",
         config: UnitConfig | None = None,
         randomness: Callable[[int], bytes] = secrets.token_bytes,
+        on_decision: DecisionHook[Outcome] | None = None,
     ) -> None:
+        """``on_decision`` is given to every car's unit (see :mod:`trunkkey.observe`)."""
         if ledger == "sqlite" and state_dir is None:
             raise InvalidRequest("a sqlite world needs a state_dir")
         self.true_clock = ManualClock(start)
@@ -138,6 +141,7 @@ class World:
         self.ledger_kind = ledger
         self.config = config
         self.randomness = randomness
+        self.on_decision = on_decision
         self.carmaker_key = SigningKey.generate()
         self.retailer_key = SigningKey.generate()
         self.retailer = Issuer(self.retailer_key, RETAILER, clock=self.true_clock)
@@ -196,7 +200,7 @@ class World:
             consent=consent,
             trust_state=None if car.state_dir is None or not car.consent
             else car.state_dir / TRUST_FILE,
-            log_ack_key=self.history.public_key,
+            log_ack_key=self.history.public_key, on_decision=self.on_decision,
         )
 
     def reboot(self, car: Car) -> VehicleUnit:

@@ -45,6 +45,7 @@ from ..keys import VerificationKey
 from ..ledger.base import Ledger
 from ..ledger.sqlite import SqliteLedger
 from ..logentry import EntryKind, LogEntry
+from ..observe import DecisionHook, DecisionLog
 from ..parcels import ParcelRecord
 from ..reasons import Reason
 from ..signing import SigningBackend, signing_backend
@@ -86,18 +87,23 @@ class VehicleUnit:
         consent: ConsentVerifier | None = None,
         trust_state: str | os.PathLike[str] | None = None,
         log_ack_key: VerificationKey | None = None,
+        on_decision: DecisionHook[Outcome] | None = None,
     ) -> None:
         """``consent``: verify consent chains against these anchors (carmaker
         root(s) and this car's own key) and accept signed revocation lists and
         trust updates; ``trust_state``: where the trust-update version floor
         and key set persist. Without ``consent`` the unit trusts only
         ``trust_store`` and refuses every chain and update. ``log_ack_key``:
-        the backend key whose acknowledgements let the access log prune."""
+        the backend key whose acknowledgements let the access log prune.
+        ``on_decision``: called with the outcome of every presentation, after
+        the unit has acted on it (:mod:`trunkkey.observe`); if it raises, the
+        outcome stands and nothing more is opened."""
         self._vehicle = check_name(vehicle_id, "vehicle_id")
         signing_backend(vehicle_key, "vehicle_key")
         if consent is not None and not isinstance(consent, ConsentVerifier):
             raise InvalidRequest("consent must be a trunkkey.consent.ConsentVerifier")
         self._key = vehicle_key
+        self._decisions: DecisionLog[Outcome] = DecisionLog("vehicle", on_decision)
         self._config = config if config is not None else UnitConfig()
         self._ledger = ledger
         self._updates = None if consent is None else ConsentUpdates(
@@ -327,8 +333,10 @@ class VehicleUnit:
                 now, Reason.ACTUATOR_FAILED, "actuator failed after the token was spent",
                 claims, decision,
             )
-        return Outcome(
-            reason=Reason.ALLOWED, detail="opened", token_id=claims.token_id, decision=decision
+        return self._decisions.record(
+            Outcome(reason=Reason.ALLOWED, detail="opened", token_id=claims.token_id,
+                    decision=decision),
+            self._vehicle, claims.token_id, now,
         )
 
     # -- sensors and time ----------------------------------------------------
@@ -496,4 +504,7 @@ class VehicleUnit:
         self._events.emit(
             EventKind.ACCESS_DENIED, at=now, token_id=token_id, reason=reason, detail=detail
         )
-        return Outcome(reason=reason, detail=detail, token_id=token_id, decision=decision)
+        return self._decisions.record(
+            Outcome(reason=reason, detail=detail, token_id=token_id, decision=decision),
+            self._vehicle, token_id, now,
+        )
