@@ -145,7 +145,7 @@ def test_a_failing_ledger_denies_with_the_same_decision_and_the_token_stays_unsp
     )
     decision = asyncio.run(failing.verify(token, vehicle_id=VEHICLE, action="trunk"))
     assert decision.reason is Reason.LEDGER_UNAVAILABLE
-    assert decision.detail == "ledger failed: ConnectionResetError"
+    assert decision.detail.startswith("ledger failed: ConnectionResetError")  # and its cause
     assert decision.claims is not None
     assert memory.count() == 0
     healthy = AsyncVerifier(trust_store=world.store, ledger=AsyncMemory(memory), clock=world.clock)
@@ -293,7 +293,7 @@ def test_a_server_that_hangs_or_drops_denies_within_the_deadline(kind: str, faul
         drop_namespace(kind, namespace)
     assert first.allowed
     assert second.reason is Reason.LEDGER_UNAVAILABLE
-    assert second.detail == "ledger failed: LedgerError"
+    assert second.detail.startswith("ledger failed: LedgerError: ")  # and its cause, sanitised
     assert took < 2, "a hung server must deny at the deadline, not block the event loop's call"
 
 

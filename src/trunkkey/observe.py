@@ -15,14 +15,14 @@ counts per reason code, and its :meth:`~DecisionCounters.snapshot` is a plain
 
 from __future__ import annotations
 
+import _thread
 import contextlib
-import hashlib
 import os
 import re
 import sys
-import threading
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from ._sodium import sha256
 from .reasons import Reason
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class DecisionCounters:
     __slots__ = ("_counts", "_lock")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without threading (cold_start)
         # Keyed by the plain string: an Enum member hashes in Python, a str in C.
         self._counts: dict[str, int] = dict.fromkeys((r._value_ for r in Reason), 0)
 
@@ -113,7 +113,8 @@ def token_ref(token_id: bytes) -> str:
     backend that knows the id can find the records of its token, and the
     records alone reveal neither the id nor anything that opens a car.
     """
-    return hashlib.sha256(b"trunkkey token ref\x00" + token_id).hexdigest()[:16]
+    # libsodium's SHA-256, not hashlib's: hashlib would load libcrypto on a car's wake.
+    return sha256(b"trunkkey token ref\x00" + token_id).hex()[:16]
 
 
 # -- sanitising error text ------------------------------------------------------

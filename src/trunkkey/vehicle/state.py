@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from ..claims import Action, Purpose
 from ..errors import InvalidRequest
+from ..geo import Location, distance_m
 from ..parcels import ParcelRecord
 from ..reasons import Reason
 from ..verifier import Decision, VerifierPolicy
@@ -70,3 +71,25 @@ class Outcome:
 
     def __bool__(self) -> NoReturn:
         raise TypeError("test outcome.allowed, not the outcome itself")
+
+
+def refine(
+    decision: Decision, location: Location | None, moved_margin_m: int
+) -> tuple[Reason, str]:
+    """Tell "the car was moved" from "the car reads just outside the fence"."""
+    claims = decision.claims
+    if (
+        decision.reason is Reason.OUTSIDE_GEOFENCE
+        and claims is not None
+        and claims.geofence is not None
+        and location is not None
+    ):
+        fence = claims.geofence
+        away = distance_m(fence.centre, location)
+        if away > fence.radius_m + moved_margin_m:
+            return (
+                Reason.CAR_MOVED,
+                f"car is {away:.0f} m from the place the owner confirmed "
+                f"(radius {fence.radius_m} m)",
+            )
+    return decision.reason, decision.detail

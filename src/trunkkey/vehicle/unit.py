@@ -40,7 +40,7 @@ from ..clock import Clock
 from ..consent.anchors import RootKey
 from ..consent.chain import ConsentVerifier
 from ..errors import AccessDenied, InvalidRequest
-from ..geo import Location, distance_m
+from ..geo import Location
 from ..keys import VerificationKey
 from ..ledger.base import Ledger
 from ..ledger.sqlite import SqliteLedger
@@ -56,7 +56,7 @@ from .challenge import ChallengeBook
 from .events import EventBus, EventKind, Subscriber
 from .latch import Actuator, Latch
 from .logevents import recorder_for
-from .state import Opening, Outcome, UnitConfig, UnitState
+from .state import Opening, Outcome, UnitConfig, UnitState, refine
 from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
 from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
 
@@ -316,7 +316,7 @@ class VehicleUnit:
         )
         claims = decision.claims
         if not decision.allowed or claims is None:
-            reason, detail = self._refine(decision, location)
+            reason, detail = refine(decision, location, self._config.moved_margin_m)
             return self._deny(now, reason, detail, claims, decision)
         # The ledger has recorded the token as spent (durably) by now, and the
         # floor this decision relied on was stored before it was made.
@@ -476,25 +476,6 @@ class VehicleUnit:
         except Exception:  # noqa: BLE001 -- any storage fault keeps the car locked
             return False
         return True
-
-    def _refine(self, decision: Decision, location: Location | None) -> tuple[Reason, str]:
-        """Tell "the car was moved" from "the car reads just outside the fence"."""
-        claims = decision.claims
-        if (
-            decision.reason is Reason.OUTSIDE_GEOFENCE
-            and claims is not None
-            and claims.geofence is not None
-            and location is not None
-        ):
-            fence = claims.geofence
-            away = distance_m(fence.centre, location)
-            if away > fence.radius_m + self._config.moved_margin_m:
-                return (
-                    Reason.CAR_MOVED,
-                    f"car is {away:.0f} m from the place the owner confirmed "
-                    f"(radius {fence.radius_m} m)",
-                )
-        return decision.reason, decision.detail
 
     def _deny(
         self, now: int | None, reason: Reason, detail: str,
