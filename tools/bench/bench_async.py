@@ -52,26 +52,32 @@ def async_verifier_workload(kind: str, namespace: str, n: int, concurrency: int)
     async def run() -> Span:
         ledger = await open_async_ledger(
             kind + "_async", namespace=namespace,
+            # A throughput benchmark, not a deadline test: 100 connections opened
+            # and judged at once on a busy 2-core machine can take over a second.
+            timeout_s=10.0,
             # Enough connections for the verifications in flight (the pool's ceiling).
             **({"pool_size": min(concurrency, 50)} if kind == "postgres" else {}),
         )
-        verifier = AsyncVerifier(trust_store=store, ledger=ledger, clock=clock)
+        try:
+            verifier = AsyncVerifier(trust_store=store, ledger=ledger, clock=clock)
 
-        async def worker(part: int) -> None:
-            for token in tokens[part::concurrency]:
-                decision = await verifier.verify(token, vehicle_id=VEHICLE, action="trunk")
-                if not decision.allowed:
-                    raise RuntimeError(f"benchmark token denied: {decision.reason}")
+            async def worker(part: int) -> None:
+                for token in tokens[part::concurrency]:
+                    decision = await verifier.verify(token, vehicle_id=VEHICLE, action="trunk")
+                    if not decision.allowed:
+                        raise RuntimeError(f"benchmark token denied: {decision.reason}")
 
-        # Warm the pool: connections are opened (and judged) before the clock starts.
-        await asyncio.gather(*(
-            ledger.consume(VEHICLE, b"warm" + i.to_bytes(4, "big") + key.kid[:16], now + 60)
-            for i in range(concurrency)
-        ))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(p) for p in range(concurrency)))
-        span = (started, time.perf_counter())
-        await ledger.close()
+            # Warm the pool: connections are opened (and judged) before the clock starts.
+            await asyncio.gather(*(
+                ledger.consume(VEHICLE, b"warm" + i.to_bytes(4, "big") + key.kid[:16], now + 60)
+                for i in range(concurrency)
+            ))
+            started = time.perf_counter()
+            await asyncio.gather(*(worker(p) for p in range(concurrency)))
+            span = (started, time.perf_counter())
+        finally:
+            # Closed on failure too: a run that raises leaves no socket behind.
+            await ledger.close()
         return span
 
     return asyncio.run(run())
