@@ -35,12 +35,16 @@ from trunkkey.consent import (
     TrustUpdater,
     UpdateRefused,
     VehicleAnchors,
+    encode_chain,
     sign_revocation_list,
+    sign_root_grant,
     sign_trust_update,
 )
+from trunkkey.consent.grant import MAX_GRANT_BYTES
 from trunkkey.cose import SIGNATURE_LENGTHS, Typ, parse_sign1, protected_header, sign1
 from trunkkey.errors import DecodeError, InvalidRequest
 from trunkkey.keys import MAX_COSE_KEY_BYTES, algorithm_of_raw_key
+from trunkkey.testing.consent import build_world, retailer_consent
 
 ML_SIG, ED_SIG = 3309, 64
 YEAR = 365 * 86400
@@ -268,6 +272,25 @@ def test_hybrid_root_signs_revocation_lists_and_root_rotations() -> None:
                                     remove=[hybrid.kid]), now=NOW)
     updater.apply(sign_trust_update(next_root, version=2, issued_at=NOW), now=NOW)
     assert updater.version == 2
+
+
+def test_a_hybrid_root_grant_opens_a_delivery_and_its_cap_grows_only_on_a_hybrid_car() -> None:
+    hybrid = build_world(root_algorithm=Algorithm.EDDSA_MLDSA65)
+    assert hybrid.anchors.signature_allowance == 3373 - 64
+    assert len(hybrid.root_grant) > MAX_GRANT_BYTES
+    assert len(hybrid.root_grant) <= MAX_GRANT_BYTES + hybrid.anchors.signature_allowance
+    assert hybrid.present(hybrid.token(), hybrid.chain).reason is Reason.ALLOWED
+    classical = build_world()
+    assert classical.anchors.signature_allowance == 0
+    # A hybrid root grant on a classical car: too large before a signer is even looked up.
+    decision = classical.present(classical.token(), encode_chain([
+        hybrid.root_grant, classical.carrier_grant]))
+    assert decision.reason is Reason.CHAIN_INVALID
+    assert "bounded size" in decision.detail
+    # On a hybrid car, a root grant signed by the Ed25519 half alone names no root.
+    forged = sign_root_grant(_ED_HALF, retailer_consent(hybrid.retailer, NOW))
+    decision = hybrid.present(hybrid.token(), encode_chain([forged, hybrid.carrier_grant]))
+    assert decision.reason is Reason.CHAIN_INVALID
 
 
 # -- the property: either half missing, swapped or invalid is refused ------------

@@ -101,7 +101,8 @@ class VehicleAnchors:
             protected_header(root.key.algorithm, Typ.GRANT, root.kid): root
             for root in by_kid.values()
         }
-        self._state = (by_kid, by_header)
+        allowance = max(root.key.algorithm.signature_length - 64 for root in by_kid.values())
+        self._state = (by_kid, by_header, allowance)
 
     @property
     def vehicle_id(self) -> str:
@@ -117,6 +118,15 @@ class VehicleAnchors:
 
     def _root_for_grant_header(self, protected: bytes) -> RootKey | None:
         return self._state[1].get(protected)
+
+    @property
+    def signature_allowance(self) -> int:
+        """How much longer than 64 bytes a root's signature is: 3309 for a hybrid root, else 0.
+
+        A root grant's size cap counts its signature as 64 bytes, so a hybrid
+        car takes root grants that much longer and a classical car not one byte more.
+        """
+        return self._state[2]
 
     def roots(self) -> tuple[RootKey, ...]:
         return tuple(self._state[0].values())
