@@ -40,6 +40,7 @@ from trunkkey.consent import (
     sign_root_grant,
     sign_trust_update,
 )
+from trunkkey.consent.chain import MAX_CHAIN_BYTES
 from trunkkey.consent.grant import MAX_GRANT_BYTES
 from trunkkey.cose import SIGNATURE_LENGTHS, Typ, parse_sign1, protected_header, sign1
 from trunkkey.errors import DecodeError, InvalidRequest
@@ -287,6 +288,11 @@ def test_a_hybrid_root_grant_opens_a_delivery_and_its_cap_grows_only_on_a_hybrid
         hybrid.root_grant, classical.carrier_grant]))
     assert decision.reason is Reason.CHAIN_INVALID
     assert "bounded size" in decision.detail
+    cap = MAX_CHAIN_BYTES + hybrid.anchors.signature_allowance
+    assert cap == 2061 + 3309
+    at_cap = hybrid.present(hybrid.token(), b"\xff" * cap)
+    assert "bounded size" not in at_cap.detail
+    assert "bounded size" in hybrid.present(hybrid.token(), b"\xff" * (cap + 1)).detail
     # On a hybrid car, a root grant signed by the Ed25519 half alone names no root.
     forged = sign_root_grant(_ED_HALF, retailer_consent(hybrid.retailer, NOW))
     decision = hybrid.present(hybrid.token(), encode_chain([forged, hybrid.carrier_grant]))
