@@ -7,6 +7,7 @@ both halves of its signature, and a car holding one accepts nothing less.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,18 @@ def test_ml_dsa_keys_are_saved_as_cose_keys_and_have_no_pem(tmp_path: Path) -> N
         key.private_pem()
     with pytest.raises(InvalidRequest, match="COSE_Key, not PEM"):
         key.public_key.to_pem()
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.MLDSA44, Algorithm.EDDSA_MLDSA65])
+def test_an_ml_dsa_private_key_cannot_be_pickled_or_printed(algorithm: Algorithm) -> None:
+    key = SigningKey.generate(algorithm)
+    seed = cbor.decode(key.private_cose_key())[-2]
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(key)
+    secret = key._SigningKey__secret  # type: ignore[attr-defined]  # the test looks inside
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(secret)
+    assert seed.hex() not in repr(key) + str(key) + repr(secret)
 
 
 def test_a_composite_signature_needs_both_halves() -> None:

@@ -72,7 +72,7 @@ def verify(alg: int, public: Any, raw: bytes, signature: bytes, message: bytes) 
         public.verify(signature[:_MLDSA65_SIGNATURE], message, HYBRID_CONTEXT)
     except InvalidSignature:
         return False
-    # Both halves are always checked, in a fixed order: no early accept.
+    # The Ed25519 half is checked once the ML-DSA-65 half held: both must, in this order.
     return ed25519_open(signature[_MLDSA65_SIGNATURE:] + message, raw[_MLDSA65_PUBLIC:])
 
 
@@ -107,3 +107,7 @@ class Secret:
 
     def __repr__(self) -> str:
         return "Secret(...)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The SigningKey holding it refuses pickling; so does the secret itself.
+        raise TypeError("an ML-DSA secret cannot be pickled: export its key explicitly")
