@@ -22,10 +22,23 @@ from pathlib import Path
 
 from world import sign_unchecked
 
-from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
+from trunkkey import (
+    Action,
+    Algorithm,
+    Geofence,
+    Issuer,
+    Location,
+    Purpose,
+    Reason,
+    SigningKey,
+    cbor,
+    make_proof,
+)
 from trunkkey.checkpoint import LogBundle
 from trunkkey.consent import (
     Grant,
+    KeyEntry,
+    Role,
     Scope,
     access_mask,
     encode_chain,
@@ -35,8 +48,9 @@ from trunkkey.consent import (
     sign_delegation,
     sign_revocation_list,
     sign_root_grant,
+    sign_trust_update,
 )
-from trunkkey.cose import Typ, parse_sign1, sign1
+from trunkkey.cose import Typ, parse_sign1, protected_header, sign1
 from trunkkey.history import HistoryOutcome
 from trunkkey.logentry import EntryKind, LogEntry, decode_entry
 from trunkkey.testing.vehicle import RETAILER, Car, World, courier_gossip, courier_present
@@ -427,6 +441,55 @@ def scene_superseded(stage: Stage, scene: Scene) -> None:
                  c.present(captured))
 
 
+def _ed25519_half(hybrid: SigningKey) -> SigningKey:
+    """What breaking Ed25519 gives an attacker: the Ed25519 half of a hybrid root."""
+    seed = cbor.decode(hybrid.private_cose_key())[-2]  # AKP priv: ML-DSA-65 seed || Ed25519 seed
+    return SigningKey.from_cose_key(
+        cbor.encode({1: 1, -1: 6, -2: hybrid.public_key.raw[-32:], -4: seed[32:]}))
+
+
+def scene_classical_update_to_hybrid_car(stage: Stage, scene: Scene) -> None:
+    world, unit = stage.world, stage.car.unit
+    now, year = world.now, 365 * DAY
+    classical = world.carmaker_key
+    hybrid = SigningKey.generate(Algorithm.EDDSA_MLDSA65)
+    to_hybrid = sign_trust_update(
+        classical, version=1, issued_at=now, remove=[classical.kid],
+        set_keys=[KeyEntry(role=Role.ROOT, name="carmaker", key=hybrid.public_key,
+                           not_before=now - 60, not_after=now + 10 * year)])
+    scene.expect("the carmaker makes the car hybrid (Ed25519 root signs it, control)",
+                 ACCEPTED, ACCEPTED if unit.apply_trust_update(to_hybrid).applied else REFUSED)
+    # Years later Ed25519 falls: the attacker signs with the old classical root, and with
+    # the hybrid root's own Ed25519 half, an update trusting the attacker's token key.
+    takeover = [KeyEntry(role=Role.ISSUER, name=RETAILER, key=stage.attacker.public_key,
+                         not_before=now, not_after=now + year)]
+    old_root = sign_trust_update(classical, version=2, issued_at=now, set_keys=takeover)
+    scene.expect("attacker signs with the retired Ed25519 root", Reason.UNKNOWN_KEY,
+                 unit.apply_trust_update(old_root).reason)
+    half = _ed25519_half(hybrid)
+    payload = parse_sign1(sign_trust_update(half, version=2, issued_at=now,
+                                            set_keys=takeover)).payload
+    header = protected_header(Algorithm.EDDSA, Typ.TRUST_UPDATE, hybrid.kid)
+    forged = _envelope(header, payload, half)
+    scene.expect("attacker signs with the hybrid root's Ed25519 half, under its kid",
+                 Reason.ALG_MISMATCH, unit.apply_trust_update(forged).reason)
+    token_key = SigningKey.generate(Algorithm.MLDSA44)
+    to_mldsa = sign_trust_update(
+        hybrid, version=2, issued_at=now,
+        set_keys=[KeyEntry(role=Role.ISSUER, name=RETAILER, key=token_key.public_key,
+                           not_before=now, not_after=now + year)])
+    scene.expect("the carmaker's hybrid update: token keys to ML-DSA-44 (control)", ACCEPTED,
+                 ACCEPTED if unit.apply_trust_update(to_mldsa).applied else REFUSED)
+
+
+def _envelope(header: bytes, payload: bytes, key: SigningKey) -> bytes:
+    """A COSE_Sign1 with any protected header, signed by ``key``: an attacker's tool."""
+    protected = cbor.encode(header)
+    body = cbor.encode(payload)
+    to_sign = b"\x84\x6aSignature1" + protected + b"\x40" + body
+    return b"\xd2\x84" + protected + b"\xa0" + body + cbor.encode(key.sign(to_sign))
+
+
 def _verdict(outcome: HistoryOutcome) -> str:
     return ACCEPTED if outcome.reason is None else outcome.reason.value
 
@@ -519,7 +582,7 @@ def scene_replayed_scan(stage: Stage, scene: Scene) -> None:
 #: Scenes played on a car whose only anchor is its carmaker's root.
 CONSENT_SCENES = frozenset({
     "widened_scope", "expired_consent", "revoked_consent", "dead_zone",
-    "carrier_outside_grant", "rolled_back_list", "superseded",
+    "carrier_outside_grant", "rolled_back_list", "superseded", "classical_update_to_hybrid",
 })
 
 SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
@@ -578,6 +641,9 @@ SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("superseded", "Consent: superseded token (RollJam)",
      "A token captured unused on the way; the order was re-issued with a newer token.",
      scene_superseded),
+    ("classical_update_to_hybrid", "Trust: a classical-only update to a hybrid car",
+     "Ed25519 is broken; the car's root is hybrid (Ed25519 and ML-DSA-65).",
+     scene_classical_update_to_hybrid_car),
     ("deleted_entry", "Access log: an entry deleted on its way",
      "The handheld that carries the car's log to the backend drops a refused attempt.",
      scene_deleted_entry),

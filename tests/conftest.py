@@ -51,7 +51,9 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     outcome = yield
     _fail_skip_under_ci(outcome.get_result())
 
-@pytest.fixture(params=[Algorithm.EDDSA, Algorithm.ES256], ids=["ed25519", "p256"])
+# Every token path runs under each token-key algorithm: ML-DSA-44 through the same reasons.
+@pytest.fixture(params=[Algorithm.EDDSA, Algorithm.ES256, Algorithm.MLDSA44],
+                ids=["ed25519", "p256", "mldsa44"])
 def world(request: pytest.FixtureRequest) -> World:
     return make_world(request.param)
 

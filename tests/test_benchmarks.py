@@ -168,3 +168,20 @@ def test_the_parcel_cpu_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> No
     assert set(best) == {"proof", "parcels3", "parcels16"}
     assert all(_number(us) for us in best.values())
     assert "over a plain proof" in capsys.readouterr().out
+
+
+def test_the_post_quantum_benchmark_measures_every_figure_it_names() -> None:
+    from tools.bench import bench_pq
+
+    results = bench_pq.measure(quick=True)
+    assert all(_number(rate) for rate in results["rates"].values())
+    sizes = results["sizes"]
+    # Only the signature grows, with its longer length head (one byte) and alg
+    # (-48: 2 bytes, -65601: 5 bytes, against -8's one).
+    assert sizes["token_mldsa44"] - sizes["token_ed25519"] == 2420 - 64 + 1 + 1
+    assert sizes["root_grant_hybrid"] - sizes["root_grant_ed25519"] == 3373 - 64 + 1 + 4
+    assert (sizes["trust_update_empty_hybrid_root"]
+            - sizes["trust_update_empty_ed25519_root"]) == 3373 - 64 + 1 + 4
+    for name, ratio in results["ratios"].items():
+        assert ratio > 0, name
+    assert "verify_mldsa44_token" in bench_pq.table(results)

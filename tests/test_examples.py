@@ -100,6 +100,8 @@ ATTACKS = {
                               "wrong_vehicle"],
     "rolled_back_list": ["accepted", "rollback", "grant_revoked", "rollback"],
     "superseded": ["allowed", "superseded"],
+    # Issue 15: a hybrid-rooted car refuses what a broken Ed25519 alone can sign.
+    "classical_update_to_hybrid": ["accepted", "unknown_key", "alg_mismatch", "accepted"],
     # The car's access log (issue 16): each tampering detected with its reason.
     "deleted_entry": ["allowed", "log_gap", "accepted"],
     "forked_log": ["allowed", "accepted", "log_fork"],

@@ -207,3 +207,31 @@ def test_script_check_mode_reports_staleness(tmp_path: Path) -> None:
     assert generator.main(["--output", str(target)]) == 0
     assert generator.main(["--output", str(target), "--check"]) == 0
     assert target.read_text(encoding="utf-8") == VECTORS_FILE.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("vector", DATA["root_signed"], ids=lambda v: v["name"])
+def test_root_signed_vector_is_accepted_or_refused_as_stated(vector: dict[str, Any]) -> None:
+    from trunkkey import SigningKey
+    from trunkkey.consent import RootKey, UpdateRefused, VehicleAnchors
+    from trunkkey.consent.anchors import open_root_signed
+    from trunkkey.cose import Typ
+
+    root = VerificationKey.from_cose_key(bytes.fromhex(vector["root_cose_key"]))
+    anchors = VehicleAnchors(vehicle_id="VIN-1", vehicle_key=SigningKey.generate(),
+                             roots=[RootKey(key=root)])
+    signed = bytes.fromhex(vector["signed"])
+    typ = Typ[vector["typ"]]
+    if vector["reason"] is None:
+        assert open_root_signed(signed, anchors, typ=typ, now=vector["now"])
+        return
+    with pytest.raises(UpdateRefused) as refused:
+        open_root_signed(signed, anchors, typ=typ, now=vector["now"])
+    assert refused.value.reason is Reason(vector["reason"])
+
+
+def test_the_post_quantum_vectors_are_there() -> None:
+    names = {v["name"] for v in DATA["vectors"]}
+    assert {"allowed_mldsa44", "bad_signature_mldsa44", "bad_signature_mldsa44_short"} <= names
+    assert any(v["reason"] is None for v in DATA["root_signed"])
+    assert {v["reason"] for v in DATA["root_signed"]} >= {
+        "bad_signature", "malformed", "alg_mismatch", "unknown_key"}

@@ -6,7 +6,9 @@ Two layers:
   COSE_Sign1 in deterministic CBOR whose protected header holds exactly
   ``alg``, optionally ``kid``, and ``typ`` (RFC 9596), whose unprotected header
   is empty — COSE does not sign it, so nothing may live there — and whose
-  signature is 64 bytes, in its unique form. Parsing the envelope is
+  signature is in its unique form and of a length one of trunkkey's
+  algorithms has (64 bytes; ML-DSA-44 2420; the EdDSA + ML-DSA-65 composite
+  3373, both halves required), its key's own. Parsing the envelope is
   hand-written because it is on the hot path and its shape is fixed.
 
   Every token, proof, grant, chain link, revocation list, trust update, time
@@ -44,6 +46,10 @@ COSE_SIGN1_TAG = 18
 HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP = 1, 2, 3, 4, 16
 
 SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # ["Signature1", ...
+#: The signature lengths of trunkkey's algorithms: Ed25519 and P-256 (64),
+#: ML-DSA-44 (2420), the EdDSA + ML-DSA-65 composite (3373). The key then
+#: demands its own.
+SIGNATURE_LENGTHS = frozenset(alg.signature_length for alg in Algorithm)
 
 
 class Typ(IntEnum):
@@ -245,8 +251,8 @@ def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
         raise DecodeError("truncated COSE_Sign1") from None
     if s_end != len(data):
         raise DecodeError("trailing bytes after COSE_Sign1")
-    if s_end - s_start != 64:
-        raise DecodeError("signature must be 64 bytes")
+    if s_end - s_start not in SIGNATURE_LENGTHS:
+        raise DecodeError("signature must be 64, 2420 or 3373 bytes")
     return (
         data[p_start:p_end],
         data[pl_start:pl_end],

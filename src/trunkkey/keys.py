@@ -15,12 +15,17 @@ only the owner can read.
 from __future__ import annotations
 
 import os
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import nacl.bindings
 
-from . import cbor
+from . import _cosekey, _mldsa, cbor
+from ._algorithms import _P256_HALF_ORDER, _P256_ORDER
+
+# Re-exported: ``Algorithm`` has always been imported from here.
+from ._algorithms import Algorithm as Algorithm  # noqa: PLC0414
+from ._algorithms import algorithm_of_raw_key as algorithm_of_raw_key  # noqa: PLC0414
+from ._algorithms import unique_signature as unique_signature  # noqa: PLC0414
 from ._keyfiles import MAX_KEY_FILE, read_private_file, write_private_file
 from ._sodium import ed25519_open as _ed25519_open
 from ._sodium import ed25519_point_problem
@@ -41,46 +46,17 @@ if TYPE_CHECKING:
 #: two keys with the same id.
 KID_LENGTH = 8
 #: A COSE_Key trunkkey reads holds at most kty, kid, alg, crv, x, y and d: about
-#: 125 bytes for a private P-256 key. Anything larger is refused unread.
-MAX_COSE_KEY_BYTES = 256
+#: 125 bytes for a private P-256 key; an AKP key (ML-DSA) its pub and seed: 2071
+#: bytes for a private composite root key. Anything larger is refused unread.
+MAX_COSE_KEY_BYTES = 2080
 #: A PEM key, even encrypted, is a few hundred bytes; the key file cap bounds it.
 MAX_PEM_BYTES = MAX_KEY_FILE
 
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_P256_HALF_ORDER = _P256_ORDER // 2
-
-# COSE_Key labels and values (RFC 9052 §7, RFC 9053 §7).
-_KTY, _KID, _ALG, _CRV, _X, _Y, _D = 1, 2, 3, -1, -2, -3, -4
-_KTY_OKP, _KTY_EC2 = 1, 2
-_CRV_P256, _CRV_ED25519 = 1, 6
-
-
-class Algorithm(IntEnum):
-    """COSE algorithm identifiers trunkkey signs and verifies with."""
-
-    EDDSA = -8  #: EdDSA with Ed25519 (the default)
-    ES256 = -7  #: ECDSA P-256 with SHA-256, signature as raw r || s
-
-    @property
-    def cose_name(self) -> str:
-        return "EdDSA" if self is Algorithm.EDDSA else "ES256"
-
-    @property
-    def signature_length(self) -> int:
-        return 64
-
-
-def unique_signature(algorithm: Algorithm, signature: bytes) -> bytes:
-    """``signature`` in the one form trunkkey emits and accepts: for P-256, s in the low half.
-
-    ECDSA is malleable (s and n - s both verify): every signature trunkkey makes passes here.
-    """
-    if type(signature) is not bytes or len(signature) != algorithm.signature_length:
-        raise SignatureError(f"a {algorithm.cose_name} signature is 64 bytes")
-    s = int.from_bytes(signature[32:], "big")
-    if algorithm is Algorithm.EDDSA or s <= _P256_HALF_ORDER:
-        return signature
-    return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
+# COSE_Key labels and values, as read in ``_cosekey``.
+_KTY, _KID, _ALG, _CRV, _X, _D = (_cosekey.KTY, _cosekey.KID, _cosekey.ALG, _cosekey.CRV,
+                                  _cosekey.X, _cosekey.D)
+_KTY_OKP, _KTY_EC2, _KTY_AKP = _cosekey.KTY_OKP, _cosekey.KTY_EC2, _cosekey.KTY_AKP
+_CRV_P256, _CRV_ED25519, _Y = _cosekey.CRV_P256, _cosekey.CRV_ED25519, _cosekey.Y
 
 
 def _forbid_pickle(obj: object) -> NoReturn:
@@ -93,7 +69,8 @@ class VerificationKey:
     __slots__ = ("_algorithm", "_ec", "_kid", "_raw", "_thumbprint")
 
     def __init__(self, algorithm: Algorithm, raw: bytes) -> None:
-        """Build from raw public bytes: 32 bytes (Ed25519) or x || y (P-256, 64 bytes).
+        """Build from raw public bytes: 32 bytes (Ed25519), x || y (P-256, 64 bytes), or
+        the ML-DSA-44 (1312 bytes) or composite (ML-DSA-65 || Ed25519, 1984 bytes) key.
 
         Raises :class:`InvalidRequest` unless the bytes are a canonical point of
         the curve's prime-order group.
@@ -101,11 +78,17 @@ class VerificationKey:
         if not isinstance(algorithm, Algorithm):
             raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
         raw = bytes(raw)
-        self._ec: ec.EllipticCurvePublicKey | None = None
+        # The OpenSSL object of a P-256 or ML-DSA key (for the composite: its ML-DSA half).
+        self._ec: Any = None
         if algorithm is Algorithm.EDDSA:
             problem = ed25519_point_problem(raw)
             if problem is not None:
                 raise InvalidRequest(problem)
+        elif algorithm.post_quantum:
+            try:
+                self._ec = _mldsa.load_public(algorithm.value, raw)
+            except ValueError as exc:
+                raise InvalidRequest(f"not an {algorithm.cose_name} public key: {exc}") from None
         else:
             # OpenSSL checks that the point is on the curve, coordinates below p.
             from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
@@ -156,6 +139,8 @@ class VerificationKey:
     def _thumbprint_members(self) -> dict[int, Any]:
         if self._algorithm is Algorithm.EDDSA:
             return {_KTY: _KTY_OKP, _CRV: _CRV_ED25519, _X: self._raw}
+        if self._algorithm.post_quantum:  # AKP (draft-ietf-cose-dilithium): alg, pub (-1)
+            return {_KTY: _KTY_AKP, _ALG: int(self._algorithm), _CRV: self._raw}
         return {_KTY: _KTY_EC2, _CRV: _CRV_P256, _X: self._raw[:32], _Y: self._raw[32:]}
 
     def __eq__(self, other: object) -> bool:
@@ -198,10 +183,14 @@ class VerificationKey:
         return self._check_signature(signature, message, unique=True)
 
     def _check_signature(self, signature: bytes, message: bytes, *, unique: bool) -> bool:
-        if type(signature) is not bytes or len(signature) != 64:
+        if type(signature) is not bytes:
             return False
         if self._algorithm is Algorithm.EDDSA:
-            return _ed25519_open(signature + message, self._raw)
+            return len(signature) == 64 and _ed25519_open(signature + message, self._raw)
+        if self._algorithm.post_quantum:
+            return _mldsa.verify(self._algorithm.value, self._ec, self._raw, signature, message)
+        if len(signature) != 64:
+            return False
         r = int.from_bytes(signature[:32], "big")
         s = int.from_bytes(signature[32:], "big")
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
@@ -244,48 +233,14 @@ class VerificationKey:
 
     @classmethod
     def _from_cose_map(cls, members: Any, *, private: bool) -> VerificationKey | SigningKey:
-        if type(members) is not dict:
-            raise DecodeError("a COSE_Key is a map")
-        kty, crv, alg = members.get(_KTY), members.get(_CRV), members.get(_ALG)
-        allowed = {_KTY, _KID, _ALG, _CRV, _X, _Y, _D}
-        if not set(members) <= allowed:
-            raise DecodeError("COSE_Key has parameters trunkkey does not use")
-        if (_D in members) != private:
-            raise DecodeError("expected a private key" if private else "expected a public key")
-        if _KID in members and type(members[_KID]) is not bytes:
-            raise DecodeError("COSE_Key kid must be a byte string")
-        if kty == _KTY_OKP and crv == _CRV_ED25519 and _Y not in members:
-            algorithm = Algorithm.EDDSA
-        elif kty == _KTY_EC2 and crv == _CRV_P256:
-            algorithm = Algorithm.ES256
-        else:
-            raise DecodeError("unsupported COSE_Key type or curve")
-        if alg is not None and alg != int(algorithm):
-            raise DecodeError("COSE_Key alg does not match its key type")
-        x = members.get(_X)
-        if type(x) is not bytes or len(x) != 32:
-            raise DecodeError("COSE_Key x must be 32 bytes")
-        raw = x
-        if algorithm is Algorithm.ES256:
-            y = members.get(_Y)
-            if type(y) is not bytes or len(y) != 32:
-                raise DecodeError("COSE_Key y must be 32 bytes")
-            raw = x + y
+        alg, raw, d = _cosekey.key_parts(members, private=private)
         try:
-            public = cls(algorithm, raw)
+            public = cls(Algorithm(alg), raw)
         except (InvalidRequest, ValueError) as exc:
             raise DecodeError(f"COSE_Key does not hold a valid public key: {exc}") from None
         if _KID in members and members[_KID] != public.kid:
             raise DecodeError("COSE_Key kid is not this key's thumbprint id")
-        if not private:
-            return public
-        d = members[_D]
-        if type(d) is not bytes or len(d) != 32:
-            raise DecodeError("COSE_Key d must be 32 bytes")
-        signing = SigningKey._from_private_scalar(algorithm, d)
-        if signing.public_key != public:
-            raise DecodeError("COSE_Key private part does not match its public part")
-        return signing
+        return public if not private else SigningKey._matching(public, d)
 
     def to_pem(self) -> bytes:
         """SubjectPublicKeyInfo PEM."""
@@ -320,8 +275,11 @@ class VerificationKey:
     def _cryptography_key(self) -> PublicKey:
         from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
 
+        if self._algorithm.post_quantum:
+            raise InvalidRequest("an ML-DSA key is written as a COSE_Key, not PEM")
         if self._ec is not None:
-            return self._ec
+            p256: ec.EllipticCurvePublicKey = self._ec
+            return p256
         return _openssl.ed25519_public(self._raw)
 
 
@@ -335,14 +293,14 @@ class SigningKey:
 
     __slots__ = ("__secret", "_public")
     _public: VerificationKey
-    __secret: bytes | ec.EllipticCurvePrivateKey
+    __secret: bytes | ec.EllipticCurvePrivateKey | _mldsa.Secret
 
     def __init__(self, *_: object, **__: object) -> None:
         raise TypeError("use SigningKey.generate(), SigningKey.load() or SigningKey.from_pem()")
 
     @classmethod
     def _make(
-        cls, public: VerificationKey, secret: bytes | ec.EllipticCurvePrivateKey
+        cls, public: VerificationKey, secret: bytes | ec.EllipticCurvePrivateKey | _mldsa.Secret
     ) -> SigningKey:
         self = object.__new__(cls)
         self._public = public
@@ -359,10 +317,16 @@ class SigningKey:
             from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
 
             return cls._from_cryptography_private(_openssl.p256_generate())
+        if isinstance(algorithm, Algorithm):  # ML-DSA: a fresh seed
+            return cls._from_private_scalar(algorithm, os.urandom(_mldsa.SIZES[algorithm][2]))
         raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
 
     @classmethod
     def _from_private_scalar(cls, algorithm: Algorithm, d: bytes) -> SigningKey:
+        """The key from its COSE_Key ``d``: Ed25519 seed, P-256 scalar, or ML-DSA seed(s)."""
+        if algorithm.post_quantum:
+            seeds = _mldsa.Secret(algorithm.value, d)
+            return cls._make(VerificationKey(algorithm, seeds.public_raw()), seeds)
         if algorithm is Algorithm.EDDSA:
             public_raw, secret = nacl.bindings.crypto_sign_seed_keypair(d)
             return cls._make(VerificationKey(Algorithm.EDDSA, public_raw), secret)
@@ -373,6 +337,17 @@ class SigningKey:
         except ValueError:
             raise DecodeError("not a valid P-256 private scalar") from None
         return cls._from_cryptography_private(private)
+
+    @classmethod
+    def _matching(cls, public: VerificationKey, d: object) -> SigningKey:
+        """The private key ``d`` of a COSE_Key, which must be ``public``'s own."""
+        seed_length = _mldsa.SIZES[public.algorithm][2] if public.algorithm.post_quantum else 32
+        if type(d) is not bytes or len(d) != seed_length:
+            raise DecodeError(f"COSE_Key private part must be {seed_length} bytes")
+        signing = cls._from_private_scalar(public.algorithm, d)
+        if signing.public_key != public:
+            raise DecodeError("COSE_Key private part does not match its public part")
+        return signing
 
     @classmethod
     def _from_cryptography_private(cls, key: object) -> SigningKey:
@@ -422,10 +397,12 @@ class SigningKey:
 
     # -- signing ------------------------------------------------------------
     def sign(self, message: bytes) -> bytes:
-        """A 64-byte signature: Ed25519, or ECDSA P-256 as r || s with low s."""
+        """Ed25519 or ECDSA P-256 (r || s, low s), 64 bytes; or ML-DSA-44 / the composite."""
         secret = self.__secret
         if isinstance(secret, bytes):
             return _ed25519_sign(message, secret)
+        if isinstance(secret, _mldsa.Secret):
+            return secret.sign(message)
         from . import _openssl  # noqa: PLC0415 -- loaded already: this key is P-256
 
         return unique_signature(Algorithm.ES256, _openssl.p256_sign(secret, message))
@@ -435,6 +412,8 @@ class SigningKey:
         from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
 
         secret = self.__secret
+        if isinstance(secret, _mldsa.Secret):
+            raise InvalidRequest("an ML-DSA key is written as a COSE_Key, not PEM")
         if isinstance(secret, bytes):
             return _openssl.ed25519_private(secret[:32])
         return secret
@@ -443,6 +422,8 @@ class SigningKey:
         secret = self.__secret
         if isinstance(secret, bytes):
             return secret[:32]
+        if isinstance(secret, _mldsa.Secret):
+            return secret.seed
         return secret.private_numbers().private_value.to_bytes(32, "big")
 
     def private_pem(self, *, password: bytes | None = None) -> bytes:
@@ -454,7 +435,7 @@ class SigningKey:
     def private_cose_key(self) -> bytes:
         """Export the private key as a COSE_Key (with kid and alg)."""
         members = self._public._thumbprint_members()
-        members[_D] = self._private_scalar()
+        members[_X if self.algorithm.post_quantum else _D] = self._private_scalar()
         members[_KID] = self.kid
         members[_ALG] = int(self.algorithm)
         return cbor.encode(members)
@@ -487,8 +468,13 @@ class SigningKey:
         self, path: str | os.PathLike[str], *, password: bytes | None = None,
         overwrite: bool = False,
     ) -> None:
-        """Write the key as PEM to a new file readable only by its owner (mode 0600)."""
-        write_private_file(path, self.private_pem(password=password), overwrite=overwrite)
+        """Write the key to a new file readable only by its owner (mode 0600).
+
+        PEM; an ML-DSA key, which has no PEM here, as its private COSE_Key (no password).
+        """
+        data = (self.private_cose_key() if self.algorithm.post_quantum and password is None
+                else self.private_pem(password=password))
+        write_private_file(path, data, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, password: bytes | None = None) -> SigningKey:

@@ -87,6 +87,7 @@ class TrustStore:
         self._lock = _thread.allocate_lock()  # threading.Lock, without threading (cold_start)
         self._by_kid: dict[bytes, TrustedKey] = {}
         self._by_token_header: dict[bytes, Signer] = {}
+        self._allowance = 0
         for entry in keys:
             self.add(entry)
 
@@ -120,6 +121,19 @@ class TrustStore:
             header = protected_header(e.key.algorithm, Typ.TOKEN, e.kid)
             by_header[header] = Signer(trusted=e, token_header=header)
         self._by_kid, self._by_token_header = by_kid, by_header
+        self._allowance = max(
+            (e.key.algorithm.signature_length - 64 for e in by_kid.values()), default=0
+        )
+
+    @property
+    def signature_allowance(self) -> int:
+        """How much longer than 64 bytes the longest signature of a key held here is.
+
+        A verifier's token size cap counts a signature as 64 bytes: a car that
+        trusts an ML-DSA-44 key (2420-byte signatures) takes tokens 2356 bytes
+        longer, one that trusts only Ed25519 or P-256 keys not one byte more.
+        """
+        return self._allowance
 
     def get(self, kid: bytes) -> TrustedKey | None:
         return self._by_kid.get(kid)

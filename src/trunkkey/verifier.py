@@ -344,10 +344,9 @@ class Verifier:
         # 1. Size, before a single byte is parsed.
         if type(token) is not bytes:
             return _decision(Reason.MALFORMED, "token must be bytes", now)
-        if len(token) > policy.max_token_size:
-            return _decision(
-                Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
-            )
+        cap = policy.max_token_size + self._trust.signature_allowance
+        if len(token) > cap:
+            return _decision(Reason.TOO_LARGE, f"{len(token)} bytes > cap of {cap}", now)
         # 2. The COSE_Sign1 envelope.
         try:
             protected, payload, signature, protected_item, payload_item = split_sign1(token)

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tools import ROOT
-from tools.bench import scaling
+from tools.bench import bench_pq, scaling
 from tools.bench._measure import Case, best_of_rounds, consume, repeat, signatures_stubbed
 from tools.bench._peers import Peer, PeerMissing, pyjwt, python_cwt
 from tools.bench._setups import (
@@ -374,6 +374,8 @@ def run(*, quick: bool) -> dict[str, object]:
                                   per_car=4 if quick else 10, repeats=1 if quick else 2,
                                   rounds=1 if quick else 4)
     growth["fleet_scaling"] = fleet
+    # ML-DSA-44 tokens and hybrid roots: their own rates, sizes and ratios (bench_pq).
+    post_quantum = bench_pq.measure(quick=quick)
     ratio = ratios(rates)
     meta["load_after"] = _load()
     meta["seconds"] = round(time.time() - started, 1)
@@ -388,7 +390,7 @@ def run(*, quick: bool) -> dict[str, object]:
         "meta": meta, "rates": rates, "sizes": sizes, "ratios": ratio,
         "overhead_us": overhead(rates), "python_us": python_us,
         "targets": targets(ratio, sizes, fleet),
-        "growth": growth, "notes": notes,
+        "growth": growth, "notes": notes, "pq": post_quantum,
     }
 
 
@@ -433,6 +435,7 @@ def table(results: dict[str, object]) -> str:
         lines.append(f"  fleet {ledger}: 1 proc {by['1']['per_second']}/s, 2 procs "
                      f"{by['2']['per_second']}/s (per process {by['2']['per_process']}), "
                      f"speedup {data['speedup']}")
+    lines += ["", bench_pq.table(results["pq"])]  # type: ignore[arg-type]
     notes: dict[str, str] = results["notes"]  # type: ignore[assignment]
     lines += [f"note: {k}: {v}" for k, v in notes.items()]
     meta: dict[str, object] = results["meta"]  # type: ignore[assignment]

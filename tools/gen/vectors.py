@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tools import ROOT
+from tools.gen import _pq_vectors as _pq
 from trunkkey import (
     Algorithm,
     Geofence,
@@ -195,7 +196,7 @@ def _context(
     }
 
 
-def _vectors(keys: _Keys) -> list[dict[str, Any]]:
+def _vectors(keys: _Keys, store: _pq.StoredSignatures) -> list[dict[str, Any]]:
     def issuer(name: str, key: SigningKey | None = None, iss: str = ISSUER,
                issued_at: int = ISSUED_AT, max_lifetime: int = 86400) -> Issuer:
         # The token id, then (for a token bound to parcels) the parcels' salt.
@@ -252,6 +253,21 @@ def _vectors(keys: _Keys) -> list[dict[str, Any]]:
                   _es256_sign_deterministic(keys.es256_private,
                                             _sig_structure(es_header, es_payload))),
         _context(), Reason.ALLOWED, trusted_keys=[_trusted(keys.es256)])
+    mldsa = _pq.pq_key(Algorithm.MLDSA44, _seed, "issuer mldsa44")
+    mldsa_token = mint("allowed_mldsa44", key=store.signer(mldsa))  # type: ignore[arg-type]
+    add("allowed_mldsa44",
+        "An ML-DSA-44 (FIPS 204, alg -48) token: the key is an AKP COSE_Key. ML-DSA signing "
+        "is randomized; this signature is stored, and any valid one is equally acceptable. "
+        "The size cap counts the signature as 64 bytes: a verifier trusting an ML-DSA-44 key "
+        "takes tokens 2356 bytes longer than max_token_size.",
+        mldsa_token, _context(), Reason.ALLOWED, trusted_keys=[_trusted(mldsa)])
+    flipped = mldsa_token[:-1] + bytes([mldsa_token[-1] ^ 1])
+    add("bad_signature_mldsa44", "The ML-DSA-44 token with one bit of its signature flipped.",
+        flipped, _context(), Reason.BAD_SIGNATURE, trusted_keys=[_trusted(mldsa)])
+    add("bad_signature_mldsa44_short",
+        "The ML-DSA-44 token's claims under a 64-byte signature: the key decides the length.",
+        mldsa_token[:-2423] + b"\x58\x40" + bytes(64), _context(), Reason.BAD_SIGNATURE,
+        trusted_keys=[_trusted(mldsa)])
     device_token = mint("allowed_geofence_and_proof", geofence=GEOFENCE,
                         courier_key=keys.device.public_key, order_ref=b"order-0001")
     add("allowed_geofence_and_proof",
@@ -640,8 +656,23 @@ NOT_COVERED = {
 }
 
 
-def build() -> dict[str, Any]:
-    """The whole vector file as a JSON-ready dict (deterministic)."""
+#: What each member of a ``root_signed`` vector means.
+ROOT_SIGNED_FIELDS = {
+    "summary": (
+        "objects signed by a carmaker root (here trust updates), opened by a car that holds "
+        "exactly one root: the hybrid EdDSA + ML-DSA-65 key root_cose_key (an AKP COSE_Key, "
+        "alg -65601; see docs/token-format.md section 4.1)"
+    ),
+    "signed": "hex of the signed object (a tagged COSE_Sign1, or a tampered one)",
+    "typ": "the trunkkey.Typ the car opens it as",
+    "now": "the car's clock, Unix seconds",
+    "reason": "null if the car must accept it, else the reason it must refuse it with",
+}
+
+
+def build(store: _pq.StoredSignatures | None = None) -> dict[str, Any]:
+    """The whole vector file as a JSON-ready dict (deterministic, given the stored signatures)."""
+    store = _pq.StoredSignatures() if store is None else store
     policy = VerifierPolicy()
     return {
         "format": FORMAT,
@@ -652,7 +683,11 @@ def build() -> dict[str, Any]:
         },
         "reasons": [r.value for r in Reason],
         "not_covered": NOT_COVERED,
-        "vectors": _vectors(_Keys()),
+        "vectors": _vectors(_Keys(), store),
+        "root_signed": _pq.root_signed_vectors(
+            store, _seed, _signed, now=NOW, token_key=_pq.pq_key(Algorithm.MLDSA44, _seed,
+                                                                 "issuer mldsa44")),
+        "root_signed_fields": ROOT_SIGNED_FIELDS,
     }
 
 
@@ -666,13 +701,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if the file differs from what would be written")
     args = parser.parse_args(argv)
-    text = render(build())
+    store = _pq.StoredSignatures()
+    text = render(build(store))
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:
             print(f"{args.output} is stale: run tools/gen/vectors.py", file=sys.stderr)
             return 1
         return 0
+    store.save()  # the ML-DSA signatures made this time, so the next run makes the same file
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {len(json.loads(text)['vectors'])} vectors to {args.output}")

@@ -2,6 +2,14 @@
 
 Provisioned at enrolment; nothing else is trusted a priori. Roots change only
 through a :mod:`~trunkkey.consent.rotation` update signed by a current root.
+
+A **hybrid** root (:attr:`~trunkkey.Algorithm.EDDSA_MLDSA65`: Ed25519 *and*
+ML-DSA-65, both required in every signature) makes a car hybrid for good: its
+roots are then hybrid only (:func:`mixed_roots_problem`), so every grant,
+revocation list and trust update it accepts carries both signatures, and a
+break of either algorithm alone cannot take it over. A classical-only object
+names a key that is no root of the car (``unknown_key``) or a hybrid root's kid
+under another ``alg`` (``alg_mismatch``).
 Readers take a snapshot (one attribute read), writers replace it whole, so a
 verification never sees half an update.
 """
@@ -22,7 +30,7 @@ from ..cose import (
     signature_holds,
 )
 from ..errors import DecodeError, InvalidRequest
-from ..keys import VerificationKey
+from ..keys import Algorithm, VerificationKey
 from ..reasons import Reason
 from ..signing import SigningBackend, signing_backend
 from ..trust import check_window, in_window
@@ -50,6 +58,18 @@ class RootKey:
         return in_window(now, self.not_before, self.not_after)
 
 
+def mixed_roots_problem(roots: Iterable[RootKey]) -> str | None:
+    """Why a car may not hold these roots together, or ``None``: hybrid and classical.
+
+    Beside a hybrid root, a classical one would accept what the hybrid root
+    exists to refuse: objects an Ed25519 (or P-256) forgery alone can sign.
+    """
+    hybrid = {root.key.algorithm is Algorithm.EDDSA_MLDSA65 for root in roots}
+    if hybrid == {True, False}:
+        return "a car with a hybrid root holds hybrid roots only"
+    return None
+
+
 class VehicleAnchors:
     """A car's anchors: carmaker roots by kid, plus the car's own id and key."""
 
@@ -71,6 +91,9 @@ class VehicleAnchors:
         self._publish(by_kid)
 
     def _publish(self, by_kid: dict[bytes, RootKey]) -> None:
+        problem = mixed_roots_problem(by_kid.values())
+        if problem is not None:
+            raise InvalidRequest(problem)
         # One attribute, so a reader never pairs new roots with old headers.
         # The chain's fast path looks a root grant's protected header up by
         # its exact bytes: one probe proves alg, kid and typ are all right.
@@ -78,7 +101,8 @@ class VehicleAnchors:
             protected_header(root.key.algorithm, Typ.GRANT, root.kid): root
             for root in by_kid.values()
         }
-        self._state = (by_kid, by_header)
+        allowance = max(root.key.algorithm.signature_length - 64 for root in by_kid.values())
+        self._state = (by_kid, by_header, allowance)
 
     @property
     def vehicle_id(self) -> str:
@@ -94,6 +118,15 @@ class VehicleAnchors:
 
     def _root_for_grant_header(self, protected: bytes) -> RootKey | None:
         return self._state[1].get(protected)
+
+    @property
+    def signature_allowance(self) -> int:
+        """How much longer than 64 bytes a root's signature is: 3309 for a hybrid root, else 0.
+
+        A root grant's size cap counts its signature as 64 bytes, so a hybrid
+        car takes root grants that much longer and a classical car not one byte more.
+        """
+        return self._state[2]
 
     def roots(self) -> tuple[RootKey, ...]:
         return tuple(self._state[0].values())

@@ -5,7 +5,10 @@ signed by a carmaker root the car holds *now*, with a version strictly above
 the last one applied (no rollback, no replay). It lists only what changes:
 
 * ``set``: entries ``[role, name, raw_key, not_before, not_after]`` — a new
-  key, or new validity dates for a key already held (same kid). Role 0 is a
+  key, or new validity dates for a key already held (same kid). The raw
+  key's length names its algorithm: 32 bytes Ed25519, 64 P-256, 1312
+  ML-DSA-44 (so an update moves a car's token keys to ML-DSA-44), 1984 the
+  EdDSA + ML-DSA-65 composite root. Role 0 is a
   carmaker root (in the :class:`VehicleAnchors`), role 1 a token issuer (in
   the verifier's :class:`~trunkkey.TrustStore`, for tokens without a chain);
 * ``remove``: key ids to drop at once (compromise).
@@ -31,12 +34,18 @@ from .. import cbor
 from ..claims import MAX_TIME, check_name
 from ..cose import Typ, sign1
 from ..errors import DecodeError, InvalidRequest
-from ..keys import KID_LENGTH, Algorithm, VerificationKey
+from ..keys import KID_LENGTH, VerificationKey, algorithm_of_raw_key
 from ..reasons import Reason
 from ..signing import SigningBackend, signing_backend
 from ..trust import TrustedKey, TrustStore
 from ._files import write_atomically
-from .anchors import MAX_UPDATE_BYTES, RootKey, VehicleAnchors, open_root_signed
+from .anchors import (
+    MAX_UPDATE_BYTES,
+    RootKey,
+    VehicleAnchors,
+    mixed_roots_problem,
+    open_root_signed,
+)
 from .errors import UpdateRefused
 
 VERSION, ISSUED_AT, SET, REMOVE = 1, 2, 3, 4
@@ -105,10 +114,10 @@ def decode_update(payload: bytes) -> TrustUpdate:
         if type(row) is not list or len(row) != 5:
             raise DecodeError("a set entry is [role, name, key, not_before, not_after]")
         role, name, raw, nbf, naf = row
-        if type(raw) is not bytes or len(raw) not in (32, 64) or type(name) is not str:
-            raise DecodeError("a set entry needs a text name and a raw 32/64-byte key")
+        if type(raw) is not bytes or type(name) is not str:
+            raise DecodeError("a set entry needs a text name and a raw key")
         try:
-            key = VerificationKey(Algorithm.EDDSA if len(raw) == 32 else Algorithm.ES256, raw)
+            key = VerificationKey(algorithm_of_raw_key(raw), raw)
             out.append(KeyEntry(
                 role=Role(_int(role, "role", 0, 2)), name=name, key=key,
                 not_before=_int(nbf, "not_before", 0, MAX_TIME),
@@ -139,7 +148,7 @@ def _state_entry(row: Any, role: Role) -> KeyEntry:
         raise DecodeError("a state entry is [name, raw_key, not_before, not_after]")
     name, raw, nbf, naf = row
     try:
-        key = VerificationKey(Algorithm.EDDSA if len(raw) == 32 else Algorithm.ES256, raw)
+        key = VerificationKey(algorithm_of_raw_key(raw), raw)
         return KeyEntry(role=role, name=name, key=key, not_before=nbf, not_after=naf)
     except (InvalidRequest, ValueError, TypeError) as exc:
         raise DecodeError(f"bad state entry: {exc}") from None
@@ -241,6 +250,10 @@ class TrustUpdater:
                     )
             if not roots:
                 raise UpdateRefused(Reason.MALFORMED, "update would remove every carmaker root")
+            mixed = mixed_roots_problem(roots.values())
+            if mixed is not None:
+                # A classical root beside a hybrid one is a downgrade of the car's root of trust.
+                raise UpdateRefused(Reason.ROLLBACK, f"update would mix roots: {mixed}")
             issuers = {t.kid: t for t in self._trust}
             for kid in update.remove:
                 issuers.pop(kid, None)

@@ -170,10 +170,15 @@ def carrier_delegation(carrier: SigningKey, now: int) -> Grant:
 
 def build_world(
     *, start: int = START, cache: bool = True, algorithm: Algorithm = Algorithm.EDDSA,
-    daily_limit: int | None = 5,
+    daily_limit: int | None = 5, root_algorithm: Algorithm | None = None,
 ) -> ConsentWorld:
+    """The world; ``root_algorithm`` (``algorithm`` if not given) is the carmaker root's.
+
+    ``Algorithm.EDDSA_MLDSA65`` gives a hybrid-rooted car.
+    """
     clock = ManualClock(start)
-    root, retailer, carrier, courier = (SigningKey.generate(algorithm) for _ in range(4))
+    retailer, carrier, courier = (SigningKey.generate(algorithm) for _ in range(3))
+    root = SigningKey.generate(algorithm if root_algorithm is None else root_algorithm)
     anchors = VehicleAnchors(
         vehicle_id=VEHICLE, vehicle_key=SigningKey.generate(), roots=[RootKey(key=root.public_key)]
     )
