@@ -67,6 +67,11 @@ if _typing.TYPE_CHECKING:
     from .pkcs11 import Pkcs11Token as Pkcs11Token
     from .proof import make_proof as make_proof
     from .reasons import Reason as Reason
+    from .sealed import CarKemKey as CarKemKey
+    from .sealed import CarKeyring as CarKeyring
+    from .sealed import CarPublicKey as CarPublicKey
+    from .sealed import open_sealed as open_sealed
+    from .sealed import seal as seal
     from .signing import SigningBackend as SigningBackend
     from .trust import TrustedKey as TrustedKey
     from .trust import TrustStore as TrustStore
@@ -127,6 +132,11 @@ _DEFINED_IN: dict[str, str] = {
     "Pkcs11Token": "pkcs11",
     "make_proof": "proof",
     "Reason": "reasons",
+    "CarKemKey": "sealed",
+    "CarKeyring": "sealed",
+    "CarPublicKey": "sealed",
+    "open_sealed": "sealed",
+    "seal": "sealed",
     "SigningBackend": "signing",
     "TrustedKey": "trust",
     "TrustStore": "trust",
@@ -154,6 +164,9 @@ __all__ = [
     "Algorithm",
     "AsyncLedger",
     "AsyncVerifier",
+    "CarKemKey",
+    "CarKeyring",
+    "CarPublicKey",
     "Checkpoint",
     "CheckpointStore",
     "Clock",
@@ -204,5 +217,7 @@ __all__ = [
     "encode_text",
     "inspect_unverified",
     "make_proof",
+    "open_sealed",
+    "seal",
     "transport_footprint",
 ]

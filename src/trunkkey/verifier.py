@@ -32,6 +32,7 @@ from .issuer import DEFAULT_MAX_LIFETIME
 from .ledger.base import Ledger, SpendOutcome
 from .parcels import ParcelRecord, match_scan
 from .reasons import Reason
+from .sealed import CarKeyring, open_sealed
 from .trust import TrustStore
 
 DEFAULT_MAX_SKEW = 60
@@ -39,7 +40,6 @@ DEFAULT_MAX_SKEW = 60
 #: a stolen, expired token back into a live one.
 MAX_ALLOWED_SKEW = 300
 DEFAULT_MAX_TOKEN_SIZE = 1024
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,10 +193,13 @@ class Verifier:
         clock: Clock,
         policy: VerifierPolicy | None = None,
         consent: TokenAuthority | None = None,
+        car_keys: CarKeyring | None = None,
     ) -> None:
         """``consent`` (a :class:`trunkkey.consent.ConsentVerifier`) resolves the
         signers of tokens presented with a consent chain, and checks every
-        authentic token against its revocation list, chain or no chain."""
+        authentic token against its revocation list, chain or no chain.
+        ``car_keys``: this car's KEM keys, which open sealed tokens
+        (:mod:`trunkkey.sealed`); without them a sealed token cannot open."""
         if not isinstance(trust_store, TrustStore):
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
         if consent is not None and not isinstance(consent, TokenAuthority):
@@ -212,6 +215,9 @@ class Verifier:
         self._policy = policy if policy is not None else VerifierPolicy()
         #: Resolves consent chains; without it a token presented with a chain is refused.
         self._consent = consent
+        if car_keys is not None and not isinstance(car_keys, CarKeyring):
+            raise InvalidRequest("car_keys must be a trunkkey.CarKeyring")
+        self._car_keys = car_keys
 
     @property
     def policy(self) -> VerifierPolicy:
@@ -340,6 +346,15 @@ class Verifier:
             return _decision(
                 Reason.TOO_LARGE, f"{len(token)} bytes > cap of {policy.max_token_size}", now
             )
+        # 1b. A sealed token opens with this car's keys, or nothing inside is read.
+        if token[:1] == b"\xd0":
+            keys = self._car_keys
+            inner = None if keys is None else open_sealed(token, keys.keys)
+            if inner is None:
+                return _decision(
+                    Reason.CANNOT_OPEN, "sealed token does not open with this car's keys", now
+                )
+            token = inner
         # 2. The COSE_Sign1 envelope.
         try:
             protected, payload, signature, protected_item, payload_item = split_sign1(token)

@@ -19,6 +19,7 @@ from .clock import Clock
 from .errors import InvalidRequest, LedgerError
 from .geo import Location
 from .ledger.base import AsyncLedger, SpendOutcome
+from .sealed import CarKeyring
 from .trust import TrustStore
 from .verifier import Decision, Verifier, VerifierPolicy, keep_until, spend_decision
 
@@ -63,6 +64,7 @@ class AsyncVerifier:
         clock: Clock,
         policy: VerifierPolicy | None = None,
         consent: TokenAuthority | None = None,
+        car_keys: CarKeyring | None = None,
     ) -> None:
         if not isinstance(ledger, AsyncLedger) or not iscoroutinefunction(ledger.spend):
             raise InvalidRequest(
@@ -72,7 +74,7 @@ class AsyncVerifier:
         # The checks themselves: one Verifier, whose own ledger is never used.
         self._checks = Verifier(
             trust_store=trust_store, ledger=_SpendsElsewhere(), clock=clock, policy=policy,
-            consent=consent,
+            consent=consent, car_keys=car_keys,
         )
         self._ledger = ledger
         self._clock = clock

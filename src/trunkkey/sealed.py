@@ -1,0 +1,273 @@
+"""Sealed tokens: a signed token that only its car can read.
+
+A sealed token is a COSE_Encrypt0 whose plaintext is the signed token,
+encrypted by COSE-HPKE *integrated encryption* (draft-ietf-cose-hpke-27,
+§3.2) to the car's KEM public key:
+
+* ``alg`` ``HPKE-4`` (42, the draft's assumed value, also python-cwt's):
+  DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, base mode;
+* ``ek`` (-4), the encapsulated key, alone in the unprotected header — no
+  ``kid``: a car tries its own current keys, so nothing names it;
+* HPKE ``info`` empty, ``aad`` the Enc_structure
+  ``["Encrypt0", protected, h'']`` (RFC 9052 §5.3), as the draft says;
+* the plaintext padded to a fixed bucket (:data:`BUCKETS`): the token, one
+  ``0x80`` byte, then zeros, so the length tells only the bucket, never
+  which optional claims the token carries.
+
+Every seal draws a fresh encapsulation, so two tokens for one car share
+nothing but the fixed header. HPKE itself is ``pyhpke``'s (the library
+python-cwt uses), imported on first use: a car that never sees a sealed
+token loads no HPKE and no OpenSSL.
+
+Opening is all or nothing: whatever is wrong — bytes off the profile,
+another car's key, one flipped bit, padding no sealer writes — the answer
+is :data:`None`, which the verifier reports as ``cannot_open`` before it
+reads a byte of what is inside.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .cose import HDR_ALG, enc_structure, encrypt0, split_encrypt0
+from .errors import DecodeError, InvalidRequest
+
+if TYPE_CHECKING:
+    from pyhpke import CipherSuite
+
+#: COSE ``alg`` of the one suite this profile seals with: HPKE-4.
+HPKE_4 = 42
+SUITES = {HPKE_4: "HPKE-4"}
+#: ``{1: 42}``: the protected header of every sealed token (so its first
+#: eleven bytes are the same for every car, token and sender).
+PROTECTED = b"\xa1\x01\x18\x2a"
+KEM_KEY_BYTES = 32
+#: Plaintext sizes a sealed token may have. 192 holds an Ed25519 trunk
+#: token with a geofence or an order (253 bytes sealed); 256 one bound to a
+#: courier's device as well (317 sealed). A backend that wants every token
+#: to look alike seals them all to one bucket (``seal(..., min_size=256)``).
+BUCKETS = (192, 256, 384, 512, 960)
+_TAG_BYTES = 16
+#: The header a sealed token's bytes begin with, whatever it seals.
+FIXED_HEADER = b"\xd0\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
+#: The smallest and largest sealed token: a cap for parsers and fuzzers.
+MIN_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 2 + BUCKETS[0] + _TAG_BYTES
+MAX_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 3 + BUCKETS[-1] + _TAG_BYTES
+
+
+@functools.cache
+def _suite() -> CipherSuite:
+    """pyhpke's HPKE-4, built once (it is immutable)."""
+    from pyhpke import AEADId, CipherSuite, KDFId, KEMId  # noqa: PLC0415 -- only when sealing
+
+    return CipherSuite.new(
+        KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CarPublicKey:
+    """A car's KEM public key (X25519, 32 bytes): what a backend seals to."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if type(self.raw) is not bytes or len(self.raw) != KEM_KEY_BYTES:
+            raise InvalidRequest(f"a car's X25519 key is {KEM_KEY_BYTES} bytes")
+
+    def to_cose_key(self) -> bytes:
+        """The key as a COSE_Key: ``{kty: OKP, alg: HPKE-4, crv: X25519, x}``."""
+        from . import cbor  # noqa: PLC0415
+
+        return cbor.encode({1: 1, 3: HPKE_4, -1: 4, -2: self.raw})
+
+
+class CarKemKey:
+    """A car's KEM private key: it opens what was sealed to :attr:`public_key`.
+
+    The secret never appears in ``repr`` and the key cannot be pickled.
+    """
+
+    __slots__ = ("_hpke", "_private", "_public")
+
+    def __init__(self, private: bytes) -> None:
+        if type(private) is not bytes or len(private) != KEM_KEY_BYTES:
+            raise InvalidRequest(f"a car's X25519 private key is {KEM_KEY_BYTES} bytes")
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PrivateKey,
+        )
+
+        public = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+        self._private = private
+        self._public = CarPublicKey(public)
+        # Loaded once: pyhpke's key load re-derives the public key (a third of an opening).
+        self._hpke = _suite().kem.deserialize_private_key(private)
+
+    @classmethod
+    def generate(cls) -> CarKemKey:
+        import secrets  # noqa: PLC0415 -- its hmac import loads OpenSSL; a car's wake never needs it
+
+        return cls(secrets.token_bytes(KEM_KEY_BYTES))
+
+    @property
+    def public_key(self) -> CarPublicKey:
+        return self._public
+
+    def private_bytes(self) -> bytes:
+        """The raw secret, for the car's key store and the test vectors only."""
+        return self._private
+
+    def __repr__(self) -> str:
+        return f"CarKemKey(HPKE-4, public={self._public.raw.hex()[:16]}…)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a car's KEM key is not pickled")
+
+
+class CarKeyring:
+    """The car's current KEM keys, newest first: replaced whole on rotation.
+
+    Readers take a snapshot (one attribute read) and a rotation writes one
+    attribute, so an opening never sees half a rotation; during a rotation
+    the old key stays beside the new one until every token sealed to it has
+    expired.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[CarKemKey]) -> None:
+        self._keys = _checked(keys)
+
+    @property
+    def keys(self) -> tuple[CarKemKey, ...]:
+        return self._keys
+
+    def replace(self, keys: Iterable[CarKemKey]) -> None:
+        self._keys = _checked(keys)
+
+    def __repr__(self) -> str:
+        return f"CarKeyring({len(self._keys)} keys)"
+
+
+def _checked(keys: Iterable[CarKemKey]) -> tuple[CarKemKey, ...]:
+    keys = tuple(keys)
+    if not keys or not all(isinstance(key, CarKemKey) for key in keys):
+        raise InvalidRequest("a car keyring holds one or more CarKemKey")
+    return keys
+
+
+def bucket_for(size: int, min_size: int = 0) -> int:
+    """The padded plaintext size for a token of ``size`` bytes (one byte of
+    marker), at least ``min_size``."""
+    for bucket in BUCKETS:
+        if size < bucket and min_size <= bucket:
+            return bucket
+    raise InvalidRequest(f"a token of {size} bytes is too large to seal (max {BUCKETS[-1] - 1})")
+
+
+def seal(token: bytes, to: CarPublicKey, *, min_size: int = 0) -> bytes:
+    """``token`` sealed to the car whose KEM public key is ``to``, with a fresh
+    encapsulation, padded to the smallest bucket that holds it and is at
+    least ``min_size`` bytes."""
+    return _seal(token, to, None, min_size)
+
+
+def _seal(token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int = 0) -> bytes:
+    """:func:`seal` with the ephemeral key fixed: for known-answer vectors only."""
+    if type(token) is not bytes or not token:
+        raise InvalidRequest("token must be non-empty bytes")
+    if not isinstance(to, CarPublicKey):
+        raise InvalidRequest("seal to a trunkkey.CarPublicKey")
+    if type(min_size) is not int or min_size > BUCKETS[-1]:
+        raise InvalidRequest(f"min_size must be an int of at most {BUCKETS[-1]}")
+    padded = token + b"\x80" + bytes(bucket_for(len(token), min_size) - len(token) - 1)
+    suite = _suite()
+    eks = None
+    if ephemeral is not None:
+        sk = suite.kem.deserialize_private_key(ephemeral)
+        from pyhpke import KEMKeyPair  # noqa: PLC0415
+
+        eks = KEMKeyPair(sk, _public_of(suite, ephemeral))
+    enc, sender = suite.create_sender_context(
+        suite.kem.deserialize_public_key(to.raw), eks=eks
+    )
+    ciphertext = sender.seal(padded, aad=enc_structure(PROTECTED))
+    return encrypt0(PROTECTED, enc, ciphertext)
+
+
+def _public_of(suite: CipherSuite, private: bytes) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+        X25519PrivateKey,
+    )
+
+    raw = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    return suite.kem.deserialize_public_key(raw)
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether ``data`` claims to be a sealed token (tag 16); says nothing of whether it opens."""
+    return data[:1] == b"\xd0"
+
+
+def open_sealed(data: bytes, keys: Iterable[CarKemKey]) -> bytes | None:
+    """The signed token inside ``data``, or ``None`` if none of ``keys`` opens it.
+
+    Every key is tried, so how long a refusal takes says little about which
+    key was near; the first that opens wins.
+    """
+    try:
+        protected, enc, ciphertext = split_encrypt0(data)
+    except DecodeError:
+        return None
+    if protected != PROTECTED or len(enc) != KEM_KEY_BYTES:
+        return None
+    if len(ciphertext) - _TAG_BYTES not in BUCKETS:
+        return None
+    aad = enc_structure(protected)
+    suite = _suite()
+    for key in keys:
+        padded = _try_open(suite, key, enc, ciphertext, aad)
+        if padded is not None:
+            return _unpad(padded)
+    return None
+
+
+def _try_open(
+    suite: CipherSuite, key: CarKemKey, enc: bytes, ciphertext: bytes, aad: bytes
+) -> bytes | None:
+    try:
+        recipient = suite.create_recipient_context(
+            enc, key._hpke
+        )
+        return bytes(recipient.open(ciphertext, aad=aad))
+    except Exception:  # noqa: BLE001 -- pyhpke raises several types; each means "not for us"
+        return None
+
+
+def _unpad(padded: bytes) -> bytes | None:
+    body = padded.rstrip(b"\x00")
+    if not body or body[-1] != 0x80 or len(body) == 1:
+        return None
+    return body[:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedInfo:
+    """All that can be said of a sealed token without its car's key."""
+
+    size: int
+    suite: str
+
+
+def describe_sealed(data: bytes) -> SealedInfo:
+    """Size and suite of a sealed token; :class:`DecodeError` if it is off the profile."""
+    protected, enc, _ = split_encrypt0(data)
+    if len(protected) != len(PROTECTED) or protected[:2] != bytes((0xA1, HDR_ALG)):
+        raise DecodeError("sealed token's protected header is not {alg}")
+    suite = SUITES.get(protected[-1]) if protected[2] == 0x18 else None
+    if suite is None or len(enc) != KEM_KEY_BYTES:
+        raise DecodeError("sealed with a suite this profile does not define")
+    return SealedInfo(size=len(data), suite=suite)
