@@ -28,10 +28,12 @@ reads a byte of what is inside.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._keyfiles import read_private_file, write_private_file
 from .cose import HDR_ALG, enc_structure, encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
 
@@ -84,6 +86,32 @@ class CarPublicKey:
 
         return cbor.encode({1: 1, 3: HPKE_4, -1: 4, -2: self.raw})
 
+    def to_pem(self) -> bytes:
+        """SubjectPublicKeyInfo PEM (RFC 8410), what a backend is handed for a car."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PublicKey,
+        )
+
+        return X25519PublicKey.from_public_bytes(self.raw).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> CarPublicKey:
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PublicKey,
+        )
+
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError):
+            raise DecodeError("not a PEM public key") from None
+        if not isinstance(key, X25519PublicKey):
+            raise DecodeError("not an X25519 public key (a car's KEM key)")
+        return cls(key.public_bytes_raw())
+
 
 class CarKemKey:
     """A car's KEM private key: it opens what was sealed to :attr:`public_key`.
@@ -122,6 +150,35 @@ class CarKemKey:
 
     def __repr__(self) -> str:
         return f"CarKemKey(HPKE-4, public={self._public.raw.hex()[:16]}…)"
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the key as PKCS#8 PEM to a new file readable only by its owner (0600)."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PrivateKey,
+        )
+
+        pem = X25519PrivateKey.from_private_bytes(self._private).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_private_file(path, pem, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CarKemKey:
+        """Read a PEM key file written by :meth:`save`; refuse one that others can read."""
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PrivateKey,
+        )
+
+        try:
+            key = serialization.load_pem_private_key(read_private_file(path), password=None)
+        except (ValueError, TypeError):
+            raise DecodeError(f"{path} is not an unencrypted PEM private key") from None
+        if not isinstance(key, X25519PrivateKey):
+            raise DecodeError(f"{path} is not an X25519 key (a car's KEM key)")
+        return cls(key.private_bytes_raw())
 
     def __reduce__(self) -> Any:
         raise TypeError("a car's KEM key is not pickled")
