@@ -55,6 +55,8 @@ BUCKETS = (192, 256, 384, 512, 960)
 _TAG_BYTES = 16
 #: The header a sealed token's bytes begin with, whatever it seals.
 FIXED_HEADER = b"\xd0\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
+#: The HPKE aad of every sealed token: the Enc_structure of its fixed header.
+AAD = enc_structure(PROTECTED)
 #: The smallest and largest sealed token: a cap for parsers and fuzzers.
 MIN_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 2 + BUCKETS[0] + _TAG_BYTES
 MAX_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 3 + BUCKETS[-1] + _TAG_BYTES
@@ -251,7 +253,7 @@ def _seal(token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int
     enc, sender = suite.create_sender_context(
         suite.kem.deserialize_public_key(to.raw), eks=eks
     )
-    ciphertext = sender.seal(padded, aad=enc_structure(PROTECTED))
+    ciphertext = sender.seal(padded, aad=AAD)
     return encrypt0(PROTECTED, enc, ciphertext)
 
 
@@ -283,10 +285,9 @@ def open_sealed(data: bytes, keys: Iterable[CarKemKey]) -> bytes | None:
         return None
     if len(ciphertext) - _TAG_BYTES not in BUCKETS:
         return None
-    aad = enc_structure(protected)
     suite = _suite()
     for key in keys:
-        padded = _try_open(suite, key, enc, ciphertext, aad)
+        padded = _try_open(suite, key, enc, ciphertext, AAD)
         if padded is not None:
             return _unpad(padded)
     return None
