@@ -11,6 +11,9 @@ Runs in the interop environment (see ``test_cwt.py``).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cbor2
 import pytest
 from cwt import COSE, COSEKey
@@ -63,3 +66,23 @@ def test_a_known_answer_seal_opens_in_python_cwt() -> None:
     sealed = _seal(b"\xd2vector", CAR.public_key, bytes(range(2, 34)))
     padded = COSE.new().decode(sealed, keys=[_car_key_for_cwt(CAR)])
     assert padded.startswith(b"\xd2vector\x80")
+
+
+_VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "test-vectors.json").read_text("utf-8")
+)["vectors"]
+_OPENABLE = [v for v in _VECTORS if v.get("car_keys") and v["reason"] != "cannot_open"]
+
+
+@pytest.mark.parametrize("vector", _OPENABLE, ids=[v["name"] for v in _OPENABLE])
+def test_python_cwt_opens_every_sealed_vector(vector: dict[str, object]) -> None:
+    car = CarKemKey(bytes.fromhex(vector["car_keys"][0]))  # type: ignore[index]
+    sealed = bytes.fromhex(vector["token"])  # type: ignore[arg-type]
+    padded = COSE.new().decode(sealed, keys=[_car_key_for_cwt(car)])
+    assert padded.rstrip(b"\x00").endswith(b"\x80")
+    assert open_sealed(sealed, [car]) == padded.rstrip(b"\x00")[:-1]
+    assert padded[:1] == b"\xd2"
+
+
+def test_the_vectors_hold_sealed_tokens_for_python_cwt() -> None:
+    assert len(_OPENABLE) >= 3
