@@ -27,6 +27,7 @@ from ..ledger.base import Ledger
 from ..ledger.memory import MemoryLedger
 from ..ledger.sqlite import SqliteLedger
 from ..proof import make_proof
+from ..sealed import CarKemKey, CarKeyring, CarPublicKey, seal
 from ..trust import TrustedKey, TrustStore
 from ..vehicle.state import Outcome, UnitConfig
 from ..vehicle.timekeeping import (
@@ -117,6 +118,8 @@ class Car:
     state_dir: Path | None = None
     #: This car's own trust store (a consent car's trust updates change only its own).
     trust_store: TrustStore | None = None
+    #: The car's KEM key, provisioned beside its anchors: it opens tokens sealed to it.
+    kem_key: CarKemKey | None = None
 
 
 class World:
@@ -152,13 +155,16 @@ class World:
 
     # -- carmaker -------------------------------------------------------------
     def enrol_car(
-        self, vehicle_id: str, *, position: Location | None = None, consent: bool = False
+        self, vehicle_id: str, *, position: Location | None = None, consent: bool = False,
+        sealed: bool = False,
     ) -> Car:
         """The carmaker provisions a car: its key, its trust anchors, its unit.
 
         With ``consent`` the car's anchors are the carmaker's root key (this
         world's ``carmaker_key``) and its own vehicle key: it verifies consent
         chains offline and applies the carmaker's signed revocation lists.
+        With ``sealed`` the car also gets a KEM key, whose public half the
+        backend seals its tokens to (``mint(..., seal_to=car.kem_key.public_key)``).
         """
         directory = None
         if self.state_dir is not None and self.ledger_kind == "sqlite":
@@ -174,6 +180,7 @@ class World:
             time_store=store, unit=None,  # type: ignore[arg-type]
             consent=consent, state_dir=directory,
             trust_store=TrustStore(list(self.trust_store)) if consent else None,
+            kem_key=CarKemKey.generate() if sealed else None,
         )
         car.unit = self._boot(car)
         self.cars[vehicle_id] = car
@@ -197,6 +204,7 @@ class World:
             trust_state=None if car.state_dir is None or not car.consent
             else car.state_dir / TRUST_FILE,
             log_ack_key=self.history.public_key,
+            car_keys=None if car.kem_key is None else CarKeyring([car.kem_key]),
         )
 
     def reboot(self, car: Car) -> VehicleUnit:
@@ -236,15 +244,18 @@ class World:
         window: int = 4 * 3600,
         order_ref: bytes | None = None,
         parcels: Sequence[str] | None = None,
+        seal_to: CarPublicKey | None = None,
     ) -> bytes:
-        """``parcels``: the order's parcel identifiers the token commits to."""
+        """``parcels``: the order's parcel identifiers the token commits to;
+        ``seal_to``: a car's KEM public key to seal the token to."""
         vehicle_id = car if isinstance(car, str) else car.vehicle_id
-        return self.retailer.mint(
+        token = self.retailer.mint(
             vehicle_id=vehicle_id, action=action, purpose=purpose,
             not_before=self.now + starts_in, expires=self.now + starts_in + window,
             geofence=geofence, courier_key=None if courier is None else courier.public_key,
             order_ref=order_ref, parcels=parcels,
         )
+        return token if seal_to is None else seal(token, seal_to)
 
     # -- time -------------------------------------------------------------------
     def advance(self, seconds: int) -> None:
