@@ -104,6 +104,9 @@ ATTACKS = {
     "deleted_entry": ["allowed", "log_gap", "accepted"],
     "forked_log": ["allowed", "accepted", "log_fork"],
     "rolled_back_log": ["allowed", "accepted", "log_rollback"],
+    # Sealed tokens (issue 15): nothing to name in the bytes; what fails to open is refused.
+    "tampered_sealed": ["nothing", "cannot_open", "cannot_open", "cannot_open", "allowed"],
+    "sealed_other_car": ["cannot_open", "wrong_vehicle", "allowed"],
 }
 
 
