@@ -77,3 +77,17 @@ def test_seal_to_a_file_that_is_no_car_key_is_a_clean_error(work: Path) -> None:
         "--seal-to", "issuer.pub", cwd=work,
     )
     assert "not a car's KEM public key" in one_line_error(result)
+
+
+def test_the_post_quantum_suite_round_trips_through_the_command_line(work: Path) -> None:
+    ok("keygen", "--kem", "mlkem768-x25519", "--out", "pq.key", "--public-out", "pq.pub",
+       cwd=work)
+    assert stat.S_IMODE((work / "pq.key").stat().st_mode) == 0o600
+    sealed = mint(work, "--seal-to", "pq.pub")
+    shown = json.loads(ok("inspect", sealed, "--json", cwd=work))
+    assert shown["suite"] == "HPKE-MLKEM768-X25519"
+    assert shown["size"] > 1024
+    allowed = verify(work, sealed, "--car-key", "car.key", "--car-key", "pq.key", "--json")
+    assert allowed.returncode == 0, allowed.stdout
+    refused = verify(work, sealed, "--car-key", "car.key", "--json")
+    assert json.loads(refused.stdout)["reason"] == "too_large"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from support import NOW, VEHICLE, World, make_world
 from trunkkey import (
+    CarHybridKemKey,
     CarKemKey,
     CarKeyring,
     CarPublicKey,
@@ -20,6 +21,7 @@ from trunkkey import (
     Reason,
     SigningKey,
     Verifier,
+    VerifierPolicy,
     make_proof,
     open_sealed,
     seal,
@@ -35,6 +37,7 @@ from trunkkey.sealed import (
     bucket_for,
     describe_sealed,
 )
+from trunkkey.sealed_pq import PROTECTED_PQ
 
 CAR = CarKemKey(bytes(range(32)))
 OTHER_CAR = CarKemKey(bytes(range(1, 33)))
@@ -246,3 +249,44 @@ def test_cannot_open_is_decided_before_the_size_of_what_is_inside() -> None:
         seal(b"", CAR.public_key)
     assert _verify(verifier, b"\xd0\x83") is Reason.CANNOT_OPEN
     assert _verify(verifier, seal(b"\xd2 not a token", CAR.public_key)) is Reason.MALFORMED
+
+
+# -- The post-quantum suite (ML-KEM-768 + X25519) ------------------------------------
+
+HYBRID_CAR = CarHybridKemKey(bytes(range(96)))
+
+
+def test_a_hybrid_sealed_token_opens_and_verifies_with_a_larger_size_cap() -> None:
+    world = make_world()
+    verifier = Verifier(
+        trust_store=world.store, ledger=MemoryLedger(), clock=world.clock,
+        policy=VerifierPolicy(max_token_size=2048), car_keys=CarKeyring([CAR, HYBRID_CAR]),
+    )
+    sealed = seal(world.mint(), HYBRID_CAR.public_key)
+    assert describe_sealed(sealed).suite == "HPKE-MLKEM768-X25519"
+    assert sealed[:10] == b"\xd0\x83\x47" + PROTECTED_PQ
+    assert _verify(verifier, sealed) is Reason.ALLOWED
+    # The default 1 KiB cap refuses it before a byte is parsed.
+    world2, small = _sealed_world()
+    assert _verify(small, seal(world2.mint(), HYBRID_CAR.public_key)) is Reason.TOO_LARGE
+
+
+def test_a_hybrid_sealed_token_opens_only_with_its_hybrid_key() -> None:
+    sealed = seal(b"\xd2token", HYBRID_CAR.public_key)
+    assert open_sealed(sealed, [CAR, HYBRID_CAR]) == b"\xd2token"
+    assert open_sealed(sealed, [CAR]) is None
+    assert open_sealed(sealed, [CarHybridKemKey(bytes(range(1, 97)))]) is None
+    # The header is bound through HPKE info (this profile's rule): changing it cannot open.
+    assert open_sealed(sealed.replace(PROTECTED_PQ, PROTECTED_PQ[:-1] + b"\x48", 1),
+                       [HYBRID_CAR]) is None
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_any_byte_flip_of_a_hybrid_sealed_token_cannot_open(data: st.DataObject) -> None:
+    sealed = seal(b"\xd2token", HYBRID_CAR.public_key)
+    at = data.draw(st.integers(0, len(sealed) - 1))
+    tampered = sealed[:at] + bytes((sealed[at] ^ data.draw(st.integers(1, 255)),)) + (
+        sealed[at + 1 :]
+    )
+    assert open_sealed(tampered, [HYBRID_CAR]) is None

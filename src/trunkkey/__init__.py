@@ -72,6 +72,8 @@ if _typing.TYPE_CHECKING:
     from .sealed import CarPublicKey as CarPublicKey
     from .sealed import open_sealed as open_sealed
     from .sealed import seal as seal
+    from .sealed_pq import CarHybridKemKey as CarHybridKemKey
+    from .sealed_pq import CarHybridPublicKey as CarHybridPublicKey
     from .signing import SigningBackend as SigningBackend
     from .trust import TrustedKey as TrustedKey
     from .trust import TrustStore as TrustStore
@@ -137,6 +139,8 @@ _DEFINED_IN: dict[str, str] = {
     "CarPublicKey": "sealed",
     "open_sealed": "sealed",
     "seal": "sealed",
+    "CarHybridKemKey": "sealed_pq",
+    "CarHybridPublicKey": "sealed_pq",
     "SigningBackend": "signing",
     "TrustedKey": "trust",
     "TrustStore": "trust",
@@ -164,6 +168,8 @@ __all__ = [
     "Algorithm",
     "AsyncLedger",
     "AsyncVerifier",
+    "CarHybridKemKey",
+    "CarHybridPublicKey",
     "CarKemKey",
     "CarKeyring",
     "CarPublicKey",

@@ -34,11 +34,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._keyfiles import read_private_file, write_private_file
-from .cose import HDR_ALG, enc_structure, encrypt0, split_encrypt0
+from .cose import enc_structure, encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
 
 if TYPE_CHECKING:
     from pyhpke import CipherSuite
+
+    from .sealed_pq import CarHybridKemKey, CarHybridPublicKey
 
 #: COSE ``alg`` of the one suite this profile seals with: HPKE-4.
 HPKE_4 = 42
@@ -197,25 +199,53 @@ class CarKeyring:
 
     __slots__ = ("_keys",)
 
-    def __init__(self, keys: Iterable[CarKemKey]) -> None:
+    def __init__(self, keys: Iterable[CarKemKey | CarHybridKemKey]) -> None:
         self._keys = _checked(keys)
 
     @property
-    def keys(self) -> tuple[CarKemKey, ...]:
+    def keys(self) -> tuple[CarKemKey | CarHybridKemKey, ...]:
         return self._keys
 
-    def replace(self, keys: Iterable[CarKemKey]) -> None:
+    def replace(self, keys: Iterable[CarKemKey | CarHybridKemKey]) -> None:
         self._keys = _checked(keys)
 
     def __repr__(self) -> str:
         return f"CarKeyring({len(self._keys)} keys)"
 
 
-def _checked(keys: Iterable[CarKemKey]) -> tuple[CarKemKey, ...]:
+def _checked(
+    keys: Iterable[CarKemKey | CarHybridKemKey],
+) -> tuple[CarKemKey | CarHybridKemKey, ...]:
     keys = tuple(keys)
-    if not keys or not all(isinstance(key, CarKemKey) for key in keys):
-        raise InvalidRequest("a car keyring holds one or more CarKemKey")
+    if not keys or not all(_is_car_key(key) for key in keys):
+        raise InvalidRequest("a car keyring holds one or more CarKemKey or CarHybridKemKey")
     return keys
+
+
+def _is_car_key(key: object) -> bool:
+    if isinstance(key, CarKemKey):
+        return True
+    from .sealed_pq import CarHybridKemKey  # noqa: PLC0415 -- the hybrid suite's own module
+
+    return isinstance(key, CarHybridKemKey)
+
+
+def load_car_key(path: str | os.PathLike[str]) -> CarKemKey | CarHybridKemKey:
+    """A car's KEM private key file of either suite (the PEM label tells which)."""
+    from .sealed_pq import PRIVATE_LABEL, CarHybridKemKey  # noqa: PLC0415
+
+    if PRIVATE_LABEL.encode() in read_private_file(path)[:64]:
+        return CarHybridKemKey.load(path)
+    return CarKemKey.load(path)
+
+
+def car_public_key(data: bytes) -> CarPublicKey | CarHybridPublicKey:
+    """A car's KEM public key, from PEM of either suite (the label tells which)."""
+    from .sealed_pq import PUBLIC_LABEL, CarHybridPublicKey  # noqa: PLC0415
+
+    if PUBLIC_LABEL.encode() in data[:64]:
+        return CarHybridPublicKey.from_pem(data)
+    return CarPublicKey.from_pem(data)
 
 
 def bucket_for(size: int, min_size: int = 0) -> int:
@@ -227,22 +257,34 @@ def bucket_for(size: int, min_size: int = 0) -> int:
     raise InvalidRequest(f"a token of {size} bytes is too large to seal (max {BUCKETS[-1] - 1})")
 
 
-def seal(token: bytes, to: CarPublicKey, *, min_size: int = 0) -> bytes:
+def seal(token: bytes, to: CarPublicKey | CarHybridPublicKey, *, min_size: int = 0) -> bytes:
     """``token`` sealed to the car whose KEM public key is ``to``, with a fresh
     encapsulation, padded to the smallest bucket that holds it and is at
-    least ``min_size`` bytes."""
+    least ``min_size`` bytes. The key's type picks the suite: HPKE-4 for a
+    :class:`CarPublicKey`, the ML-KEM-768 + X25519 hybrid
+    (:mod:`trunkkey.sealed_pq`) for a ``CarHybridPublicKey``."""
+    if not isinstance(to, CarPublicKey):
+        from .sealed_pq import CarHybridPublicKey, seal_pq  # noqa: PLC0415
+
+        if not isinstance(to, CarHybridPublicKey):
+            raise InvalidRequest("seal to a trunkkey.CarPublicKey or CarHybridPublicKey")
+        return seal_pq(_padded(token, min_size), to)
     return _seal(token, to, None, min_size)
+
+
+def _padded(token: bytes, min_size: int) -> bytes:
+    if type(token) is not bytes or not token:
+        raise InvalidRequest("token must be non-empty bytes")
+    if type(min_size) is not int or min_size > BUCKETS[-1]:
+        raise InvalidRequest(f"min_size must be an int of at most {BUCKETS[-1]}")
+    return token + b"\x80" + bytes(bucket_for(len(token), min_size) - len(token) - 1)
 
 
 def _seal(token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int = 0) -> bytes:
     """:func:`seal` with the ephemeral key fixed: for known-answer vectors only."""
-    if type(token) is not bytes or not token:
-        raise InvalidRequest("token must be non-empty bytes")
+    padded = _padded(token, min_size)
     if not isinstance(to, CarPublicKey):
         raise InvalidRequest("seal to a trunkkey.CarPublicKey")
-    if type(min_size) is not int or min_size > BUCKETS[-1]:
-        raise InvalidRequest(f"min_size must be an int of at most {BUCKETS[-1]}")
-    padded = token + b"\x80" + bytes(bucket_for(len(token), min_size) - len(token) - 1)
     suite = _suite()
     eks = None
     if ephemeral is not None:
@@ -271,22 +313,29 @@ def is_sealed(data: bytes) -> bool:
     return data[:1] == b"\xd0"
 
 
-def open_sealed(data: bytes, keys: Iterable[CarKemKey]) -> bytes | None:
+def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> bytes | None:
     """The signed token inside ``data``, or ``None`` if none of ``keys`` opens it.
 
-    Every key is tried, so how long a refusal takes says little about which
-    key was near; the first that opens wins.
+    The header names the suite; the keys of that suite are tried in turn
+    (newest first, in a :class:`CarKeyring`) and the first that opens wins.
     """
     try:
         protected, enc, ciphertext = split_encrypt0(data)
     except DecodeError:
         return None
-    if protected != PROTECTED or len(enc) != KEM_KEY_BYTES:
-        return None
     if len(ciphertext) - _TAG_BYTES not in BUCKETS:
+        return None
+    if protected != PROTECTED:
+        from .sealed_pq import PROTECTED_PQ, open_pq  # noqa: PLC0415
+
+        padded = open_pq(enc, ciphertext, keys) if protected == PROTECTED_PQ else None
+        return None if padded is None else _unpad(padded)
+    if len(enc) != KEM_KEY_BYTES:
         return None
     suite = _suite()
     for key in keys:
+        if not isinstance(key, CarKemKey):
+            continue
         padded = _try_open(suite, key, enc, ciphertext, AAD)
         if padded is not None:
             return _unpad(padded)
@@ -322,10 +371,12 @@ class SealedInfo:
 
 def describe_sealed(data: bytes) -> SealedInfo:
     """Size and suite of a sealed token; :class:`DecodeError` if it is off the profile."""
+    from .sealed_pq import ENC_BYTES, PROTECTED_PQ  # noqa: PLC0415
+
     protected, enc, _ = split_encrypt0(data)
-    if len(protected) != len(PROTECTED) or protected[:2] != bytes((0xA1, HDR_ALG)):
-        raise DecodeError("sealed token's protected header is not {alg}")
-    suite = SUITES.get(protected[-1]) if protected[2] == 0x18 else None
-    if suite is None or len(enc) != KEM_KEY_BYTES:
+    suites = {PROTECTED: (SUITES[HPKE_4], KEM_KEY_BYTES),
+              PROTECTED_PQ: ("HPKE-MLKEM768-X25519", ENC_BYTES)}
+    suite, enc_bytes = suites.get(protected, (None, 0))
+    if suite is None or len(enc) != enc_bytes:
         raise DecodeError("sealed with a suite this profile does not define")
     return SealedInfo(size=len(data), suite=suite)

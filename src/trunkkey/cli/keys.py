@@ -21,9 +21,10 @@ from ._show import key_summary, print_key
 def _keygen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519",
                    help="Ed25519 (default) or ECDSA P-256")
-    p.add_argument("--kem", choices=("x25519",), default=None,
+    p.add_argument("--kem", choices=("x25519", "mlkem768-x25519"), default=None,
                    help="make a car's KEM key instead, which opens tokens sealed to it "
-                        "(HPKE-4); the public key is what a backend seals to")
+                        "(x25519: HPKE-4; mlkem768-x25519: the post-quantum hybrid); the "
+                        "public key is what a backend seals to")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="where to write the private key (PEM, created with mode 0600)")
     p.add_argument("--public-out", metavar="PATH",
@@ -57,20 +58,22 @@ def _keygen(args: argparse.Namespace, out: Output) -> int:
 
 def _kem_keygen(args: argparse.Namespace, out: Output) -> int:
     from ..sealed import CarKemKey  # noqa: PLC0415 -- loads cryptography and pyhpke
+    from ..sealed_pq import CarHybridKemKey  # noqa: PLC0415
 
     if args.password_file:
         raise CliError("a car's KEM key file is not encrypted: it lives in the car's key store")
-    key = CarKemKey.generate()
+    hybrid = args.kem == "mlkem768-x25519"
+    key = CarHybridKemKey.generate() if hybrid else CarKemKey.generate()
+    suite = "HPKE-MLKEM768-X25519" if hybrid else "HPKE-4"
     key.save(args.out, overwrite=args.force)
     public = key.public_key
     if args.public_out:
         _write_public(Path(args.public_out), public.to_pem(), force=args.force)
     out.data({"private_key_file": args.out, "public_key_file": args.public_out,
-              "kem": "x25519", "suite": "HPKE-4", "public_key": public.raw.hex()})
-    out.line(f"car KEM key (X25519, for HPKE-4) written to {args.out} (mode 0600)")
+              "kem": args.kem, "suite": suite, "public_key_bytes": len(public.raw)})
+    out.line(f"car KEM key ({args.kem}, for {suite}) written to {args.out} (mode 0600)")
     if args.public_out:
         out.line(f"public key written to {args.public_out}: seal tokens to it with --seal-to")
-    out.line(f"public key:  {public.raw.hex()}")
     return EXIT_OK
 
 

@@ -95,11 +95,11 @@ def _mint_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sealed_to(path_text: str, token: bytes) -> bytes:
-    from ..sealed import CarPublicKey, seal  # noqa: PLC0415 -- loads pyhpke
+    from ..sealed import car_public_key, seal  # noqa: PLC0415 -- loads pyhpke
 
     data = read_bounded(Path(path_text), "car KEM public key file", path_text)
     try:
-        return seal(token, CarPublicKey.from_pem(data))
+        return seal(token, car_public_key(data))
     except TrunkkeyError as exc:
         raise CliError(f"{path_text!r} is not a car's KEM public key: {exc}") from None
 
@@ -123,9 +123,11 @@ def _mint(args: argparse.Namespace, out: Output) -> int:
     )
     token = issuer.sign_claims(claims)
     if args.seal_to:
+        from ..sealed import describe_sealed  # noqa: PLC0415
+
         sealed = _sealed_to(args.seal_to, token)
         emit(out, "token", sealed, args.format,
-             {"size": len(sealed), "sealed": True, "suite": "HPKE-4",
+             {"size": len(sealed), "sealed": True, "suite": describe_sealed(sealed).suite,
               "signed_size": len(token), "kid": key.kid.hex(), "claims": claims_json(claims)})
         return EXIT_OK
     emit(out, "token", token, args.format,
