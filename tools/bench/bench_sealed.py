@@ -7,6 +7,7 @@ One run measures, interleaved so a noisy neighbour costs every figure alike:
 * ``sealed_rotating``: as ``sealed``, for a car that holds two KEM keys (a
   rotation) and whose token is sealed to the second, so it tries both;
 * the same two with a courier's proof (geofence and device binding);
+* ``sealed_pq``: the post-quantum suite (ML-KEM-768 + X25519, ``cryptography``'s HPKE);
 
 and prints each size and rate with the issue's verdicts: a sealed Ed25519
 trunk token is at most 256 bytes, and open + verify runs at least half as
@@ -27,7 +28,17 @@ from collections.abc import Callable
 
 from tools import ROOT
 from tools.bench._setups import HOME, VEHICLE, WINDOW, Direct, Presentation, checker
-from trunkkey import Action, CarKemKey, CarKeyring, MemoryLedger, SigningKey, Verifier, seal
+from trunkkey import (
+    Action,
+    CarHybridKemKey,
+    CarKemKey,
+    CarKeyring,
+    MemoryLedger,
+    SigningKey,
+    Verifier,
+    VerifierPolicy,
+    seal,
+)
 from trunkkey.clock import ManualClock
 from trunkkey.proof import make_proof
 
@@ -38,10 +49,14 @@ MIN_RATE_RATIO = 0.5
 
 
 def _sealed_pools(
-    direct: Direct, car: CarKemKey
+    direct: Direct, car: CarKemKey, hybrid: CarHybridKemKey
 ) -> dict[str, Callable[[int], list[Presentation]]]:
     def sealed_plain(count: int) -> list[Presentation]:
         return [(seal(direct.mint(), car.public_key), None, None, None) for _ in range(count)]
+
+    def sealed_pq(count: int) -> list[Presentation]:
+        return [(seal(direct.mint(), hybrid.public_key), None, None, None)
+                for _ in range(count)]
 
     def sealed_proof(count: int) -> list[Presentation]:
         out: list[Presentation] = []
@@ -59,24 +74,26 @@ def _sealed_pools(
 
     return {
         "plain": direct.plain, "sealed": sealed_plain, "sealed_rotating": sealed_plain,
-        "proof": direct.with_proof, "sealed_proof": sealed_proof,
+        "proof": direct.with_proof, "sealed_proof": sealed_proof, "sealed_pq": sealed_pq,
     }
 
 
 def _verifier(direct: Direct, ring: CarKeyring | None) -> Verifier:
     return Verifier(trust_store=direct.store, ledger=MemoryLedger(),
-                    clock=ManualClock(direct.clock.now()), car_keys=ring)
+                    clock=ManualClock(direct.clock.now()), car_keys=ring,
+                    policy=VerifierPolicy(max_token_size=2048))
 
 
 def measure(count: int, rounds: int) -> dict[str, float]:
     """µs of CPU per decision for each case: the best of ``rounds`` interleaved rounds."""
-    direct, car = Direct.create(), CarKemKey.generate()
+    direct, car, hybrid = Direct.create(), CarKemKey.generate(), CarHybridKemKey.generate()
     rings = {
         "plain": None, "proof": None, "sealed": CarKeyring([car]),
         "sealed_proof": CarKeyring([car]),
         "sealed_rotating": CarKeyring([CarKemKey.generate(), car]),
+        "sealed_pq": CarKeyring([hybrid]),
     }
-    pools = _sealed_pools(direct, car)
+    pools = _sealed_pools(direct, car, hybrid)
     best: dict[str, float] = {}
     for _ in range(rounds):
         for name, make in pools.items():
@@ -99,6 +116,7 @@ def sizes() -> dict[str, int]:
     )
     return {
         "plain_trunk": len(trunk), "sealed_trunk": len(seal(trunk, car.public_key)),
+        "sealed_trunk_pq": len(seal(trunk, CarHybridKemKey.generate().public_key)),
         "plain_delivery": len(bound), "sealed_delivery": len(seal(bound, car.public_key)),
     }
 
@@ -123,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         print(f"rate {name:16s} {rate[name]:8.0f} /s  ({value:6.1f} µs CPU)")
     print(f"open + verify / plain verify: {ratio:.2f} "
           f"(with a proof: {rate['sealed_proof'] / rate['proof']:.2f}; "
-          f"two keys: {rate['sealed_rotating'] / rate['plain']:.2f})")
+          f"two keys: {rate['sealed_rotating'] / rate['plain']:.2f}; "
+          f"ML-KEM-768 + X25519: {rate['sealed_pq'] / rate['plain']:.2f})")
     for name, met in verdicts.items():
         print(f"{'MET ' if met else 'MISSED'} {name}")
     result: dict[str, object] = {"sizes": size, "us_cpu": us, "rates": rate,
