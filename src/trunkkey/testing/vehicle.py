@@ -29,6 +29,7 @@ from ..ledger.sqlite import SqliteLedger
 from ..proof import make_proof
 from ..sealed import CarKemKey, CarKeyring, CarPublicKey, seal
 from ..trust import TrustedKey, TrustStore
+from ..vehicle.presence import PresenceBeacon, PresenceSecret, PresenceWindow, presence_ids
 from ..vehicle.state import Outcome, UnitConfig
 from ..vehicle.timekeeping import (
     FileTimeStore,
@@ -120,6 +121,8 @@ class Car:
     trust_store: TrustStore | None = None
     #: The car's KEM key, provisioned beside its anchors: it opens tokens sealed to it.
     kem_key: CarKemKey | None = None
+    #: What the car advertises over BLE while it waits for a delivery (nothing else).
+    beacon: PresenceBeacon | None = None
 
 
 class World:
@@ -146,6 +149,8 @@ class World:
         self.retailer = Issuer(self.retailer_key, RETAILER, clock=self.true_clock)
         self.trust_store = TrustStore([TrustedKey.create(self.retailer_key.public_key, RETAILER)])
         self.cars: dict[str, Car] = {}
+        #: The backend's copy of each car's presence secret.
+        self.presence_secrets: dict[str, PresenceSecret] = {}
         #: The backend's store of every car's access-log checkpoints.
         self.history = CheckpointStore(backend_key=SigningKey.generate())
 
@@ -180,8 +185,11 @@ class World:
             time_store=store, unit=None,  # type: ignore[arg-type]
             consent=consent, state_dir=directory,
             trust_store=TrustStore(list(self.trust_store)) if consent else None,
-            kem_key=CarKemKey.generate() if sealed else None,
+            kem_key=CarKemKey(self.randomness(32)) if sealed else None,
         )
+        # The presence secret: the car's copy in its beacon, the backend's in the world.
+        secret = self.presence_secrets[vehicle_id] = PresenceSecret(self.randomness(32))
+        car.beacon = PresenceBeacon(secret)
         car.unit = self._boot(car)
         self.cars[vehicle_id] = car
         self.history.enrol(vehicle_id, car.vehicle_key.public_key)
@@ -256,6 +264,15 @@ class World:
             order_ref=order_ref, parcels=parcels,
         )
         return token if seal_to is None else seal(token, seal_to)
+
+    def book(self, car: Car, *, starts_in: int = 0, window: int = 4 * 3600) -> PresenceWindow:
+        """The backend books a delivery: the car is told to advertise for the window,
+        and the courier is given the window's presence identifiers, never the secret."""
+        not_before = self.now + starts_in
+        if car.beacon is not None:
+            car.beacon.expect(not_before=not_before, expires=not_before + window)
+        return presence_ids(self.presence_secrets[car.vehicle_id], not_before=not_before,
+                            expires=not_before + window)
 
     # -- time -------------------------------------------------------------------
     def advance(self, seconds: int) -> None:
