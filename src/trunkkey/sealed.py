@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from .sealed_pq import CarHybridKemKey, CarHybridPublicKey
 
-#: COSE ``alg`` of the one suite this profile seals with: HPKE-4.
+#: COSE ``alg`` of the default suite, HPKE-4 (the hybrid one is in :mod:`trunkkey.sealed_pq`).
 HPKE_4 = 42
 SUITES = {HPKE_4: "HPKE-4"}
 #: ``{1: 42}``: the protected header of every sealed token (so its first
