@@ -96,7 +96,7 @@ class Stage:
 
     def __init__(self, state_dir: Path, *, consent: bool = False) -> None:
         self.world = World(start=START, state_dir=state_dir)
-        self.car: Car = self.world.enrol_car("VIN-BER-0001", consent=consent)
+        self.car: Car = self.world.enrol_car("VIN-BER-0001", consent=consent, sealed=True)
         self.place = self.world.park(self.car, PARKED, radius_m=50)
         self.courier = SigningKey.generate()
         self.attacker = SigningKey.generate()
@@ -106,6 +106,13 @@ class Stage:
         kwargs.setdefault("courier", self.courier)
         kwargs.setdefault("geofence", self.place)
         return self.world.mint(self.car, **kwargs)  # type: ignore[arg-type]
+
+    def sealed(self, **kwargs: object) -> bytes:
+        """A token sealed to this car's KEM key: the courier carries bytes it cannot read."""
+        kem = self.car.kem_key
+        if kem is None:
+            raise AssertionError("the stage's car has a KEM key")
+        return self.token(seal_to=kem.public_key, **kwargs)
 
     def present(self, token: bytes, key: SigningKey | None = None, **kw: object) -> Reason:
         return courier_present(self.car, token, key or self.courier, **kw).reason  # type: ignore[arg-type]
@@ -579,6 +586,42 @@ def scene_replayed_scan(stage: Stage, scene: Scene) -> None:
     stage.car.unit.trunk_closed()
 
 
+def scene_tampered_sealed(stage: Stage, scene: Scene) -> None:
+    sealed = stage.sealed(order_ref=b"order-4711")
+    seen = "nothing" if not any(
+        name in sealed for name in (b"VIN-BER-0001", RETAILER.encode(), b"order-4711")
+    ) else "the car, issuer or order"
+    scene.expect("what the courier's handheld can name in the sealed bytes", "nothing", seen)
+    flipped = bytearray(sealed)
+    flipped[len(sealed) // 2] ^= 0x01
+    scene.expect("one bit of the ciphertext flipped", Reason.CANNOT_OPEN,
+                 stage.present(bytes(flipped)))
+    scene.expect("the encapsulated key swapped for the attacker's", Reason.CANNOT_OPEN,
+                 stage.present(sealed[:11] + bytes(32) + sealed[43:]))
+    scene.expect("cut to the first bucket's length", Reason.CANNOT_OPEN,
+                 stage.present(sealed[:253]))
+    scene.expect("the genuine sealed token delivers (control)", Reason.ALLOWED,
+                 stage.deliver(sealed))
+
+
+def scene_sealed_other_car(stage: Stage, scene: Scene) -> None:
+    neighbour = stage.world.enrol_car("VIN-BER-0099", sealed=True)
+    if neighbour.kem_key is None:
+        raise AssertionError("the neighbour has a KEM key")
+    to_neighbour = stage.token(seal_to=neighbour.kem_key.public_key)
+    scene.expect("a token for this car sealed to the car next to it", Reason.CANNOT_OPEN,
+                 stage.present(to_neighbour))
+    kem = stage.car.kem_key
+    if kem is None:
+        raise AssertionError("the stage's car has a KEM key")
+    for_neighbour = stage.world.mint(neighbour, courier=stage.courier, geofence=stage.place,
+                                     seal_to=kem.public_key)
+    scene.expect("the neighbour's token sealed to this car: opens, still not for it",
+                 Reason.WRONG_VEHICLE, stage.present(for_neighbour))
+    scene.expect("a token sealed to this car (control)", Reason.ALLOWED,
+                 stage.deliver(stage.sealed()))
+
+
 #: Scenes played on a car whose only anchor is its carmaker's root.
 CONSENT_SCENES = frozenset({
     "widened_scope", "expired_consent", "revoked_consent", "dead_zone",
@@ -650,6 +693,12 @@ SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("forked_log", "Access log: history re-signed (a fork)",
      "A tampered head unit with the vehicle key signs a history without an attempt.",
      scene_forked_log),
+    ("tampered_sealed", "Sealed token: altered on the way",
+     "The courier's handheld carries a sealed token it cannot read; someone on the way flips "
+     "a bit, swaps the encapsulated key, or cuts it short.", scene_tampered_sealed),
+    ("sealed_other_car", "Sealed token: sealed to another car",
+     "A token is sealed to the car next to it, or the neighbour's token is sealed to this "
+     "car.", scene_sealed_other_car),
     ("rolled_back_log", "Access log: rolled back",
      "The head unit is restored from an old image, its log shorter than one already seen.",
      scene_rolled_back_log),

@@ -176,7 +176,43 @@ def run(state_dir: str, say: Callable[[str], None] = print) -> list[Check]:
     _consent_delivery(world, step, check)
     _owner_verifies_history(world, car, step, check)
     _parcel_delivery(world, step, check)
+    _sealed_delivery(world, step, check)
     return checks
+
+
+def _sealed_delivery(
+    world: World, step: Callable[[str], None], check: Callable[[str, object, object], None],
+) -> None:
+    """A sealed token and a rotating presence identifier: the eavesdropper's view."""
+    world.advance(DAY)
+    step("A car that keeps its secrets: VIN-MUC-0004 gets a KEM key and a presence secret.")
+    car = world.enrol_car("VIN-MUC-0004", sealed=True)
+    place = world.park(car, MUNICH_CAR_PARK, radius_m=50)
+    courier = SigningKey.generate()
+    if car.kem_key is None or car.beacon is None:
+        raise AssertionError("a sealed car has a KEM key and a beacon")
+    presence = world.book(car, window=4 * 3600)
+    token = world.mint(car, courier=courier, geofence=place, order_ref=b"order-4004",
+                       seal_to=car.kem_key.public_key)
+    step(f"Retailer seals the token to the car ({len(token)} bytes); the courier's handheld "
+         f"gets it and the window's {len(presence.ids)} presence identifiers, no secret.")
+    world.advance(25 * 60)
+    advertised = car.beacon.advertisement(world.now)
+    check("the courier finds the car by its advertisement", True,
+          advertised is not None and presence.matches(advertised, world.now))
+    outcome = courier_present(car, token, courier)
+    check("the sealed token opens the trunk", Reason.ALLOWED, outcome.reason)
+    world.advance(30)
+    car.unit.trunk_closed()
+    recorded = token + (advertised or b"")
+    names = (car.vehicle_id.encode(), RETAILER.encode(), b"order-4004")
+    check("what an eavesdropper can name in what it recorded", "nothing",
+          "nothing" if not any(name in recorded for name in names) else "something")
+    step(f"The eavesdropper recorded {len(token)} bytes starting {token[:11].hex()} (a sealed "
+         f"token, suite HPKE-4) and the advertisement {(advertised or b'').hex()}: bytes only.")
+    world.advance(DAY)
+    check("the next day, waiting for nobody, the car advertises", None,
+          car.beacon.advertisement(world.now))
 
 
 def _parcel_delivery(

@@ -185,3 +185,15 @@ def test_the_post_quantum_benchmark_measures_every_figure_it_names() -> None:
     for name, ratio in results["ratios"].items():
         assert ratio > 0, name
     assert "verify_mldsa44_token" in bench_pq.table(results)
+
+
+def test_the_sealed_benchmark_reports_sizes_rates_and_both_verdicts(tmp_path: Path) -> None:
+    from tools.bench import bench_sealed
+
+    result = bench_sealed.main(["--quick", "--json", str(tmp_path / "sealed.json")])
+    assert set(result["verdicts"]) == {  # type: ignore[arg-type]
+        "sealed_trunk_at_most_256_bytes", "open_verify_at_least_half_plain_rate",
+    }
+    sizes = result["sizes"]
+    assert sizes["sealed_trunk"] <= 256  # type: ignore[index]
+    assert json.loads((tmp_path / "sealed.json").read_text()) == json.loads(json.dumps(result))

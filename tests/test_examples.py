@@ -58,6 +58,11 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
     assert outcomes["the receipt records a partial delivery of the first parcel"] == (
         "(1Z999AA10123456784, True)"
     )
+    # Sealed tokens and presence (issue 15): found, opened, and nothing to name.
+    assert outcomes["the courier finds the car by its advertisement"] == "True"
+    assert outcomes["the sealed token opens the trunk"] == "allowed"
+    assert outcomes["what an eavesdropper can name in what it recorded"] == "nothing"
+    assert outcomes["the next day, waiting for nobody, the car advertises"] == "None"
     story = "\n".join(lines)
     assert "Retailer verifies the signed receipt" in story
     assert "customer's phone <-" in story
@@ -106,6 +111,9 @@ ATTACKS = {
     "deleted_entry": ["allowed", "log_gap", "accepted"],
     "forked_log": ["allowed", "accepted", "log_fork"],
     "rolled_back_log": ["allowed", "accepted", "log_rollback"],
+    # Sealed tokens (issue 15): nothing to name in the bytes; what fails to open is refused.
+    "tampered_sealed": ["nothing", "cannot_open", "cannot_open", "cannot_open", "allowed"],
+    "sealed_other_car": ["cannot_open", "wrong_vehicle", "allowed"],
 }
 
 

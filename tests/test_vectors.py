@@ -18,6 +18,8 @@ import pytest
 
 from tools.gen import vectors
 from trunkkey import (
+    CarKemKey,
+    CarKeyring,
     LedgerError,
     Location,
     ManualClock,
@@ -39,8 +41,8 @@ DATA: dict[str, Any] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 #: Reasons decided before the signature is checked: such a denial must never
 #: carry claims, because nothing in the token has been authenticated yet.
 UNAUTHENTICATED = {
-    Reason.TOO_LARGE, Reason.WRONG_TYPE, Reason.UNSUPPORTED_HEADER, Reason.UNKNOWN_KEY,
-    Reason.KEY_NOT_VALID, Reason.ALG_MISMATCH, Reason.BAD_SIGNATURE,
+    Reason.CANNOT_OPEN, Reason.TOO_LARGE, Reason.WRONG_TYPE, Reason.UNSUPPORTED_HEADER,
+    Reason.UNKNOWN_KEY, Reason.KEY_NOT_VALID, Reason.ALG_MISMATCH, Reason.BAD_SIGNATURE,
 }
 #: Reasons decided after the signature: the decision names the authentic token.
 AUTHENTICATED = {
@@ -102,6 +104,11 @@ LEDGERS: dict[str, LedgerFactory] = {
 }
 
 
+def _car_keys(vector: dict[str, Any]) -> CarKeyring | None:
+    keys = vector.get("car_keys")
+    return CarKeyring(CarKemKey(bytes.fromhex(k)) for k in keys) if keys else None
+
+
 def _cases() -> list[Any]:
     cases = []
     for vector in DATA["vectors"]:
@@ -132,6 +139,7 @@ def test_vector_replays_to_its_reason(
         ledger=ledger,
         clock=ManualClock(ctx["now"]),
         policy=VerifierPolicy(**DATA["policy"]),
+        car_keys=_car_keys(vector),
     )
     token = bytes.fromhex(vector["token"])
     location = None if ctx["location"] is None else Location(**ctx["location"])

@@ -33,7 +33,16 @@ from tools.faults.ledgers import (
     open_async_ledger,
     server_problem,
 )
-from trunkkey import AsyncVerifier, Decision, InvalidRequest, Reason, Verifier
+from trunkkey import (
+    AsyncVerifier,
+    CarKemKey,
+    CarKeyring,
+    Decision,
+    InvalidRequest,
+    Reason,
+    Verifier,
+    seal,
+)
 from trunkkey.ledger.base import AsyncLedger, DailyLimit, SpendOutcome
 from trunkkey.ledger.memory import MemoryLedger
 
@@ -312,3 +321,18 @@ def test_the_benchmark_reports_the_async_rate_beside_the_sync_one(tmp_path: Path
     for kind in ("redis", "postgres"):
         assert rates[f"{kind} verifier 1p"] > 0
         assert rates[f"{kind} async verifier 1p x100"] > 0
+
+
+def test_the_async_verifier_opens_sealed_tokens_with_the_same_keys() -> None:
+    world = make_world()
+    car = CarKemKey(bytes(range(32)))
+    verifier = AsyncVerifier(trust_store=world.store, ledger=AsyncMemory(), clock=world.clock,
+                             car_keys=CarKeyring([car]))
+    token = world.mint()
+    other = CarKemKey(bytes(range(1, 33)))
+    refused = asyncio.run(verifier.verify(seal(token, other.public_key), vehicle_id=VEHICLE,
+                                          action="trunk"))
+    assert refused.reason is Reason.CANNOT_OPEN
+    allowed = asyncio.run(verifier.verify(seal(token, car.public_key), vehicle_id=VEHICLE,
+                                          action="trunk"))
+    assert allowed.allowed

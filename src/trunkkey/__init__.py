@@ -71,6 +71,13 @@ if _typing.TYPE_CHECKING:
     from .pkcs11 import Pkcs11Token as Pkcs11Token
     from .proof import make_proof as make_proof
     from .reasons import Reason as Reason
+    from .sealed import CarKemKey as CarKemKey
+    from .sealed import CarKeyring as CarKeyring
+    from .sealed import CarPublicKey as CarPublicKey
+    from .sealed import open_sealed as open_sealed
+    from .sealed import seal as seal
+    from .sealed_pq import CarHybridKemKey as CarHybridKemKey
+    from .sealed_pq import CarHybridPublicKey as CarHybridPublicKey
     from .signing import SigningBackend as SigningBackend
     from .trust import TrustedKey as TrustedKey
     from .trust import TrustStore as TrustStore
@@ -135,6 +142,13 @@ _DEFINED_IN: dict[str, str] = {
     "Pkcs11Token": "pkcs11",
     "make_proof": "proof",
     "Reason": "reasons",
+    "CarKemKey": "sealed",
+    "CarKeyring": "sealed",
+    "CarPublicKey": "sealed",
+    "open_sealed": "sealed",
+    "seal": "sealed",
+    "CarHybridKemKey": "sealed_pq",
+    "CarHybridPublicKey": "sealed_pq",
     "SigningBackend": "signing",
     "TrustedKey": "trust",
     "TrustStore": "trust",
@@ -162,6 +176,11 @@ __all__ = [
     "Algorithm",
     "AsyncLedger",
     "AsyncVerifier",
+    "CarHybridKemKey",
+    "CarHybridPublicKey",
+    "CarKemKey",
+    "CarKeyring",
+    "CarPublicKey",
     "Checkpoint",
     "CheckpointStore",
     "Clock",
@@ -215,6 +234,8 @@ __all__ = [
     "fan_out",
     "inspect_unverified",
     "make_proof",
+    "open_sealed",
+    "seal",
     "token_ref",
     "transport_footprint",
 ]

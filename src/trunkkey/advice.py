@@ -72,6 +72,8 @@ ADVICE: Mapping[Reason, Advice] = MappingProxyType({
     Reason.MALFORMED: _a(_BAD, _A, "Token malformed"),
     Reason.WRONG_TYPE: _a(_BAD, _A, "Not a token"),
     Reason.UNSUPPORTED_HEADER: _a(_BAD, _A, "Unsupported token header"),
+    # Sealed to another car's key (or one it rotated away): mint and seal anew.
+    Reason.CANNOT_OPEN: _a(_NO, _M, "Sealed token does not open for this car"),
     # The signer.
     Reason.UNKNOWN_KEY: _a(_NO, _A, "Unknown signing key"),
     Reason.KEY_NOT_VALID: _a(_NO, _M, "Signing key outside its validity period"),

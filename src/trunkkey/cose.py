@@ -1,5 +1,9 @@
 """COSE_Sign1 (RFC 9052 §4.2) for trunkkey: the one way a signed object is made and opened.
 
+Also the envelope of a sealed token, a COSE_Encrypt0 (§5.2): its strict
+layout and its Enc_structure live here beside the Sig_structure; the HPKE
+that fills it lives in :mod:`trunkkey.sealed`.
+
 Two layers:
 
 * the **strict profile** that every trunkkey object uses: a tagged
@@ -260,6 +264,57 @@ def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
         data[2:p_end],
         data[p_end + 1 : pl_end],
     )
+
+
+# -- COSE_Encrypt0 (RFC 9052 §5.2), the envelope of a sealed token ----------
+
+COSE_ENCRYPT0_TAG = 16
+#: ``ek``, the HPKE encapsulated key (draft-ietf-cose-hpke): unprotected, as the draft says.
+HDR_EK = -4
+ENC_STRUCTURE_PREFIX = b"\x83\x68Encrypt0"  # ["Encrypt0", ...
+
+
+def enc_structure(protected: bytes, external_aad: bytes = b"") -> bytes:
+    """The AAD of a COSE_Encrypt0 (RFC 9052 §5.3): ``["Encrypt0", protected, external_aad]``."""
+    return (
+        ENC_STRUCTURE_PREFIX
+        + cbor.head(2, len(protected)) + protected
+        + cbor.head(2, len(external_aad)) + external_aad
+    )
+
+
+def encrypt0(protected: bytes, ek: bytes, ciphertext: bytes) -> bytes:
+    """A tagged COSE_Encrypt0 in trunkkey's sealed profile: ``16([protected, {-4: ek}, ct])``."""
+    return (
+        b"\xd0\x83" + cbor.head(2, len(protected)) + protected
+        + b"\xa1\x23" + cbor.head(2, len(ek)) + ek
+        + cbor.head(2, len(ciphertext)) + ciphertext
+    )
+
+
+def split_encrypt0(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(protected, ek, ciphertext)`` of a sealed-profile COSE_Encrypt0, or :class:`DecodeError`.
+
+    The profile is as fixed as the signed one: tagged, a protected header
+    (judged by the caller), an unprotected header holding ``ek`` alone — no
+    ``kid``, nothing that could name the car — and an attached ciphertext,
+    every length in its shortest form and nothing after it.
+    """
+    try:
+        if data[0] != 0xD0:
+            raise DecodeError("not a tagged COSE_Encrypt0 (tag 16)")
+        if data[1] != 0x83:
+            raise DecodeError("COSE_Encrypt0 must be an array of three items")
+        p_start, p_end = _bstr_at(data, 2)
+        if data[p_end] != 0xA1 or data[p_end + 1] != 0x23:
+            raise DecodeError("unprotected header must be exactly {ek}")
+        ek_start, ek_end = _bstr_at(data, p_end + 2)
+        c_start, c_end = _bstr_at(data, ek_end)
+    except IndexError:
+        raise DecodeError("truncated COSE_Encrypt0") from None
+    if c_end != len(data):
+        raise DecodeError("trailing bytes after COSE_Encrypt0")
+    return data[p_start:p_end], data[ek_start:ek_end], data[c_start:c_end]
 
 
 class HeaderProblem(IntEnum):

@@ -28,7 +28,17 @@ from . import cbor
 from .cose import Typ, protected_header, sign1, signature_holds, split_sign1
 from .errors import DecodeError, InvalidRequest
 from .keys import Algorithm, VerificationKey
-from .parcels import MAX_PARCEL_ID_BYTES, MAX_PARCELS, check_parcel_ids, encode_scan, read_scan
+from .parcels import (
+    MAX_PARCEL_ID_BYTES,
+    MAX_PARCELS,
+    ParcelRecord,
+    Parcels,
+    check_parcel_ids,
+    encode_scan,
+    match_scan,
+    read_scan,
+)
+from .reasons import Reason
 from .signing import SigningBackend, signing_backend
 
 MIN_CHALLENGE_BYTES = 16
@@ -146,3 +156,17 @@ def check_scan_proof(
     if not hmac.compare_digest(answered, challenge):
         return "proof answers another challenge", None
     return None, scan
+
+
+def judge_scan(
+    parcels: Parcels, key: VerificationKey, *, proof: bytes, token: bytes, vehicle_id: str,
+    challenge: bytes,
+) -> ParcelRecord | tuple[Reason, str]:
+    """Step 10b: the device signed a scan with the challenge, and every parcel
+    it scanned is one of the order's; the record of the scan, or the refusal."""
+    problem, scan = check_scan_proof(
+        proof, key=key, token=token, vehicle_id=vehicle_id, challenge=challenge
+    )
+    if problem is not None:
+        return Reason.PROOF_INVALID, problem
+    return match_scan(parcels, scan)

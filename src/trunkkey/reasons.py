@@ -19,6 +19,9 @@ class Reason(StrEnum):
     MALFORMED = "malformed"
     WRONG_TYPE = "wrong_type"
     UNSUPPORTED_HEADER = "unsupported_header"
+    #: A sealed token that none of this car's KEM keys opens: sealed to
+    #: another car, or altered on the way. Decided before anything inside is read.
+    CANNOT_OPEN = "cannot_open"
     # The signer.
     UNKNOWN_KEY = "unknown_key"
     KEY_NOT_VALID = "key_not_valid"

@@ -31,8 +31,9 @@ from .geo import Location
 from .issuer import DEFAULT_MAX_LIFETIME
 from .ledger.base import Ledger, SpendOutcome
 from .observe import DecisionHook, DecisionLog, ledger_failure
-from .parcels import ParcelRecord, match_scan
+from .parcels import ParcelRecord
 from .reasons import Reason
+from .sealed import CarKeyring, open_sealed
 from .trust import TrustStore
 
 DEFAULT_MAX_SKEW = 60
@@ -40,7 +41,6 @@ DEFAULT_MAX_SKEW = 60
 #: a stolen, expired token back into a live one.
 MAX_ALLOWED_SKEW = 300
 DEFAULT_MAX_TOKEN_SIZE = 1024
-
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,12 +193,15 @@ class Verifier:
         policy: VerifierPolicy | None = None,
         consent: TokenAuthority | None = None,
         on_decision: DecisionHook[Decision] | None = None,
+        car_keys: CarKeyring | None = None,
     ) -> None:
         """``consent`` (a :class:`trunkkey.consent.ConsentVerifier`) resolves the
         signers of tokens presented with a consent chain, and checks every
         authentic token against its revocation list, chain or no chain.
         ``on_decision`` is called with every decision after it is made
-        (:mod:`trunkkey.observe`); if it raises, the decision stands."""
+        (:mod:`trunkkey.observe`); if it raises, the decision stands.
+        ``car_keys``: this car's KEM keys, which open sealed tokens
+        (:mod:`trunkkey.sealed`); without them a sealed token cannot open."""
         if not isinstance(trust_store, TrustStore):
             raise InvalidRequest("trust_store must be a trunkkey.TrustStore")
         if consent is not None and not isinstance(consent, TokenAuthority):
@@ -215,6 +218,9 @@ class Verifier:
         #: Resolves consent chains; without it a token presented with a chain is refused.
         self._consent = consent
         self._decisions: DecisionLog[Decision] = DecisionLog("verifier", on_decision)
+        if car_keys is not None and not isinstance(car_keys, CarKeyring):
+            raise InvalidRequest("car_keys must be a trunkkey.CarKeyring")
+        self._car_keys = car_keys
 
     @property
     def policy(self) -> VerifierPolicy:
@@ -347,6 +353,15 @@ class Verifier:
         cap = policy.max_token_size + self._trust.signature_allowance
         if len(token) > cap:
             return _decision(Reason.TOO_LARGE, f"{len(token)} bytes > cap of {cap}", now)
+        # 1b. A sealed token opens with this car's keys, or nothing inside is read.
+        if token[:1] == b"\xd0":
+            keys = self._car_keys
+            inner = None if keys is None else open_sealed(token, keys.keys)
+            if inner is None:
+                return _decision(
+                    Reason.CANNOT_OPEN, "sealed token does not open with this car's keys", now
+                )
+            token = inner
         # 2. The COSE_Sign1 envelope.
         try:
             protected, payload, signature, protected_item, payload_item = split_sign1(token)
@@ -466,26 +481,16 @@ def _presence_refusal(  # noqa: PLR0917 -- private step of the verifier's hot pa
 
 
 def _parcel_check(
-    claims: TokenClaims,
-    token: bytes,
-    vehicle_id: str,
-    proof: bytes | None,
+    claims: TokenClaims, token: bytes, vehicle_id: str, proof: bytes | None,
     challenge: bytes | None,
 ) -> ParcelRecord | tuple[Reason, str]:
-    """Steps 10 and 10b for a token bound to parcels: the device signed a scan
-    with the challenge, and every parcel it scanned is one of the order's.
-
-    Reached only after :func:`_presence_refusal` found a proof and a challenge
-    (decoding guarantees a ``cnf`` key beside parcels).
-    """
+    """Steps 10 and 10b for a token bound to parcels (:func:`trunkkey.proof.judge_scan`);
+    reached only after :func:`_presence_refusal` found a proof and a challenge."""
     parcels, key = claims.parcels, claims.courier_key
     if parcels is None or key is None or proof is None or challenge is None:
         return Reason.PROOF_INVALID, "no proof to carry a scan"
-    from .proof import check_scan_proof  # noqa: PLC0415 (see _presence_refusal)
+    from .proof import judge_scan  # noqa: PLC0415 (see _presence_refusal)
 
-    problem, scan = check_scan_proof(
-        proof, key=key, token=token, vehicle_id=vehicle_id, challenge=challenge
+    return judge_scan(
+        parcels, key, proof=proof, token=token, vehicle_id=vehicle_id, challenge=challenge
     )
-    if problem is not None:
-        return Reason.PROOF_INVALID, problem
-    return match_scan(parcels, scan)

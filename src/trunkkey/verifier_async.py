@@ -20,6 +20,7 @@ from .errors import InvalidRequest, LedgerError
 from .geo import Location
 from .ledger.base import AsyncLedger, SpendOutcome
 from .observe import DecisionHook
+from .sealed import CarKeyring
 from .trust import TrustStore
 from .verifier import Decision, Verifier, VerifierPolicy, keep_until, spend_decision
 
@@ -65,6 +66,7 @@ class AsyncVerifier:
         policy: VerifierPolicy | None = None,
         consent: TokenAuthority | None = None,
         on_decision: DecisionHook[Decision] | None = None,
+        car_keys: CarKeyring | None = None,
     ) -> None:
         """``on_decision`` is called with every decision, as by :class:`~trunkkey.Verifier`."""
         if not isinstance(ledger, AsyncLedger) or not iscoroutinefunction(ledger.spend):
@@ -75,7 +77,7 @@ class AsyncVerifier:
         # The checks themselves: one Verifier, whose own ledger is never used.
         self._checks = Verifier(
             trust_store=trust_store, ledger=_SpendsElsewhere(), clock=clock, policy=policy,
-            consent=consent, on_decision=on_decision,
+            consent=consent, on_decision=on_decision, car_keys=car_keys,
         )
         self._ledger = ledger
         self._clock = clock

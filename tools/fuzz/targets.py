@@ -27,6 +27,7 @@ from trunkkey import (
     ManualClock,
     MemoryLedger,
     Purpose,
+    Reason,
     SignatureError,
     SigningKey,
     TrustedKey,
@@ -54,7 +55,14 @@ from trunkkey.consent import (
     sign_root_grant,
 )
 from trunkkey.consent.revocation import decode_revocations
-from trunkkey.cose import Typ, decode_protected, parse_sign1, sign1, verify_sign1
+from trunkkey.cose import (
+    Typ,
+    decode_protected,
+    parse_sign1,
+    sign1,
+    split_encrypt0,
+    verify_sign1,
+)
 from trunkkey.encodings import (
     TextDecodeError,
     TextFormat,
@@ -64,6 +72,7 @@ from trunkkey.encodings import (
 )
 from trunkkey.parcels import ParcelRecord, match_scan
 from trunkkey.proof import check_proof, check_scan_proof, proof_aad
+from trunkkey.sealed import CarKemKey, CarKeyring, _seal, describe_sealed, open_sealed
 from trunkkey.testing.consent import carrier_delegation, retailer_consent
 from trunkkey.vehicle import Receipt, make_time_sync, read_time_sync, sign_receipt, verify_receipt
 
@@ -176,6 +185,38 @@ def fuzz_verify(data: bytes) -> None:
         assert "unexpected error" not in d.detail, d.detail
         if d.allowed:
             assert data in w.tokens, "a token nobody minted was allowed"
+
+
+@cache
+def sealed_world() -> tuple[CarKemKey, tuple[bytes, ...], Verifier]:
+    """The car's KEM key, the world's tokens sealed to it, and a verifier that opens them."""
+    w = world()
+    car = CarKemKey(hashlib.sha256(b"fuzz-car-kem").digest())
+    sealed = tuple(
+        _seal(token, car.public_key, hashlib.sha256(b"fuzz-ephemeral %d" % n).digest())
+        for n, token in enumerate(w.tokens)
+    )
+    return car, sealed, Verifier(trust_store=w.store, ledger=MemoryLedger(),
+                                 clock=ManualClock(NOW + 5), car_keys=CarKeyring([car]))
+
+
+def fuzz_sealed(data: bytes) -> None:
+    """The sealed envelope: strict parsing, all-or-nothing opening, and the verifier on top."""
+    car, sealed, verifier = sealed_world()
+    with contextlib.suppress(DecodeError):
+        split_encrypt0(data)
+    with contextlib.suppress(DecodeError):
+        describe_sealed(data)
+    opened = open_sealed(data, [car])
+    if opened is not None:
+        # The AEAD is unforgeable: only what was sealed opens, to what was sealed.
+        assert data in sealed, "a sealed token nobody made opened"
+        assert opened == world().tokens[sealed.index(data)], "opened to another plaintext"
+    d = verifier.verify(data, vehicle_id=VEHICLE, action=Action.TRUNK)
+    assert "unexpected error" not in d.detail, d.detail
+    if data[:1] == b"\xd0" and opened is None:
+        # Nothing that fails to open is read any further.
+        assert d.reason in {Reason.CANNOT_OPEN, Reason.TOO_LARGE}, d.reason
 
 
 def fuzz_proof(data: bytes) -> None:
@@ -357,6 +398,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "time_sync": fuzz_time_sync,
     "receipt": fuzz_receipt,
     "grant": fuzz_grant,
+    "sealed": fuzz_sealed,
 }
 
 
@@ -375,6 +417,7 @@ def seeds(name: str) -> list[bytes]:
         "verify": tokens + [t[:-1] for t in tokens],
         "proof": list(w.proofs),
         "scan": [b"\x00" + w.scan_proof, b"\x01" + parse_sign1(w.scan_proof).payload],
+        "sealed": list(sealed_world()[1]),
     }
     if name in common:
         return common[name]

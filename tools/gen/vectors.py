@@ -60,6 +60,7 @@ from trunkkey.claims import Action as _Action
 from trunkkey.claims import Purpose as _Purpose
 from trunkkey.cose import HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP, protected_header
 from trunkkey.cose import sig_structure as _sig_structure
+from trunkkey.sealed import CarKemKey, _seal
 from trunkkey.verifier import DEFAULT_MAX_SKEW, DEFAULT_MAX_TOKEN_SIZE, VerifierPolicy
 
 OUTPUT = ROOT / "docs" / "test-vectors.json"
@@ -479,6 +480,7 @@ def _vectors(keys: _Keys, store: _pq.StoredSignatures) -> list[dict[str, Any]]:
         Reason.PROOF_INVALID)
 
     _parcel_vectors(add, mint, keys, challenge, other_challenge)
+    _sealed_vectors(out, add, mint, keys, challenge)
 
     # -- single use ---------------------------------------------------------
     add("already_used_presented_twice",
@@ -557,6 +559,63 @@ def _parcel_vectors(
         token, _context(challenge=challenge, proof=scan(token, order)), Reason.PROOF_INVALID)
 
 
+#: The car's KEM key in the sealed vectors, and another car's.
+CAR_KEM = CarKemKey(_seed("car kem key"))
+OTHER_CAR_KEM = CarKemKey(_seed("another car's kem key"))
+
+
+def _sealed(token: bytes, name: str, car: CarKemKey = CAR_KEM) -> bytes:
+    """``token`` sealed with an ephemeral key fixed by the vector's name: reproducible."""
+    return _seal(token, car.public_key, _seed(f"ephemeral: {name}"))
+
+
+def _sealed_vectors(
+    out: list[dict[str, Any]], add: Callable[..., None], mint: Callable[..., bytes],
+    keys: _Keys, challenge: bytes,
+) -> None:
+    """Sealed tokens (issue 15): opened with ``car_keys``, then verified as ever."""
+    first = len(out)
+    add("sealed_allowed",
+        "The `allowed` kind of token sealed to the car's KEM key (HPKE-4, 192-byte bucket).",
+        _sealed(mint("sealed_allowed"), "sealed_allowed"), _context(), Reason.ALLOWED)
+    bound = mint("sealed_allowed_with_proof", geofence=GEOFENCE,
+                 courier_key=keys.device.public_key, order_ref=b"order-0001")
+    sealed = _sealed(bound, "sealed_allowed_with_proof")
+    add("sealed_allowed_with_proof",
+        "A device-bound token with geofence and order, sealed (256-byte bucket); the "
+        "device's proof covers the sealed bytes it holds.",
+        sealed, _context(location=NEARBY, challenge=challenge, proof=make_proof(
+            keys.device, token=sealed, vehicle_id=VEHICLE, challenge=challenge)),
+        Reason.ALLOWED)
+    sealed = _sealed(bound, "proof_invalid_sealed_proof_over_inner")
+    add("proof_invalid_sealed_proof_over_inner",
+        "As `sealed_allowed_with_proof`, but the proof covers the inner signed token, not "
+        "the sealed bytes presented.",
+        sealed, _context(location=NEARBY, challenge=challenge, proof=make_proof(
+            keys.device, token=bound, vehicle_id=VEHICLE, challenge=challenge)),
+        Reason.PROOF_INVALID)
+    add("sealed_wrong_vehicle",
+        "A token for another car, sealed to this car's key: it opens, and the inner token's "
+        "reason is unchanged.",
+        _sealed(mint("sealed_wrong_vehicle", vehicle_id=OTHER_VEHICLE), "sealed_wrong_vehicle"),
+        _context(), Reason.WRONG_VEHICLE)
+    add("cannot_open_other_car",
+        "A valid token sealed to another car's KEM key.",
+        _sealed(mint("cannot_open_other_car"), "cannot_open_other_car", OTHER_CAR_KEM),
+        _context(), Reason.CANNOT_OPEN)
+    sealed = _sealed(mint("cannot_open_tampered"), "cannot_open_tampered")
+    add("cannot_open_tampered",
+        "A sealed token with one bit of its ciphertext flipped.",
+        sealed[:-20] + bytes((sealed[-20] ^ 1,)) + sealed[-19:], _context(), Reason.CANNOT_OPEN)
+    for vector in out[first:]:
+        vector["car_keys"] = [CAR_KEM.private_bytes().hex()]
+    add("cannot_open_without_car_key",
+        "A sealed token presented to a verifier that holds no KEM key.",
+        _sealed(mint("cannot_open_without_car_key"), "cannot_open_without_car_key"),
+        _context(), Reason.CANNOT_OPEN)
+    out[-1]["car_keys"] = []
+
+
 FORMAT = {
     "summary": (
         "Known-answer vectors for trunkkey token v1 (docs/token-format.md). For each "
@@ -564,7 +623,14 @@ FORMAT = {
         "replay ledger in the state given by `context.ledger`, present `token` with the "
         "context, and expect `reason`."
     ),
-    "token": "hex of the token bytes (a tagged COSE_Sign1, or a hostile variant of one)",
+    "token": (
+        "hex of the token bytes (a tagged COSE_Sign1, or a hostile variant of one; or a "
+        "sealed token, a tagged COSE_Encrypt0: docs/token-format.md section 11)"
+    ),
+    "car_keys": (
+        "present on sealed-token vectors only: hex of the car's X25519 KEM private keys "
+        "(raw, 32 bytes) the verifier opens sealed tokens with; an empty list means none"
+    ),
     "trusted_keys": (
         "list of {issuer, cose_key, not_before, not_after}: cose_key is the hex of a public "
         "COSE_Key (RFC 9052 section 7); issuer is the iss the key speaks for; not_before / "
@@ -594,7 +660,8 @@ FORMAT = {
     "reason": "the expected reason code (trunkkey.Reason): allowed, or why access is denied",
     "determinism": (
         "Ed25519 signatures are deterministic; the ES256 vector uses RFC 6979 nonces. "
-        "Another implementation must reach the same reason, not reproduce the bytes."
+        "Another implementation must reach the same reason, not reproduce the bytes. Sealed "
+        "tokens use an ephemeral key fixed per vector; a real seal draws a fresh one."
     ),
 }
 

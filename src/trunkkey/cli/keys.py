@@ -21,6 +21,10 @@ from ._show import key_summary, print_key
 def _keygen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519",
                    help="Ed25519 (default) or ECDSA P-256")
+    p.add_argument("--kem", choices=("x25519", "mlkem768-x25519"), default=None,
+                   help="make a car's KEM key instead, which opens tokens sealed to it "
+                        "(x25519: HPKE-4; mlkem768-x25519: the post-quantum hybrid); the "
+                        "public key is what a backend seals to")
     p.add_argument("--out", required=True, metavar="PATH",
                    help="where to write the private key (PEM, created with mode 0600)")
     p.add_argument("--public-out", metavar="PATH",
@@ -35,6 +39,8 @@ def _keygen(args: argparse.Namespace, out: Output) -> int:
     for target in (args.out, args.public_out):
         if target and not args.force and Path(target).exists():
             raise CliError(f"{target!r} exists; pass --force to replace it")
+    if args.kem is not None:
+        return _kem_keygen(args, out)
     password = read_password_file(args.password_file) if args.password_file else None
     key = SigningKey.generate(algorithm)
     key.save(args.out, password=password, overwrite=args.force)
@@ -50,10 +56,31 @@ def _keygen(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _write_public(path: Path, key: VerificationKey, *, force: bool) -> None:
+def _kem_keygen(args: argparse.Namespace, out: Output) -> int:
+    from ..sealed import CarKemKey  # noqa: PLC0415 -- loads cryptography and pyhpke
+    from ..sealed_pq import CarHybridKemKey  # noqa: PLC0415
+
+    if args.password_file:
+        raise CliError("a car's KEM key file is not encrypted: it lives in the car's key store")
+    hybrid = args.kem == "mlkem768-x25519"
+    key = CarHybridKemKey.generate() if hybrid else CarKemKey.generate()
+    suite = "HPKE-MLKEM768-X25519" if hybrid else "HPKE-4"
+    key.save(args.out, overwrite=args.force)
+    public = key.public_key
+    if args.public_out:
+        _write_public(Path(args.public_out), public.to_pem(), force=args.force)
+    out.data({"private_key_file": args.out, "public_key_file": args.public_out,
+              "kem": args.kem, "suite": suite, "public_key_bytes": len(public.raw)})
+    out.line(f"car KEM key ({args.kem}, for {suite}) written to {args.out} (mode 0600)")
+    if args.public_out:
+        out.line(f"public key written to {args.public_out}: seal tokens to it with --seal-to")
+    return EXIT_OK
+
+
+def _write_public(path: Path, key: VerificationKey | bytes, *, force: bool) -> None:
     try:
         with path.open("wb" if force else "xb") as f:
-            f.write(key.to_pem())
+            f.write(key if isinstance(key, bytes) else key.to_pem())
     except FileExistsError:
         raise CliError(f"{str(path)!r} exists; pass --force to replace it") from None
     except OSError as exc:
@@ -87,6 +114,7 @@ COMMANDS = (
             "trunkkey keygen --out issuer.key --public-out issuer.pub",
             "trunkkey keygen --alg p256 --out handheld.key --public-out handheld.pub",
             "trunkkey keygen --out issuer.key --password-file pw.txt   # encrypted PEM",
+            "trunkkey keygen --kem x25519 --out car-kem.key --public-out car-kem.pub",
         ),
         configure=_keygen_args,
         run=_keygen,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from ..claims import Action, Purpose
 from ..encodings import transport_footprint
@@ -24,6 +25,7 @@ from ._io import (
     parse_geofence,
     parse_time,
     password_flag,
+    read_bounded,
     read_token,
     refuse_raw_on_terminal,
 )
@@ -84,9 +86,22 @@ def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parcel", metavar="ID", action="append", default=None,
                    help="a parcel of the order (repeat, up to 16): the car opens only for a "
                         "courier whose device scanned it; needs --courier-key")
+    p.add_argument("--seal-to", metavar="CAR_PUBFILE",
+                   help="seal the token to this car's KEM public key (PEM from 'trunkkey "
+                        "keygen --kem'): only the car can read it")
     p.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
                    help="token encoding: hex (default), base64url, or raw bytes (redirected)")
     password_flag(p)
+
+
+def _sealed_to(path_text: str, token: bytes) -> bytes:
+    from ..sealed import car_public_key, seal  # noqa: PLC0415 -- loads pyhpke
+
+    data = read_bounded(Path(path_text), "car KEM public key file", path_text)
+    try:
+        return seal(token, car_public_key(data))
+    except TrunkkeyError as exc:
+        raise CliError(f"{path_text!r} is not a car's KEM public key: {exc}") from None
 
 
 def _mint(args: argparse.Namespace, out: Output) -> int:
@@ -107,13 +122,41 @@ def _mint(args: argparse.Namespace, out: Output) -> int:
         courier_key=courier, order_ref=order_ref, parcels=args.parcel,
     )
     token = issuer.sign_claims(claims)
+    if args.seal_to:
+        from ..sealed import describe_sealed  # noqa: PLC0415
+
+        sealed = _sealed_to(args.seal_to, token)
+        emit(out, "token", sealed, args.format,
+             {"size": len(sealed), "sealed": True, "suite": describe_sealed(sealed).suite,
+              "signed_size": len(token), "kid": key.kid.hex(), "claims": claims_json(claims)})
+        return EXIT_OK
     emit(out, "token", token, args.format,
          {"size": len(token), "kid": key.kid.hex(), "claims": claims_json(claims)})
     return EXIT_OK
 
 
+def _inspect_sealed(token: bytes, out: Output) -> int:
+    """All a sealed token shows without its car's key: that it is sealed, its size, its suite."""
+    from ..sealed import describe_sealed  # noqa: PLC0415
+
+    try:
+        info = describe_sealed(token)
+    except TrunkkeyError as exc:
+        raise CliError(f"cannot decode sealed token ({len(token)} bytes): {exc}") from None
+    out.data({"sealed": True, "size": info.size, "suite": info.suite,
+              "transport": dataclasses.asdict(transport_footprint(info.size))})
+    out.line("sealed:      yes: only the car it was sealed to can read it")
+    out.line(f"size:        {info.size} bytes")
+    out.line(f"suite:       {info.suite} (COSE-HPKE integrated encryption)")
+    out.line(f"transport:   {_transport_line(info.size)}")
+    return EXIT_OK
+
+
 def _inspect(args: argparse.Namespace, out: Output) -> int:
-    seen = decode_token(read_token(args.token, args.format, sys.stdin))
+    token = read_token(args.token, args.format, sys.stdin)
+    if token[:1] == b"\xd0":
+        return _inspect_sealed(token, out)
+    seen = decode_token(token)
     h = seen.header
     out.data({
         "unverified": True,
@@ -154,6 +197,7 @@ COMMANDS = (
             "    --action trunk --valid-for 4h --courier-key handheld.pub > token.hex",
             "trunkkey mint ... --not-before 2030-01-01T09:00:00Z --expires 2030-01-01T13:00:00Z",
             "trunkkey mint ... --format raw > token.cbor",
+            "trunkkey mint ... --seal-to car-kem.pub > sealed.hex   # only the car reads it",
         ),
         configure=_mint_args,
         run=_mint,

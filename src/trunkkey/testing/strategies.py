@@ -66,8 +66,10 @@ _CHALLENGE_SIZE = 16
 
 #: What a verifier may answer for a token with flipped bits: which one depends
 #: on where the flip lands (envelope, header, payload or signature), but never
-#: ``allowed``.
+#: ``allowed``. A flip that turns the COSE_Sign1 tag (0xd2) into COSE_Encrypt0's
+#: (0xd0) makes the bytes claim to be a sealed token, which cannot open.
 TAMPERED_REASONS = frozenset({
+    Reason.CANNOT_OPEN,
     Reason.MALFORMED,
     Reason.WRONG_TYPE,
     Reason.UNSUPPORTED_HEADER,

@@ -28,7 +28,9 @@ from ..ledger.memory import MemoryLedger
 from ..ledger.sqlite import SqliteLedger
 from ..observe import DecisionHook
 from ..proof import make_proof
+from ..sealed import CarKemKey, CarKeyring, CarPublicKey, seal
 from ..trust import TrustedKey, TrustStore
+from ..vehicle.presence import PresenceBeacon, PresenceSecret, PresenceWindow, presence_ids
 from ..vehicle.state import Outcome, UnitConfig
 from ..vehicle.timekeeping import (
     FileTimeStore,
@@ -118,6 +120,10 @@ class Car:
     state_dir: Path | None = None
     #: This car's own trust store (a consent car's trust updates change only its own).
     trust_store: TrustStore | None = None
+    #: The car's KEM key, provisioned beside its anchors: it opens tokens sealed to it.
+    kem_key: CarKemKey | None = None
+    #: What the car advertises over BLE while it waits for a delivery (nothing else).
+    beacon: PresenceBeacon | None = None
 
 
 class World:
@@ -147,6 +153,8 @@ class World:
         self.retailer = Issuer(self.retailer_key, RETAILER, clock=self.true_clock)
         self.trust_store = TrustStore([TrustedKey.create(self.retailer_key.public_key, RETAILER)])
         self.cars: dict[str, Car] = {}
+        #: The backend's copy of each car's presence secret.
+        self.presence_secrets: dict[str, PresenceSecret] = {}
         #: The backend's store of every car's access-log checkpoints.
         self.history = CheckpointStore(backend_key=SigningKey.generate())
 
@@ -156,13 +164,16 @@ class World:
 
     # -- carmaker -------------------------------------------------------------
     def enrol_car(
-        self, vehicle_id: str, *, position: Location | None = None, consent: bool = False
+        self, vehicle_id: str, *, position: Location | None = None, consent: bool = False,
+        sealed: bool = False,
     ) -> Car:
         """The carmaker provisions a car: its key, its trust anchors, its unit.
 
         With ``consent`` the car's anchors are the carmaker's root key (this
         world's ``carmaker_key``) and its own vehicle key: it verifies consent
         chains offline and applies the carmaker's signed revocation lists.
+        With ``sealed`` the car also gets a KEM key, whose public half the
+        backend seals its tokens to (``mint(..., seal_to=car.kem_key.public_key)``).
         """
         directory = None
         if self.state_dir is not None and self.ledger_kind == "sqlite":
@@ -178,7 +189,11 @@ class World:
             time_store=store, unit=None,  # type: ignore[arg-type]
             consent=consent, state_dir=directory,
             trust_store=TrustStore(list(self.trust_store)) if consent else None,
+            kem_key=CarKemKey(self.randomness(32)) if sealed else None,
         )
+        # The presence secret: the car's copy in its beacon, the backend's in the world.
+        secret = self.presence_secrets[vehicle_id] = PresenceSecret(self.randomness(32))
+        car.beacon = PresenceBeacon(secret)
         car.unit = self._boot(car)
         self.cars[vehicle_id] = car
         self.history.enrol(vehicle_id, car.vehicle_key.public_key)
@@ -201,6 +216,7 @@ class World:
             trust_state=None if car.state_dir is None or not car.consent
             else car.state_dir / TRUST_FILE,
             log_ack_key=self.history.public_key, on_decision=self.on_decision,
+            car_keys=None if car.kem_key is None else CarKeyring([car.kem_key]),
         )
 
     def reboot(self, car: Car) -> VehicleUnit:
@@ -240,15 +256,27 @@ class World:
         window: int = 4 * 3600,
         order_ref: bytes | None = None,
         parcels: Sequence[str] | None = None,
+        seal_to: CarPublicKey | None = None,
     ) -> bytes:
-        """``parcels``: the order's parcel identifiers the token commits to."""
+        """``parcels``: the order's parcel identifiers the token commits to;
+        ``seal_to``: a car's KEM public key to seal the token to."""
         vehicle_id = car if isinstance(car, str) else car.vehicle_id
-        return self.retailer.mint(
+        token = self.retailer.mint(
             vehicle_id=vehicle_id, action=action, purpose=purpose,
             not_before=self.now + starts_in, expires=self.now + starts_in + window,
             geofence=geofence, courier_key=None if courier is None else courier.public_key,
             order_ref=order_ref, parcels=parcels,
         )
+        return token if seal_to is None else seal(token, seal_to)
+
+    def book(self, car: Car, *, starts_in: int = 0, window: int = 4 * 3600) -> PresenceWindow:
+        """The backend books a delivery: the car is told to advertise for the window,
+        and the courier is given the window's presence identifiers, never the secret."""
+        not_before = self.now + starts_in
+        if car.beacon is not None:
+            car.beacon.expect(not_before=not_before, expires=not_before + window)
+        return presence_ids(self.presence_secrets[car.vehicle_id], not_before=not_before,
+                            expires=not_before + window)
 
     # -- time -------------------------------------------------------------------
     def advance(self, seconds: int) -> None:

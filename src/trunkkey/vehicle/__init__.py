@@ -10,6 +10,10 @@ from .events import EventBus as EventBus
 from .events import EventKind as EventKind
 from .events import GapDetector as GapDetector
 from .latch import Actuator as Actuator
+from .presence import PresenceBeacon as PresenceBeacon
+from .presence import PresenceSecret as PresenceSecret
+from .presence import PresenceWindow as PresenceWindow
+from .presence import presence_ids as presence_ids
 from .receipt import Receipt as Receipt
 from .receipt import parcels_in_receipt as parcels_in_receipt
 from .receipt import sign_receipt as sign_receipt
@@ -50,6 +54,9 @@ __all__ = [
     "Opening",
     "Outcome",
     "Positioning",
+    "PresenceBeacon",
+    "PresenceSecret",
+    "PresenceWindow",
     "Receipt",
     "SyncOutcome",
     "TimeKeeper",
@@ -63,6 +70,7 @@ __all__ = [
     "consent_verifier",
     "make_time_sync",
     "parcels_in_receipt",
+    "presence_ids",
     "read_time_sync",
     "sign_receipt",
     "verify_receipt",

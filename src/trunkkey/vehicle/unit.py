@@ -1,31 +1,31 @@
 """The car's telematics unit: a state machine around the core verifier.
 
-The unit can do three things to the car — open the trunk, unlock the doors,
-lock everything — through an injected :class:`Actuator`. It has no operation
-that starts or drives the car or touches its keys, so no token, proof or
-message can reach one (the 2022 key-card enrolment window is the warning).
+The unit can do three things to the car — open the trunk, unlock the doors, lock
+everything — through an injected :class:`Actuator`. It has no operation that starts or drives
+the car or touches its keys, so no token, proof or message can reach one (the 2022 key-card
+enrolment window is the warning).
 
 One opening at a time, in this order:
 
-1. trusted time (:mod:`.timekeeping`), with the floor that covers it on the
-   store first, or ``clock_untrusted``;
-2. the challenge the courier's device answered (:mod:`.challenge`):
-   issued here, unused, younger than its time to live;
-3. the core :class:`~trunkkey.Verifier`, which spends the token in the
-   durable ledger as its last step;
-4. only then the actuator. If it fails — or the unit dies — between the
-   ledger write and the actuation, the token is spent and the car stays
-   locked: the safe way round (a failed delivery, never a second opening).
+1. trusted time (:mod:`.timekeeping`), with the floor that covers it on the store first, or
+   ``clock_untrusted``;
+2. the challenge the courier's device answered (:mod:`.challenge`): issued here, unused,
+   younger than its time to live;
+3. the core :class:`~trunkkey.Verifier`, which spends the token in the durable ledger as its
+   last step;
+4. only then the actuator. If it fails — or the unit dies — between the ledger write and the
+   actuation, the token is spent and the car stays locked: the safe way round (a failed
+   delivery, never a second opening).
 
-With a :class:`~trunkkey.consent.ConsentVerifier` the unit also verifies
-consent chains offline (step 3 then runs from the carmaker root through every
-grant), and applies signed revocation lists and trust updates
-(:mod:`.updates`) — including a newer list a courier's handheld carries with
-its presentation, applied before that presentation is verified.
+With a :class:`~trunkkey.consent.ConsentVerifier` the unit also verifies consent chains
+offline (step 3 then runs from the carmaker root through every grant), and applies signed
+revocation lists and trust updates (:mod:`.updates`) — including a newer list a courier's
+handheld carries with its presentation, applied before that presentation is verified. With
+``car_keys`` (beside its anchors) it opens tokens sealed to it (:mod:`trunkkey.sealed`).
 
 The trunk or doors relock (:mod:`.latch`) when closed, or by themselves when ``tick()`` finds
-the relock timeout passed, or at once if the clock stops being trustworthy.
-Time only moves through the injected clock: no threads, no sleeps.
+the relock timeout passed, or at once if the clock stops being trustworthy. Time only moves
+through the injected clock: no threads, no sleeps.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from ..logentry import EntryKind, LogEntry
 from ..observe import DecisionHook, DecisionLog
 from ..parcels import ParcelRecord
 from ..reasons import Reason
+from ..sealed import CarKeyring
 from ..signing import SigningBackend, signing_backend
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
@@ -88,13 +89,15 @@ class VehicleUnit:
         trust_state: str | os.PathLike[str] | None = None,
         log_ack_key: VerificationKey | None = None,
         on_decision: DecisionHook[Outcome] | None = None,
+        car_keys: CarKeyring | None = None,
     ) -> None:
         """``consent``: verify consent chains against these anchors (carmaker
         root(s) and this car's own key) and accept signed revocation lists and
         trust updates; ``trust_state``: where the trust-update version floor
         and key set persist. Without ``consent`` the unit trusts only
         ``trust_store`` and refuses every chain and update. ``log_ack_key``:
-        the backend key whose acknowledgements let the access log prune.
+        the backend key whose acknowledgements let the access log prune. ``car_keys``:
+        the car's KEM keys, which open tokens sealed to it (rotated by replacing them).
         ``on_decision``: called with the outcome of every presentation, after
         the unit has acted on it (:mod:`trunkkey.observe`); if it raises, the
         outcome stands and nothing more is opened."""
@@ -121,7 +124,7 @@ class VehicleUnit:
         )
         self._verifier = Verifier(
             trust_store=trust_store, ledger=self._spends, clock=clock,
-            policy=self._config.policy, consent=consent,
+            policy=self._config.policy, consent=consent, car_keys=car_keys,
         )
         self._challenges = ChallengeBook(randomness=randomness, ttl=self._config.challenge_ttl)
         self._gps = gps
@@ -280,11 +283,10 @@ class VehicleUnit:
     ) -> Outcome:
         """Decide on a token from the courier's device and, if allowed, actuate once.
 
-        ``chain``: the consent chain the token hangs from. ``revocations``: a
-        signed revocation list the handheld carries; it is applied first when
-        it is validly signed and newer than the one held (otherwise ignored,
-        with an event), so the token is judged under the newest list either
-        of them knows.
+        ``chain``: the consent chain the token hangs from. ``revocations``: a signed
+        revocation list the handheld carries; it is applied first when it is validly signed
+        and newer than the one held (otherwise ignored, with an event), so the token is
+        judged under the newest list either of them knows.
         """
         now, why = self._decision_time()
         if now is None:
