@@ -62,6 +62,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_attacks.py", "test_hostile_cbor.py", "test_properties.py", "test_proof.py",
         "test_claims.py", "test_consent_verifier.py", "test_consent_chain.py", "test_trust.py",
         "test_signing.py",
+        "test_sealed.py", "test_pq.py",
     ),
     "authority": (
         "test_verifier.py", "test_signed_objects.py", "test_attacks.py", "test_consent_chain.py",
@@ -69,24 +70,29 @@ MODULES: dict[str, tuple[str, ...]] = {
     "trust": (
         "test_trust.py", "test_verifier.py", "test_signed_objects.py", "test_attacks.py",
         "test_cose.py", "test_claims.py", "test_consent_verifier.py", "test_consent_chain.py",
+        "test_pq.py",
     ),
     "claims": (
         "test_claims.py", "test_fast_path_equivalence.py", "test_verifier.py", "test_issuer.py",
         "test_hostile_cbor.py", "test_resource_bounds.py", "test_properties.py", "test_cose.py",
         "test_consent_verifier.py", "test_consent_chain.py", "test_trust.py",
+        "test_parcels.py",
     ),
     "_fastpath": (
         "test_fast_path_equivalence.py", "test_claims.py", "test_verifier.py", "test_issuer.py",
         "test_properties.py",
+        "test_parcels.py",
     ),
     "verifier": (
         "test_verifier.py", "test_signed_objects.py", "test_consent_limits.py", "test_attacks.py",
         "test_resource_bounds.py", "test_properties.py", "test_cose.py", "test_claims.py",
         "test_consent_verifier.py", "test_consent_chain.py",
+        "test_parcels.py", "test_sealed.py", "test_pq.py", "test_observe.py",
     ),
     "proof": (
         "test_proof.py", "test_verifier.py", "test_attacks.py", "test_resource_bounds.py",
         "test_cose.py", "test_consent_verifier.py", "test_consent_chain.py",
+        "test_parcels.py",
     ),
     "ledger/memory": (
         "test_ledger_memory.py", "test_ledger_contract.py", "test_attacks.py", "test_cose.py",
@@ -104,15 +110,18 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_vehicle_unit.py", "test_vehicle_timekeeping.py", "test_vehicle_consent.py",
         "test_vehicle_events.py", "test_attacks.py", "test_resource_bounds.py",
         "test_vehicle_accesslog.py",
+        "test_parcels_vehicle.py", "test_observe.py", "test_sealed.py",
     ),
     "vehicle/latch": (
         "test_vehicle_unit.py", "test_vehicle_receipt.py", "test_vehicle_events.py",
         "test_vehicle_consent.py", "test_attacks.py", "test_vehicle_accesslog.py",
+        "test_parcels_vehicle.py",
     ),
     "consent/chain": (
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",
         "test_consent_rotation.py", "test_vehicle_consent.py", "test_consent_limits.py",
         "test_signed_objects.py", "test_attacks.py", "test_resource_bounds.py",
+        "test_pq.py",
     ),
 }
 
