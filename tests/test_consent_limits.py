@@ -68,7 +68,10 @@ def test_the_high_s_twin_of_a_limited_grant_gets_no_fresh_daily_count() -> None:
     # Identity does not depend on the signature, so even a fresh signature by
     # the root over the same grant shares the count.
     assert signed_identity(high_s_twin(w.root_grant)) == signed_identity(w.root_grant)
-    assert w.present(w.token(), w.chain).reason is Reason.DAILY_LIMIT_REACHED
+    refused = w.present(w.token(), w.chain)
+    assert refused.reason is Reason.DAILY_LIMIT_REACHED
+    # The detail says which promise held, in words a courier's support desk reads.
+    assert refused.detail == "a daily limit of the consent has no opening left today"
 
 
 def _ledger(kind: str, tmp_path: Path) -> Ledger:

@@ -131,6 +131,31 @@ def test_the_opening_entry_commits_in_the_spend_transaction(tmp_path: Path) -> N
         assert conn.execute("SELECT entry FROM journal").fetchall() == [(b"opening",)]
 
 
+def test_a_journalled_opening_is_a_write_that_retries_a_blocked_wal_truncation(
+    tmp_path: Path,
+) -> None:
+    """The opening's spend is a write like any other: the WAL space a reader kept
+    from being given back is given back before it, so the log cannot grow unbounded."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = SqliteLedger(path)
+    assert ledger.consume("VIN-1", b"a" * 16, T0 + 60) is True
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM spent").fetchone()[0] == 1
+        ledger._truncate_wal(ledger._connection())
+        assert ledger._checkpoint_due is True
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    outcome = ledger.spend_journalled(
+        "VIN-1", b"b" * 16, T0 + 60, issued_at=T0, at=T0, entry=b"opening",
+    )
+    assert outcome is SpendOutcome.FIRST_USE
+    assert ledger._checkpoint_due is False
+    ledger.close()
+
+
 def test_the_opening_spends_with_one_commit_and_no_extra_one(tmp_path: Path) -> None:
     """The opening's entry adds no fsync: the spend's transaction is the only write."""
     scene = Scene(tmp_path)
