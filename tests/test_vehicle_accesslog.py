@@ -138,6 +138,7 @@ def test_a_journalled_opening_is_a_write_that_retries_a_blocked_wal_truncation(
     from being given back is given back before it, so the log cannot grow unbounded."""
     path = tmp_path / "ledger.sqlite"
     ledger = SqliteLedger(path)
+    journal = ledger.journal  # the car's log lives in the ledger's file
     assert ledger.consume("VIN-1", b"a" * 16, T0 + 60) is True
     reader = sqlite3.connect(path, isolation_level=None)
     try:
@@ -153,6 +154,7 @@ def test_a_journalled_opening_is_a_write_that_retries_a_blocked_wal_truncation(
     )
     assert outcome is SpendOutcome.FIRST_USE
     assert ledger._checkpoint_due is False
+    assert journal.entries(0) == [b"opening"]
     ledger.close()
 
 
