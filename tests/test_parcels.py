@@ -28,7 +28,7 @@ from trunkkey.parcels import (
     read_record,
     read_scan,
 )
-from trunkkey.proof import MAX_SCAN_PROOF_BYTES, check_scan_proof, proof_aad
+from trunkkey.proof import MAX_SCAN_PROOF_BYTES, challenge_problem, check_scan_proof, proof_aad
 from trunkkey.verifier import Decision
 
 CHALLENGE = bytes(range(16))
@@ -224,6 +224,18 @@ def test_the_longest_scan_proof_fits_its_bound_and_one_byte_more_is_refused(
                                   token=token, vehicle_id=VEHICLE, challenge=challenge)
     assert problem is not None
     assert "bounded size" not in problem
+
+
+def test_a_scan_proof_is_judged_against_a_well_formed_challenge_first(
+    w: World, courier: SigningKey
+) -> None:
+    token = mint(w, courier)
+    proof = make_proof(courier, token=token, vehicle_id=VEHICLE, challenge=CHALLENGE, scan=ORDER)
+    for bad in (b"", b"\x01" * 15, b"\x01" * 33, "not bytes"):
+        problem, scan = check_scan_proof(proof, key=courier.public_key, token=token,
+                                         vehicle_id=VEHICLE, challenge=bad)  # type: ignore[arg-type]
+        assert problem == challenge_problem(bad)
+        assert scan is None
 
 
 def test_the_courier_device_refuses_to_sign_more_than_sixteen_scanned_parcels(
