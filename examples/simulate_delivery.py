@@ -8,7 +8,10 @@ owner withdraws consent and a courier's handheld carries the revocation to
 the car, parked where there is no signal. Last, a delivery bound to the
 parcels of its order (issue 19): a courier with the wrong parcel is refused
 and the token stays unspent; the right parcel opens, and the receipt says
-which of the order's parcels went in.
+which of the order's parcels went in. Then a car that keeps its secrets (issue 15):
+its carmaker root becomes a hybrid Ed25519 + ML-DSA-65 key, which signs in the
+retailer's token key; a token sealed to the car opens it, and an eavesdropper
+records bytes it can name nothing in.
 
 Run it with no arguments:  python examples/simulate_delivery.py
 
@@ -26,9 +29,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from trunkkey import Action, Geofence, Issuer, Location, Purpose, Reason, SigningKey, make_proof
+from trunkkey import (
+    Action,
+    Algorithm,
+    Geofence,
+    Issuer,
+    Location,
+    Purpose,
+    Reason,
+    SigningKey,
+    make_proof,
+    seal,
+)
 from trunkkey.audit import audit_log
 from trunkkey.consent import (
+    KeyEntry,
+    Role,
     Scope,
     access_mask,
     encode_chain,
@@ -38,6 +54,7 @@ from trunkkey.consent import (
     sign_delegation,
     sign_revocation_list,
     sign_root_grant,
+    sign_trust_update,
 )
 from trunkkey.logentry import EntryKind
 from trunkkey.testing.vehicle import RETAILER, Car, World, courier_gossip, courier_present
@@ -183,19 +200,30 @@ def run(state_dir: str, say: Callable[[str], None] = print) -> list[Check]:
 def _sealed_delivery(
     world: World, step: Callable[[str], None], check: Callable[[str, object, object], None],
 ) -> None:
-    """A sealed token and a rotating presence identifier: the eavesdropper's view."""
+    """A sealed token to a hybrid-rooted car, and a rotating presence identifier:
+    the eavesdropper's view."""
     world.advance(DAY)
     step("A car that keeps its secrets: VIN-MUC-0004 gets a KEM key and a presence secret.")
-    car = world.enrol_car("VIN-MUC-0004", sealed=True)
+    car = world.enrol_car("VIN-MUC-0004", consent=True, sealed=True)
+    token_key, root = _hybrid_root(world, car, step, check)
     place = world.park(car, MUNICH_CAR_PARK, radius_m=50)
     courier = SigningKey.generate()
     if car.kem_key is None or car.beacon is None:
         raise AssertionError("a sealed car has a KEM key and a beacon")
+    stale = world.mint(car, courier=courier, geofence=place, seal_to=car.kem_key.public_key)
+    check("a sealed token under the retailer's replaced key", Reason.UNKNOWN_KEY,
+          courier_present(car, stale, courier).reason)
     presence = world.book(car, window=4 * 3600)
-    token = world.mint(car, courier=courier, geofence=place, order_ref=b"order-4004",
-                       seal_to=car.kem_key.public_key)
-    step(f"Retailer seals the token to the car ({len(token)} bytes); the courier's handheld "
-         f"gets it and the window's {len(presence.ids)} presence identifiers, no secret.")
+    signed = Issuer(token_key, RETAILER, clock=world.true_clock).mint(
+        vehicle_id=car.vehicle_id, action=Action.TRUNK, not_before=world.now,
+        expires=world.now + 4 * 3600, geofence=place, courier_key=courier.public_key,
+        order_ref=b"order-4004",
+    )
+    token = seal(signed, car.kem_key.public_key)
+    step(f"Retailer signs the token with the key the hybrid root installed and seals it "
+         f"to the car "
+         f"({len(token)} bytes); the courier's handheld gets it and the window's "
+         f"{len(presence.ids)} presence identifiers, no secret.")
     world.advance(25 * 60)
     advertised = car.beacon.advertisement(world.now)
     check("the courier finds the car by its advertisement", True,
@@ -209,10 +237,46 @@ def _sealed_delivery(
     check("what an eavesdropper can name in what it recorded", "nothing",
           "nothing" if not any(name in recorded for name in names) else "something")
     step(f"The eavesdropper recorded {len(token)} bytes starting {token[:11].hex()} (a sealed "
-         f"token, suite HPKE-4) and the advertisement {(advertised or b'').hex()}: bytes only.")
+         f"token, suite HPKE-4, to a car whose root is hybrid, {root.name}: Ed25519 + ML-DSA-65) "
+         f"and the "
+         f"advertisement {(advertised or b'').hex()}: bytes only.")
     world.advance(DAY)
     check("the next day, waiting for nobody, the car advertises", None,
           car.beacon.advertisement(world.now))
+
+
+def _hybrid_root(
+    world: World, car: Car, step: Callable[[str], None],
+    check: Callable[[str, object, object], None],
+) -> tuple[SigningKey, Algorithm]:
+    """The carmaker hands the car to its hybrid root, which installs the retailer's new
+    token key: the only key the sealed delivery verifies under.
+
+    The token key stays Ed25519: an ML-DSA-44 token (2.4 kB of signature) is larger
+    than the largest sealed bucket; the hybrid root guards which token keys the car
+    trusts, and that is what a broken Ed25519 must not forge."""
+    now, year = world.now, 365 * DAY
+    classical = world.carmaker_key
+    hybrid = SigningKey.generate(Algorithm.EDDSA_MLDSA65)
+    to_hybrid = sign_trust_update(
+        classical, version=1, issued_at=now, remove=[classical.kid],
+        set_keys=[KeyEntry(role=Role.ROOT, name="carmaker", key=hybrid.public_key,
+                           not_before=now - 60, not_after=now + 10 * year)],
+    )
+    check("the car's root becomes the hybrid root", Reason.ALLOWED,
+          car.unit.apply_trust_update(to_hybrid).reason)
+    token_key = SigningKey.generate()
+    to_new_key = sign_trust_update(
+        hybrid, version=2, issued_at=now, remove=[world.retailer_key.kid],
+        set_keys=[KeyEntry(role=Role.ISSUER, name=RETAILER, key=token_key.public_key,
+                           not_before=now, not_after=now + year)],
+    )
+    check("the hybrid root installs the retailer's new token key", Reason.ALLOWED,
+          car.unit.apply_trust_update(to_new_key).reason)
+    step(f"The carmaker's Ed25519 root hands the car to its hybrid root "
+         f"({hybrid.public_key.algorithm.name}, {len(to_hybrid)} bytes); the hybrid root "
+         f"swaps in the retailer's new token key ({len(to_new_key)} bytes).")
+    return token_key, hybrid.public_key.algorithm
 
 
 def _parcel_delivery(

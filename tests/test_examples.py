@@ -59,6 +59,10 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
         "(1Z999AA10123456784, True)"
     )
     # Sealed tokens and presence (issue 15): found, opened, and nothing to name.
+    # ... to a car whose root is hybrid: the token key it trusts was signed in by that root.
+    assert outcomes["the car's root becomes the hybrid root"] == "allowed"
+    assert outcomes["the hybrid root installs the retailer's new token key"] == "allowed"
+    assert outcomes["a sealed token under the retailer's replaced key"] == "unknown_key"
     assert outcomes["the courier finds the car by its advertisement"] == "True"
     assert outcomes["the sealed token opens the trunk"] == "allowed"
     assert outcomes["what an eavesdropper can name in what it recorded"] == "nothing"
@@ -66,6 +70,9 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
     story = "\n".join(lines)
     assert "Retailer verifies the signed receipt" in story
     assert "customer's phone <-" in story
+    assert re.search(r"hands the car to its hybrid root \(EDDSA_MLDSA65, \d+ bytes\)", story)
+    assert re.search(r"eavesdropper recorded \d+ bytes .* root is hybrid, EDDSA_MLDSA65: "
+                     r"Ed25519 \+ ML-DSA-65", story)
     assert re.search(r"presentation = chain \d+ \+ token \d+ \+ proof \d+ = \d+ bytes", story)
 
 
