@@ -44,19 +44,29 @@ def typ_name(typ: int) -> str:
 
 
 def key_summary(key: VerificationKey) -> dict[str, Any]:
+    """``pem`` is None for a post-quantum key, which has no PEM here."""
     return {
         "alg": key.algorithm.cose_name,
         "kid": key.kid.hex(),
         "cose_key": key.to_cose_key().hex(),
-        "pem": key.to_pem().decode("ascii"),
+        "pem": None if key.algorithm.post_quantum else key.to_pem().decode("ascii"),
     }
+
+
+def public_file_bytes(key: VerificationKey) -> bytes:
+    """A public key file's content: PEM, or for a post-quantum key its COSE_Key as hex
+    text (which every ``--trust``/``--public`` option reads)."""
+    if key.algorithm.post_quantum:
+        return key.to_cose_key().hex().encode("ascii") + b"\n"
+    return key.to_pem()
 
 
 def print_key(out: Output, key: VerificationKey) -> None:
     out.line(f"algorithm: {key.algorithm.cose_name}")
     out.line(f"kid:       {key.kid.hex()}")
     out.line(f"COSE_Key:  {key.to_cose_key().hex()}")
-    out.line(key.to_pem().decode("ascii").rstrip())
+    if not key.algorithm.post_quantum:
+        out.line(key.to_pem().decode("ascii").rstrip())
 
 
 def claims_json(claims: TokenClaims) -> dict[str, Any]:
