@@ -88,6 +88,23 @@ def test_every_target_is_listed_with_a_verdict(bench: ModuleType, results: dict[
     assert sizes["trunk token <= 160 bytes"]["value"] == results["sizes"]["trunk_token"]
 
 
+def test_the_one_run_reports_the_sealed_figures_with_both_verdicts(
+    results: dict[str, Any],
+) -> None:
+    # Issue 15 point 4: sealed sizes and speeds in the same run, a verdict for each target.
+    sealed = results["sealed"]
+    assert sealed["sizes"]["sealed_trunk"] > sealed["sizes"]["plain_trunk"]
+    assert all(_number(rate) for rate in sealed["rates"].values())
+    assert sealed["ratio"] == pytest.approx(sealed["rates"]["sealed"] / sealed["rates"]["plain"])
+    by_name = {t["target"]: t for t in results["targets"]}
+    size = by_name["sealed trunk token <= 256 bytes"]
+    assert size["value"] == sealed["sizes"]["sealed_trunk"]
+    assert size["met"] is sealed["verdicts"]["sealed_trunk_at_most_256_bytes"]
+    speed = by_name["sealed: open + verify >= 0.5 x plain verify"]
+    assert speed["value"] == pytest.approx(sealed["ratio"])
+    assert speed["met"] is sealed["verdicts"]["open_verify_at_least_half_plain_rate"]
+
+
 def test_sizes_overhead_and_growth_are_reported(results: dict[str, Any]) -> None:
     sizes = results["sizes"]
     assert sizes["trunk_token"] > 100

@@ -16,6 +16,8 @@ interleaved rounds, as ``bench_parcels`` does::
 
     python -m tools.bench.bench_sealed            # writes tools/bench/results/sealed.json
     python -m tools.bench.bench_sealed --quick
+
+``python -m tools.bench.run`` reports the same figures and verdicts in its one run.
 """
 
 from __future__ import annotations
@@ -121,12 +123,10 @@ def sizes() -> dict[str, int]:
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run; rough figures")
-    parser.add_argument("--json", default=str(RESULT), help="where to write the results")
-    args = parser.parse_args(argv)
-    count, rounds = (50, 2) if args.quick else (400, 8)
+def report(*, quick: bool = False) -> dict[str, object]:
+    """Sizes, rates, the open + verify ratio and the issue's two verdicts, in one dict
+    (what ``main`` writes, and what ``tools.bench.run`` reports in its one run)."""
+    count, rounds = (50, 2) if quick else (400, 8)
     us = measure(count, rounds)
     size = sizes()
     rate = {name: 1e6 / value for name, value in us.items()}
@@ -135,18 +135,33 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "sealed_trunk_at_most_256_bytes": size["sealed_trunk"] <= MAX_SEALED_TRUNK_BYTES,
         "open_verify_at_least_half_plain_rate": ratio >= MIN_RATE_RATIO,
     }
-    for name, bytes_ in size.items():
-        print(f"size {name:16s} {bytes_:5d} bytes")
-    for name, value in us.items():
-        print(f"rate {name:16s} {rate[name]:8.0f} /s  ({value:6.1f} µs CPU)")
-    print(f"open + verify / plain verify: {ratio:.2f} "
-          f"(with a proof: {rate['sealed_proof'] / rate['proof']:.2f}; "
-          f"two keys: {rate['sealed_rotating'] / rate['plain']:.2f}; "
-          f"ML-KEM-768 + X25519: {rate['sealed_pq'] / rate['plain']:.2f})")
-    for name, met in verdicts.items():
-        print(f"{'MET ' if met else 'MISSED'} {name}")
-    result: dict[str, object] = {"sizes": size, "us_cpu": us, "rates": rate,
-                                 "ratio": ratio, "verdicts": verdicts}
+    return {"sizes": size, "us_cpu": us, "rates": rate, "ratio": ratio, "verdicts": verdicts}
+
+
+def table(result: dict[str, object]) -> str:
+    """The report as lines: sizes, rates, ratios, then MET or MISSED per verdict."""
+    size: dict[str, int] = result["sizes"]  # type: ignore[assignment]
+    us: dict[str, float] = result["us_cpu"]  # type: ignore[assignment]
+    rate: dict[str, float] = result["rates"]  # type: ignore[assignment]
+    verdicts: dict[str, bool] = result["verdicts"]  # type: ignore[assignment]
+    lines = [f"size {name:16s} {bytes_:5d} bytes" for name, bytes_ in size.items()]
+    lines += [f"rate {name:16s} {rate[name]:8.0f} /s  ({value:6.1f} µs CPU)"
+              for name, value in us.items()]
+    lines.append(f"open + verify / plain verify: {result['ratio']:.2f} "
+                 f"(with a proof: {rate['sealed_proof'] / rate['proof']:.2f}; "
+                 f"two keys: {rate['sealed_rotating'] / rate['plain']:.2f}; "
+                 f"ML-KEM-768 + X25519: {rate['sealed_pq'] / rate['plain']:.2f})")
+    lines += [f"{'MET ' if met else 'MISSED'} {name}" for name, met in verdicts.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run; rough figures")
+    parser.add_argument("--json", default=str(RESULT), help="where to write the results")
+    args = parser.parse_args(argv)
+    result = report(quick=args.quick)
+    print(table(result))
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tools import ROOT
-from tools.bench import bench_pq, scaling
+from tools.bench import bench_pq, bench_sealed, scaling
 from tools.bench._measure import Case, best_of_rounds, consume, repeat, signatures_stubbed
 from tools.bench._peers import Peer, PeerMissing, pyjwt, python_cwt
 from tools.bench._setups import (
@@ -128,6 +128,11 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("fleet: 2 processes >= 1.8 x 1 process (in-memory ledgers)",
      "fleet:memory", 1.8, "min"),
     ("fleet: 2 processes >= 1.8 x 1 process (durable ledgers)", "fleet:sqlite", 1.8, "min"),
+    # Sealed tokens (issue 15), from bench_sealed's figures in this run.
+    (f"sealed trunk token <= {bench_sealed.MAX_SEALED_TRUNK_BYTES} bytes",
+     "sealed:sealed_trunk", bench_sealed.MAX_SEALED_TRUNK_BYTES, "max"),
+    (f"sealed: open + verify >= {bench_sealed.MIN_RATE_RATIO} x plain verify",
+     "sealed:ratio", bench_sealed.MIN_RATE_RATIO, "min"),
 ]
 
 
@@ -297,8 +302,18 @@ def ratios(rates: dict[str, float | None]) -> dict[str, float | None]:
     return out
 
 
+def _sealed_value(sealed: dict[str, object] | None, name: str) -> float | None:
+    """A sealed figure a target reads: the open + verify ratio, or a sealed size."""
+    if sealed is None:
+        return None
+    sizes: dict[str, int] = sealed["sizes"]  # type: ignore[assignment]
+    value = sealed["ratio"] if name == "ratio" else sizes.get(name)
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
 def targets(ratio: dict[str, float | None], sizes: dict[str, int | None],
-            fleet: dict[str, object] | None) -> list[dict[str, object]]:
+            fleet: dict[str, object] | None,
+            sealed: dict[str, object] | None = None) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for name, source, threshold, direction in TARGETS:
         value: float | None
@@ -308,6 +323,8 @@ def targets(ratio: dict[str, float | None], sizes: dict[str, int | None],
         elif source.startswith("fleet:"):
             entry = None if fleet is None else fleet.get(source[6:])
             value = None if not isinstance(entry, dict) else float(entry["speedup"])
+        elif source.startswith("sealed:"):
+            value = _sealed_value(sealed, source[7:])
         else:
             value = ratio.get(source)
         met = None if value is None else (
@@ -376,6 +393,8 @@ def run(*, quick: bool) -> dict[str, object]:
     growth["fleet_scaling"] = fleet
     # ML-DSA-44 tokens and hybrid roots: their own rates, sizes and ratios (bench_pq).
     post_quantum = bench_pq.measure(quick=quick)
+    # Sealed tokens: sizes, open + verify against a plain verify (bench_sealed).
+    sealed = bench_sealed.report(quick=quick)
     ratio = ratios(rates)
     meta["load_after"] = _load()
     meta["seconds"] = round(time.time() - started, 1)
@@ -389,8 +408,8 @@ def run(*, quick: bool) -> dict[str, object]:
     return {
         "meta": meta, "rates": rates, "sizes": sizes, "ratios": ratio,
         "overhead_us": overhead(rates), "python_us": python_us,
-        "targets": targets(ratio, sizes, fleet),
-        "growth": growth, "notes": notes, "pq": post_quantum,
+        "targets": targets(ratio, sizes, fleet, sealed),
+        "growth": growth, "notes": notes, "pq": post_quantum, "sealed": sealed,
     }
 
 
@@ -436,6 +455,8 @@ def table(results: dict[str, object]) -> str:
                      f"{by['2']['per_second']}/s (per process {by['2']['per_process']}), "
                      f"speedup {data['speedup']}")
     lines += ["", bench_pq.table(results["pq"])]  # type: ignore[arg-type]
+    lines += ["", "sealed tokens (HPKE-4) beside plain ones",
+              bench_sealed.table(results["sealed"])]  # type: ignore[arg-type]
     notes: dict[str, str] = results["notes"]  # type: ignore[assignment]
     lines += [f"note: {k}: {v}" for k, v in notes.items()]
     meta: dict[str, object] = results["meta"]  # type: ignore[assignment]
