@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 
+import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ from trunkkey import (
     open_sealed,
     seal,
 )
-from trunkkey.cose import split_encrypt0
+from trunkkey.cose import enc_structure, encrypt0, split_encrypt0
 from trunkkey.errors import DecodeError
 from trunkkey.sealed import (
     BUCKETS,
@@ -290,3 +291,16 @@ def test_any_byte_flip_of_a_hybrid_sealed_token_cannot_open(data: st.DataObject)
         sealed[at + 1 :]
     )
     assert open_sealed(tampered, [HYBRID_CAR]) is None
+
+
+def test_the_envelope_is_rfc_9052s_tagged_cose_encrypt0_byte_for_byte() -> None:
+    """Known answers from RFC 9052 itself, not from trunkkey's own encoder:
+    tag 16 is COSE_Encrypt0 (Table 1), and the AAD is the CBOR array
+    ``["Encrypt0", protected, external_aad]`` (section 5.3). An envelope that
+    disagreed would still open with trunkkey alone, and with nothing else."""
+    protected, ek, ciphertext = b"\xa1\x01\x18\x2a", bytes(range(32)), b"\x99" * 40
+    envelope = encrypt0(protected, ek, ciphertext)
+    assert envelope == cbor2.dumps(cbor2.CBORTag(16, [protected, {-4: ek}, ciphertext]))
+    assert split_encrypt0(envelope) == (protected, ek, ciphertext)
+    for aad in (b"", b"external"):
+        assert enc_structure(protected, aad) == cbor2.dumps(["Encrypt0", protected, aad])

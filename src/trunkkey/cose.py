@@ -269,9 +269,16 @@ def split_sign1(data: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
 # -- COSE_Encrypt0 (RFC 9052 §5.2), the envelope of a sealed token ----------
 
 COSE_ENCRYPT0_TAG = 16
+#: A tagged COSE_Encrypt0's first byte (major type 6, tag 16): what marks a sealed token.
+ENCRYPT0_LEAD = bytes([0xC0 | COSE_ENCRYPT0_TAG])
 #: ``ek``, the HPKE encapsulated key (draft-ietf-cose-hpke): unprotected, as the draft says.
 HDR_EK = -4
 ENC_STRUCTURE_PREFIX = b"\x83\x68Encrypt0"  # ["Encrypt0", ...
+
+
+def is_encrypt0(data: bytes) -> bool:
+    """Whether ``data`` claims to be a tagged COSE_Encrypt0; says nothing of whether it opens."""
+    return data[:1] == ENCRYPT0_LEAD
 
 
 def enc_structure(protected: bytes, external_aad: bytes = b"") -> bytes:
@@ -286,7 +293,7 @@ def enc_structure(protected: bytes, external_aad: bytes = b"") -> bytes:
 def encrypt0(protected: bytes, ek: bytes, ciphertext: bytes) -> bytes:
     """A tagged COSE_Encrypt0 in trunkkey's sealed profile: ``16([protected, {-4: ek}, ct])``."""
     return (
-        b"\xd0\x83" + cbor.head(2, len(protected)) + protected
+        ENCRYPT0_LEAD + b"\x83" + cbor.head(2, len(protected)) + protected
         + b"\xa1\x23" + cbor.head(2, len(ek)) + ek
         + cbor.head(2, len(ciphertext)) + ciphertext
     )

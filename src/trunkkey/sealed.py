@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._keyfiles import read_private_file, write_private_file
-from .cose import enc_structure, encrypt0, split_encrypt0
+from .cose import ENCRYPT0_LEAD, enc_structure, encrypt0, is_encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ KEM_KEY_BYTES = 32
 BUCKETS = (192, 256, 384, 512, 960)
 _TAG_BYTES = 16
 #: The header a sealed token's bytes begin with, whatever it seals.
-FIXED_HEADER = b"\xd0\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
+FIXED_HEADER = ENCRYPT0_LEAD + b"\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
 #: The HPKE aad of every sealed token: the Enc_structure of its fixed header.
 AAD = enc_structure(PROTECTED)
 #: The smallest and largest sealed token: a cap for parsers and fuzzers.
@@ -310,7 +310,7 @@ def _public_of(suite: CipherSuite, private: bytes) -> Any:
 
 def is_sealed(data: bytes) -> bool:
     """Whether ``data`` claims to be a sealed token (tag 16); says nothing of whether it opens."""
-    return data[:1] == b"\xd0"
+    return is_encrypt0(data)
 
 
 def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> bytes | None:

@@ -33,7 +33,7 @@ from .ledger.base import Ledger, SpendOutcome
 from .observe import DecisionHook, DecisionLog, ledger_failure
 from .parcels import ParcelRecord
 from .reasons import Reason
-from .sealed import CarKeyring, open_sealed
+from .sealed import CarKeyring, is_sealed, open_sealed
 from .trust import TrustStore
 
 DEFAULT_MAX_SKEW = 60
@@ -354,7 +354,7 @@ class Verifier:
         if len(token) > cap:
             return _decision(Reason.TOO_LARGE, f"{len(token)} bytes > cap of {cap}", now)
         # 1b. A sealed token opens with this car's keys, or nothing inside is read.
-        if token[:1] == b"\xd0":
+        if is_sealed(token):
             keys = self._car_keys
             inner = None if keys is None else open_sealed(token, keys.keys)
             if inner is None:

@@ -12,6 +12,7 @@ from ..encodings import transport_footprint
 from ..errors import TrunkkeyError
 from ..inspect import UnverifiedToken, inspect_unverified
 from ..issuer import Issuer
+from ..sealed import is_sealed
 from ._io import (
     EXIT_OK,
     TOKEN_FORMATS,
@@ -154,7 +155,7 @@ def _inspect_sealed(token: bytes, out: Output) -> int:
 
 def _inspect(args: argparse.Namespace, out: Output) -> int:
     token = read_token(args.token, args.format, sys.stdin)
-    if token[:1] == b"\xd0":
+    if is_sealed(token):
         return _inspect_sealed(token, out)
     seen = decode_token(token)
     h = seen.header

@@ -17,6 +17,7 @@ from ..clock import ManualClock
 from ..cose import parse_sign1
 from ..errors import DecodeError, TrunkkeyError
 from ..keys import SigningKey, VerificationKey
+from ..sealed import is_sealed
 from ..trust import TrustedKey, TrustStore
 from ..verifier import Decision, Verifier, VerifierPolicy
 from ._io import (
@@ -226,7 +227,7 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
         # never a token: bad input (exit 2), as an odd-length hex text is. A
         # whole signed object the car refuses is a denial (exit 1). A sealed
         # token cannot be judged so without the car's key: the car decides.
-        if token[:1] != b"\xd0":
+        if not is_sealed(token):
             parse_sign1(token)
     except DecodeError as exc:
         raise CliError(f"cannot decode token ({len(token)} bytes; truncated?): {exc}") from None
@@ -313,7 +314,7 @@ def _prove(args: argparse.Namespace, out: Output) -> int:
         raise CliError(f"--challenge: {problem}")
     token = read_token(args.token, args.format, sys.stdin)
     key = load_signing_key(args.device_key, password_file=args.password_file)
-    if token[:1] != b"\xd0":  # a sealed token's claims are the car's to read, not the device's
+    if not is_sealed(token):  # a sealed token's claims are the car's to read, not the device's
         claims = decode_token(token).claims
         _check_presentation(claims.courier_key, claims.vehicle_id, key, args.vehicle)
     proof = make_proof(key, token=token, vehicle_id=args.vehicle, challenge=challenge,
