@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support import World, make_world
+from support import LogRecords, World, make_world
 from trunkkey import Algorithm
 
 # CI runs more examples; a developer's run stays quick.
@@ -66,3 +67,17 @@ def ed_world() -> World:
 @pytest.fixture
 def tmp_ledger_path(tmp_path: Path) -> Path:
     return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def records() -> Iterator[LogRecords]:
+    """Captures every ``trunkkey`` record of the test, at every level."""
+    logger = logging.getLogger("trunkkey")
+    handler, level = LogRecords(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

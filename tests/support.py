@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -74,3 +76,27 @@ def sign_unchecked(delegator: SigningKey, grant: Grant) -> bytes:
     narrowing check that ``sign_delegation`` makes. The library has no such function."""
     signed: bytes = example("world").sign_unchecked(delegator, grant)
     return signed
+
+
+class LogRecords(logging.Handler):
+    """Every record under the ``trunkkey`` logger, at every level (the ``records`` fixture)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def named(self, name: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.name == name]
+
+    def texts(self) -> Iterator[str]:
+        """Every text a record could reach a log store as: message, formatted, each field."""
+        formatter = logging.Formatter()
+        for record in self.records:
+            yield record.getMessage()
+            yield formatter.format(record)
+            for value in vars(record).values():
+                yield str(value)
+                yield repr(value)

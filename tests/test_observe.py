@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support import NOW, VEHICLE, make_world
+from support import LogRecords as Records
 from trunkkey import (
     Action,
     Decision,
@@ -43,33 +43,6 @@ from trunkkey.testing.vehicle import World, courier_present
 from trunkkey.vehicle import Outcome
 
 PARKED = Location.from_degrees(52.520008, 13.404954)
-
-
-class Records(logging.Handler):
-    """Every record under the ``trunkkey`` logger, at every level."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def named(self, name: str) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.name == name]
-
-
-@pytest.fixture
-def records() -> Iterator[Records]:
-    logger = logging.getLogger("trunkkey")
-    handler, level = Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 class _FailingLedger(MemoryLedger):

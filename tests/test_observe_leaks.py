@@ -15,16 +15,16 @@ and holds no password.
 from __future__ import annotations
 
 import base64
-import logging
 import secrets
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from support import NOW, VEHICLE, example, make_world
+from support import LogRecords as Records
 from test_ledger_contract import require_server
 from tools.faults.faults import FaultProxy, fault_proxy
 from trunkkey import Decision, LedgerError, Reason, SigningKey, Verifier
@@ -32,37 +32,6 @@ from trunkkey import issuer as issuer_module
 from trunkkey.inspect import inspect_unverified
 
 PASSWORD = "Hunter2-" + secrets.token_hex(6)
-
-
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def texts(self) -> Iterator[str]:
-        formatter = logging.Formatter()
-        for record in self.records:
-            yield record.getMessage()
-            yield formatter.format(record)
-            for value in vars(record).values():
-                yield str(value)
-                yield repr(value)
-
-
-@pytest.fixture
-def records() -> Iterator[Records]:
-    logger = logging.getLogger("trunkkey")
-    handler, level = Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _forms(secret: bytes) -> list[str]:
