@@ -220,7 +220,9 @@ class TestRedisCluster:
     def test_a_node_with_unsafe_settings_is_refused_at_start(
         self, cluster: RedisClusterServers
     ) -> None:
-        node = cluster.servers[0]
+        # A primary, whichever node that is now: a failover (in this run or an
+        # earlier one on the script's servers) may have made servers[0] a replica.
+        node = cluster.primary_for_slot(0)
         cluster.info(node, "CONFIG", "SET", "appendonly", "no")
         try:
             with pytest.raises(LedgerError, match="appendonly"):
