@@ -101,6 +101,7 @@ def on_terminal(*args: str, cwd: Path, typed: bytes = b"",
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cli-edges")
     (d / "pw.txt").write_text(PASSWORD + "\n")
+    (d / "pw.txt").chmod(0o600)
     ok("keygen", "--out", "issuer.key", "--public-out", "issuer.pub", cwd=d)
     ok("keygen", "--out", "locked.key", "--public-out", "locked.pub", "--password-file",
        "pw.txt", cwd=d)
@@ -182,6 +183,22 @@ def test_a_wrong_password_is_one_clean_line_without_the_password(work: Path) -> 
 def test_a_password_file_for_a_plain_key_is_refused(work: Path) -> None:
     message = error(run("pubkey", "--key", "issuer.key", "--password-file", "pw.txt", cwd=work))
     assert "not encrypted" in message
+
+
+def test_a_password_file_others_can_read_is_refused_and_its_key_not_opened(work: Path) -> None:
+    shared = work / "pw-shared.txt"
+    shared.write_text(PASSWORD + "\n")
+    shared.chmod(0o644)
+    for argv in (("pubkey", "--key", "locked.key"),
+                 ("keygen", "--out", "shared.key", "--public-out", "shared.pub")):
+        result = run(*argv, "--password-file", shared.name, cwd=work)
+        message = error(result)
+        assert "password file" in message
+        assert "chmod 600" in message
+        assert PASSWORD not in message
+        assert SigningKey.load(work / "locked.key", password=PASSWORD.encode()).kid.hex() \
+            not in result.stdout.decode()
+    assert not (work / "shared.key").exists()
 
 
 def test_on_a_terminal_the_password_is_asked_for_and_not_echoed(work: Path) -> None:

@@ -57,6 +57,7 @@ def test_pubkey_shows_a_post_quantum_key_without_a_pem(work: Path, name: str) ->
 
 def test_keygen_refuses_to_encrypt_a_post_quantum_key_and_writes_nothing(work: Path) -> None:
     (work / "pw.txt").write_text("correct horse\n")
+    (work / "pw.txt").chmod(0o600)
     message = one_line_error(run("keygen", "--alg", "mldsa44", "--out", "locked-pq.key",
                                  "--password-file", "pw.txt", cwd=work))
     assert "cannot be encrypted" in message

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from .._keyfiles import read_private_file
 from ..clock import SystemClock
 from ..encodings import TextDecodeError, TextFormat, decode_bytes, decode_text, encode_text
 from ..errors import InsecureKeyFile, KeyFileError, TrunkkeyError
@@ -296,8 +297,15 @@ def _password_for(path: Path, shown: str, password_file: str | None) -> bytes | 
 
 
 def read_password_file(path_text: str) -> bytes:
-    """A password file's content, without the one line ending an editor adds."""
-    data = read_bounded(Path(path_text), "password file", path_text)
+    """A password file's content, without the one line ending an editor adds.
+
+    Held to the rule for private key files (owner-only, no symlink, bounded):
+    a password that others can read makes the key it locks a key in the clear.
+    """
+    try:
+        data = read_private_file(path_text)
+    except KeyFileError as exc:
+        raise CliError(f"password file: {exc}") from None
     for ending in (b"\r\n", b"\n"):
         if data.endswith(ending):
             data = data[: -len(ending)]
