@@ -214,3 +214,15 @@ def test_the_sealed_benchmark_reports_sizes_rates_and_both_verdicts(tmp_path: Pa
     sizes = result["sizes"]
     assert sizes["sealed_trunk"] <= 256  # type: ignore[index]
     assert json.loads((tmp_path / "sealed.json").read_text()) == json.loads(json.dumps(result))
+
+
+def test_the_hpke_library_comparison_opens_the_same_token_in_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tools.bench import hpke_libraries
+
+    result = hpke_libraries.main(["--count", "3", "--rounds", "1"])
+    assert {"pyhpke (trunkkey)", "cryptography (no AAD)", "floor: X25519, OpenSSL",
+            "floor: X25519, libsodium", "scale: Ed25519 verify, libsodium"} <= set(result)
+    assert all(_number(us) for us in result.values())
+    assert "pyhpke (trunkkey)" in capsys.readouterr().out
