@@ -724,6 +724,27 @@ class TestStartAfresh:
         with pytest.raises(LedgerCorrupted):
             SqliteLedger(path)
 
+    @pytest.mark.parametrize("now", [-1, 253_402_300_800, 2**40 - RESTART_MARGIN, 2**62, True,
+                                     1.5])
+    def test_a_recovery_time_outside_the_ledgers_range_is_refused_and_nothing_moved(
+        self, tmp_path: Path, now: object
+    ) -> None:
+        # The damaged copy is named by the UTC time, which ends with year 9999.
+        path = tmp_path / "car.db"
+        path.write_bytes(b"damaged")
+        with pytest.raises(InvalidRequest, match="Unix seconds"):
+            SqliteLedger.start_afresh(path, now=now)  # type: ignore[arg-type]
+        assert path.read_bytes() == b"damaged"
+        assert [p.name for p in tmp_path.iterdir()] == ["car.db"]
+
+    def test_the_latest_recovery_time_in_range_is_accepted(self, tmp_path: Path) -> None:
+        latest = 253_402_300_799  # 9999-12-31T23:59:59Z
+        (tmp_path / "car.db").write_bytes(b"damaged")
+        ledger = SqliteLedger.start_afresh(tmp_path / "car.db", now=latest)
+        assert ledger.start_floor == latest + RESTART_MARGIN
+        ledger.close()
+        assert (tmp_path / "car.db.damaged-99991231T235959Z").read_bytes() == b"damaged"
+
     def test_the_margin_covers_the_largest_skew_a_verifier_allows(self) -> None:
         assert RESTART_MARGIN >= MAX_ALLOWED_SKEW
 

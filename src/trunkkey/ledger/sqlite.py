@@ -74,6 +74,7 @@ WAL_AUTOCHECKPOINT_PAGES = 256
 #: partition is not held hostage by a WAL that once grew.
 JOURNAL_SIZE_LIMIT = 1 << 20
 # Primary result codes (the low byte of an extended code).
+_YEAR_10000 = 253_402_300_800  #: 10000-01-01T00:00:00Z in Unix seconds
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _SQLITE_CORRUPT = 11
@@ -184,8 +185,10 @@ class SqliteLedger:
         spent, and its :meth:`consume` raises. Stop every verifier using the
         file first; ``now`` is the current trusted time.
         """
-        if type(now) is not int or not (0 <= now < 2**40 - RESTART_MARGIN):
-            raise InvalidRequest("now must be an int of Unix seconds")
+        # Before year 10000: the damaged copy is named by its UTC time, and the
+        # floor (now + margin) then stays far inside the ledger's 40-bit times.
+        if type(now) is not int or not (0 <= now < _YEAR_10000):
+            raise InvalidRequest("now must be an int of Unix seconds before year 10000")
         from pathlib import Path  # noqa: PLC0415 -- a recovery, never a car's wake
         target = Path(path)
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
