@@ -92,6 +92,28 @@ def test_not_a_database_fails_closed(tmp_path: Path) -> None:
         SqliteLedger(path)
 
 
+def test_a_ledger_named_without_a_directory_is_made_in_the_working_one_and_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trunkkey.ledger import _sqlite_file
+
+    synced: list[str] = []
+    real = _sqlite_file.fsync_dir
+
+    def recording(directory: str) -> None:
+        synced.append(os.fspath(directory))
+        real(directory)
+
+    monkeypatch.setattr(_sqlite_file, "fsync_dir", recording)
+    monkeypatch.chdir(tmp_path)
+    ledger = SqliteLedger("car.db")
+    assert spend(ledger, b"t1") is FIRST
+    ledger.close()
+    # The new file's name is durable only once its directory is synced.
+    assert "." in synced
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("car.db")] == []
+
+
 def test_missing_directory_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(LedgerError):
         SqliteLedger(tmp_path / "no" / "such" / "dir" / "l.db")
