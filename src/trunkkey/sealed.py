@@ -15,9 +15,11 @@ encrypted by COSE-HPKE *integrated encryption* (draft-ietf-cose-hpke-27,
   which optional claims the token carries.
 
 Every seal draws a fresh encapsulation, so two tokens for one car share
-nothing but the fixed header. HPKE itself is ``pyhpke``'s (the library
-python-cwt uses), imported on first use: a car that never sees a sealed
-token loads no HPKE and no OpenSSL.
+nothing but the fixed header. Sealing is ``pyhpke``'s (the library
+python-cwt uses); opening is ``cryptography``'s compiled HPKE where its
+AAD binding passes a known answer (:func:`compiled_open`), else pyhpke's.
+Both are imported on first use: a car that never sees a sealed token
+loads no HPKE and no OpenSSL.
 
 Opening is all or nothing: whatever is wrong — bytes off the profile,
 another car's key, one flipped bit, padding no sealer writes — the answer
@@ -123,7 +125,7 @@ class CarKemKey:
     The secret never appears in ``repr`` and the key cannot be pickled.
     """
 
-    __slots__ = ("_hpke", "_private", "_public")
+    __slots__ = ("_openssl", "_private", "_public", "_pyhpke")
 
     def __init__(self, private: bytes) -> None:
         if type(private) is not bytes or len(private) != KEM_KEY_BYTES:
@@ -132,11 +134,17 @@ class CarKemKey:
             X25519PrivateKey,
         )
 
-        public = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+        self._openssl = X25519PrivateKey.from_private_bytes(private)
         self._private = private
-        self._public = CarPublicKey(public)
-        # Loaded once: pyhpke's key load re-derives the public key (a third of an opening).
-        self._hpke = _suite().kem.deserialize_private_key(private)
+        self._public = CarPublicKey(self._openssl.public_key().public_bytes_raw())
+        self._pyhpke: Any = None
+
+    def _hpke(self) -> Any:
+        """pyhpke's form of the key, loaded once on first use (its load re-derives
+        the public key: a third of an opening)."""
+        if self._pyhpke is None:
+            self._pyhpke = _suite().kem.deserialize_private_key(self._private)
+        return self._pyhpke
 
     @classmethod
     def generate(cls) -> CarKemKey:
@@ -332,26 +340,86 @@ def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> byt
         return None if padded is None else _unpad(padded)
     if len(enc) != KEM_KEY_BYTES:
         return None
-    suite = _suite()
     for key in keys:
         if not isinstance(key, CarKemKey):
             continue
-        padded = _try_open(suite, key, enc, ciphertext, AAD)
+        padded = _hpke4_open(key, enc, ciphertext)
         if padded is not None:
             return _unpad(padded)
     return None
 
 
-def _try_open(
-    suite: CipherSuite, key: CarKemKey, enc: bytes, ciphertext: bytes, aad: bytes
-) -> bytes | None:
+def _hpke4_open(key: CarKemKey, enc: bytes, ciphertext: bytes) -> bytes | None:
+    """HPKE-4 open of one sealed token with one key: the padded plaintext, or
+    ``None``. The one place a sealed token meets HPKE, whichever library does it."""
+    compiled = compiled_open()
     try:
-        recipient = suite.create_recipient_context(
-            enc, key._hpke
-        )
-        return bytes(recipient.open(ciphertext, aad=aad))
-    except Exception:  # noqa: BLE001 -- pyhpke raises several types; each means "not for us"
+        if compiled is not None:
+            return bytes(compiled(enc + ciphertext, key._openssl))
+        recipient = _suite().create_recipient_context(enc, key._hpke())
+        return bytes(recipient.open(ciphertext, aad=AAD))
+    except Exception:  # noqa: BLE001 -- either library raises several types; each means "not for us"
         return None
+
+
+#: A known answer for :func:`compiled_open`'s check: HPKE-4 with the
+#: Enc_structure as AAD, sealed by pyhpke to the X25519 key ``_KAT_KEY``.
+_KAT_KEY = bytes(range(32))
+_KAT_SEALED = bytes.fromhex(
+    "358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254f8c1457612cd"
+    "b336fd50962bea24610fd31c6635eedbe65c7ed3e59d8afb1f06d63b4fdf908ff5840c0434cc"
+)
+_KAT_PLAINTEXT = b"trunkkey HPKE-4 known answer"
+
+
+@functools.cache
+def compiled_open() -> Any:
+    """``cryptography``'s compiled HPKE-4 open with AAD, or ``None`` for pyhpke.
+
+    ``cryptography``'s public HPKE API takes no AAD, which COSE-HPKE needs;
+    its Rust binding ``hpke._decrypt_with_aad`` does, but it is private (kept
+    for its RFC 9180 tests) and may change or go in any release. So it is
+    used only if it is there and, on first use, opens a known answer sealed
+    by pyhpke *and* refuses the same answer under another AAD (a version
+    that ignored the AAD would fail here); otherwise every open goes through
+    pyhpke. It halves the cost of an open (docs/performance.md).
+    """
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hpke  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PrivateKey,
+        )
+
+        decrypt = rust.hpke._decrypt_with_aad
+        suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+        key = X25519PrivateKey.from_private_bytes(_KAT_KEY)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+
+    def open_(sealed: bytes, private: Any) -> bytes:
+        return bytes(decrypt(suite, sealed, private, None, AAD))
+
+    if not _passes_known_answer(open_, lambda sealed: decrypt(suite, sealed, key, None, b"")):
+        return None
+    return open_
+
+
+def _passes_known_answer(open_: Any, open_without_aad: Any) -> bool:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+        X25519PrivateKey,
+    )
+
+    try:
+        if open_(_KAT_SEALED, X25519PrivateKey.from_private_bytes(_KAT_KEY)) != _KAT_PLAINTEXT:
+            return False
+    except Exception:  # noqa: BLE001 -- any failure means "do not use it"
+        return False
+    try:
+        open_without_aad(_KAT_SEALED)
+    except Exception:  # noqa: BLE001 -- refused under another AAD: it binds the AAD
+        return True
+    return False
 
 
 def _unpad(padded: bytes) -> bytes | None:

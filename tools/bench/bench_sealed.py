@@ -8,6 +8,8 @@ One run measures, interleaved so a noisy neighbour costs every figure alike:
   rotation) and whose token is sealed to the second, so it tries both;
 * the same two with a courier's proof (geofence and device binding);
 * ``sealed_pq``: the post-quantum suite (ML-KEM-768 + X25519, ``cryptography``'s HPKE);
+* ``sealed_pyhpke``: as ``sealed``, every open through pyhpke (trunkkey's
+  fallback where ``cryptography`` lacks the AAD binding it opens with);
 
 and prints each size and rate with the issue's verdicts: a sealed Ed25519
 trunk token is at most 256 bytes, and open + verify runs at least half as
@@ -23,10 +25,11 @@ interleaved rounds, as ``bench_parcels`` does::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from tools import ROOT
 from tools.bench._setups import HOME, VEHICLE, WINDOW, Direct, Presentation, checker
@@ -41,6 +44,7 @@ from trunkkey import (
     VerifierPolicy,
     seal,
 )
+from trunkkey import sealed as sealed_module
 from trunkkey.clock import ManualClock
 from trunkkey.proof import make_proof
 
@@ -77,7 +81,23 @@ def _sealed_pools(
     return {
         "plain": direct.plain, "sealed": sealed_plain, "sealed_rotating": sealed_plain,
         "proof": direct.with_proof, "sealed_proof": sealed_proof, "sealed_pq": sealed_pq,
+        "sealed_pyhpke": sealed_plain,
     }
+
+
+@contextlib.contextmanager
+def _opening_with(name: str) -> Iterator[None]:
+    """For ``sealed_pyhpke``: every open through pyhpke, as on a ``cryptography``
+    without the AAD binding (:func:`trunkkey.sealed.compiled_open` says None)."""
+    if name != "sealed_pyhpke":
+        yield
+        return
+    real = sealed_module.compiled_open
+    sealed_module.compiled_open = lambda: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sealed_module.compiled_open = real
 
 
 def _verifier(direct: Direct, ring: CarKeyring | None) -> Verifier:
@@ -93,17 +113,18 @@ def measure(count: int, rounds: int) -> dict[str, float]:
         "plain": None, "proof": None, "sealed": CarKeyring([car]),
         "sealed_proof": CarKeyring([car]),
         "sealed_rotating": CarKeyring([CarKemKey.generate(), car]),
-        "sealed_pq": CarKeyring([hybrid]),
+        "sealed_pq": CarKeyring([hybrid]), "sealed_pyhpke": CarKeyring([car]),
     }
     pools = _sealed_pools(direct, car, hybrid)
     best: dict[str, float] = {}
     for _ in range(rounds):
         for name, make in pools.items():
             items, check = make(count), checker(_verifier(direct, rings[name]))
-            started = time.process_time()
-            for item in items:
-                check(item)
-            spent = (time.process_time() - started) / count * 1e6
+            with _opening_with(name):
+                started = time.process_time()
+                for item in items:
+                    check(item)
+                spent = (time.process_time() - started) / count * 1e6
             best[name] = min(best.get(name, spent), spent)
     return best
 
@@ -135,7 +156,10 @@ def report(*, quick: bool = False) -> dict[str, object]:
         "sealed_trunk_at_most_256_bytes": size["sealed_trunk"] <= MAX_SEALED_TRUNK_BYTES,
         "open_verify_at_least_half_plain_rate": ratio >= MIN_RATE_RATIO,
     }
-    return {"sizes": size, "us_cpu": us, "rates": rate, "ratio": ratio, "verdicts": verdicts}
+    opened_by = ("cryptography (private AAD binding)" if sealed_module.compiled_open()
+                 else "pyhpke")
+    return {"sizes": size, "us_cpu": us, "rates": rate, "ratio": ratio, "verdicts": verdicts,
+            "hpke_open": opened_by, "ratio_pyhpke": rate["sealed_pyhpke"] / rate["plain"]}
 
 
 def table(result: dict[str, object]) -> str:
@@ -147,6 +171,8 @@ def table(result: dict[str, object]) -> str:
     lines = [f"size {name:16s} {bytes_:5d} bytes" for name, bytes_ in size.items()]
     lines += [f"rate {name:16s} {rate[name]:8.0f} /s  ({value:6.1f} µs CPU)"
               for name, value in us.items()]
+    lines.append(f"HPKE-4 opened by {result['hpke_open']}; "
+                 f"through pyhpke alone: {result['ratio_pyhpke']:.2f}")
     lines.append(f"open + verify / plain verify: {result['ratio']:.2f} "
                  f"(with a proof: {rate['sealed_proof'] / rate['proof']:.2f}; "
                  f"two keys: {rate['sealed_rotating'] / rate['plain']:.2f}; "

@@ -185,8 +185,7 @@ class SqliteLedger:
         spent, and its :meth:`consume` raises. Stop every verifier using the
         file first; ``now`` is the current trusted time.
         """
-        # Before year 10000: the damaged copy is named by its UTC time, and the
-        # floor (now + margin) then stays far inside the ledger's 40-bit times.
+        # Year 10000 and after has no UTC name for the damaged copy.
         if type(now) is not int or not (0 <= now < _YEAR_10000):
             raise InvalidRequest("now must be an int of Unix seconds before year 10000")
         from pathlib import Path  # noqa: PLC0415 -- a recovery, never a car's wake

@@ -1,0 +1,135 @@
+"""HPKE-4 opens the same through either library: cryptography's compiled
+binding (when it is there and passes its known answer) or pyhpke.
+
+A sealed token meets HPKE in one function, ``trunkkey.sealed._hpke4_open``;
+which library runs under it must never change what opens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.bindings._rust import openssl as rust
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trunkkey import CarKemKey, open_sealed, seal
+from trunkkey import sealed as sealed_module
+from trunkkey.sealed import FIXED_HEADER, compiled_open
+
+VECTORS = Path(__file__).resolve().parent.parent / "docs" / "test-vectors.json"
+
+
+@pytest.fixture
+def pyhpke_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every open through pyhpke, as on a cryptography without the binding."""
+    monkeypatch.setattr(sealed_module, "compiled_open", lambda: None)
+
+
+def _hpke4_vectors() -> list[tuple[str, bytes, list[bytes]]]:
+    vectors = json.loads(VECTORS.read_text())["vectors"]
+    return [
+        (v["reason"], bytes.fromhex(v["token"]), [bytes.fromhex(k) for k in v["car_keys"]])
+        for v in vectors
+        if v.get("car_keys") and bytes.fromhex(v["token"]).startswith(FIXED_HEADER)
+    ]
+
+
+def _open_both(sealed: bytes, keys: list[CarKemKey],
+               monkeypatch: pytest.MonkeyPatch) -> tuple[bytes | None, bytes | None]:
+    compiled = open_sealed(sealed, keys)
+    with monkeypatch.context() as patch:
+        patch.setattr(sealed_module, "compiled_open", lambda: None)
+        through_pyhpke = open_sealed(sealed, keys)
+    return compiled, through_pyhpke
+
+
+def test_where_cryptography_has_the_aad_binding_trunkkey_opens_with_it() -> None:
+    # If this fails after an upgrade, pyca changed its private binding: every
+    # open has fallen back to pyhpke (correct, but at half the rate).
+    assert hasattr(rust.hpke, "_decrypt_with_aad")
+    assert compiled_open() is not None
+
+
+@pytest.mark.parametrize(("reason", "token", "car_keys"), _hpke4_vectors())
+def test_every_hpke4_vector_opens_alike_through_both_libraries(
+    reason: str, token: bytes, car_keys: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [CarKemKey(raw) for raw in car_keys if len(raw) == 32]
+    compiled, through_pyhpke = _open_both(token, keys, monkeypatch)
+    assert compiled == through_pyhpke
+    assert (compiled is None) == (reason == "cannot_open")
+
+
+def test_there_are_hpke4_vectors_to_compare() -> None:
+    assert len(_hpke4_vectors()) >= 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(token=st.binary(min_size=1, max_size=400), flip=st.integers(min_value=0))
+def test_what_one_library_seals_the_other_opens_and_a_flipped_byte_neither_does(
+    token: bytes, flip: int
+) -> None:
+    car, other = CarKemKey.generate(), CarKemKey.generate()
+    sealed = seal(token, car.public_key)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert _open_both(sealed, [car], monkeypatch) == (token, token)
+        assert _open_both(sealed, [other], monkeypatch) == (None, None)
+        at = len(FIXED_HEADER) + flip % (len(sealed) - len(FIXED_HEADER))
+        flipped = sealed[:at] + bytes([sealed[at] ^ 0x01]) + sealed[at + 1:]
+        assert _open_both(flipped, [car], monkeypatch) == (None, None)
+
+
+def test_without_the_binding_every_open_goes_through_pyhpke(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(rust.hpke, "_decrypt_with_aad")
+    compiled_open.cache_clear()
+    try:
+        assert compiled_open() is None
+        car = CarKemKey.generate()
+        assert open_sealed(seal(b"\xd2 token", car.public_key), [car]) == b"\xd2 token"
+    finally:
+        monkeypatch.undo()
+        compiled_open.cache_clear()
+    assert compiled_open() is not None
+
+
+def _binding(behaviour: str) -> Any:
+    real = rust.hpke._decrypt_with_aad
+
+    def fake(suite: Any, sealed: bytes, key: Any, info: Any, aad: Any) -> bytes:
+        if behaviour == "ignores the aad":
+            return bytes(real(suite, sealed, key, info, sealed_module.AAD))
+        if behaviour == "swapped info and aad":
+            return bytes(real(suite, sealed, key, aad, info))
+        if behaviour == "wrong plaintext":
+            return b"something else"
+        raise ValueError("broken")
+
+    return fake
+
+
+@pytest.mark.parametrize("behaviour", ["ignores the aad", "swapped info and aad",
+                                       "wrong plaintext", "raises"])
+def test_a_binding_that_fails_its_known_answer_is_not_used(
+    behaviour: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rust.hpke, "_decrypt_with_aad", _binding(behaviour))
+    compiled_open.cache_clear()
+    try:
+        assert compiled_open() is None
+        car = CarKemKey.generate()
+        assert open_sealed(seal(b"\xd2 token", car.public_key), [car]) == b"\xd2 token"
+    finally:
+        monkeypatch.undo()
+        compiled_open.cache_clear()
+
+
+def test_the_fallback_fixture_really_bypasses_the_binding(pyhpke_only: None) -> None:
+    assert sealed_module.compiled_open() is None
+    car = CarKemKey.generate()
+    assert open_sealed(seal(b"\xd2 token", car.public_key), [car]) == b"\xd2 token"
