@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from support import ISSUER, NOW, VEHICLE, make_world
 from trunkkey import (
     Algorithm,
+    CompositeSigner,
     Issuer,
     ManualClock,
     MemoryLedger,
@@ -272,6 +273,39 @@ def test_a_high_s_p256_half_is_refused_in_an_update_and_made_low_by_sign1() -> N
     assert int.from_bytes(parse_sign1(from_backend).signature[-32:], "big") <= P256_ORDER // 2
     updater.apply(from_backend, now=NOW)
     assert updater.version == 1
+
+
+@each_composite
+def test_a_composite_signer_with_its_classical_half_elsewhere_is_the_same_root(
+    composite: Algorithm,
+) -> None:
+    # The classical half as a separate backend (an HSM's key, here one in memory that
+    # returns high-s P-256 signatures): the same key, the same signatures, as the composite
+    # key made of both halves in memory.
+    hybrid, half = _hybrid_and_its_classical_half(composite)
+    seed = cbor.decode(hybrid.private_cose_key())[-2][:32]
+    signer = CompositeSigner(seed, _HighSBackend(half) if composite is Algorithm.ES256_MLDSA65
+                             else half)
+    assert signer.algorithm is composite
+    assert signer.public_key == hybrid.public_key
+    assert signer.kid == hybrid.kid
+    _, _, updater = _car(hybrid)
+    updater.apply(sign_trust_update(signer, version=1, issued_at=NOW), now=NOW)
+    assert updater.version == 1
+    assert seed.hex() not in repr(signer) + str(signer)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(signer)
+
+
+def test_a_composite_signer_needs_a_classical_half_and_a_32_byte_seed() -> None:
+    for classical in (SigningKey.generate(Algorithm.MLDSA44),
+                      SigningKey.generate(Algorithm.ES256_MLDSA65)):
+        with pytest.raises(InvalidRequest, match="Ed25519 or P-256"):
+            CompositeSigner(bytes(32), classical)
+    with pytest.raises(InvalidRequest, match="32 bytes"):
+        CompositeSigner(bytes(31), SigningKey.generate(Algorithm.ES256))
+    with pytest.raises(InvalidRequest):
+        CompositeSigner(bytes(32), object())  # type: ignore[arg-type]
 
 
 # -- ML-DSA-44 tokens -------------------------------------------------------------

@@ -143,18 +143,16 @@ class Secret:
 
     __slots__ = ("_alg", "_classical", "_mldsa", "seed")
 
-    def __init__(
-        self, alg: int, seed: bytes, classical: Callable[[int, bytes], ClassicalSigner],
-    ) -> None:
-        """``classical(alg, private)`` builds a composite's classical half from its 32 bytes."""
-        if len(seed) != SIZES[alg][2]:
-            raise ValueError(f"seed must be {SIZES[alg][2]} bytes")
-        composite = COMPOSITES.get(alg)
+    def __init__(self, alg: int, seed: bytes, classical: ClassicalSigner | None) -> None:
+        """``seed`` begins with the ML-DSA seed and is what the key exports (a composite
+        in memory: followed by its classical half's 32 bytes); a composite's
+        ``classical`` half is built by the caller, and may be a key it cannot export."""
+        if (classical is None) != (alg not in COMPOSITES) or len(seed) < _SEED:
+            raise ValueError("an ML-DSA seed, and a classical half for a composite only")
         self._alg = alg
         self.seed = seed
         self._mldsa: Any = _classes(alg)[1].from_seed_bytes(seed[:_SEED])
-        self._classical = (None if composite is None
-                           else classical(composite.classical_alg, seed[_SEED:]))
+        self._classical = classical
 
     def public_raw(self) -> bytes:
         ml_public: bytes = self._mldsa.public_key().public_bytes_raw()

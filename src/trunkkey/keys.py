@@ -331,7 +331,10 @@ class SigningKey:
     def _from_private_scalar(cls, algorithm: Algorithm, d: bytes) -> SigningKey:
         """The key from its COSE_Key ``d``: Ed25519 seed, P-256 scalar, or ML-DSA seed(s)."""
         if algorithm.post_quantum:
-            seeds = _mldsa.Secret(algorithm.value, d, _classical_signing)
+            composite = _mldsa.COMPOSITES.get(algorithm.value)
+            classical = None if composite is None else cls._from_private_scalar(
+                Algorithm(composite.classical_alg), d[32:])
+            seeds = _mldsa.Secret(algorithm.value, d, classical)
             return cls._make(VerificationKey(algorithm, seeds.public_raw()), seeds)
         if algorithm is Algorithm.EDDSA:
             public_raw, secret = nacl.bindings.crypto_sign_seed_keypair(d)
@@ -494,7 +497,3 @@ class SigningKey:
 # A composite's classical half: an Ed25519 or P-256 key like any other, checked alike.
 def _classical_public(alg: int, raw: bytes) -> VerificationKey:
     return VerificationKey(Algorithm(alg), raw)
-
-
-def _classical_signing(alg: int, d: bytes) -> SigningKey:
-    return SigningKey._from_private_scalar(Algorithm(alg), d)
