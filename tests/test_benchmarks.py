@@ -199,6 +199,10 @@ def test_the_post_quantum_benchmark_measures_every_figure_it_names() -> None:
     assert sizes["root_grant_hybrid"] - sizes["root_grant_ed25519"] == 3373 - 64 + 1 + 4
     assert (sizes["trust_update_empty_hybrid_root"]
             - sizes["trust_update_empty_ed25519_root"]) == 3373 - 64 + 1 + 4
+    # The P-256 composite: the same signature length and alg size; only its key is longer.
+    assert sizes["root_grant_p256_hybrid"] == sizes["root_grant_hybrid"]
+    assert sizes["trust_update_empty_p256_hybrid_root"] == sizes["trust_update_empty_hybrid_root"]
+    assert sizes["public_key_p256_hybrid"] - sizes["public_key_hybrid"] == 64 - 32
     for name, ratio in results["ratios"].items():
         assert ratio > 0, name
     assert "verify_mldsa44_token" in bench_pq.table(results)

@@ -1,6 +1,7 @@
-"""The command line's post-quantum signing keys (issue 15): ``keygen --alg mldsa44``
-and ``--alg eddsa-mldsa65`` write COSE_Key files, ``pubkey`` shows them, and a
-token minted with one verifies against its public file."""
+"""The command line's post-quantum signing keys (issue 15): ``keygen --alg mldsa44``,
+``--alg eddsa-mldsa65`` and ``--alg es256-mldsa65`` write COSE_Key files, ``pubkey``
+shows them, a token minted with one verifies against its public file, and a
+composite root's grants are named by ``grant inspect`` and open a delivery."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pytest
 from test_cli import ok, one_line_error, run
 from trunkkey import Algorithm, SigningKey, VerificationKey
 
-ALGS = {"mldsa44": Algorithm.MLDSA44, "eddsa-mldsa65": Algorithm.EDDSA_MLDSA65}
+ALGS = {"mldsa44": Algorithm.MLDSA44, "eddsa-mldsa65": Algorithm.EDDSA_MLDSA65,
+        "es256-mldsa65": Algorithm.ES256_MLDSA65}
+VIN, GRANT_NB, NB, AT = ("WAUZZZ8V0KA000001", "2029-12-31T00:00:00Z", "2030-01-01T00:00:00Z",
+                         "2030-01-01T01:00:00Z")
 
 
 @pytest.fixture(scope="module")
@@ -71,5 +75,35 @@ def test_a_token_minted_with_an_mldsa44_key_verifies_against_its_public_file(
                "VIN-1", "--action", "trunk", "--valid-for", "4h", cwd=work).strip()
     result = run("verify", token, "--trust", "mldsa44.pub:shop.example", "--vehicle", "VIN-1",
                  "--action", "trunk", "--json", cwd=work)
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout)["reason"] == "allowed"
+
+
+@pytest.mark.parametrize("name", ["eddsa-mldsa65", "es256-mldsa65"])
+def test_a_composite_root_grant_is_named_by_inspect_and_opens_a_delivery(
+    work: Path, name: str,
+) -> None:
+    for party in ("retailer", "carrier"):
+        if not (work / f"{party}.key").exists():
+            ok("keygen", "--out", f"{party}.key", "--public-out", f"{party}.pub", cwd=work)
+    root_grant = ok("grant", "--key", f"{name}.key", "--grantee", "retailer.pub",
+                    "--grantee-name", "shop.example", "--vehicle", VIN, "--action", "trunk",
+                    "--not-before", GRANT_NB, "--valid-for", "30d", "--depth", "1", cwd=work)
+    (work / f"{name}.grant").write_text(root_grant)
+    inspected = ok("grant", "inspect", f"{name}.grant", cwd=work)
+    assert f"{ALGS[name].cose_name}" in inspected
+    link = json.loads(ok("grant", "inspect", f"{name}.grant", "--json", cwd=work))["links"][0]
+    assert link["header"]["alg"] == int(ALGS[name])
+    assert link["header"]["alg_name"] == ALGS[name].cose_name
+    (work / f"{name}-carrier.grant").write_text(ok(
+        "grant", "--key", "retailer.key", "--parent", f"{name}.grant", "--grantee",
+        "carrier.pub", "--grantee-name", "dhl", "--action", "trunk", "--not-before", GRANT_NB,
+        "--valid-for", "7d", cwd=work))
+    (work / f"{name}.chain").write_text(ok("chain", f"{name}.grant", f"{name}-carrier.grant",
+                                           cwd=work))
+    token = ok("mint", "--key", "carrier.key", "--issuer", "dhl", "--vehicle", VIN,
+               "--action", "trunk", "--not-before", NB, "--valid-for", "4h", cwd=work).strip()
+    result = run("verify", token, "--chain", f"{name}.chain", "--root", f"{name}.pub",
+                 "--vehicle", VIN, "--action", "trunk", "--at", AT, "--json", cwd=work)
     assert result.returncode == 0, result.stdout
     assert json.loads(result.stdout)["reason"] == "allowed"

@@ -23,6 +23,7 @@ import pytest
 
 from trunkkey import (
     Algorithm,
+    CompositeSigner,
     HardwareKeyError,
     InsecureKeyFile,
     InvalidRequest,
@@ -41,6 +42,10 @@ from trunkkey import (
 from trunkkey.consent import (
     KeyEntry,
     Role,
+    RootKey,
+    TrustUpdater,
+    UpdateRefused,
+    VehicleAnchors,
     access_mask,
     encode_chain,
     grant_digest,
@@ -278,6 +283,30 @@ def test_p256_signatures_from_the_token_leave_sign1_in_the_low_s_form(hsm: Hsm) 
         assert int.from_bytes(parts.signature[32:], "big") <= _P256_HALF_ORDER
         assert signature_holds(hsm.p256.public_key, parts.signature, parts.protected_item,
                                parts.payload_item)
+
+
+def test_a_p256_composite_root_signs_its_classical_half_in_the_hsm(hsm: Hsm) -> None:
+    # A hybrid root for a carmaker whose HSM does P-256 only: the P-256 half in the
+    # token, the ML-DSA-65 half in memory; a car accepts its updates and nothing less.
+    recording = _Recording(hsm.p256)
+    root, seed = CompositeSigner.generate(recording)
+    assert root.algorithm is Algorithm.ES256_MLDSA65
+    assert root.public_key.raw[-64:] == hsm.p256.public_key.raw
+    assert seed.hex() not in repr(root)
+    anchors = VehicleAnchors(vehicle_id="VIN-HSM-PQ", vehicle_key=SigningKey.generate(),
+                             roots=[RootKey(key=root.public_key)])
+    updater = TrustUpdater(anchors=anchors, trust_store=TrustStore([]))
+    issuer = SigningKey.generate(Algorithm.MLDSA44)
+    for version in range(1, 25):
+        updater.apply(sign_trust_update(root, version=version, issued_at=START, set_keys=[
+            KeyEntry(role=Role.ISSUER, name=RETAILER, key=issuer.public_key, not_before=0,
+                     not_after=START + 86_400)]), now=START)
+    assert updater.version == 24
+    # CKM_ECDSA gives either s (all 24 low: 2**-24); sign1 made every P-256 half low-s.
+    assert any(int.from_bytes(raw[32:], "big") > _P256_HALF_ORDER for raw in recording.raw)
+    with pytest.raises(UpdateRefused) as refused:
+        updater.apply(sign_trust_update(hsm.p256, version=25, issued_at=START), now=START)
+    assert refused.value.reason is Reason.UNKNOWN_KEY
 
 
 # -- the private key stays in the token -----------------------------------------------------

@@ -9,6 +9,9 @@ and both algorithms:
   anyone, no key needed — is refused, and would carry the same identity;
 * a fresh signature over the same content verifies and keeps the identity.
 
+The objects a carmaker root signs are checked the same way under an ES256 +
+ML-DSA-65 composite root, whose signature ends in a P-256 half with a high-s twin.
+
 And, read from the source: no module but ``cose.py`` builds a
 ``Sig_structure`` or calls a key's signature check, and the verifier does
 not depend on the consent layer.
@@ -108,8 +111,8 @@ def _proof(alg: Algorithm) -> Signed:
     return Signed(make(), make, opens)
 
 
-def _grants(alg: Algorithm, which: str) -> Signed:
-    w = build_world(algorithm=alg, cache=False)
+def _grants(alg: Algorithm, which: str, root_algorithm: Algorithm | None = None) -> Signed:
+    w = build_world(algorithm=alg, cache=False, root_algorithm=root_algorithm)
 
     def opens_chain(root_grant: bytes, carrier_grant: bytes) -> bool:
         got = w.consent.resolve(encode_chain([root_grant, carrier_grant]), now=NOW,
@@ -260,6 +263,42 @@ def test_the_high_s_twin_of_every_es256_object_is_refused_and_names_the_same_obj
     assert twin != obj.data
     assert not obj.opens(twin)
     assert signed_identity(twin) == signed_identity(obj.data)
+
+
+#: What a carmaker root signs, here by an ES256 + ML-DSA-65 root: its signature ends in
+#: a P-256 r || s, so it has a high-s twin too.
+ROOT_KINDS = ("root_grant", "revocation_list", "trust_update")
+
+
+def _p256_composite_root(kind: str) -> Signed:
+    key = ("p256-composite", kind)
+    if key not in _COMPOSITE_CACHE:
+        _COMPOSITE_CACHE[key] = (
+            _grants(Algorithm.EDDSA, kind, root_algorithm=Algorithm.ES256_MLDSA65)
+            if kind == "root_grant" else _root_signed(
+                Algorithm.ES256_MLDSA65,
+                Typ.REVOCATION_LIST if kind == "revocation_list" else Typ.TRUST_UPDATE))
+    return _COMPOSITE_CACHE[key]
+
+
+_COMPOSITE_CACHE: dict[tuple[str, str], Signed] = {}
+
+
+@pytest.mark.parametrize("kind", ROOT_KINDS)
+def test_a_p256_composite_root_object_has_one_form_and_keeps_its_identity(kind: str) -> None:
+    obj = _p256_composite_root(kind)
+    assert obj.opens(obj.data)
+    again = obj.resign()
+    assert again != obj.data
+    assert obj.opens(again)
+    assert signed_identity(again) == signed_identity(obj.data)
+    twin = high_s_twin(obj.data)
+    assert not obj.opens(twin)
+    assert signed_identity(twin) == signed_identity(obj.data)
+    # One bit anywhere: the payload, the ML-DSA-65 half, P-256 r, P-256 s.
+    for i in (len(obj.data) // 3, len(obj.data) - 64 - 100, len(obj.data) - 40,
+              len(obj.data) - 1):
+        assert not obj.opens(obj.data[:i] + bytes([obj.data[i] ^ 1]) + obj.data[i + 1:])
 
 
 @settings(max_examples=60, deadline=None)

@@ -18,6 +18,7 @@ import pytest
 
 from tools.gen import vectors
 from trunkkey import (
+    Algorithm,
     CarKemKey,
     CarKeyring,
     LedgerError,
@@ -31,6 +32,7 @@ from trunkkey import (
     VerificationKey,
     Verifier,
     VerifierPolicy,
+    cbor,
 )
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 
@@ -243,3 +245,10 @@ def test_the_post_quantum_vectors_are_there() -> None:
     assert any(v["reason"] is None for v in DATA["root_signed"])
     assert {v["reason"] for v in DATA["root_signed"]} >= {
         "bad_signature", "malformed", "alg_mismatch", "unknown_key"}
+    # Both composites: an ES256 + ML-DSA-65 root too, whose root grant and update a car
+    # accepts, and whose high-s or other-composite signatures it refuses.
+    roots = {cbor.decode(bytes.fromhex(v["root_cose_key"]))[3] for v in DATA["root_signed"]}
+    assert roots == {int(Algorithm.EDDSA_MLDSA65), int(Algorithm.ES256_MLDSA65)}
+    names = {v["name"] for v in DATA["root_signed"]}
+    assert {"p256_hybrid_root_grant_accepted", "p256_hybrid_update_high_s",
+            "p256_hybrid_update_signed_by_eddsa_composite"} <= names

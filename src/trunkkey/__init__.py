@@ -78,6 +78,7 @@ if _typing.TYPE_CHECKING:
     from .sealed import seal as seal
     from .sealed_pq import CarHybridKemKey as CarHybridKemKey
     from .sealed_pq import CarHybridPublicKey as CarHybridPublicKey
+    from .signing import CompositeSigner as CompositeSigner
     from .signing import SigningBackend as SigningBackend
     from .trust import TrustedKey as TrustedKey
     from .trust import TrustStore as TrustStore
@@ -149,6 +150,7 @@ _DEFINED_IN: dict[str, str] = {
     "seal": "sealed",
     "CarHybridKemKey": "sealed_pq",
     "CarHybridPublicKey": "sealed_pq",
+    "CompositeSigner": "signing",
     "SigningBackend": "signing",
     "TrustedKey": "trust",
     "TrustStore": "trust",
@@ -184,6 +186,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "Clock",
+    "CompositeSigner",
     "Decision",
     "DecisionCounters",
     "DecisionHook",

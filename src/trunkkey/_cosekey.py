@@ -1,8 +1,9 @@
 """The members of a COSE_Key (RFC 9052 §7) trunkkey reads, checked before any key is built.
 
 Three key types: OKP (Ed25519), EC2 (P-256) and AKP (draft-ietf-cose-dilithium:
-ML-DSA-44 and trunkkey's EdDSA + ML-DSA-65 composite, whose ``priv`` is the
-seed). :mod:`trunkkey.keys` builds the key from what this returns and checks
+ML-DSA-44 and trunkkey's EdDSA + ML-DSA-65 and ES256 + ML-DSA-65 composites,
+whose ``priv`` is the seed, for a composite followed by its classical half's
+Ed25519 seed or P-256 scalar). :mod:`trunkkey.keys` builds the key from what this returns and checks
 that the key id and the private part belong to it.
 """
 

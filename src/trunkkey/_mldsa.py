@@ -1,40 +1,91 @@
-"""ML-DSA (FIPS 204) and trunkkey's EdDSA + ML-DSA-65 composite, on ``cryptography``.
+"""ML-DSA (FIPS 204) and trunkkey's two ML-DSA-65 composites, on ``cryptography``.
 
 The only module that touches ``cryptography``'s ML-DSA. :mod:`trunkkey.keys`
 imports it on the first post-quantum key, never at module level: an Ed25519
 car's wake loads neither this module nor OpenSSL.
 
-Two schemes:
+Three schemes:
 
 * **ML-DSA-44** (COSE ``alg`` -48, draft-ietf-cose-dilithium): token signing
   keys. Public key 1312 bytes, signature 2420 bytes.
-* **EdDSA + ML-DSA-65** (private-use ``alg`` :data:`HYBRID_ALG`): the carmaker
-  root. One composite key, one composite signature, both halves required:
-  public key ``ML-DSA-65 pk (1952) || Ed25519 pk (32)``, signature
-  ``ML-DSA-65 sig (3309) || Ed25519 sig (64)`` -- the ML-DSA-first order of
+* **EdDSA + ML-DSA-65** (private-use ``alg`` :data:`HYBRID_ALG`) and
+  **ES256 + ML-DSA-65** (private-use ``alg`` :data:`ES256_HYBRID_ALG`): the
+  carmaker root. One composite key, one composite signature, both halves
+  required: public key ``ML-DSA-65 pk (1952) || classical pk`` (Ed25519: 32
+  bytes; P-256: x || y, 64), signature ``ML-DSA-65 sig (3309) || classical
+  sig (64)`` (P-256: r || s, low s) -- the ML-DSA-first order of
   draft-ietf-lamps-pq-composite-sigs. Both halves sign the same bytes (the
   COSE Sig_structure, whose protected header names the composite ``alg``);
-  the ML-DSA half also binds :data:`HYBRID_CONTEXT` as its FIPS 204 context,
-  so neither half is a valid signature of any single-algorithm object.
+  the ML-DSA half also binds its composite's own :attr:`Composite.context`
+  as its FIPS 204 context, so neither half is a valid signature of any
+  single-algorithm object, nor of the other composite.
 
-A private key is kept as its seeds only (32 bytes per scheme, FIPS 204
-§6.1's ``xi``), which is what COSE_Key ``d`` carries.
+The two composites differ only in their classical half, which this module
+never computes itself: :mod:`trunkkey.keys` hands it in (a key of the
+classical algorithm, checked and signed by the one code every Ed25519 or
+P-256 key uses), and :class:`Public` and :class:`Secret` are the one
+composite verify and sign, whichever half it is.
+
+A private key is kept as its seeds only (FIPS 204 §6.1's ``xi``, 32 bytes;
+for a composite, followed by the classical half's 32-byte private part: the
+Ed25519 seed or the P-256 scalar), which is what COSE_Key ``priv`` carries.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ._sodium import ed25519_open, ed25519_point_problem, ed25519_sign
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 MLDSA44_ALG = -48
-#: Private use (RFC 9053 §1.2: below -65536) until a composite value is registered.
+#: Private use (RFC 9053 §1.2: below -65536) until composite values are registered.
 HYBRID_ALG = -65601
+#: The ES256 + ML-DSA-65 composite: the next private-use value.
+ES256_HYBRID_ALG = -65602
 HYBRID_CONTEXT = b"trunkkey composite EdDSA+ML-DSA-65 v1"
+ES256_HYBRID_CONTEXT = b"trunkkey composite ES256+ML-DSA-65 v1"
+_EDDSA, _ES256 = -8, -7
 
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """One ML-DSA-65 composite: its classical half's algorithm and length, its context."""
+
+    classical_alg: int
+    classical_public: int
+    context: bytes
+
+
+#: alg -> the composite's parameters.
+COMPOSITES = {
+    HYBRID_ALG: Composite(_EDDSA, 32, HYBRID_CONTEXT),
+    ES256_HYBRID_ALG: Composite(_ES256, 64, ES256_HYBRID_CONTEXT),
+}
+_MLDSA65_PUBLIC, _MLDSA65_SIGNATURE, _SEED = 1952, 3309, 32
 #: alg -> (public key bytes, signature bytes, seed bytes)
-SIZES = {MLDSA44_ALG: (1312, 2420, 32), HYBRID_ALG: (1952 + 32, 3309 + 64, 32 + 32)}
-_MLDSA65_PUBLIC, _MLDSA65_SIGNATURE = 1952, 3309
+SIZES = {
+    MLDSA44_ALG: (1312, 2420, _SEED),
+    **{alg: (_MLDSA65_PUBLIC + c.classical_public, _MLDSA65_SIGNATURE + 64, _SEED + 32)
+       for alg, c in COMPOSITES.items()},
+}
+
+
+class ClassicalPublic(Protocol):
+    """The classical half of a composite public key (a :class:`~trunkkey.VerificationKey`)."""
+
+    @property
+    def raw(self) -> bytes: ...
+
+    def is_valid_unique_signature(self, signature: bytes, message: bytes) -> bool: ...
+
+
+class ClassicalSigner(Protocol):
+    """The classical half of a composite private key (a :class:`~trunkkey.SigningKey`)."""
+
+    @property
+    def public_key(self) -> ClassicalPublic: ...
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 def _classes(alg: int) -> tuple[Any, Any]:
@@ -45,65 +96,75 @@ def _classes(alg: int) -> tuple[Any, Any]:
     return mldsa.MLDSA65PublicKey, mldsa.MLDSA65PrivateKey
 
 
-def load_public(alg: int, raw: bytes) -> object:
-    """The verifier-side object for ``raw``; raise :class:`ValueError` if it is not a key."""
-    public_len = SIZES[alg][0]
-    if len(raw) != public_len:
-        raise ValueError(f"public key must be {public_len} bytes")
-    public_class = _classes(alg)[0]
-    if alg == MLDSA44_ALG:
-        return public_class.from_public_bytes(raw)
-    problem = ed25519_point_problem(raw[_MLDSA65_PUBLIC:])
-    if problem is not None:
-        raise ValueError(problem)
-    return public_class.from_public_bytes(raw[:_MLDSA65_PUBLIC])
+class Public:
+    """The verifier's side of an ML-DSA-44 or composite key."""
 
+    __slots__ = ("_alg", "_classical", "_mldsa")
 
-def verify(alg: int, public: Any, raw: bytes, signature: bytes, message: bytes) -> bool:
-    """Does ``signature`` hold over ``message``? For the composite: both halves, or no."""
-    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 -- loaded with the key
+    def __init__(
+        self, alg: int, raw: bytes, classical: Callable[[int, bytes], ClassicalPublic],
+    ) -> None:
+        """Raise :class:`ValueError` if ``raw`` is not a key of ``alg``.
 
-    if len(signature) != SIZES[alg][1]:
-        return False
-    try:
-        if alg == MLDSA44_ALG:
-            public.verify(signature, message)
-            return True
-        public.verify(signature[:_MLDSA65_SIGNATURE], message, HYBRID_CONTEXT)
-    except InvalidSignature:
-        return False
-    # The Ed25519 half is checked once the ML-DSA-65 half held: both must, in this order.
-    return ed25519_open(signature[_MLDSA65_SIGNATURE:] + message, raw[_MLDSA65_PUBLIC:])
+        ``classical(alg, raw)`` builds a composite's classical half, and raises
+        if its bytes are no key of that algorithm.
+        """
+        public_len = SIZES[alg][0]
+        if len(raw) != public_len:
+            raise ValueError(f"public key must be {public_len} bytes")
+        composite = COMPOSITES.get(alg)
+        self._alg = alg
+        self._classical = (None if composite is None
+                           else classical(composite.classical_alg, raw[_MLDSA65_PUBLIC:]))
+        ml_raw = raw if composite is None else raw[:_MLDSA65_PUBLIC]
+        self._mldsa: Any = _classes(alg)[0].from_public_bytes(ml_raw)
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """Does ``signature`` hold over ``message``? For a composite: both halves, or no."""
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 -- loaded already
+
+        if len(signature) != SIZES[self._alg][1]:
+            return False
+        try:
+            if self._classical is None:
+                self._mldsa.verify(signature, message)
+                return True
+            self._mldsa.verify(signature[:_MLDSA65_SIGNATURE], message,
+                               COMPOSITES[self._alg].context)
+        except InvalidSignature:
+            return False
+        # The classical half is checked once the ML-DSA-65 half held: both must, in this
+        # order, and in trunkkey's one form (a P-256 half with high s is refused).
+        return self._classical.is_valid_unique_signature(signature[_MLDSA65_SIGNATURE:], message)
 
 
 class Secret:
     """The private seeds of one key; ``repr`` never shows them."""
 
-    __slots__ = ("_ed25519", "_mldsa", "seed")
+    __slots__ = ("_alg", "_classical", "_mldsa", "seed")
 
-    def __init__(self, alg: int, seed: bytes) -> None:
-        if len(seed) != SIZES[alg][2]:
-            raise ValueError(f"seed must be {SIZES[alg][2]} bytes")
-        import nacl.bindings  # noqa: PLC0415 -- PyNaCl is loaded already (keys imports it)
-
+    def __init__(self, alg: int, seed: bytes, classical: ClassicalSigner | None) -> None:
+        """``seed`` begins with the ML-DSA seed and is what the key exports (a composite
+        in memory: followed by its classical half's 32 bytes); a composite's
+        ``classical`` half is built by the caller, and may be a key it cannot export."""
+        if (classical is None) != (alg not in COMPOSITES) or len(seed) < _SEED:
+            raise ValueError("an ML-DSA seed, and a classical half for a composite only")
+        self._alg = alg
         self.seed = seed
-        self._mldsa = _classes(alg)[1].from_seed_bytes(seed[:32])
-        self._ed25519 = (
-            nacl.bindings.crypto_sign_seed_keypair(seed[32:])[1] if alg == HYBRID_ALG else None
-        )
+        self._mldsa: Any = _classes(alg)[1].from_seed_bytes(seed[:_SEED])
+        self._classical = classical
 
     def public_raw(self) -> bytes:
         ml_public: bytes = self._mldsa.public_key().public_bytes_raw()
-        if self._ed25519 is None:
+        if self._classical is None:
             return ml_public
-        return ml_public + self._ed25519[32:]
+        return ml_public + self._classical.public_key.raw
 
     def sign(self, message: bytes) -> bytes:
-        if self._ed25519 is None:
+        if self._classical is None:
             return bytes(self._mldsa.sign(message))
-        return bytes(self._mldsa.sign(message, HYBRID_CONTEXT)) + ed25519_sign(
-            message, self._ed25519
-        )
+        return (bytes(self._mldsa.sign(message, COMPOSITES[self._alg].context))
+                + self._classical.sign(message))
 
     def __repr__(self) -> str:
         return "Secret(...)"

@@ -11,8 +11,9 @@ Two layers:
   ``alg``, optionally ``kid``, and ``typ`` (RFC 9596), whose unprotected header
   is empty — COSE does not sign it, so nothing may live there — and whose
   signature is in its unique form and of a length one of trunkkey's
-  algorithms has (64 bytes; ML-DSA-44 2420; the EdDSA + ML-DSA-65 composite
-  3373, both halves required), its key's own. Parsing the envelope is
+  algorithms has (64 bytes; ML-DSA-44 2420; the EdDSA + ML-DSA-65 and ES256 +
+  ML-DSA-65 composites 3373, both halves required), its key's own: a length
+  never names an algorithm, the key the header's kid finds does. Parsing the envelope is
   hand-written because it is on the hot path and its shape is fixed.
 
   Every token, proof, grant, chain link, revocation list, trust update, time
@@ -51,8 +52,8 @@ HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP = 1, 2, 3, 4, 16
 
 SIG_STRUCTURE_PREFIX = b"\x84\x6aSignature1"  # ["Signature1", ...
 #: The signature lengths of trunkkey's algorithms: Ed25519 and P-256 (64),
-#: ML-DSA-44 (2420), the EdDSA + ML-DSA-65 composite (3373). The key then
-#: demands its own.
+#: ML-DSA-44 (2420), both ML-DSA-65 composites (3373). The key then demands
+#: its own; a length never picks an algorithm.
 SIGNATURE_LENGTHS = frozenset(alg.signature_length for alg in Algorithm)
 
 

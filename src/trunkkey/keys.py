@@ -46,9 +46,10 @@ if TYPE_CHECKING:
 #: two keys with the same id.
 KID_LENGTH = 8
 #: A COSE_Key trunkkey reads holds at most kty, kid, alg, crv, x, y and d: about
-#: 125 bytes for a private P-256 key; an AKP key (ML-DSA) its pub and seed: 2071
-#: bytes for a private composite root key. Anything larger is refused unread.
-MAX_COSE_KEY_BYTES = 2080
+#: 125 bytes for a private P-256 key; an AKP key (ML-DSA) its pub and seed: 2106
+#: bytes for a private ES256 + ML-DSA-65 composite root key, the longest. Anything
+#: larger is refused unread.
+MAX_COSE_KEY_BYTES = 2112
 #: A PEM key, even encrypted, is a few hundred bytes; the key file cap bounds it.
 MAX_PEM_BYTES = MAX_KEY_FILE
 
@@ -70,7 +71,8 @@ class VerificationKey:
 
     def __init__(self, algorithm: Algorithm, raw: bytes) -> None:
         """Build from raw public bytes: 32 bytes (Ed25519), x || y (P-256, 64 bytes), or
-        the ML-DSA-44 (1312 bytes) or composite (ML-DSA-65 || Ed25519, 1984 bytes) key.
+        the ML-DSA-44 (1312 bytes) or composite (ML-DSA-65 || Ed25519, 1984 bytes;
+        ML-DSA-65 || P-256 x || y, 2016 bytes) key.
 
         Raises :class:`InvalidRequest` unless the bytes are a canonical point of
         the curve's prime-order group.
@@ -78,7 +80,7 @@ class VerificationKey:
         if not isinstance(algorithm, Algorithm):
             raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
         raw = bytes(raw)
-        # The OpenSSL object of a P-256 or ML-DSA key (for the composite: its ML-DSA half).
+        # The OpenSSL object of a P-256 key, or the _mldsa.Public of an ML-DSA one.
         self._ec: Any = None
         if algorithm is Algorithm.EDDSA:
             problem = ed25519_point_problem(raw)
@@ -86,8 +88,8 @@ class VerificationKey:
                 raise InvalidRequest(problem)
         elif algorithm.post_quantum:
             try:
-                self._ec = _mldsa.load_public(algorithm.value, raw)
-            except ValueError as exc:
+                self._ec = _mldsa.Public(algorithm.value, raw, _classical_public)
+            except (ValueError, InvalidRequest) as exc:
                 raise InvalidRequest(f"not an {algorithm.cose_name} public key: {exc}") from None
         else:
             # OpenSSL checks that the point is on the curve, coordinates below p.
@@ -188,7 +190,7 @@ class VerificationKey:
         if self._algorithm is Algorithm.EDDSA:
             return len(signature) == 64 and _ed25519_open(signature + message, self._raw)
         if self._algorithm.post_quantum:
-            return _mldsa.verify(self._algorithm.value, self._ec, self._raw, signature, message)
+            return bool(self._ec.verify(signature, message))  # an _mldsa.Public
         if len(signature) != 64:
             return False
         r = int.from_bytes(signature[:32], "big")
@@ -317,15 +319,22 @@ class SigningKey:
             from . import _openssl  # noqa: PLC0415 -- OpenSSL on the first P-256 key
 
             return cls._from_cryptography_private(_openssl.p256_generate())
-        if isinstance(algorithm, Algorithm):  # ML-DSA: a fresh seed
-            return cls._from_private_scalar(algorithm, os.urandom(_mldsa.SIZES[algorithm][2]))
-        raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
+        if not isinstance(algorithm, Algorithm):
+            raise InvalidRequest("algorithm must be a trunkkey.Algorithm")
+        # ML-DSA: a fresh seed; a composite's classical half then a fresh key of its own.
+        composite = _mldsa.COMPOSITES.get(algorithm.value)
+        classical = cls.generate(Algorithm(composite.classical_alg)) if composite else None
+        return cls._from_private_scalar(algorithm, os.urandom(32) + (
+            b"" if classical is None else classical._private_scalar()))
 
     @classmethod
     def _from_private_scalar(cls, algorithm: Algorithm, d: bytes) -> SigningKey:
         """The key from its COSE_Key ``d``: Ed25519 seed, P-256 scalar, or ML-DSA seed(s)."""
         if algorithm.post_quantum:
-            seeds = _mldsa.Secret(algorithm.value, d)
+            composite = _mldsa.COMPOSITES.get(algorithm.value)
+            classical = None if composite is None else cls._from_private_scalar(
+                Algorithm(composite.classical_alg), d[32:])
+            seeds = _mldsa.Secret(algorithm.value, d, classical)
             return cls._make(VerificationKey(algorithm, seeds.public_raw()), seeds)
         if algorithm is Algorithm.EDDSA:
             public_raw, secret = nacl.bindings.crypto_sign_seed_keypair(d)
@@ -397,7 +406,7 @@ class SigningKey:
 
     # -- signing ------------------------------------------------------------
     def sign(self, message: bytes) -> bytes:
-        """Ed25519 or ECDSA P-256 (r || s, low s), 64 bytes; or ML-DSA-44 / the composite."""
+        """Ed25519 or ECDSA P-256 (r || s, low s), 64 bytes; or ML-DSA-44 / a composite."""
         secret = self.__secret
         if isinstance(secret, bytes):
             return _ed25519_sign(message, secret)
@@ -483,3 +492,8 @@ class SigningKey:
         if data.lstrip().startswith(b"-----BEGIN"):
             return cls.from_pem(data, password=password)
         return cls.from_cose_key(data)
+
+
+# A composite's classical half: an Ed25519 or P-256 key like any other, checked alike.
+def _classical_public(alg: int, raw: bytes) -> VerificationKey:
+    return VerificationKey(Algorithm(alg), raw)

@@ -1,4 +1,5 @@
-"""Post-quantum benchmark: ML-DSA-44 tokens and hybrid (EdDSA + ML-DSA-65) roots, beside today's.
+"""Post-quantum benchmark: ML-DSA-44 tokens and hybrid roots (EdDSA + ML-DSA-65, ES256 +
+ML-DSA-65), beside today's.
 
 Run from the repository root: ``python -m tools.bench.bench_pq [--quick] [--json OUT]``;
 ``python -m tools.bench.run`` runs it too and reports it under ``pq``.
@@ -9,14 +10,18 @@ Rates (operations per second, best of interleaved rounds, ``tools/bench/_measure
   (first use) through :meth:`Verifier.verify`, memory ledger; the cost of
   ML-DSA-44 is their ratio;
 * ``mint_mldsa44_token``: the issuer's side;
-* ``open_update_ed25519_root`` / ``open_update_hybrid_root``: a signed trust
-  update opened by the car (``open_root_signed``: header, kid, signature), the
-  part of applying one that depends on the root;
-* ``resolve_chain_ed25519_root`` / ``resolve_chain_hybrid_root``: a two-link
-  consent chain resolved with no grant cache, so the root grant's signature
-  is checked every time (a warm cache checks it once);
-* ``floor_mldsa44_verify`` / ``floor_mldsa65_verify``: ``cryptography``'s
-  ML-DSA verification alone, over a 200-byte message.
+* ``open_update_ed25519_root`` / ``open_update_hybrid_root`` /
+  ``open_update_p256_hybrid_root``: a signed trust update opened by the car
+  (``open_root_signed``: header, kid, signature), the part of applying one
+  that depends on the root (``hybrid`` is EdDSA + ML-DSA-65, ``p256_hybrid``
+  ES256 + ML-DSA-65);
+* ``resolve_chain_ed25519_root`` / ``resolve_chain_hybrid_root`` /
+  ``resolve_chain_p256_hybrid_root``: a two-link consent chain resolved with
+  no grant cache, so the root grant's signature is checked every time (a warm
+  cache checks it once);
+* ``floor_mldsa44_verify`` / ``floor_mldsa65_ed25519_verify`` /
+  ``floor_mldsa65_p256_verify``: a key's signature check alone (ML-DSA-44, and
+  each composite's both halves), over a 200-byte message.
 
 Sizes (bytes) of the same objects, and their keys.
 """
@@ -127,16 +132,21 @@ def measure(*, quick: bool = False) -> dict[str, dict[str, float]]:
     hy_update, hy_update_empty, hy_update_moving = _update_case(Algorithm.EDDSA_MLDSA65)
     ed_chain, ed_root_grant, ed_chain_size = _chain_case(Algorithm.EDDSA)
     hy_chain, hy_root_grant, hy_chain_size = _chain_case(Algorithm.EDDSA_MLDSA65)
+    ph_update, ph_update_empty, ph_update_moving = _update_case(Algorithm.ES256_MLDSA65)
+    ph_chain, ph_root_grant, ph_chain_size = _chain_case(Algorithm.ES256_MLDSA65)
     cases = {
         "verify_ed25519_token": ed_verify,
         "verify_mldsa44_token": ml_verify,
         "mint_mldsa44_token": ml_mint,
         "open_update_ed25519_root": ed_update,
         "open_update_hybrid_root": hy_update,
+        "open_update_p256_hybrid_root": ph_update,
         "resolve_chain_ed25519_root": ed_chain,
         "resolve_chain_hybrid_root": hy_chain,
+        "resolve_chain_p256_hybrid_root": ph_chain,
         "floor_mldsa44_verify": _floor(Algorithm.MLDSA44),
         "floor_mldsa65_ed25519_verify": _floor(Algorithm.EDDSA_MLDSA65),
+        "floor_mldsa65_p256_verify": _floor(Algorithm.ES256_MLDSA65),
     }
     rates = best_of_rounds(cases, rounds)
     sizes = {
@@ -144,14 +154,20 @@ def measure(*, quick: bool = False) -> dict[str, dict[str, float]]:
         "token_mldsa44": ml_size,
         "trust_update_empty_ed25519_root": ed_update_empty,
         "trust_update_empty_hybrid_root": hy_update_empty,
+        "trust_update_empty_p256_hybrid_root": ph_update_empty,
         "trust_update_to_mldsa44_ed25519_root": ed_update_moving,
         "trust_update_to_mldsa44_hybrid_root": hy_update_moving,
+        "trust_update_to_mldsa44_p256_hybrid_root": ph_update_moving,
         "root_grant_ed25519": ed_root_grant,
         "root_grant_hybrid": hy_root_grant,
+        "root_grant_p256_hybrid": ph_root_grant,
         "chain_ed25519_root": ed_chain_size,
         "chain_hybrid_root": hy_chain_size,
+        "chain_p256_hybrid_root": ph_chain_size,
         "public_key_mldsa44": len(SigningKey.generate(Algorithm.MLDSA44).public_key.raw),
         "public_key_hybrid": len(SigningKey.generate(Algorithm.EDDSA_MLDSA65).public_key.raw),
+        "public_key_p256_hybrid": len(
+            SigningKey.generate(Algorithm.ES256_MLDSA65).public_key.raw),
     }
     ratios = {
         "verify mldsa44 / ed25519 token": rates["verify_mldsa44_token"]
@@ -160,6 +176,10 @@ def measure(*, quick: bool = False) -> dict[str, dict[str, float]]:
         / rates["open_update_ed25519_root"],
         "resolve chain hybrid / ed25519 root": rates["resolve_chain_hybrid_root"]
         / rates["resolve_chain_ed25519_root"],
+        "open update p256 hybrid / hybrid root": rates["open_update_p256_hybrid_root"]
+        / rates["open_update_hybrid_root"],
+        "resolve chain p256 hybrid / hybrid root": rates["resolve_chain_p256_hybrid_root"]
+        / rates["resolve_chain_hybrid_root"],
     }
     return {"rates": rates, "sizes": {k: float(v) for k, v in sizes.items()}, "ratios": ratios}
 

@@ -726,9 +726,10 @@ NOT_COVERED = {
 #: What each member of a ``root_signed`` vector means.
 ROOT_SIGNED_FIELDS = {
     "summary": (
-        "objects signed by a carmaker root (here trust updates), opened by a car that holds "
-        "exactly one root: the hybrid EdDSA + ML-DSA-65 key root_cose_key (an AKP COSE_Key, "
-        "alg -65601; see docs/token-format.md section 4.1)"
+        "objects signed by a carmaker root (trust updates and a root grant), opened by a car "
+        "that holds exactly one root: the hybrid key root_cose_key (an AKP COSE_Key: EdDSA + "
+        "ML-DSA-65, alg -65601, or ES256 + ML-DSA-65, alg -65602; see docs/token-format.md "
+        "section 4.1)"
     ),
     "signed": "hex of the signed object (a tagged COSE_Sign1, or a tampered one)",
     "typ": "the trunkkey.Typ the car opens it as",

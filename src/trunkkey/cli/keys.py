@@ -21,14 +21,16 @@ from ._show import key_summary, print_key, public_file_bytes
 _ALGORITHMS = {
     "ed25519": Algorithm.EDDSA, "p256": Algorithm.ES256,
     "mldsa44": Algorithm.MLDSA44, "eddsa-mldsa65": Algorithm.EDDSA_MLDSA65,
+    "es256-mldsa65": Algorithm.ES256_MLDSA65,
 }
 
 
 def _keygen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alg", choices=tuple(_ALGORITHMS), default="ed25519",
                    help="Ed25519 (default), ECDSA P-256, or a post-quantum key: ML-DSA-44 "
-                        "(a token key) or the EdDSA+ML-DSA-65 composite (a hybrid root); "
-                        "a post-quantum key is written as a COSE_Key, never encrypted")
+                        "(a token key) or the EdDSA+ML-DSA-65 or ES256+ML-DSA-65 composite "
+                        "(a hybrid root); a post-quantum key is written as a COSE_Key, "
+                        "never encrypted")
     p.add_argument("--kem", choices=("x25519", "mlkem768-x25519"), default=None,
                    help="make a car's KEM key instead, which opens tokens sealed to it "
                         "(x25519: HPKE-4; mlkem768-x25519: the post-quantum hybrid); the "
@@ -134,6 +136,7 @@ COMMANDS = (
             "trunkkey keygen --out issuer.key --password-file pw.txt   # encrypted PEM",
             "trunkkey keygen --alg mldsa44 --out issuer-pq.key --public-out issuer-pq.pub",
             "trunkkey keygen --alg eddsa-mldsa65 --out root.key --public-out root.pub",
+            "trunkkey keygen --alg es256-mldsa65 --out root.key --public-out root.pub",
             "trunkkey keygen --kem x25519 --out car-kem.key --public-out car-kem.pub",
         ),
         configure=_keygen_args,

@@ -3,13 +3,17 @@
 Provisioned at enrolment; nothing else is trusted a priori. Roots change only
 through a :mod:`~trunkkey.consent.rotation` update signed by a current root.
 
-A **hybrid** root (:attr:`~trunkkey.Algorithm.EDDSA_MLDSA65`: Ed25519 *and*
-ML-DSA-65, both required in every signature) makes a car hybrid for good: its
-roots are then hybrid only (:func:`mixed_roots_problem`), so every grant,
-revocation list and trust update it accepts carries both signatures, and a
-break of either algorithm alone cannot take it over. A classical-only object
-names a key that is no root of the car (``unknown_key``) or a hybrid root's kid
-under another ``alg`` (``alg_mismatch``).
+A **hybrid** root (:attr:`~trunkkey.Algorithm.hybrid`: Ed25519 *and* ML-DSA-65,
+:attr:`~trunkkey.Algorithm.EDDSA_MLDSA65`, or P-256 *and* ML-DSA-65,
+:attr:`~trunkkey.Algorithm.ES256_MLDSA65`; both halves required in every
+signature) makes a car hybrid for good: its roots are then hybrid only
+(:func:`mixed_roots_problem`), so every grant, revocation list and trust update
+it accepts carries both signatures, and a break of either algorithm alone
+cannot take it over. The two composites may stand side by side and replace
+each other through a signed update (a carmaker moving its root into a P-256
+HSM): each is hybrid. A classical-only object names a key that is no root of
+the car (``unknown_key``) or a hybrid root's kid under another ``alg``
+(``alg_mismatch``).
 Readers take a snapshot (one attribute read), writers replace it whole, so a
 verification never sees half an update.
 """
@@ -30,7 +34,7 @@ from ..cose import (
     signature_holds,
 )
 from ..errors import DecodeError, InvalidRequest
-from ..keys import Algorithm, VerificationKey
+from ..keys import VerificationKey
 from ..reasons import Reason
 from ..signing import SigningBackend, signing_backend
 from ..trust import check_window, in_window
@@ -61,10 +65,12 @@ class RootKey:
 def mixed_roots_problem(roots: Iterable[RootKey]) -> str | None:
     """Why a car may not hold these roots together, or ``None``: hybrid and classical.
 
+    Either composite is hybrid: EdDSA + ML-DSA-65 and ES256 + ML-DSA-65 roots mix freely.
+
     Beside a hybrid root, a classical one would accept what the hybrid root
     exists to refuse: objects an Ed25519 (or P-256) forgery alone can sign.
     """
-    hybrid = {root.key.algorithm is Algorithm.EDDSA_MLDSA65 for root in roots}
+    hybrid = {root.key.algorithm.hybrid for root in roots}
     if hybrid == {True, False}:
         return "a car with a hybrid root holds hybrid roots only"
     return None

@@ -8,7 +8,7 @@ the last one applied (no rollback, no replay). It lists only what changes:
   key, or new validity dates for a key already held (same kid). The raw
   key's length names its algorithm: 32 bytes Ed25519, 64 P-256, 1312
   ML-DSA-44 (so an update moves a car's token keys to ML-DSA-44), 1984 the
-  EdDSA + ML-DSA-65 composite root. Role 0 is a
+  EdDSA + ML-DSA-65 composite root, 2016 the ES256 + ML-DSA-65 one. Role 0 is a
   carmaker root (in the :class:`VehicleAnchors`), role 1 a token issuer (in
   the verifier's :class:`~trunkkey.TrustStore`, for tokens without a chain);
 * ``remove``: key ids to drop at once (compromise).

@@ -174,7 +174,7 @@ def build_world(
 ) -> ConsentWorld:
     """The world; ``root_algorithm`` (``algorithm`` if not given) is the carmaker root's.
 
-    ``Algorithm.EDDSA_MLDSA65`` gives a hybrid-rooted car.
+    ``Algorithm.EDDSA_MLDSA65`` or ``Algorithm.ES256_MLDSA65`` gives a hybrid-rooted car.
     """
     clock = ManualClock(start)
     retailer, carrier, courier = (SigningKey.generate(algorithm) for _ in range(3))
