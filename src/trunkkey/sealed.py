@@ -12,7 +12,10 @@ encrypted by COSE-HPKE *integrated encryption* (draft-ietf-cose-hpke-27,
   ``["Encrypt0", protected, h'']`` (RFC 9052 §5.3), as the draft says;
 * the plaintext padded to a fixed bucket (:data:`BUCKETS`): the token, one
   ``0x80`` byte, then zeros, so the length tells only the bucket, never
-  which optional claims the token carries.
+  which optional claims the token carries;
+* a delegated token is sealed with the consent chain it hangs from, as a
+  *sealed bundle* ``[token, chain]`` (two byte strings), so nothing beside
+  the ciphertext names the car either: a chain's grants name it.
 
 Every seal draws a fresh encapsulation, so two tokens for one car share
 nothing but the fixed header. HPKE itself is ``pyhpke``'s (the library
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ._keyfiles import read_private_file, write_private_file
 from .cose import ENCRYPT0_LEAD, enc_structure, encrypt0, is_encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
+from .reasons import Reason
 
 if TYPE_CHECKING:
     from pyhpke import CipherSuite
@@ -53,7 +57,19 @@ KEM_KEY_BYTES = 32
 #: token with a geofence or an order (253 bytes sealed); 256 one bound to a
 #: courier's device as well (317 sealed). A backend that wants every token
 #: to look alike seals them all to one bucket (``seal(..., min_size=256)``).
-BUCKETS = (192, 256, 384, 512, 960)
+#: The four largest hold a token with its consent chain (a sealed bundle):
+#: 960 already holds an Ed25519-rooted chain of up to four grants beside a
+#: device-bound token, 4608 every chain under an EdDSA+ML-DSA-65 root that
+#: grants of ordinary size make, and 6656 the largest chain the profile
+#: allows (:data:`~trunkkey.consent.chain.MAX_CHAIN_BYTES` plus a hybrid
+#: root's longer signature) beside a token of the default 1024-byte cap.
+BUCKETS = (192, 256, 384, 512, 960, 1536, 2560, 4608, 6656)
+#: What a car that verifies chains adds to its size cap for sealed bytes: the
+#: room above 960, the largest bucket a token sealed alone needed before bundles.
+CHAIN_ROOM = BUCKETS[-1] - 960
+#: A bundle's plaintext is a CBOR array of two byte strings, so it begins
+#: ``0x82``: never the first byte of a COSE_Sign1 (``0xd2``, or ``0x84`` untagged).
+_BUNDLE_LEAD = 0x82
 _TAG_BYTES = 16
 #: The header a sealed token's bytes begin with, whatever it seals.
 FIXED_HEADER = ENCRYPT0_LEAD + b"\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
@@ -257,32 +273,52 @@ def bucket_for(size: int, min_size: int = 0) -> int:
     raise InvalidRequest(f"a token of {size} bytes is too large to seal (max {BUCKETS[-1] - 1})")
 
 
-def seal(token: bytes, to: CarPublicKey | CarHybridPublicKey, *, min_size: int = 0) -> bytes:
+def seal(
+    token: bytes, to: CarPublicKey | CarHybridPublicKey, *, chain: bytes | None = None,
+    min_size: int = 0,
+) -> bytes:
     """``token`` sealed to the car whose KEM public key is ``to``, with a fresh
     encapsulation, padded to the smallest bucket that holds it and is at
-    least ``min_size`` bytes. The key's type picks the suite: HPKE-4 for a
-    :class:`CarPublicKey`, the ML-KEM-768 + X25519 hybrid
+    least ``min_size`` bytes. With ``chain`` (the consent chain a delegated
+    token hangs from, as :func:`~trunkkey.consent.grant.encode_chain` makes
+    it) the plaintext is the bundle ``[token, chain]``: the courier then
+    presents the sealed bytes alone. The key's type picks the suite: HPKE-4
+    for a :class:`CarPublicKey`, the ML-KEM-768 + X25519 hybrid
     (:mod:`trunkkey.sealed_pq`) for a ``CarHybridPublicKey``."""
     if not isinstance(to, CarPublicKey):
         from .sealed_pq import CarHybridPublicKey, seal_pq  # noqa: PLC0415
 
         if not isinstance(to, CarHybridPublicKey):
             raise InvalidRequest("seal to a trunkkey.CarPublicKey or CarHybridPublicKey")
-        return seal_pq(_padded(token, min_size), to)
-    return _seal(token, to, None, min_size)
+        return seal_pq(_padded(_plaintext(token, chain), min_size), to)
+    return _seal(token, to, None, min_size, chain=chain)
 
 
-def _padded(token: bytes, min_size: int) -> bytes:
+def _plaintext(token: bytes, chain: bytes | None) -> bytes:
+    """The token alone (byte for byte, as before bundles), or the bundle ``[token, chain]``."""
     if type(token) is not bytes or not token:
         raise InvalidRequest("token must be non-empty bytes")
+    if chain is None:
+        return token
+    if type(chain) is not bytes or chain in _EMPTY_CHAINS:
+        raise InvalidRequest("chain must be the bytes of a non-empty consent chain")
+    from . import cbor  # noqa: PLC0415
+
+    return cbor.encode([token, chain])
+
+
+def _padded(plaintext: bytes, min_size: int) -> bytes:
     if type(min_size) is not int or min_size > BUCKETS[-1]:
         raise InvalidRequest(f"min_size must be an int of at most {BUCKETS[-1]}")
-    return token + b"\x80" + bytes(bucket_for(len(token), min_size) - len(token) - 1)
+    return plaintext + b"\x80" + bytes(bucket_for(len(plaintext), min_size) - len(plaintext) - 1)
 
 
-def _seal(token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int = 0) -> bytes:
+def _seal(
+    token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int = 0,
+    *, chain: bytes | None = None,
+) -> bytes:
     """:func:`seal` with the ephemeral key fixed: for known-answer vectors only."""
-    padded = _padded(token, min_size)
+    padded = _padded(_plaintext(token, chain), min_size)
     if not isinstance(to, CarPublicKey):
         raise InvalidRequest("seal to a trunkkey.CarPublicKey")
     suite = _suite()
@@ -314,7 +350,9 @@ def is_sealed(data: bytes) -> bool:
 
 
 def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> bytes | None:
-    """The signed token inside ``data``, or ``None`` if none of ``keys`` opens it.
+    """The plaintext inside ``data`` — the signed token, or a sealed bundle's
+    ``[token, chain]`` (:func:`open_bundle` splits it) — or ``None`` if none
+    of ``keys`` opens it.
 
     The header names the suite; the keys of that suite are tried in turn
     (newest first, in a :class:`CarKeyring`) and the first that opens wins.
@@ -346,9 +384,7 @@ def _try_open(
     suite: CipherSuite, key: CarKemKey, enc: bytes, ciphertext: bytes, aad: bytes
 ) -> bytes | None:
     try:
-        recipient = suite.create_recipient_context(
-            enc, key._hpke
-        )
+        recipient = suite.create_recipient_context(enc, key._hpke)
         return bytes(recipient.open(ciphertext, aad=aad))
     except Exception:  # noqa: BLE001 -- pyhpke raises several types; each means "not for us"
         return None
@@ -359,6 +395,88 @@ def _unpad(padded: bytes) -> bytes | None:
     if not body or body[-1] != 0x80 or len(body) == 1:
         return None
     return body[:-1]
+
+
+#: The chains no sealer writes into a bundle: none at all, and the empty list.
+_EMPTY_CHAINS = (b"", b"\x80")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Unsealed:
+    """What a presentation carries once opened: the signed token and its chain, if any."""
+
+    token: bytes
+    chain: bytes | None
+
+    def __repr__(self) -> str:
+        # A token without a device binding is a bearer credential: sizes only.
+        chain = "no chain" if self.chain is None else f"chain of {len(self.chain)} bytes"
+        return f"Unsealed(token of {len(self.token)} bytes, {chain})"
+
+
+def _split_bundle(plaintext: bytes) -> Unsealed:
+    """A sealed plaintext as token and chain; :class:`DecodeError` for a bundle off the profile.
+
+    Judged on its framing alone, before any signature or claim inside is read:
+    exactly two definite byte strings in shortest form and nothing after
+    them, a token that is neither sealed nor a bundle itself (one level, no
+    nesting), and a chain that is not empty. What the chain holds is the
+    chain checks' to judge, with the reasons they give a chain in the clear.
+    """
+    if plaintext[:1] != bytes([_BUNDLE_LEAD]):
+        return Unsealed(plaintext, None)
+    from . import cbor  # noqa: PLC0415
+
+    items = cbor.decode(plaintext, max_depth=1)
+    if type(items) is not list or len(items) != 2 or any(type(i) is not bytes for i in items):
+        raise DecodeError("a sealed bundle is [token, chain], two byte strings")
+    token, chain = items
+    if not token or is_encrypt0(token) or token[:1] == bytes([_BUNDLE_LEAD]):
+        raise DecodeError("a sealed bundle's token is a signed token, neither sealed nor a bundle")
+    if chain in _EMPTY_CHAINS:
+        raise DecodeError("a sealed bundle's chain is empty (a token without one is sealed alone)")
+    return Unsealed(token, chain)
+
+
+def open_bundle(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> Unsealed | None:
+    """The token and chain sealed in ``data`` (``chain`` ``None`` for a token sealed
+    alone), ``None`` if none of ``keys`` opens it, :class:`DecodeError` if what
+    opens is a bundle off the profile."""
+    plaintext = open_sealed(data, keys)
+    return None if plaintext is None else _split_bundle(plaintext)
+
+
+def unseal_presented(
+    token: object, chain: bytes | None, keys: CarKeyring | None, *, cap: int,
+    verifies_chains: bool,
+) -> Unsealed | tuple[Reason, str]:
+    """Steps 1 and 1b of every verifier: the token and chain presented, or why not.
+
+    ``cap`` is the car's size cap for a signed token; a car that
+    ``verifies_chains`` takes sealed bytes :data:`CHAIN_ROOM` larger. A sealed
+    token opens with ``keys`` or is ``cannot_open``; a bundle's chain is then
+    used exactly as one in the clear, and a chain both ways is ``malformed``.
+    """
+    if type(token) is not bytes:
+        return Reason.MALFORMED, "token must be bytes"
+    sealed = is_sealed(token)
+    outer = cap + CHAIN_ROOM if sealed and verifies_chains else cap
+    if len(token) > outer:
+        return Reason.TOO_LARGE, f"{len(token)} bytes > cap of {outer}"
+    if not sealed:
+        return Unsealed(token, chain)
+    plaintext = None if keys is None else open_sealed(token, keys.keys)
+    if plaintext is None:
+        return Reason.CANNOT_OPEN, "sealed token does not open with this car's keys"
+    try:
+        inner = _split_bundle(plaintext)
+    except DecodeError as exc:
+        return Reason.MALFORMED, str(exc)
+    if inner.chain is not None and chain is not None:
+        return Reason.MALFORMED, "a consent chain both sealed and in the clear"
+    if len(inner.token) > cap:
+        return Reason.TOO_LARGE, f"sealed token of {len(inner.token)} bytes > cap of {cap}"
+    return inner if inner.chain is not None else Unsealed(inner.token, chain)
 
 
 @dataclass(frozen=True, slots=True)
