@@ -55,7 +55,7 @@ PROTECTED = b"\xa1\x01\x18\x2a"
 KEM_KEY_BYTES = 32
 #: Plaintext sizes a sealed token may have. 192 holds an Ed25519 trunk
 #: token with a geofence or an order (253 bytes sealed); 256 one bound to a
-#: courier's device as well (317 sealed). A backend that wants every token
+#: courier's device as well (318 sealed). A backend that wants every token
 #: to look alike seals them all to one bucket (``seal(..., min_size=256)``).
 #: The four largest hold a token with its consent chain (a sealed bundle):
 #: 960 already holds an Ed25519-rooted chain of up to four grants beside a
