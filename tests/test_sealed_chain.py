@@ -377,3 +377,33 @@ def test_the_largest_bucket_seals_and_one_byte_more_does_not() -> None:
     with pytest.raises(Exception, match="too large to seal"):
         bucket_for(BUCKETS[-1])
     assert BUCKETS[-1] + _OVERHEAD == MAX_SEALED
+
+
+@settings(max_examples=40, deadline=None)
+@given(token_size=st.integers(1, DEFAULT_MAX_TOKEN_SIZE),
+       chain_size=st.integers(2, MAX_CHAIN_BYTES + 3309))
+def test_every_token_and_chain_size_the_profile_allows_seals_to_its_bucket_and_opens(
+    token_size: int, chain_size: int,
+) -> None:
+    token, chain = b"\xd2" + bytes(token_size - 1), b"\x81" + bytes(chain_size - 1)
+    sealed = seal(token, car(world()).public_key, chain=chain)
+    bucket = bucket_for(len(encode([token, chain])))
+    # The ciphertext's length head is one byte shorter below 256 bytes (the 192 bucket).
+    assert len(sealed) == bucket + _OVERHEAD - (bucket + 16 < 256)
+    assert open_bundle(sealed, [car(world())]) == Unsealed(token, chain)
+
+
+def test_a_world_mints_a_token_sealed_with_its_chain_only_when_asked_to_seal() -> None:
+    from trunkkey import InvalidRequest
+    from trunkkey.testing.vehicle import World
+
+    w = World(start=1_800_000_000, ledger="memory")
+    car_ = w.enrol_car("VIN-SEALED-01", sealed=True)
+    assert car_.kem_key is not None
+    chain = world().chain
+    sealed = w.mint(car_, courier=None, seal_to=car_.kem_key.public_key, chain=chain)
+    opened = open_bundle(sealed, [car_.kem_key])
+    assert opened is not None
+    assert opened.chain == chain
+    with pytest.raises(InvalidRequest, match="give seal_to"):
+        w.mint(car_, courier=None, chain=chain)
