@@ -129,6 +129,8 @@ ATTACKS = {
     # Sealed tokens (issue 15): nothing to name in the bytes; what fails to open is refused.
     "tampered_sealed": ["nothing", "cannot_open", "cannot_open", "cannot_open", "allowed"],
     "sealed_other_car": ["cannot_open", "wrong_vehicle", "allowed"],
+    # A chain sealed with its token adds no authority: re-sealing is anyone's.
+    "resealed_chain": ["nothing", "chain_invalid", "malformed", "allowed"],
 }
 
 

@@ -407,3 +407,15 @@ def test_a_world_mints_a_token_sealed_with_its_chain_only_when_asked_to_seal() -
     assert opened.chain == chain
     with pytest.raises(InvalidRequest, match="give seal_to"):
         w.mint(car_, courier=None, chain=chain)
+
+
+def test_a_bundle_sealed_to_a_hybrid_kem_key_opens_with_it_alone() -> None:
+    from trunkkey import CarHybridKemKey
+
+    hybrid = CarHybridKemKey(bytes(range(96)))
+    w = world()
+    sealed = seal(w.token(), hybrid.public_key, chain=w.chain)
+    opened = open_bundle(sealed, [car(w), hybrid])
+    assert opened is not None
+    assert opened.chain == w.chain
+    assert open_bundle(sealed, [car(w)]) is None
