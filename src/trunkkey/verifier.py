@@ -248,8 +248,9 @@ class Verifier:
         """Decide on ``token`` now (the clock is read once), spending it if allowed.
 
         ``chain`` is the consent chain the token hangs from (see
-        :mod:`trunkkey.consent`); without one the token's signer must be in
-        the trust store.
+        :mod:`trunkkey.consent`), unless a sealed token carries it inside (a
+        sealed bundle: then both ways is ``malformed``); without one the
+        token's signer must be in the trust store.
         """
         return self._observe(self._check(
             token, self._clock.now(), vehicle_id, action, purpose, location, proof, challenge,
