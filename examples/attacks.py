@@ -33,6 +33,7 @@ from trunkkey import (
     SigningKey,
     cbor,
     make_proof,
+    seal,
 )
 from trunkkey.checkpoint import LogBundle
 from trunkkey.consent import (
@@ -622,10 +623,36 @@ def scene_sealed_other_car(stage: Stage, scene: Scene) -> None:
                  stage.deliver(stage.sealed()))
 
 
+def scene_resealed_chain(stage: Stage, scene: Scene) -> None:
+    c = _consent(stage)
+    kem = stage.car.kem_key
+    if kem is None:
+        raise AssertionError("the stage's car has a KEM key")
+    token = c.token()
+    sealed = seal(token, kem.public_key, chain=c.chain)
+    seen = "nothing" if not any(
+        name in sealed for name in (b"VIN-BER-0001", CARRIER.encode(), c.root_grant[:16])
+    ) else "the car, carrier or a grant"
+    scene.expect("what the handheld can name in a token sealed with its chain", "nothing", seen)
+    # Anyone can seal to the car's public key: the attacker seals the token with a
+    # delegation it signed itself in place of the retailer's.
+    forged = sign_delegation(stage.attacker, c.scope, c.delegation())
+    resealed = seal(token, kem.public_key, chain=encode_chain([c.root_grant, forged]))
+    scene.expect("re-sealed with a delegation the attacker signed", Reason.CHAIN_INVALID,
+                 courier_present(stage.car, resealed, stage.courier).reason)
+    scene.expect("the sealed chain and a chain in the clear beside it", Reason.MALFORMED,
+                 courier_present(stage.car, sealed, stage.courier, chain=c.chain).reason)
+    scene.expect("the genuine sealed token and chain deliver (control)", Reason.ALLOWED,
+                 courier_present(stage.car, sealed, stage.courier).reason)
+    stage.world.advance(30)
+    stage.car.unit.trunk_closed()
+
+
 #: Scenes played on a car whose only anchor is its carmaker's root.
 CONSENT_SCENES = frozenset({
     "widened_scope", "expired_consent", "revoked_consent", "dead_zone",
     "carrier_outside_grant", "rolled_back_list", "superseded", "classical_update_to_hybrid",
+    "resealed_chain",
 })
 
 SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
@@ -699,6 +726,10 @@ SCENES: list[tuple[str, str, str, Callable[[Stage, Scene], None]]] = [
     ("sealed_other_car", "Sealed token: sealed to another car",
      "A token is sealed to the car next to it, or the neighbour's token is sealed to this "
      "car.", scene_sealed_other_car),
+    ("resealed_chain", "Sealed token: its chain altered and re-sealed",
+     "A delegated token travels sealed with its consent chain; anyone can seal to the "
+     "car's public key, so an attacker re-seals the token with a chain of its own.",
+     scene_resealed_chain),
     ("rolled_back_log", "Access log: rolled back",
      "The head unit is restored from an old image, its log shorter than one already seen.",
      scene_rolled_back_log),

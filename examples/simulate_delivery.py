@@ -245,6 +245,36 @@ def _sealed_delivery(
           car.beacon.advertisement(world.now))
 
 
+def _sealed_chain_delivery(  # noqa: PLR0917 -- one scene of the consent story
+    world: World, car: Car, carrier: Issuer, courier: SigningKey, chain: bytes,
+    place: Geofence, step: Callable[[str], None],
+    check: Callable[[str, object, object], None],
+) -> None:
+    """The carrier seals its next token with the chain inside: the courier carries
+    nothing else, and the grants that name the car travel encrypted too."""
+    world.advance(3600)
+    if car.kem_key is None:
+        raise AssertionError("a sealed car has a KEM key")
+    signed = carrier.mint(
+        vehicle_id=car.vehicle_id, action=Action.TRUNK, not_before=world.now,
+        expires=world.now + 4 * 3600, geofence=place, courier_key=courier.public_key,
+        order_ref=b"order-2004",
+    )
+    sealed = seal(signed, car.kem_key.public_key, chain=chain)
+    step(f"Carrier seals its next token to the car with the chain inside ({len(sealed)} "
+         "bytes): the courier presents those bytes and nothing beside them.")
+    outcome = courier_present(car, sealed, courier)
+    check("a sealed token carrying its chain opens the trunk", Reason.ALLOWED, outcome.reason)
+    world.advance(30)
+    car.unit.trunk_closed()
+    names = (car.vehicle_id.encode(), RETAILER.encode(), CARRIER.encode(), b"order-2004",
+             *(chain[i:i + 16] for i in range(0, len(chain) - 15, 16)))
+    check("what an eavesdropper can name in a sealed token and its chain", "nothing",
+          "nothing" if not any(name in sealed for name in names) else "something")
+    step(f"The eavesdropper recorded {len(sealed)} bytes starting {sealed[:11].hex()} (a "
+         "sealed token with its consent chain inside, suite HPKE-4): bytes only.")
+
+
 def _hybrid_root(
     world: World, car: Car, step: Callable[[str], None],
     check: Callable[[str, object, object], None],
@@ -375,7 +405,7 @@ def _consent_delivery(
     world.advance(3600)
     step("Carmaker enrols car VIN-MUC-0002: its only anchors are the carmaker root and its "
          "own key.")
-    car = world.enrol_car("VIN-MUC-0002", consent=True)
+    car = world.enrol_car("VIN-MUC-0002", consent=True, sealed=True)
     home = Geofence(lat_e7=MUNICH_CAR_PARK.lat_e7, lon_e7=MUNICH_CAR_PARK.lon_e7, radius_m=300)
     now = world.now
     consent = make_grant(
@@ -424,6 +454,7 @@ def _consent_delivery(
     world.advance(30)
     car.unit.trunk_closed()
     check("consent car relocked", True, car.body.locked)
+    _sealed_chain_delivery(world, car, carrier, courier, chain, place, step, check)
 
     world.advance(DAY)
     step("Next day the owner withdraws consent; the carmaker signs revocation list v1.")

@@ -42,6 +42,11 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
         "allowed"
     )
     assert outcomes["consent car relocked"] == "True"
+    # Sealed with its chain inside (issue 15): nothing beside the ciphertext.
+    assert outcomes["a sealed token carrying its chain opens the trunk"] == "allowed"
+    assert outcomes["what an eavesdropper can name in a sealed token and its chain"] == (
+        "nothing"
+    )
     assert outcomes["the car applies the carried list, then refuses the chain"] == (
         "grant_revoked"
     )
@@ -74,6 +79,9 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
     assert re.search(r"eavesdropper recorded \d+ bytes .* root is hybrid, EDDSA_MLDSA65: "
                      r"Ed25519 \+ ML-DSA-65", story)
     assert re.search(r"presentation = chain \d+ \+ token \d+ \+ proof \d+ = \d+ bytes", story)
+    assert re.search(r"eavesdropper recorded \d+ bytes starting d08344a101182aa1235820 \(a "
+                     r"sealed token with its consent chain inside, suite HPKE-4\): bytes only",
+                     story)
 
 
 def test_delivery_main_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +129,8 @@ ATTACKS = {
     # Sealed tokens (issue 15): nothing to name in the bytes; what fails to open is refused.
     "tampered_sealed": ["nothing", "cannot_open", "cannot_open", "cannot_open", "allowed"],
     "sealed_other_car": ["cannot_open", "wrong_vehicle", "allowed"],
+    # A chain sealed with its token adds no authority: re-sealing is anyone's.
+    "resealed_chain": ["nothing", "chain_invalid", "malformed", "allowed"],
 }
 
 

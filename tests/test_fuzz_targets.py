@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools.fuzz.targets import TARGETS, seeds
+from tools.fuzz.targets import TARGETS, max_len, seeds
+from trunkkey.sealed import FIXED_HEADER, MAX_SEALED
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -28,6 +29,15 @@ def test_mutated_seeds_only_produce_typed_outcomes(name: str, data: st.DataObjec
     insert = data.draw(st.binary(max_size=8))
     cut = data.draw(st.integers(0, 4))
     TARGETS[name](seed[:position] + insert + seed[position + cut :])
+
+
+@pytest.mark.parametrize("name", ["sealed", "sealed_bundle"])
+def test_the_sealed_targets_are_fuzzed_to_one_byte_past_the_largest_sealed_token(
+    name: str,
+) -> None:
+    assert max_len(name) == MAX_SEALED + 1
+    for size in (MAX_SEALED, MAX_SEALED + 1):
+        TARGETS[name](FIXED_HEADER + bytes(size - len(FIXED_HEADER)))
 
 
 def test_a_genuine_finding_is_reported() -> None:

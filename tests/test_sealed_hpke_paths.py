@@ -1,7 +1,8 @@
 """HPKE-4 opens the same through either library: cryptography's compiled
 binding (when it is there and passes its known answer) or pyhpke.
 
-A sealed token meets HPKE in one function, ``trunkkey.sealed._hpke4_open``;
+A sealed token meets HPKE in one function, ``trunkkey._hpke4.hpke4_open``
+(which asks ``trunkkey._hpke4.compiled_open`` each time);
 which library runs under it must never change what opens.
 """
 
@@ -16,9 +17,9 @@ from cryptography.hazmat.bindings._rust import openssl as rust
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trunkkey import CarKemKey, open_sealed, seal
-from trunkkey import sealed as sealed_module
-from trunkkey.sealed import FIXED_HEADER, compiled_open
+from trunkkey import CarKemKey, _hpke4, open_sealed, seal
+from trunkkey._hpke4 import AAD, compiled_open
+from trunkkey.sealed import FIXED_HEADER
 
 VECTORS = Path(__file__).resolve().parent.parent / "docs" / "test-vectors.json"
 
@@ -26,7 +27,7 @@ VECTORS = Path(__file__).resolve().parent.parent / "docs" / "test-vectors.json"
 @pytest.fixture
 def pyhpke_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every open through pyhpke, as on a cryptography without the binding."""
-    monkeypatch.setattr(sealed_module, "compiled_open", lambda: None)
+    monkeypatch.setattr(_hpke4, "compiled_open", lambda: None)
 
 
 def _hpke4_vectors() -> list[tuple[str, bytes, list[bytes]]]:
@@ -42,7 +43,7 @@ def _open_both(sealed: bytes, keys: list[CarKemKey],
                monkeypatch: pytest.MonkeyPatch) -> tuple[bytes | None, bytes | None]:
     compiled = open_sealed(sealed, keys)
     with monkeypatch.context() as patch:
-        patch.setattr(sealed_module, "compiled_open", lambda: None)
+        patch.setattr(_hpke4, "compiled_open", lambda: None)
         through_pyhpke = open_sealed(sealed, keys)
     return compiled, through_pyhpke
 
@@ -103,7 +104,7 @@ def _binding(behaviour: str) -> Any:
 
     def fake(suite: Any, sealed: bytes, key: Any, info: Any, aad: Any) -> bytes:
         if behaviour == "ignores the aad":
-            return bytes(real(suite, sealed, key, info, sealed_module.AAD))
+            return bytes(real(suite, sealed, key, info, AAD))
         if behaviour == "swapped info and aad":
             return bytes(real(suite, sealed, key, aad, info))
         if behaviour == "wrong plaintext":
@@ -130,6 +131,6 @@ def test_a_binding_that_fails_its_known_answer_is_not_used(
 
 
 def test_the_fallback_fixture_really_bypasses_the_binding(pyhpke_only: None) -> None:
-    assert sealed_module.compiled_open() is None
+    assert _hpke4.compiled_open() is None
     car = CarKemKey.generate()
     assert open_sealed(seal(b"\xd2 token", car.public_key), [car]) == b"\xd2 token"

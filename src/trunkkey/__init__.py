@@ -74,6 +74,8 @@ if _typing.TYPE_CHECKING:
     from .sealed import CarKemKey as CarKemKey
     from .sealed import CarKeyring as CarKeyring
     from .sealed import CarPublicKey as CarPublicKey
+    from .sealed import Unsealed as Unsealed
+    from .sealed import open_bundle as open_bundle
     from .sealed import open_sealed as open_sealed
     from .sealed import seal as seal
     from .sealed_pq import CarHybridKemKey as CarHybridKemKey
@@ -146,6 +148,8 @@ _DEFINED_IN: dict[str, str] = {
     "CarKemKey": "sealed",
     "CarKeyring": "sealed",
     "CarPublicKey": "sealed",
+    "Unsealed": "sealed",
+    "open_bundle": "sealed",
     "open_sealed": "sealed",
     "seal": "sealed",
     "CarHybridKemKey": "sealed_pq",
@@ -227,6 +231,7 @@ __all__ = [
     "TrustStore",
     "TrustedKey",
     "Typ",
+    "Unsealed",
     "UnverifiedToken",
     "VerificationKey",
     "Verifier",
@@ -237,6 +242,7 @@ __all__ = [
     "fan_out",
     "inspect_unverified",
     "make_proof",
+    "open_bundle",
     "open_sealed",
     "seal",
     "token_ref",

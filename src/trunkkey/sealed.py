@@ -12,12 +12,16 @@ encrypted by COSE-HPKE *integrated encryption* (draft-ietf-cose-hpke-27,
   ``["Encrypt0", protected, h'']`` (RFC 9052 §5.3), as the draft says;
 * the plaintext padded to a fixed bucket (:data:`BUCKETS`): the token, one
   ``0x80`` byte, then zeros, so the length tells only the bucket, never
-  which optional claims the token carries.
+  which optional claims the token carries;
+* a delegated token is sealed with the consent chain it hangs from, as a
+  *sealed bundle* ``[token, chain]`` (two byte strings), so nothing beside
+  the ciphertext names the car either: a chain's grants name it.
 
 Every seal draws a fresh encapsulation, so two tokens for one car share
 nothing but the fixed header. Sealing is ``pyhpke``'s (the library
 python-cwt uses); opening is ``cryptography``'s compiled HPKE where its
-AAD binding passes a known answer (:func:`compiled_open`), else pyhpke's.
+AAD binding passes a known answer (:func:`trunkkey._hpke4.compiled_open`),
+else pyhpke's.
 Both are imported on first use: a car that never sees a sealed token
 loads no HPKE and no OpenSSL.
 
@@ -29,51 +33,47 @@ reads a byte of what is inside.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._hpke4 import PROTECTED, hpke4_open, pyhpke_seal, pyhpke_suite
 from ._keyfiles import read_private_file, write_private_file
-from .cose import ENCRYPT0_LEAD, enc_structure, encrypt0, is_encrypt0, split_encrypt0
+from .cose import ENCRYPT0_LEAD, encrypt0, is_encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
+from .reasons import Reason
 
 if TYPE_CHECKING:
-    from pyhpke import CipherSuite
-
     from .sealed_pq import CarHybridKemKey, CarHybridPublicKey
 
 #: COSE ``alg`` of the default suite, HPKE-4 (the hybrid one is in :mod:`trunkkey.sealed_pq`).
 HPKE_4 = 42
 SUITES = {HPKE_4: "HPKE-4"}
-#: ``{1: 42}``: the protected header of every sealed token (so its first
-#: eleven bytes are the same for every car, token and sender).
-PROTECTED = b"\xa1\x01\x18\x2a"
 KEM_KEY_BYTES = 32
 #: Plaintext sizes a sealed token may have. 192 holds an Ed25519 trunk
 #: token with a geofence or an order (253 bytes sealed); 256 one bound to a
-#: courier's device as well (317 sealed). A backend that wants every token
+#: courier's device as well (318 sealed). A backend that wants every token
 #: to look alike seals them all to one bucket (``seal(..., min_size=256)``).
-BUCKETS = (192, 256, 384, 512, 960)
+#: The four largest hold a token with its consent chain (a sealed bundle):
+#: 960 already holds an Ed25519-rooted chain of up to four grants beside a
+#: device-bound token, 4608 every chain under an EdDSA+ML-DSA-65 root that
+#: grants of ordinary size make, and 6656 the largest chain the profile
+#: allows (:data:`~trunkkey.consent.chain.MAX_CHAIN_BYTES` plus a hybrid
+#: root's longer signature) beside a token of the default 1024-byte cap.
+BUCKETS = (192, 256, 384, 512, 960, 1536, 2560, 4608, 6656)
+#: What a car that verifies chains adds to its size cap for sealed bytes: the
+#: room above 960, the largest bucket a token sealed alone needed before bundles.
+CHAIN_ROOM = BUCKETS[-1] - 960
+#: A bundle's plaintext is a CBOR array of two byte strings, so it begins
+#: ``0x82``: never the first byte of a COSE_Sign1 (``0xd2``, or ``0x84`` untagged).
+_BUNDLE_LEAD = 0x82
 _TAG_BYTES = 16
 #: The header a sealed token's bytes begin with, whatever it seals.
 FIXED_HEADER = ENCRYPT0_LEAD + b"\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
-#: The HPKE aad of every sealed token: the Enc_structure of its fixed header.
-AAD = enc_structure(PROTECTED)
 #: The smallest and largest sealed token: a cap for parsers and fuzzers.
 MIN_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 2 + BUCKETS[0] + _TAG_BYTES
 MAX_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 3 + BUCKETS[-1] + _TAG_BYTES
-
-
-@functools.cache
-def _suite() -> CipherSuite:
-    """pyhpke's HPKE-4, built once (it is immutable)."""
-    from pyhpke import AEADId, CipherSuite, KDFId, KEMId  # noqa: PLC0415 -- only when sealing
-
-    return CipherSuite.new(
-        KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ class CarKemKey:
         """pyhpke's form of the key, loaded once on first use (its load re-derives
         the public key: a third of an opening)."""
         if self._pyhpke is None:
-            self._pyhpke = _suite().kem.deserialize_private_key(self._private)
+            self._pyhpke = pyhpke_suite().kem.deserialize_private_key(self._private)
         return self._pyhpke
 
     @classmethod
@@ -265,55 +265,56 @@ def bucket_for(size: int, min_size: int = 0) -> int:
     raise InvalidRequest(f"a token of {size} bytes is too large to seal (max {BUCKETS[-1] - 1})")
 
 
-def seal(token: bytes, to: CarPublicKey | CarHybridPublicKey, *, min_size: int = 0) -> bytes:
+def seal(
+    token: bytes, to: CarPublicKey | CarHybridPublicKey, *, chain: bytes | None = None,
+    min_size: int = 0,
+) -> bytes:
     """``token`` sealed to the car whose KEM public key is ``to``, with a fresh
     encapsulation, padded to the smallest bucket that holds it and is at
-    least ``min_size`` bytes. The key's type picks the suite: HPKE-4 for a
-    :class:`CarPublicKey`, the ML-KEM-768 + X25519 hybrid
+    least ``min_size`` bytes. With ``chain`` (the consent chain a delegated
+    token hangs from, as :func:`~trunkkey.consent.grant.encode_chain` makes
+    it) the plaintext is the bundle ``[token, chain]``: the courier then
+    presents the sealed bytes alone. The key's type picks the suite: HPKE-4
+    for a :class:`CarPublicKey`, the ML-KEM-768 + X25519 hybrid
     (:mod:`trunkkey.sealed_pq`) for a ``CarHybridPublicKey``."""
     if not isinstance(to, CarPublicKey):
         from .sealed_pq import CarHybridPublicKey, seal_pq  # noqa: PLC0415
 
         if not isinstance(to, CarHybridPublicKey):
             raise InvalidRequest("seal to a trunkkey.CarPublicKey or CarHybridPublicKey")
-        return seal_pq(_padded(token, min_size), to)
-    return _seal(token, to, None, min_size)
+        return seal_pq(_padded(_plaintext(token, chain), min_size), to)
+    return _seal(token, to, None, min_size, chain=chain)
 
 
-def _padded(token: bytes, min_size: int) -> bytes:
+def _plaintext(token: bytes, chain: bytes | None) -> bytes:
+    """The token alone (byte for byte, as before bundles), or the bundle ``[token, chain]``."""
     if type(token) is not bytes or not token:
         raise InvalidRequest("token must be non-empty bytes")
+    if chain is None:
+        return token
+    if type(chain) is not bytes or chain in _EMPTY_CHAINS:
+        raise InvalidRequest("chain must be the bytes of a non-empty consent chain")
+    from . import cbor  # noqa: PLC0415
+
+    return cbor.encode([token, chain])
+
+
+def _padded(plaintext: bytes, min_size: int) -> bytes:
     if type(min_size) is not int or min_size > BUCKETS[-1]:
         raise InvalidRequest(f"min_size must be an int of at most {BUCKETS[-1]}")
-    return token + b"\x80" + bytes(bucket_for(len(token), min_size) - len(token) - 1)
+    return plaintext + b"\x80" + bytes(bucket_for(len(plaintext), min_size) - len(plaintext) - 1)
 
 
-def _seal(token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int = 0) -> bytes:
+def _seal(
+    token: bytes, to: CarPublicKey, ephemeral: bytes | None, min_size: int = 0,
+    *, chain: bytes | None = None,
+) -> bytes:
     """:func:`seal` with the ephemeral key fixed: for known-answer vectors only."""
-    padded = _padded(token, min_size)
+    padded = _padded(_plaintext(token, chain), min_size)
     if not isinstance(to, CarPublicKey):
         raise InvalidRequest("seal to a trunkkey.CarPublicKey")
-    suite = _suite()
-    eks = None
-    if ephemeral is not None:
-        sk = suite.kem.deserialize_private_key(ephemeral)
-        from pyhpke import KEMKeyPair  # noqa: PLC0415
-
-        eks = KEMKeyPair(sk, _public_of(suite, ephemeral))
-    enc, sender = suite.create_sender_context(
-        suite.kem.deserialize_public_key(to.raw), eks=eks
-    )
-    ciphertext = sender.seal(padded, aad=AAD)
+    enc, ciphertext = pyhpke_seal(padded, to.raw, ephemeral)
     return encrypt0(PROTECTED, enc, ciphertext)
-
-
-def _public_of(suite: CipherSuite, private: bytes) -> Any:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
-        X25519PrivateKey,
-    )
-
-    raw = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
-    return suite.kem.deserialize_public_key(raw)
 
 
 def is_sealed(data: bytes) -> bool:
@@ -322,7 +323,9 @@ def is_sealed(data: bytes) -> bool:
 
 
 def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> bytes | None:
-    """The signed token inside ``data``, or ``None`` if none of ``keys`` opens it.
+    """The plaintext inside ``data`` — the signed token, or a sealed bundle's
+    ``[token, chain]`` (:func:`open_bundle` splits it) — or ``None`` if none
+    of ``keys`` opens it.
 
     The header names the suite; the keys of that suite are tried in turn
     (newest first, in a :class:`CarKeyring`) and the first that opens wins.
@@ -343,83 +346,10 @@ def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> byt
     for key in keys:
         if not isinstance(key, CarKemKey):
             continue
-        padded = _hpke4_open(key, enc, ciphertext)
+        padded = hpke4_open(key._openssl, key._hpke, enc, ciphertext)
         if padded is not None:
             return _unpad(padded)
     return None
-
-
-def _hpke4_open(key: CarKemKey, enc: bytes, ciphertext: bytes) -> bytes | None:
-    """HPKE-4 open of one sealed token with one key: the padded plaintext, or
-    ``None``. The one place a sealed token meets HPKE, whichever library does it."""
-    compiled = compiled_open()
-    try:
-        if compiled is not None:
-            return bytes(compiled(enc + ciphertext, key._openssl))
-        recipient = _suite().create_recipient_context(enc, key._hpke())
-        return bytes(recipient.open(ciphertext, aad=AAD))
-    except Exception:  # noqa: BLE001 -- either library raises several types; each means "not for us"
-        return None
-
-
-#: A known answer for :func:`compiled_open`'s check: HPKE-4 with the
-#: Enc_structure as AAD, sealed by pyhpke to the X25519 key ``_KAT_KEY``.
-_KAT_KEY = bytes(range(32))
-_KAT_SEALED = bytes.fromhex(
-    "358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254f8c1457612cd"
-    "b336fd50962bea24610fd31c6635eedbe65c7ed3e59d8afb1f06d63b4fdf908ff5840c0434cc"
-)
-_KAT_PLAINTEXT = b"trunkkey HPKE-4 known answer"
-
-
-@functools.cache
-def compiled_open() -> Any:
-    """``cryptography``'s compiled HPKE-4 open with AAD, or ``None`` for pyhpke.
-
-    ``cryptography``'s public HPKE API takes no AAD, which COSE-HPKE needs;
-    its Rust binding ``hpke._decrypt_with_aad`` does, but it is private (kept
-    for its RFC 9180 tests) and may change or go in any release. So it is
-    used only if it is there and, on first use, opens a known answer sealed
-    by pyhpke *and* refuses the same answer under another AAD (a version
-    that ignored the AAD would fail here); otherwise every open goes through
-    pyhpke. It halves the cost of an open (docs/performance.md).
-    """
-    try:
-        from cryptography.hazmat.bindings._rust import openssl as rust  # noqa: PLC0415
-        from cryptography.hazmat.primitives import hpke  # noqa: PLC0415
-        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
-            X25519PrivateKey,
-        )
-
-        decrypt = rust.hpke._decrypt_with_aad
-        suite = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
-        key = X25519PrivateKey.from_private_bytes(_KAT_KEY)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return None
-
-    def open_(sealed: bytes, private: Any) -> bytes:
-        return bytes(decrypt(suite, sealed, private, None, AAD))
-
-    if not _passes_known_answer(open_, lambda sealed: decrypt(suite, sealed, key, None, b"")):
-        return None
-    return open_
-
-
-def _passes_known_answer(open_: Any, open_without_aad: Any) -> bool:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
-        X25519PrivateKey,
-    )
-
-    try:
-        if open_(_KAT_SEALED, X25519PrivateKey.from_private_bytes(_KAT_KEY)) != _KAT_PLAINTEXT:
-            return False
-    except Exception:  # noqa: BLE001 -- any failure means "do not use it"
-        return False
-    try:
-        open_without_aad(_KAT_SEALED)
-    except Exception:  # noqa: BLE001 -- refused under another AAD: it binds the AAD
-        return True
-    return False
 
 
 def _unpad(padded: bytes) -> bytes | None:
@@ -427,6 +357,88 @@ def _unpad(padded: bytes) -> bytes | None:
     if not body or body[-1] != 0x80 or len(body) == 1:
         return None
     return body[:-1]
+
+
+#: The chains no sealer writes into a bundle: none at all, and the empty list.
+_EMPTY_CHAINS = (b"", b"\x80")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Unsealed:
+    """What a presentation carries once opened: the signed token and its chain, if any."""
+
+    token: bytes
+    chain: bytes | None
+
+    def __repr__(self) -> str:
+        # A token without a device binding is a bearer credential: sizes only.
+        chain = "no chain" if self.chain is None else f"chain of {len(self.chain)} bytes"
+        return f"Unsealed(token of {len(self.token)} bytes, {chain})"
+
+
+def _split_bundle(plaintext: bytes) -> Unsealed:
+    """A sealed plaintext as token and chain; :class:`DecodeError` for a bundle off the profile.
+
+    Judged on its framing alone, before any signature or claim inside is read:
+    exactly two definite byte strings in shortest form and nothing after
+    them, a token that is neither sealed nor a bundle itself (one level, no
+    nesting), and a chain that is not empty. What the chain holds is the
+    chain checks' to judge, with the reasons they give a chain in the clear.
+    """
+    if plaintext[:1] != bytes([_BUNDLE_LEAD]):
+        return Unsealed(plaintext, None)
+    from . import cbor  # noqa: PLC0415
+
+    items = cbor.decode(plaintext, max_depth=1)
+    if type(items) is not list or len(items) != 2 or any(type(i) is not bytes for i in items):
+        raise DecodeError("a sealed bundle is [token, chain], two byte strings")
+    token, chain = items
+    if not token or is_encrypt0(token) or token[:1] == bytes([_BUNDLE_LEAD]):
+        raise DecodeError("a sealed bundle's token is a signed token, neither sealed nor a bundle")
+    if chain in _EMPTY_CHAINS:
+        raise DecodeError("a sealed bundle's chain is empty (a token without one is sealed alone)")
+    return Unsealed(token, chain)
+
+
+def open_bundle(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> Unsealed | None:
+    """The token and chain sealed in ``data`` (``chain`` ``None`` for a token sealed
+    alone), ``None`` if none of ``keys`` opens it, :class:`DecodeError` if what
+    opens is a bundle off the profile."""
+    plaintext = open_sealed(data, keys)
+    return None if plaintext is None else _split_bundle(plaintext)
+
+
+def unseal_presented(
+    token: object, chain: bytes | None, keys: CarKeyring | None, *, cap: int,
+    verifies_chains: bool,
+) -> Unsealed | tuple[Reason, str]:
+    """Steps 1 and 1b of every verifier: the token and chain presented, or why not.
+
+    ``cap`` is the car's size cap for a signed token; a car that
+    ``verifies_chains`` takes sealed bytes :data:`CHAIN_ROOM` larger. A sealed
+    token opens with ``keys`` or is ``cannot_open``; a bundle's chain is then
+    used exactly as one in the clear, and a chain both ways is ``malformed``.
+    """
+    if type(token) is not bytes:
+        return Reason.MALFORMED, "token must be bytes"
+    sealed = is_sealed(token)
+    outer = cap + CHAIN_ROOM if sealed and verifies_chains else cap
+    if len(token) > outer:
+        return Reason.TOO_LARGE, f"{len(token)} bytes > cap of {outer}"
+    if not sealed:
+        return Unsealed(token, chain)
+    plaintext = None if keys is None else open_sealed(token, keys.keys)
+    if plaintext is None:
+        return Reason.CANNOT_OPEN, "sealed token does not open with this car's keys"
+    try:
+        inner = _split_bundle(plaintext)
+    except DecodeError as exc:
+        return Reason.MALFORMED, str(exc)
+    if inner.chain is not None and chain is not None:
+        return Reason.MALFORMED, "a consent chain both sealed and in the clear"
+    if len(inner.token) > cap:
+        return Reason.TOO_LARGE, f"sealed token of {len(inner.token)} bytes > cap of {cap}"
+    return inner if inner.chain is not None else Unsealed(inner.token, chain)
 
 
 @dataclass(frozen=True, slots=True)

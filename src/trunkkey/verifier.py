@@ -33,7 +33,7 @@ from .ledger.base import Ledger, SpendOutcome
 from .observe import DecisionHook, DecisionLog, ledger_failure
 from .parcels import ParcelRecord
 from .reasons import Reason
-from .sealed import CarKeyring, is_sealed, open_sealed
+from .sealed import CarKeyring, Unsealed, unseal_presented
 from .trust import TrustStore
 
 DEFAULT_MAX_SKEW = 60
@@ -248,8 +248,9 @@ class Verifier:
         """Decide on ``token`` now (the clock is read once), spending it if allowed.
 
         ``chain`` is the consent chain the token hangs from (see
-        :mod:`trunkkey.consent`); without one the token's signer must be in
-        the trust store.
+        :mod:`trunkkey.consent`), unless a sealed token carries it inside (a
+        sealed bundle: then both ways is ``malformed``); without one the
+        token's signer must be in the trust store.
         """
         return self._observe(self._check(
             token, self._clock.now(), vehicle_id, action, purpose, location, proof, challenge,
@@ -346,22 +347,16 @@ class Verifier:
         self, token: bytes, now: int, vehicle_id: str, chain: bytes | None
     ) -> tuple[Signer, TokenClaims] | Decision:
         """Steps 1 to 6: the claims of a token from a trusted, valid key, or the denial."""
-        policy = self._policy
-        # 1. Size, before a single byte is parsed.
-        if type(token) is not bytes:
-            return _decision(Reason.MALFORMED, "token must be bytes", now)
-        cap = policy.max_token_size + self._trust.signature_allowance
-        if len(token) > cap:
-            return _decision(Reason.TOO_LARGE, f"{len(token)} bytes > cap of {cap}", now)
-        # 1b. A sealed token opens with this car's keys, or nothing inside is read.
-        if is_sealed(token):
-            keys = self._car_keys
-            inner = None if keys is None else open_sealed(token, keys.keys)
-            if inner is None:
-                return _decision(
-                    Reason.CANNOT_OPEN, "sealed token does not open with this car's keys", now
-                )
-            token = inner
+        policy, consent = self._policy, self._consent
+        # 1. Size, before a single byte is parsed; 1b. a sealed token opens with
+        #    this car's keys (with the chain it may carry), or nothing inside is read.
+        presented = unseal_presented(
+            token, chain, self._car_keys, verifies_chains=consent is not None,
+            cap=policy.max_token_size + self._trust.signature_allowance,
+        )
+        if not isinstance(presented, Unsealed):
+            return _decision(presented[0], presented[1], now)
+        token, chain = presented.token, presented.chain
         # 2. The COSE_Sign1 envelope.
         try:
             protected, payload, signature, protected_item, payload_item = split_sign1(token)
@@ -370,7 +365,6 @@ class Verifier:
         # 3. The protected header: typ, kid, alg. With a consent chain, the
         #    signer is the chain's last grantee instead, once every link from a
         #    carmaker root has verified.
-        consent = self._consent
         authority: TokenAuthority = self._trust if chain is None or consent is None else consent
         signer = authority.token_signer(
             protected, chain, now=now, vehicle_id=vehicle_id, skew=policy.max_skew

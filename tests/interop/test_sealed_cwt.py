@@ -18,7 +18,16 @@ import cbor2
 import pytest
 from cwt import COSE, COSEKey
 
-from trunkkey import CarKemKey, Issuer, ManualClock, SigningKey, open_sealed, seal
+from trunkkey import (
+    CarKemKey,
+    Issuer,
+    ManualClock,
+    SigningKey,
+    Unsealed,
+    open_bundle,
+    open_sealed,
+    seal,
+)
 from trunkkey.sealed import BUCKETS, FIXED_HEADER, _seal
 
 CAR = CarKemKey(bytes(range(32)))
@@ -81,7 +90,17 @@ def test_python_cwt_opens_every_sealed_vector(vector: dict[str, object]) -> None
     padded = COSE.new().decode(sealed, keys=[_car_key_for_cwt(car)])
     assert padded.rstrip(b"\x00").endswith(b"\x80")
     assert open_sealed(sealed, [car]) == padded.rstrip(b"\x00")[:-1]
-    assert padded[:1] == b"\xd2"
+    # A signed token, or a sealed bundle [token, chain] (the malformed ones by design).
+    assert padded[:1] in {b"\xd2", b"\x82"}
+
+
+def test_python_cwt_opens_a_sealed_bundle_to_the_token_and_chain_it_holds() -> None:
+    token, chain = _signed_token(), b"\x81\x44\xd2grant"
+    sealed = seal(token, CAR.public_key, chain=chain)
+    padded = COSE.new().decode(sealed, keys=[_car_key_for_cwt(CAR)])
+    assert len(padded) in BUCKETS
+    assert cbor2.loads(padded.rstrip(b"\x00")[:-1]) == [token, chain]
+    assert open_bundle(sealed, [CAR]) == Unsealed(token, chain)
 
 
 def test_the_vectors_hold_sealed_tokens_for_python_cwt() -> None:

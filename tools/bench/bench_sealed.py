@@ -42,9 +42,9 @@ from trunkkey import (
     SigningKey,
     Verifier,
     VerifierPolicy,
+    _hpke4,
     seal,
 )
-from trunkkey import sealed as sealed_module
 from trunkkey.clock import ManualClock
 from trunkkey.proof import make_proof
 
@@ -88,16 +88,16 @@ def _sealed_pools(
 @contextlib.contextmanager
 def _opening_with(name: str) -> Iterator[None]:
     """For ``sealed_pyhpke``: every open through pyhpke, as on a ``cryptography``
-    without the AAD binding (:func:`trunkkey.sealed.compiled_open` says None)."""
+    without the AAD binding (:func:`trunkkey._hpke4.compiled_open` says None)."""
     if name != "sealed_pyhpke":
         yield
         return
-    real = sealed_module.compiled_open
-    sealed_module.compiled_open = lambda: None  # type: ignore[assignment]
+    real = _hpke4.compiled_open
+    _hpke4.compiled_open = lambda: None  # type: ignore[assignment]
     try:
         yield
     finally:
-        sealed_module.compiled_open = real
+        _hpke4.compiled_open = real
 
 
 def _verifier(direct: Direct, ring: CarKeyring | None) -> Verifier:
@@ -156,7 +156,7 @@ def report(*, quick: bool = False) -> dict[str, object]:
         "sealed_trunk_at_most_256_bytes": size["sealed_trunk"] <= MAX_SEALED_TRUNK_BYTES,
         "open_verify_at_least_half_plain_rate": ratio >= MIN_RATE_RATIO,
     }
-    opened_by = ("cryptography (private AAD binding)" if sealed_module.compiled_open()
+    opened_by = ("cryptography (private AAD binding)" if _hpke4.compiled_open()
                  else "pyhpke")
     return {"sizes": size, "us_cpu": us, "rates": rate, "ratio": ratio, "verdicts": verdicts,
             "hpke_open": opened_by, "ratio_pyhpke": rate["sealed_pyhpke"] / rate["plain"]}

@@ -9,7 +9,7 @@ on a 192-byte plaintext, in CPU µs (best of ``R`` rounds of ``N``):
 
 * ``cryptography``'s private ``hpke._decrypt_with_aad`` binding, with the
   Enc_structure as AAD — what trunkkey opens with when the binding is there
-  and passes its known answer (:func:`trunkkey.sealed.compiled_open`);
+  and passes its known answer (:func:`trunkkey._hpke4.compiled_open`);
 * ``pyhpke`` with the Enc_structure as AAD — trunkkey's fallback;
 * ``cryptography``'s public HPKE — its one-shot API takes no AAD, which
   COSE-HPKE integrated encryption needs, so it cannot open a draft-conformant
@@ -33,8 +33,9 @@ import nacl.bindings
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from trunkkey._hpke4 import AAD, compiled_open, pyhpke_suite
 from trunkkey.cose import split_encrypt0
-from trunkkey.sealed import AAD, CarKemKey, _suite, compiled_open, seal
+from trunkkey.sealed import CarKemKey, seal
 
 PLAINTEXT = bytes(191) + b"\x80"
 
@@ -53,7 +54,7 @@ def measure(count: int, rounds: int) -> dict[str, float]:
     """CPU µs per open for each library present, and the floors."""
     car = CarKemKey.generate()
     _, enc, ciphertext = split_encrypt0(seal(bytes(150), car.public_key))
-    suite = _suite()
+    suite = pyhpke_suite()
     out = {"pyhpke (trunkkey's fallback)": _best(
         lambda: suite.create_recipient_context(enc, car._hpke()).open(ciphertext, aad=AAD),
         count, rounds)}

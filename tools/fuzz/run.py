@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from tools import ROOT
-from tools.fuzz.targets import TARGETS, seeds
+from tools.fuzz.targets import TARGETS, max_len, seeds
 
 _DONE = re.compile(r"Done (\d+) runs in (\d+) second")
 
@@ -48,7 +48,7 @@ def run_target(
         *([f"-seed={fuzz_seed}"] if fuzz_seed is not None else []),
         f"-rss_limit_mb={rss_mb}",
         "-timeout=10",
-        "-max_len=2048",
+        f"-max_len={max_len(name)}",
         f"-artifact_prefix={workdir}/{name}-",
         "-print_final_stats=1",
         str(corpus),

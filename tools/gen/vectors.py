@@ -58,6 +58,7 @@ from trunkkey.claims import (
 )
 from trunkkey.claims import Action as _Action
 from trunkkey.claims import Purpose as _Purpose
+from trunkkey.consent.grant import access_mask, encode_chain, make_grant, sign_root_grant
 from trunkkey.cose import HDR_ALG, HDR_CRIT, HDR_CTY, HDR_KID, HDR_TYP, protected_header
 from trunkkey.cose import sig_structure as _sig_structure
 from trunkkey.sealed import CarKemKey, _seal
@@ -494,6 +495,8 @@ def _vectors(keys: _Keys, store: _pq.StoredSignatures) -> list[dict[str, Any]]:
         Reason.ALREADY_USED)
     add("ledger_unavailable", "A valid token while the ledger cannot record it: fail closed.",
         mint("ledger_unavailable"), _context(ledger="failing"), Reason.LEDGER_UNAVAILABLE)
+    # Last, so that every vector before them keeps its place and its bytes.
+    _bundle_vectors(out, add, mint, keys, challenge)
     return out
 
 
@@ -616,6 +619,50 @@ def _sealed_vectors(
     out[-1]["car_keys"] = []
 
 
+def _bundle_vectors(
+    out: list[dict[str, Any]], add: Callable[..., None], mint: Callable[..., bytes],
+    keys: _Keys, challenge: bytes,
+) -> None:
+    """Sealed bundles (issue 15): a token sealed with the consent chain it hangs from.
+
+    These verifiers hold no consent anchors, so a bundle's chain is refused as
+    one in the clear would be. They fix the bundle's framing and its strict decoding.
+    """
+    first = len(out)
+    grant = make_grant(
+        grantee=keys.issuer.public_key, grantee_name=ISSUER,
+        access=access_mask([_Action.TRUNK], [_Purpose.DELIVERY]), not_before=NOW - 86400,
+        expires=NOW + 30 * 86400, depth=0, vehicle_ids=[VEHICLE],
+    )
+    chain = encode_chain([sign_root_grant(_ed25519_key("carmaker root"), grant)])
+    bound = mint("sealed_bundle_allowed", geofence=GEOFENCE,
+                 courier_key=keys.device.public_key, order_ref=b"order-0002")
+    sealed = _seal(bound, CAR_KEM.public_key, _seed("ephemeral: sealed_bundle"),
+                   chain=chain)
+    add("chain_invalid_sealed_bundle_without_anchors",
+        "A device-bound token sealed with a one-grant consent chain as the bundle [token, "
+        "chain] (512-byte bucket), to a car that holds no consent anchors: it opens, and its "
+        "chain is refused as one in the clear would be.",
+        sealed, _context(location=NEARBY, challenge=challenge, proof=make_proof(
+            keys.device, token=sealed, vehicle_id=VEHICLE, challenge=challenge)),
+        Reason.CHAIN_INVALID)
+    token = mint("malformed_sealed_bundle")
+    head = cbor.head(2, len(token)) + token
+    for name, plaintext, what in (
+        ("malformed_sealed_bundle_empty_chain", b"\x82" + head + b"\x40",
+         "an empty chain"),
+        ("malformed_sealed_bundle_trailing_bytes",
+         b"\x82" + head + cbor.head(2, len(chain)) + chain + b"\x00", "a byte after the chain"),
+        ("malformed_sealed_bundle_nested",
+         cbor.encode([cbor.encode([token, chain]), chain]), "a bundle for its token"),
+    ):
+        add(name, f"A sealed bundle whose plaintext holds {what}: refused before the token "
+            "inside is read.", _seal(plaintext, CAR_KEM.public_key, _seed(f"ephemeral: {name}")),
+            _context(), Reason.MALFORMED)
+    for vector in out[first:]:
+        vector["car_keys"] = [CAR_KEM.private_bytes().hex()]
+
+
 FORMAT = {
     "summary": (
         "Known-answer vectors for trunkkey token v1 (docs/token-format.md). For each "
@@ -693,7 +740,6 @@ NOT_COVERED = {
     "car_moved": _VEHICLE_UNIT,
     "unit_busy": _VEHICLE_UNIT,
     "actuator_failed": f"{_VEHICLE_UNIT}: the lock actuator failed",
-    "chain_invalid": _CONSENT,
     "scope_widened": _CONSENT,
     "grant_not_yet_valid": _CONSENT,
     "grant_expired": _CONSENT,

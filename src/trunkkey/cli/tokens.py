@@ -26,11 +26,14 @@ from ._io import (
     parse_geofence,
     parse_time,
     password_flag,
+    read_blob,
     read_bounded,
     read_token,
     refuse_raw_on_terminal,
 )
 from ._show import alg_name, claims_json, print_claims, typ_name
+
+_TAG_SIGN1 = b"\xd2"
 
 _UNVERIFIED_BANNER = (
     "*** UNVERIFIED: nothing below is checked (signature, key, time, place). "
@@ -90,23 +93,44 @@ def _mint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seal-to", metavar="CAR_PUBFILE",
                    help="seal the token to this car's KEM public key (PEM from 'trunkkey "
                         "keygen --kem'): only the car can read it")
+    p.add_argument("--chain", metavar="FILE_OR_TEXT",
+                   help="with --seal-to: the consent chain the token hangs from (or its one "
+                        "grant), sealed inside with the token, so the courier carries nothing "
+                        "else that names the car")
     p.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
                    help="token encoding: hex (default), base64url, or raw bytes (redirected)")
     password_flag(p)
 
 
-def _sealed_to(path_text: str, token: bytes) -> bytes:
+def presented_chain(text: str) -> bytes:
+    """A ``--chain`` argument as the car takes it: a single grant is a one-link chain;
+    anything else goes to the car as given."""
+    from ..consent.grant import encode_chain  # noqa: PLC0415 -- the consent layer, when used
+
+    data = read_blob(text, "--chain")
+    return encode_chain([data]) if data[:1] == _TAG_SIGN1 else data
+
+
+def _sealed_to(path_text: str, token: bytes, chain: bytes | None) -> bytes:
     from ..sealed import car_public_key, seal  # noqa: PLC0415 -- loads pyhpke
 
     data = read_bounded(Path(path_text), "car KEM public key file", path_text)
     try:
-        return seal(token, car_public_key(data))
+        key = car_public_key(data)
     except TrunkkeyError as exc:
         raise CliError(f"{path_text!r} is not a car's KEM public key: {exc}") from None
+    try:
+        return seal(token, key, chain=chain)
+    except TrunkkeyError as exc:
+        raise CliError(f"cannot seal the token{' with --chain' if chain else ''}: {exc}") from None
 
 
 def _mint(args: argparse.Namespace, out: Output) -> int:
     refuse_raw_on_terminal(args.format, out)
+    if args.chain and not args.seal_to:
+        raise CliError("--chain is sealed with the token: give --seal-to CAR_PUBFILE "
+                       "(a chain in the clear is passed to 'verify --chain' instead)")
+    chain = presented_chain(args.chain) if args.chain else None
     key = load_signing_key(args.key, password_file=args.password_file)
     not_before = parse_time(args.not_before, "--not-before")
     if args.valid_for is not None:
@@ -126,10 +150,11 @@ def _mint(args: argparse.Namespace, out: Output) -> int:
     if args.seal_to:
         from ..sealed import describe_sealed  # noqa: PLC0415
 
-        sealed = _sealed_to(args.seal_to, token)
+        sealed = _sealed_to(args.seal_to, token, chain)
         emit(out, "token", sealed, args.format,
              {"size": len(sealed), "sealed": True, "suite": describe_sealed(sealed).suite,
-              "signed_size": len(token), "kid": key.kid.hex(), "claims": claims_json(claims)})
+              "signed_size": len(token), "chain_size": None if chain is None else len(chain),
+              "kid": key.kid.hex(), "claims": claims_json(claims)})
         return EXIT_OK
     emit(out, "token", token, args.format,
          {"size": len(token), "kid": key.kid.hex(), "claims": claims_json(claims)})

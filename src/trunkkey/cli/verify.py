@@ -38,13 +38,11 @@ from ._io import (
 )
 from ._show import claims_json, parcels_json, utc
 from .ledger import open_ledger
-from .tokens import action_help, decode_token, token_args
+from .tokens import action_help, decode_token, presented_chain, token_args
 
 if TYPE_CHECKING:
     from ..consent.chain import ConsentVerifier
     from ..sealed import CarKeyring
-
-_TAG_SIGN1 = 0xD2
 
 
 # -- trusted keys ---------------------------------------------------------------
@@ -152,7 +150,6 @@ def _consent_for_verify(
     from ..consent.anchors import RootKey, VehicleAnchors  # noqa: PLC0415
     from ..consent.chain import ConsentVerifier  # noqa: PLC0415
     from ..consent.errors import UpdateRefused  # noqa: PLC0415
-    from ..consent.grant import encode_chain  # noqa: PLC0415
     from ..consent.revocation import RevocationState  # noqa: PLC0415
 
     roots = [RootKey(key=load_public_key(path)) for path in args.root]
@@ -166,11 +163,7 @@ def _consent_for_verify(
             state.apply(read_blob(args.revocations, "--revocations"), anchors, now=now)
         except UpdateRefused as exc:
             raise CliError(f"--revocations refused: {exc.reason.value}: {exc.detail}") from None
-    chain = None
-    if args.chain:
-        data = read_blob(args.chain, "--chain")
-        # A single grant is a one-link chain; anything else goes to the car as given.
-        chain = encode_chain([data]) if data[:1] == bytes([_TAG_SIGN1]) else data
+    chain = presented_chain(args.chain) if args.chain else None
     return ConsentVerifier(anchors=anchors, revocations=state), chain
 
 

@@ -33,6 +33,7 @@ from ..issuer import Issuer
 from ..keys import Algorithm, SigningKey
 from ..ledger.memory import MemoryLedger
 from ..proof import make_proof
+from ..sealed import CarKemKey, CarKeyring, seal
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
 
@@ -59,10 +60,20 @@ class ConsentWorld:
     root_grant: bytes
     carrier_grant: bytes
     retailer_scope: Scope
+    #: The car's KEM key, in a world built with ``sealed=True``.
+    car_key: CarKemKey | None = None
 
     @property
     def chain(self) -> bytes:
         return encode_chain([self.root_grant, self.carrier_grant])
+
+    def sealed_token(self, chain: bytes | None = None, **overrides: object) -> bytes:
+        """A courier's token sealed to the car with its chain inside (:attr:`chain`
+        unless given): all the courier carries, bytes it cannot read."""
+        if self.car_key is None:
+            raise AssertionError("build the world with sealed=True")
+        return seal(self.token(**overrides), self.car_key.public_key,
+                    chain=self.chain if chain is None else chain)
 
     @property
     def carrier_issuer(self) -> Issuer:
@@ -170,11 +181,13 @@ def carrier_delegation(carrier: SigningKey, now: int) -> Grant:
 
 def build_world(
     *, start: int = START, cache: bool = True, algorithm: Algorithm = Algorithm.EDDSA,
-    daily_limit: int | None = 5, root_algorithm: Algorithm | None = None,
+    daily_limit: int | None = 5, root_algorithm: Algorithm | None = None, sealed: bool = False,
 ) -> ConsentWorld:
     """The world; ``root_algorithm`` (``algorithm`` if not given) is the carmaker root's.
 
-    ``Algorithm.EDDSA_MLDSA65`` or ``Algorithm.ES256_MLDSA65`` gives a hybrid-rooted car.
+    ``Algorithm.EDDSA_MLDSA65`` or ``Algorithm.ES256_MLDSA65`` gives a hybrid-rooted car;
+    ``sealed`` gives the car a KEM key, so that it opens tokens sealed to it
+    (:meth:`ConsentWorld.sealed_token`).
     """
     clock = ManualClock(start)
     retailer, carrier, courier = (SigningKey.generate(algorithm) for _ in range(3))
@@ -188,7 +201,9 @@ def build_world(
     )
     ledger = MemoryLedger()
     # The car trusts no retailer directly: its trust store is empty.
-    verifier = Verifier(trust_store=TrustStore(), ledger=ledger, clock=clock, consent=consent)
+    car_key = CarKemKey.generate() if sealed else None
+    verifier = Verifier(trust_store=TrustStore(), ledger=ledger, clock=clock, consent=consent,
+                        car_keys=None if car_key is None else CarKeyring([car_key]))
     consent_grant = retailer_consent(retailer, start, daily_limit=daily_limit)
     scope = root_scope(consent_grant)
     if not isinstance(scope, Scope):
@@ -199,5 +214,5 @@ def build_world(
         verifier=verifier,
         root_grant=sign_root_grant(root, consent_grant),
         carrier_grant=sign_delegation(retailer, scope, carrier_delegation(carrier, start)),
-        retailer_scope=scope,
+        retailer_scope=scope, car_key=car_key,
     )

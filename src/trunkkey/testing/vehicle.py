@@ -257,9 +257,13 @@ class World:
         order_ref: bytes | None = None,
         parcels: Sequence[str] | None = None,
         seal_to: CarPublicKey | None = None,
+        chain: bytes | None = None,
     ) -> bytes:
         """``parcels``: the order's parcel identifiers the token commits to;
-        ``seal_to``: a car's KEM public key to seal the token to."""
+        ``seal_to``: a car's KEM public key to seal the token to, with ``chain``
+        (the consent chain it hangs from) inside it if given."""
+        if chain is not None and seal_to is None:
+            raise InvalidRequest("a chain is sealed with the token: give seal_to")
         vehicle_id = car if isinstance(car, str) else car.vehicle_id
         token = self.retailer.mint(
             vehicle_id=vehicle_id, action=action, purpose=purpose,
@@ -267,7 +271,7 @@ class World:
             geofence=geofence, courier_key=None if courier is None else courier.public_key,
             order_ref=order_ref, parcels=parcels,
         )
-        return token if seal_to is None else seal(token, seal_to)
+        return token if seal_to is None else seal(token, seal_to, chain=chain)
 
     def book(self, car: Car, *, starts_in: int = 0, window: int = 4 * 3600) -> PresenceWindow:
         """The backend books a delivery: the car is told to advertise for the window,

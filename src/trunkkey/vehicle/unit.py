@@ -283,7 +283,8 @@ class VehicleUnit:
     ) -> Outcome:
         """Decide on a token from the courier's device and, if allowed, actuate once.
 
-        ``chain``: the consent chain the token hangs from. ``revocations``: a signed
+        ``chain``: the consent chain the token hangs from, unless it is sealed inside the
+        token (see :func:`trunkkey.seal`). ``revocations``: a signed
         revocation list the handheld carries; it is applied first when it is validly signed
         and newer than the one held (otherwise ignored, with an event), so the token is
         judged under the newest list either of them knows.
