@@ -74,6 +74,8 @@ if _typing.TYPE_CHECKING:
     from .sealed import CarKemKey as CarKemKey
     from .sealed import CarKeyring as CarKeyring
     from .sealed import CarPublicKey as CarPublicKey
+    from .sealed import KeyringEntry as KeyringEntry
+    from .sealed import kem_key_id as kem_key_id
     from .sealed import open_sealed as open_sealed
     from .sealed import seal as seal
     from .sealed_pq import CarHybridKemKey as CarHybridKemKey
@@ -145,6 +147,8 @@ _DEFINED_IN: dict[str, str] = {
     "CarKemKey": "sealed",
     "CarKeyring": "sealed",
     "CarPublicKey": "sealed",
+    "KeyringEntry": "sealed",
+    "kem_key_id": "sealed",
     "open_sealed": "sealed",
     "seal": "sealed",
     "CarHybridKemKey": "sealed_pq",
@@ -196,6 +200,7 @@ __all__ = [
     "InvalidRequest",
     "Issuer",
     "KeyFileError",
+    "KeyringEntry",
     "Ledger",
     "LedgerCorrupted",
     "LedgerError",
@@ -233,6 +238,7 @@ __all__ = [
     "encode_text",
     "fan_out",
     "inspect_unverified",
+    "kem_key_id",
     "make_proof",
     "open_sealed",
     "seal",

@@ -34,8 +34,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._keyfiles import read_private_file, write_private_file
+from ._sodium import sha256
+from .clock import check_window, in_window
 from .cose import ENCRYPT0_LEAD, enc_structure, encrypt0, is_encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
+from .keys import KID_LENGTH
 
 if TYPE_CHECKING:
     from pyhpke import CipherSuite
@@ -188,38 +191,73 @@ class CarKemKey:
         raise TypeError("a car's KEM key is not pickled")
 
 
-class CarKeyring:
-    """The car's current KEM keys, newest first: replaced whole on rotation.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyringEntry:
+    """A KEM key in a :class:`CarKeyring` with the period ``[not_before, not_after)``
+    in which it opens tokens (``None``: unbounded)."""
 
-    Readers take a snapshot (one attribute read) and a rotation writes one
-    attribute, so an opening never sees half a rotation; during a rotation
-    the old key stays beside the new one until every token sealed to it has
-    expired.
+    key: CarKemKey | CarHybridKemKey
+    not_before: int | None = None
+    not_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_car_key(self.key):
+            raise InvalidRequest("a keyring entry holds a CarKemKey or CarHybridKemKey")
+        check_window(self.not_before, self.not_after, "KEM key")
+
+
+class CarKeyring:
+    """The car's KEM keys, newest first: replaced whole on rotation.
+
+    A key given bare opens tokens at any time; one given as a
+    :class:`KeyringEntry` only inside its window, so a rotated-out key stops
+    at its ``not_after`` without another update. Readers take a snapshot
+    (one attribute read) and a rotation writes one attribute, so an opening
+    never sees half a rotation; during a rotation the old key stays beside
+    the new one until every token sealed to it has expired.
     """
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_entries",)
 
-    def __init__(self, keys: Iterable[CarKemKey | CarHybridKemKey]) -> None:
-        self._keys = _checked(keys)
+    def __init__(self, keys: Iterable[CarKemKey | CarHybridKemKey | KeyringEntry]) -> None:
+        self._entries = _checked(keys)
 
     @property
     def keys(self) -> tuple[CarKemKey | CarHybridKemKey, ...]:
-        return self._keys
+        """Every key held, whatever its window."""
+        return tuple(entry.key for entry in self._entries)
 
-    def replace(self, keys: Iterable[CarKemKey | CarHybridKemKey]) -> None:
-        self._keys = _checked(keys)
+    @property
+    def entries(self) -> tuple[KeyringEntry, ...]:
+        return self._entries
+
+    def current(self, now: int) -> tuple[CarKemKey | CarHybridKemKey, ...]:
+        """The keys that open tokens at ``now``: the only ones a verifier tries."""
+        return tuple(
+            entry.key for entry in self._entries
+            if in_window(now, entry.not_before, entry.not_after)
+        )
+
+    def replace(self, keys: Iterable[CarKemKey | CarHybridKemKey | KeyringEntry]) -> None:
+        self._entries = _checked(keys)
+
+    def _publish(self, entries: tuple[KeyringEntry, ...]) -> None:
+        """Swap in ``entries``, possibly none: for a keyring whose keys a signed update sets."""
+        self._entries = entries
 
     def __repr__(self) -> str:
-        return f"CarKeyring({len(self._keys)} keys)"
+        return f"{type(self).__name__}({len(self._entries)} keys)"
 
 
 def _checked(
-    keys: Iterable[CarKemKey | CarHybridKemKey],
-) -> tuple[CarKemKey | CarHybridKemKey, ...]:
-    keys = tuple(keys)
-    if not keys or not all(_is_car_key(key) for key in keys):
+    keys: Iterable[CarKemKey | CarHybridKemKey | KeyringEntry],
+) -> tuple[KeyringEntry, ...]:
+    entries = tuple(
+        key if isinstance(key, KeyringEntry) else KeyringEntry(key=key) for key in keys
+    )
+    if not entries:
         raise InvalidRequest("a car keyring holds one or more CarKemKey or CarHybridKemKey")
-    return keys
+    return entries
 
 
 def _is_car_key(key: object) -> bool:
@@ -228,6 +266,22 @@ def _is_car_key(key: object) -> bool:
     from .sealed_pq import CarHybridKemKey  # noqa: PLC0415 -- the hybrid suite's own module
 
     return isinstance(key, CarHybridKemKey)
+
+
+def kem_key_id(key: CarPublicKey | CarHybridPublicKey) -> bytes:
+    """A car KEM key's id, of either suite: the first 8 bytes of SHA-256 of its raw
+    public key (the length of a signing key's ``kid``). Trust updates name it to remove it."""
+    return sha256(key.raw)[:KID_LENGTH]
+
+
+def kem_public_key(raw: bytes) -> CarPublicKey | CarHybridPublicKey:
+    """A car's KEM public key from its raw bytes; the length names the suite
+    (32: X25519, 1216: ML-KEM-768 + X25519). :class:`DecodeError` otherwise."""
+    from .sealed_pq import PUBLIC_BYTES, CarHybridPublicKey  # noqa: PLC0415
+
+    if type(raw) is not bytes or len(raw) not in (KEM_KEY_BYTES, PUBLIC_BYTES):
+        raise DecodeError(f"a car's KEM public key is {KEM_KEY_BYTES} or {PUBLIC_BYTES} bytes")
+    return CarPublicKey(raw) if len(raw) == KEM_KEY_BYTES else CarHybridPublicKey(raw)
 
 
 def load_car_key(path: str | os.PathLike[str]) -> CarKemKey | CarHybridKemKey:

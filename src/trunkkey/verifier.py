@@ -356,7 +356,7 @@ class Verifier:
         # 1b. A sealed token opens with this car's keys, or nothing inside is read.
         if is_sealed(token):
             keys = self._car_keys
-            inner = None if keys is None else open_sealed(token, keys.keys)
+            inner = None if keys is None else open_sealed(token, keys.current(now))
             if inner is None:
                 return _decision(
                     Reason.CANNOT_OPEN, "sealed token does not open with this car's keys", now
