@@ -14,6 +14,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trunkkey import (
     Algorithm,
@@ -34,7 +36,16 @@ from trunkkey import (
     open_sealed,
     seal,
 )
-from trunkkey.consent import KemKeyEntry, KeyEntry, Role, RootKey, sign_trust_update
+from trunkkey.consent import (
+    KemKeyEntry,
+    KeyEntry,
+    Role,
+    RootKey,
+    TrustUpdater,
+    UpdateRefused,
+    VehicleAnchors,
+    sign_trust_update,
+)
 from trunkkey.consent.rotation import decode_update
 from trunkkey.cose import Typ, sign1, split_sign1
 from trunkkey.errors import DecodeError, InvalidRequest, KeyFileError, SignatureError
@@ -530,3 +541,59 @@ def test_car_kem_keys_are_this_cars_and_set_only_by_updates(tmp_path: Path, car:
     with pytest.raises(InvalidRequest):
         car.kem.replace([CarKemKey.generate()])
     assert car.kem.current(car.now) == ()
+
+
+# -- the property: only endorsed, current keys ever open --------------------------
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["propose", "propose", "endorse", "endorse", "advance", "reboot"]),
+              st.integers(0, 2**32 - 1)),
+    max_size=10,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS)
+def test_a_car_opens_only_what_is_sealed_to_an_endorsed_key_current_now(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int]]
+) -> None:
+    state = tmp_path_factory.mktemp("kem")
+    root, vehicle_key = SigningKey.generate(), SigningKey.generate()
+    anchors = VehicleAnchors(vehicle_id=VIN, vehicle_key=vehicle_key,
+                             roots=[RootKey(key=root.public_key)])
+
+    def boot() -> tuple[CarKemKeys, TrustUpdater]:
+        kem = CarKemKeys(state, vehicle_id=VIN, vehicle_key=vehicle_key)
+        return kem, TrustUpdater(anchors=anchors, trust_store=TrustStore(),
+                                 path=state / "trust.cbor", kem=kem)
+
+    kem, updater = boot()
+    now, version = START, 0
+    known: list[CarPublicKey | CarHybridPublicKey] = [CarKemKey.generate().public_key]
+    for op, seed in ops:
+        if op == "propose":
+            signed = kem.propose("mlkem768-x25519" if seed % 7 == 0 else "x25519", now=now)
+            known.append(verify_kem_proposal(signed, vehicle_key.public_key, vehicle_id=VIN))
+        elif op == "endorse":
+            version += 1
+            chosen = [k for i, k in enumerate(known) if seed >> i & 1][:4]
+            starts = [now - 50 + (seed >> (8 + i)) % 100 for i in range(len(chosen))]
+            entries = [KemKeyEntry(name=f"k{i}", key=k, not_before=nbf,
+                                   not_after=nbf + 1 + (seed >> (16 + i)) % 300)
+                       for i, (k, nbf) in enumerate(zip(chosen, starts, strict=True))]
+            before = updater.kem_keys
+            update = sign_trust_update(root, version=version, issued_at=now, vehicle=VIN,
+                                       kem_keys=entries)
+            try:
+                updater.apply(update, now=now)
+            except UpdateRefused:
+                assert updater.kem_keys == before
+        elif op == "advance":
+            now += seed % 400
+        else:
+            kem, updater = boot()
+        endorsed = {e.key.raw for e in updater.kem_keys if e.not_before <= now < e.not_after}
+        assert all(kem.holds(e.key) for e in updater.kem_keys)
+        for public in known:
+            opened = open_sealed(seal(b"\xd2 token", public), kem.current(now)) is not None
+            assert opened == (public.raw in endorsed), (op, public.raw.hex()[:8])
