@@ -58,8 +58,8 @@ from trunkkey.cose import (
 )
 from trunkkey.errors import DecodeError, SignatureError
 from trunkkey.proof import check_proof, make_proof
-from trunkkey.testing.consent import VEHICLE, build_world
 from trunkkey.sealed import CarKemKey
+from trunkkey.testing.consent import VEHICLE, build_world
 from trunkkey.vehicle.kemproposal import KemProposal, sign_kem_proposal, verify_kem_proposal
 from trunkkey.vehicle.receipt import RELOCK_CAUSES, Receipt, sign_receipt, verify_receipt
 from trunkkey.vehicle.timekeeping import make_time_sync, read_time_sync
