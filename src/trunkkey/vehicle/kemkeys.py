@@ -108,7 +108,7 @@ class CarKemKeys(CarKeyring):
     @property
     def pending(self) -> CarPublicKey | CarHybridPublicKey | None:
         """The public half of the key proposed and not (yet) endorsed, if any."""
-        for key, path in self._held.values():
+        for key, path in tuple(self._held.values()):
             if path.name == PENDING_FILE and key.public_key.raw not in self._endorsed:
                 return key.public_key
         return None
