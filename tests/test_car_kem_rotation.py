@@ -13,6 +13,7 @@ import pickle
 import stat
 from pathlib import Path
 
+import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -597,3 +598,27 @@ def test_a_car_opens_only_what_is_sealed_to_an_endorsed_key_current_now(
         for public in known:
             opened = open_sealed(seal(b"\xd2 token", public), kem.current(now)) is not None
             assert opened == (public.raw in endorsed), (op, public.raw.hex()[:8])
+
+
+def test_a_kem_key_cannot_pass_as_a_signing_key_or_hide_behind_a_null_binding() -> None:
+    root = SigningKey.generate()
+    with pytest.raises(InvalidRequest, match="KemKeyEntry"):
+        KeyEntry(role=Role.CAR_KEM, name="k", key=root.public_key, not_before=START,
+                 not_after=START + 1)
+    key = CarKemKey.generate().public_key
+    row = [2, "k", key.raw, START, START + 1]
+    for vehicle in (None, b"VIN", "", 7):
+        payload = cbor2.dumps({1: 1, 2: START, 3: [row], 4: [], 5: vehicle}, canonical=True)
+        with pytest.raises(DecodeError):
+            decode_update(payload)
+    bound = decode_update(cbor.encode({1: 1, 2: START, 3: [row], 4: [], 5: VIN}))
+    assert bound.vehicle == VIN
+    assert [e.kid for e in bound.kem_keys] == [kem_key_id(key)]
+    for bad in ([2, "k", bytes(31), START, START + 1], [3, "k", key.raw, START, START + 1],
+                [2, "k", key.raw, START + 1, START + 1]):
+        with pytest.raises(DecodeError):
+            decode_update(cbor.encode({1: 1, 2: START, 3: [bad], 4: [], 5: VIN}))
+    with pytest.raises(DecodeError, match="both set and removed"):
+        decode_update(cbor.encode({1: 1, 2: START, 3: [row], 4: [kem_key_id(key)], 5: VIN}))
+    with pytest.raises(DecodeError, match="set twice"):
+        decode_update(cbor.encode({1: 1, 2: START, 3: [row, row], 4: [], 5: VIN}))

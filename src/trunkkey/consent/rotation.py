@@ -79,8 +79,15 @@ class KeyEntry:
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")
-        if not (0 <= self.not_before < self.not_after < MAX_TIME):
-            raise InvalidRequest("key validity must be a non-empty window")
+        if self.role not in (Role.ROOT, Role.ISSUER):
+            # A car's KEM key is no verification key: it has its own entry type.
+            raise InvalidRequest("a KeyEntry is a root or an issuer (a KEM key: KemKeyEntry)")
+        _check_window(self.not_before, self.not_after)
+
+
+def _check_window(not_before: int, not_after: int) -> None:
+    if not (0 <= not_before < not_after < MAX_TIME):
+        raise InvalidRequest("key validity must be a non-empty window")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,8 +103,7 @@ class KemKeyEntry:
         check_name(self.name, "name")
         if not isinstance(self.key, CarPublicKey | CarHybridPublicKey):
             raise InvalidRequest("a KEM entry's key is a CarPublicKey or CarHybridPublicKey")
-        if not (0 <= self.not_before < self.not_after < MAX_TIME):
-            raise InvalidRequest("key validity must be a non-empty window")
+        _check_window(self.not_before, self.not_after)
 
     @property
     def kid(self) -> bytes:
@@ -168,7 +174,7 @@ def decode_update(payload: bytes) -> TrustUpdate:
     if len(entries) + len(removed) > MAX_CHANGES:
         raise DecodeError("too many changes in one update")
     vehicle = members.get(VEHICLE)
-    if vehicle is not None:
+    if VEHICLE in members:
         try:
             check_name(vehicle, "vehicle")
         except InvalidRequest as exc:
