@@ -385,7 +385,7 @@ class VehicleUnit:
         )
 
     def apply_trust_update(self, signed: bytes) -> UpdateOutcome:
-        """Apply a signed trust update (root or issuer keys, with overlap periods)."""
+        """Apply a signed trust update (root, issuer or this car's KEM keys, with overlaps)."""
         return self._update(
             EventKind.TRUST_UPDATED, EventKind.TRUST_UPDATE_REFUSED,
             lambda u, now: u.apply_trust_update(signed, now=now),
