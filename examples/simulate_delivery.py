@@ -11,7 +11,9 @@ and the token stays unspent; the right parcel opens, and the receipt says
 which of the order's parcels went in. Then a car that keeps its secrets (issue 15):
 its carmaker root becomes a hybrid Ed25519 + ML-DSA-65 key, which signs in the
 retailer's token key; a token sealed to the car opens it, and an eavesdropper
-records bytes it can name nothing in.
+records bytes it can name nothing in. Last of all, a car that makes its own
+KEM keys: the carmaker endorses each one the car proposes in a trust update
+bound to that car, and the old key stops opening tokens when its overlap ends.
 
 Run it with no arguments:  python examples/simulate_delivery.py
 
@@ -32,6 +34,7 @@ from enum import Enum
 from trunkkey import (
     Action,
     Algorithm,
+    CarPublicKey,
     Geofence,
     Issuer,
     Location,
@@ -43,6 +46,7 @@ from trunkkey import (
 )
 from trunkkey.audit import audit_log
 from trunkkey.consent import (
+    KemKeyEntry,
     KeyEntry,
     Role,
     Scope,
@@ -64,6 +68,7 @@ from trunkkey.vehicle import (
     GapDetector,
     UnitState,
     parcels_in_receipt,
+    verify_kem_proposal,
     verify_receipt,
 )
 
@@ -194,7 +199,65 @@ def run(state_dir: str, say: Callable[[str], None] = print) -> list[Check]:
     _owner_verifies_history(world, car, step, check)
     _parcel_delivery(world, step, check)
     _sealed_delivery(world, step, check)
+    _kem_rotation(world, step, check)
     return checks
+
+
+def _kem_rotation(
+    world: World, step: Callable[[str], None], check: Callable[[str, object, object], None],
+) -> None:
+    """A car makes its own KEM keys; the carmaker endorses each by a signed, bound update."""
+    world.advance(DAY)
+    step("VIN-MUC-0005 makes its own KEM keys: only their public halves leave the car.")
+    car = world.enrol_car("VIN-MUC-0005", consent=True, kem_rotation=True)
+    place = world.park(car, MUNICH_CAR_PARK, radius_m=50)
+    courier = SigningKey.generate()
+    version = 0
+
+    def endorse(*keys: tuple[CarPublicKey, int, int]) -> Reason:
+        nonlocal version
+        version += 1
+        update = sign_trust_update(
+            world.carmaker_key, version=version, issued_at=world.now, vehicle=car.vehicle_id,
+            kem_keys=[KemKeyEntry(name=f"kem-{i}", key=key, not_before=nbf, not_after=naf)
+                      for i, (key, nbf, naf) in enumerate(keys)])
+        return car.unit.apply_trust_update(update).reason
+
+    def proposed() -> CarPublicKey:
+        if car.kem_keys is None:
+            raise AssertionError("a car enrolled with kem_rotation keeps its KEM keys")
+        signed = car.kem_keys.propose("x25519", now=world.now)  # the car's side
+        key = verify_kem_proposal(signed, car.vehicle_key.public_key, vehicle_id=car.vehicle_id)
+        if not isinstance(key, CarPublicKey):
+            raise AssertionError("the car proposed an X25519 key")
+        return key
+
+    def delivery(key: CarPublicKey) -> Reason:
+        token = world.mint(car, courier=courier, geofence=place, seal_to=key)
+        reason = courier_present(car, token, courier).reason
+        if reason is Reason.ALLOWED:
+            world.advance(30)
+            car.unit.trunk_closed()
+        return reason
+
+    first = proposed()
+    check("a token sealed to a proposed, unendorsed key", Reason.CANNOT_OPEN, delivery(first))
+    year = 365 * DAY
+    check("the carmaker endorses the car's first KEM key", Reason.ALLOWED,
+          endorse((first, world.now, world.now + year)))
+    check("a token sealed to the endorsed key opens the trunk", Reason.ALLOWED, delivery(first))
+    second = proposed()
+    check("rotation: the new key from now, the old one for a day more", Reason.ALLOWED,
+          endorse((second, world.now, world.now + year), (first, world.now - DAY,
+                                                          world.now + DAY)))
+    world.advance(DAY)
+    world.reboot(car)
+    check("after the overlap (and a reboot), a token sealed to the old key", Reason.CANNOT_OPEN,
+          delivery(first))
+    check("a token sealed to the new key opens the trunk", Reason.ALLOWED, delivery(second))
+    step("The car proposed two keys, signed by its vehicle key; the carmaker endorsed each "
+         "in a trust update bound to VIN-MUC-0005; the old key stopped opening when its "
+         "day of overlap ended.")
 
 
 def _sealed_delivery(

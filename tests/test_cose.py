@@ -42,6 +42,7 @@ def test_typ_values_are_the_published_wire_values_and_distinct() -> None:
     assert {t.name: int(t) for t in Typ} == {
         "TOKEN": 65301, "PROOF": 65302, "GRANT": 65303, "RECEIPT": 65304, "TIME_SYNC": 65305,
         "REVOCATION_LIST": 65306, "TRUST_UPDATE": 65307, "CHECKPOINT": 65308, "LOG_ACK": 65309,
+        "KEM_PROPOSAL": 65310,
     }
     assert len({int(t) for t in Typ}) == len(Typ.__members__)  # no aliases
 

@@ -72,6 +72,14 @@ def test_delivery_story_happens_as_told(tmp_path: Path) -> None:
     assert outcomes["the sealed token opens the trunk"] == "allowed"
     assert outcomes["what an eavesdropper can name in what it recorded"] == "nothing"
     assert outcomes["the next day, waiting for nobody, the car advertises"] == "None"
+    # A car that makes its own KEM keys: endorsed by bound updates, rotated with overlap.
+    assert outcomes["a token sealed to a proposed, unendorsed key"] == "cannot_open"
+    assert outcomes["the carmaker endorses the car's first KEM key"] == "allowed"
+    assert outcomes["a token sealed to the endorsed key opens the trunk"] == "allowed"
+    assert outcomes["after the overlap (and a reboot), a token sealed to the old key"] == (
+        "cannot_open"
+    )
+    assert outcomes["a token sealed to the new key opens the trunk"] == "allowed"
     story = "\n".join(lines)
     assert "Retailer verifies the signed receipt" in story
     assert "customer's phone <-" in story

@@ -1,7 +1,8 @@
 """Every trunkkey signed object is opened one way, and named by what was signed.
 
 For each object type (token, proof, root grant, delegated grant, revocation
-list, trust update, time sync, receipt, log checkpoint, log acknowledgement)
+list, trust update, time sync, receipt, log checkpoint, log acknowledgement,
+a car's KEM key proposal)
 and both algorithms:
 
 * a byte changed anywhere is refused by the object's own opener;
@@ -60,7 +61,9 @@ from trunkkey.cose import (
 )
 from trunkkey.errors import DecodeError, SignatureError
 from trunkkey.proof import check_proof, make_proof
+from trunkkey.sealed import CarKemKey
 from trunkkey.testing.consent import VEHICLE, build_world
+from trunkkey.vehicle.kemproposal import KemProposal, sign_kem_proposal, verify_kem_proposal
 from trunkkey.vehicle.receipt import RELOCK_CAUSES, Receipt, sign_receipt, verify_receipt
 from trunkkey.vehicle.timekeeping import make_time_sync, read_time_sync
 
@@ -69,7 +72,7 @@ P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 SRC = Path(__file__).resolve().parents[1] / "src" / "trunkkey"
 KINDS = (
     "token", "proof", "root_grant", "delegated_grant", "revocation_list", "trust_update",
-    "time_sync", "receipt", "checkpoint", "log_ack",
+    "time_sync", "receipt", "checkpoint", "log_ack", "kem_proposal",
 )
 
 
@@ -205,7 +208,25 @@ def _checkpoint(alg: Algorithm, ack: bool) -> Signed:
     return Signed(sign(key, content), lambda: sign(key, content), opens)
 
 
+def _kem_proposal(alg: Algorithm) -> Signed:
+    car = SigningKey.generate(alg)
+    proposal = KemProposal(vehicle_id=VEHICLE, key=CarKemKey.generate().public_key,
+                           created_at=NOW)
+
+    def opens(data: bytes) -> bool:
+        try:
+            verify_kem_proposal(data, car.public_key, vehicle_id=VEHICLE)
+        except (DecodeError, SignatureError):
+            return False
+        return True
+
+    return Signed(sign_kem_proposal(car, proposal), lambda: sign_kem_proposal(car, proposal),
+                  opens)
+
+
 def signed(kind: str, alg: Algorithm) -> Signed:
+    if kind == "kem_proposal":
+        return _kem_proposal(alg)
     if kind in ("checkpoint", "log_ack"):
         return _checkpoint(alg, kind == "log_ack")
     if kind == "token":

@@ -74,10 +74,12 @@ if _typing.TYPE_CHECKING:
     from .sealed import CarKemKey as CarKemKey
     from .sealed import CarKeyring as CarKeyring
     from .sealed import CarPublicKey as CarPublicKey
-    from .sealed import Unsealed as Unsealed
-    from .sealed import open_bundle as open_bundle
+    from .sealed import KeyringEntry as KeyringEntry
+    from .sealed import kem_key_id as kem_key_id
     from .sealed import open_sealed as open_sealed
     from .sealed import seal as seal
+    from .sealed_bundle import Unsealed as Unsealed
+    from .sealed_bundle import open_bundle as open_bundle
     from .sealed_pq import CarHybridKemKey as CarHybridKemKey
     from .sealed_pq import CarHybridPublicKey as CarHybridPublicKey
     from .signing import CompositeSigner as CompositeSigner
@@ -148,8 +150,10 @@ _DEFINED_IN: dict[str, str] = {
     "CarKemKey": "sealed",
     "CarKeyring": "sealed",
     "CarPublicKey": "sealed",
-    "Unsealed": "sealed",
-    "open_bundle": "sealed",
+    "Unsealed": "sealed_bundle",
+    "open_bundle": "sealed_bundle",
+    "KeyringEntry": "sealed",
+    "kem_key_id": "sealed",
     "open_sealed": "sealed",
     "seal": "sealed",
     "CarHybridKemKey": "sealed_pq",
@@ -203,6 +207,7 @@ __all__ = [
     "InvalidRequest",
     "Issuer",
     "KeyFileError",
+    "KeyringEntry",
     "Ledger",
     "LedgerCorrupted",
     "LedgerError",
@@ -241,6 +246,7 @@ __all__ = [
     "encode_text",
     "fan_out",
     "inspect_unverified",
+    "kem_key_id",
     "make_proof",
     "open_bundle",
     "open_sealed",

@@ -69,3 +69,16 @@ def to_unix(when: int | datetime) -> int:
             raise InvalidRequest("naive datetime refused: give it a timezone")
         return int(when.timestamp())
     raise InvalidRequest("a time is an int of Unix seconds or an aware datetime")
+
+
+def check_window(not_before: int | None, not_after: int | None, what: str) -> None:
+    """Refuse a validity period ``[not_before, not_after)`` that contains no instant."""
+    if not_before is not None and not_after is not None and not_after <= not_before:
+        raise InvalidRequest(f"{what} validity period is empty")
+
+
+def in_window(now: int, not_before: int | None, not_after: int | None) -> bool:
+    """True when ``now`` lies in ``[not_before, not_after)``; ``None`` is unbounded."""
+    if not_before is not None and now < not_before:
+        return False
+    return not_after is None or now < not_after

@@ -76,6 +76,7 @@ class Typ(IntEnum):
     TRUST_UPDATE = 65307
     CHECKPOINT = 65308
     LOG_ACK = 65309
+    KEM_PROPOSAL = 65310
 
 
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:

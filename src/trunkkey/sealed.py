@@ -40,9 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._hpke4 import PROTECTED, hpke4_open, pyhpke_seal, pyhpke_suite
 from ._keyfiles import read_private_file, write_private_file
+from ._sodium import sha256
+from .clock import check_window, in_window
 from .cose import ENCRYPT0_LEAD, encrypt0, is_encrypt0, split_encrypt0
 from .errors import DecodeError, InvalidRequest
-from .reasons import Reason
+from .keys import KID_LENGTH
 
 if TYPE_CHECKING:
     from .sealed_pq import CarHybridKemKey, CarHybridPublicKey
@@ -65,9 +67,6 @@ BUCKETS = (192, 256, 384, 512, 960, 1536, 2560, 4608, 6656)
 #: What a car that verifies chains adds to its size cap for sealed bytes: the
 #: room above 960, the largest bucket a token sealed alone needed before bundles.
 CHAIN_ROOM = BUCKETS[-1] - 960
-#: A bundle's plaintext is a CBOR array of two byte strings, so it begins
-#: ``0x82``: never the first byte of a COSE_Sign1 (``0xd2``, or ``0x84`` untagged).
-_BUNDLE_LEAD = 0x82
 _TAG_BYTES = 16
 #: The header a sealed token's bytes begin with, whatever it seals.
 FIXED_HEADER = ENCRYPT0_LEAD + b"\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
@@ -196,38 +195,73 @@ class CarKemKey:
         raise TypeError("a car's KEM key is not pickled")
 
 
-class CarKeyring:
-    """The car's current KEM keys, newest first: replaced whole on rotation.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyringEntry:
+    """A KEM key in a :class:`CarKeyring` with the period ``[not_before, not_after)``
+    in which it opens tokens (``None``: unbounded)."""
 
-    Readers take a snapshot (one attribute read) and a rotation writes one
-    attribute, so an opening never sees half a rotation; during a rotation
-    the old key stays beside the new one until every token sealed to it has
-    expired.
+    key: CarKemKey | CarHybridKemKey
+    not_before: int | None = None
+    not_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_car_key(self.key):
+            raise InvalidRequest("a keyring entry holds a CarKemKey or CarHybridKemKey")
+        check_window(self.not_before, self.not_after, "KEM key")
+
+
+class CarKeyring:
+    """The car's KEM keys, newest first: replaced whole on rotation.
+
+    A key given bare opens tokens at any time; one given as a
+    :class:`KeyringEntry` only inside its window, so a rotated-out key stops
+    at its ``not_after`` without another update. Readers take a snapshot
+    (one attribute read) and a rotation writes one attribute, so an opening
+    never sees half a rotation; during a rotation the old key stays beside
+    the new one until every token sealed to it has expired.
     """
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_entries",)
 
-    def __init__(self, keys: Iterable[CarKemKey | CarHybridKemKey]) -> None:
-        self._keys = _checked(keys)
+    def __init__(self, keys: Iterable[CarKemKey | CarHybridKemKey | KeyringEntry]) -> None:
+        self._entries = _checked(keys)
 
     @property
     def keys(self) -> tuple[CarKemKey | CarHybridKemKey, ...]:
-        return self._keys
+        """Every key held, whatever its window."""
+        return tuple(entry.key for entry in self._entries)
 
-    def replace(self, keys: Iterable[CarKemKey | CarHybridKemKey]) -> None:
-        self._keys = _checked(keys)
+    @property
+    def entries(self) -> tuple[KeyringEntry, ...]:
+        return self._entries
+
+    def current(self, now: int) -> tuple[CarKemKey | CarHybridKemKey, ...]:
+        """The keys that open tokens at ``now``: the only ones a verifier tries."""
+        return tuple(
+            entry.key for entry in self._entries
+            if in_window(now, entry.not_before, entry.not_after)
+        )
+
+    def replace(self, keys: Iterable[CarKemKey | CarHybridKemKey | KeyringEntry]) -> None:
+        self._entries = _checked(keys)
+
+    def _publish(self, entries: tuple[KeyringEntry, ...]) -> None:
+        """Swap in ``entries``, possibly none: for a keyring whose keys a signed update sets."""
+        self._entries = entries
 
     def __repr__(self) -> str:
-        return f"CarKeyring({len(self._keys)} keys)"
+        return f"{type(self).__name__}({len(self._entries)} keys)"
 
 
 def _checked(
-    keys: Iterable[CarKemKey | CarHybridKemKey],
-) -> tuple[CarKemKey | CarHybridKemKey, ...]:
-    keys = tuple(keys)
-    if not keys or not all(_is_car_key(key) for key in keys):
+    keys: Iterable[CarKemKey | CarHybridKemKey | KeyringEntry],
+) -> tuple[KeyringEntry, ...]:
+    entries = tuple(
+        key if isinstance(key, KeyringEntry) else KeyringEntry(key=key) for key in keys
+    )
+    if not entries:
         raise InvalidRequest("a car keyring holds one or more CarKemKey or CarHybridKemKey")
-    return keys
+    return entries
 
 
 def _is_car_key(key: object) -> bool:
@@ -236,6 +270,22 @@ def _is_car_key(key: object) -> bool:
     from .sealed_pq import CarHybridKemKey  # noqa: PLC0415 -- the hybrid suite's own module
 
     return isinstance(key, CarHybridKemKey)
+
+
+def kem_key_id(key: CarPublicKey | CarHybridPublicKey) -> bytes:
+    """A car KEM key's id, of either suite: the first 8 bytes of SHA-256 of its raw
+    public key (the length of a signing key's ``kid``). Trust updates name it to remove it."""
+    return sha256(key.raw)[:KID_LENGTH]
+
+
+def kem_public_key(raw: bytes) -> CarPublicKey | CarHybridPublicKey:
+    """A car's KEM public key from its raw bytes; the length names the suite
+    (32: X25519, 1216: ML-KEM-768 + X25519). :class:`DecodeError` otherwise."""
+    from .sealed_pq import PUBLIC_BYTES, CarHybridPublicKey  # noqa: PLC0415
+
+    if type(raw) is not bytes or len(raw) not in (KEM_KEY_BYTES, PUBLIC_BYTES):
+        raise DecodeError(f"a car's KEM public key is {KEM_KEY_BYTES} or {PUBLIC_BYTES} bytes")
+    return CarPublicKey(raw) if len(raw) == KEM_KEY_BYTES else CarHybridPublicKey(raw)
 
 
 def load_car_key(path: str | os.PathLike[str]) -> CarKemKey | CarHybridKemKey:
@@ -324,7 +374,7 @@ def is_sealed(data: bytes) -> bool:
 
 def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> bytes | None:
     """The plaintext inside ``data`` — the signed token, or a sealed bundle's
-    ``[token, chain]`` (:func:`open_bundle` splits it) — or ``None`` if none
+    ``[token, chain]`` (:func:`trunkkey.sealed_bundle.open_bundle` splits it) — or ``None`` if none
     of ``keys`` opens it.
 
     The header names the suite; the keys of that suite are tried in turn
@@ -361,84 +411,6 @@ def _unpad(padded: bytes) -> bytes | None:
 
 #: The chains no sealer writes into a bundle: none at all, and the empty list.
 _EMPTY_CHAINS = (b"", b"\x80")
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Unsealed:
-    """What a presentation carries once opened: the signed token and its chain, if any."""
-
-    token: bytes
-    chain: bytes | None
-
-    def __repr__(self) -> str:
-        # A token without a device binding is a bearer credential: sizes only.
-        chain = "no chain" if self.chain is None else f"chain of {len(self.chain)} bytes"
-        return f"Unsealed(token of {len(self.token)} bytes, {chain})"
-
-
-def _split_bundle(plaintext: bytes) -> Unsealed:
-    """A sealed plaintext as token and chain; :class:`DecodeError` for a bundle off the profile.
-
-    Judged on its framing alone, before any signature or claim inside is read:
-    exactly two definite byte strings in shortest form and nothing after
-    them, a token that is neither sealed nor a bundle itself (one level, no
-    nesting), and a chain that is not empty. What the chain holds is the
-    chain checks' to judge, with the reasons they give a chain in the clear.
-    """
-    if plaintext[:1] != bytes([_BUNDLE_LEAD]):
-        return Unsealed(plaintext, None)
-    from . import cbor  # noqa: PLC0415
-
-    items = cbor.decode(plaintext, max_depth=1)
-    if type(items) is not list or len(items) != 2 or any(type(i) is not bytes for i in items):
-        raise DecodeError("a sealed bundle is [token, chain], two byte strings")
-    token, chain = items
-    if not token or is_encrypt0(token) or token[:1] == bytes([_BUNDLE_LEAD]):
-        raise DecodeError("a sealed bundle's token is a signed token, neither sealed nor a bundle")
-    if chain in _EMPTY_CHAINS:
-        raise DecodeError("a sealed bundle's chain is empty (a token without one is sealed alone)")
-    return Unsealed(token, chain)
-
-
-def open_bundle(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> Unsealed | None:
-    """The token and chain sealed in ``data`` (``chain`` ``None`` for a token sealed
-    alone), ``None`` if none of ``keys`` opens it, :class:`DecodeError` if what
-    opens is a bundle off the profile."""
-    plaintext = open_sealed(data, keys)
-    return None if plaintext is None else _split_bundle(plaintext)
-
-
-def unseal_presented(
-    token: object, chain: bytes | None, keys: CarKeyring | None, *, cap: int,
-    verifies_chains: bool,
-) -> Unsealed | tuple[Reason, str]:
-    """Steps 1 and 1b of every verifier: the token and chain presented, or why not.
-
-    ``cap`` is the car's size cap for a signed token; a car that
-    ``verifies_chains`` takes sealed bytes :data:`CHAIN_ROOM` larger. A sealed
-    token opens with ``keys`` or is ``cannot_open``; a bundle's chain is then
-    used exactly as one in the clear, and a chain both ways is ``malformed``.
-    """
-    if type(token) is not bytes:
-        return Reason.MALFORMED, "token must be bytes"
-    sealed = is_sealed(token)
-    outer = cap + CHAIN_ROOM if sealed and verifies_chains else cap
-    if len(token) > outer:
-        return Reason.TOO_LARGE, f"{len(token)} bytes > cap of {outer}"
-    if not sealed:
-        return Unsealed(token, chain)
-    plaintext = None if keys is None else open_sealed(token, keys.keys)
-    if plaintext is None:
-        return Reason.CANNOT_OPEN, "sealed token does not open with this car's keys"
-    try:
-        inner = _split_bundle(plaintext)
-    except DecodeError as exc:
-        return Reason.MALFORMED, str(exc)
-    if inner.chain is not None and chain is not None:
-        return Reason.MALFORMED, "a consent chain both sealed and in the clear"
-    if len(inner.token) > cap:
-        return Reason.TOO_LARGE, f"sealed token of {len(inner.token)} bytes > cap of {cap}"
-    return inner if inner.chain is not None else Unsealed(inner.token, chain)
 
 
 @dataclass(frozen=True, slots=True)

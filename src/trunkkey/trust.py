@@ -9,24 +9,11 @@ from datetime import datetime
 
 from .authority import Refusal, Signer, header_refusal
 from .claims import TokenClaims, check_name
-from .clock import to_unix
+from .clock import check_window, in_window, to_unix
 from .cose import Typ, protected_header
 from .errors import InvalidRequest
 from .keys import VerificationKey
 from .reasons import Reason
-
-
-def check_window(not_before: int | None, not_after: int | None, what: str) -> None:
-    """Refuse a validity period ``[not_before, not_after)`` that contains no instant."""
-    if not_before is not None and not_after is not None and not_after <= not_before:
-        raise InvalidRequest(f"{what} validity period is empty")
-
-
-def in_window(now: int, not_before: int | None, not_after: int | None) -> bool:
-    """True when ``now`` lies in ``[not_before, not_after)``; ``None`` is unbounded."""
-    if not_before is not None and now < not_before:
-        return False
-    return not_after is None or now < not_after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,7 +33,8 @@ from .ledger.base import Ledger, SpendOutcome
 from .observe import DecisionHook, DecisionLog, ledger_failure
 from .parcels import ParcelRecord
 from .reasons import Reason
-from .sealed import CarKeyring, Unsealed, unseal_presented
+from .sealed import CarKeyring
+from .sealed_bundle import Unsealed, unseal_presented
 from .trust import TrustStore
 
 DEFAULT_MAX_SKEW = 60
@@ -351,7 +352,7 @@ class Verifier:
         # 1. Size, before a single byte is parsed; 1b. a sealed token opens with
         #    this car's keys (with the chain it may carry), or nothing inside is read.
         presented = unseal_presented(
-            token, chain, self._car_keys, verifies_chains=consent is not None,
+            token, chain, self._car_keys, now=now, verifies_chains=consent is not None,
             cap=policy.max_token_size + self._trust.signature_allowance,
         )
         if not isinstance(presented, Unsealed):

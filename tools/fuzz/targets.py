@@ -79,9 +79,9 @@ from trunkkey.sealed import (
     _seal,
     describe_sealed,
     is_sealed,
-    open_bundle,
     open_sealed,
 )
+from trunkkey.sealed_bundle import open_bundle
 from trunkkey.testing.consent import carrier_delegation, retailer_consent
 from trunkkey.vehicle import Receipt, make_time_sync, read_time_sync, sign_receipt, verify_receipt
 

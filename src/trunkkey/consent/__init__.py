@@ -40,6 +40,7 @@ if _typing.TYPE_CHECKING:
     from .revocation import RevocationList as RevocationList
     from .revocation import RevocationState as RevocationState
     from .revocation import sign_revocation_list as sign_revocation_list
+    from .rotation import KemKeyEntry as KemKeyEntry
     from .rotation import KeyEntry as KeyEntry
     from .rotation import Role as Role
     from .rotation import TrustUpdate as TrustUpdate
@@ -70,6 +71,7 @@ _DEFINED_IN: dict[str, str] = {
     "RevocationList": "revocation",
     "RevocationState": "revocation",
     "sign_revocation_list": "revocation",
+    "KemKeyEntry": "rotation",
     "KeyEntry": "rotation",
     "Role": "rotation",
     "TrustUpdate": "rotation",
@@ -89,6 +91,7 @@ __all__ = [
     "ConsentVerifier",
     "Grant",
     "GrantCache",
+    "KemKeyEntry",
     "KeyEntry",
     "ResolvedChain",
     "RevocationList",

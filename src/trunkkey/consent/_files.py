@@ -25,7 +25,11 @@ def write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    # The rename is durable only once the directory entry is.
+    sync_directory(directory)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable: it is, only once the entry is."""
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

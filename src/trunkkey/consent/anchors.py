@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..claims import check_name
+from ..clock import check_window, in_window
 from ..cose import (
     HeaderProblem,
     Typ,
@@ -37,7 +38,6 @@ from ..errors import DecodeError, InvalidRequest
 from ..keys import VerificationKey
 from ..reasons import Reason
 from ..signing import SigningBackend, signing_backend
-from ..trust import check_window, in_window
 from .errors import UpdateRefused
 
 

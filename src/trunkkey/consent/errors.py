@@ -12,10 +12,13 @@ class UpdateRefused(TrunkkeyError):
     ``reason`` is a stable :class:`~trunkkey.Reason`, one of:
 
     * ``malformed`` — bytes off the profile, a payload that does not decode,
-      or a trust update that would remove every carmaker root;
+      or a trust update that would remove every carmaker root or the car's
+      last KEM key;
     * ``wrong_type`` — a signed object of another type;
     * ``chain_invalid`` — no ``kid``, so no way to tell which root signed;
-    * ``unknown_key`` — a signer that is not a carmaker root;
+    * ``unknown_key`` — a signer that is not a carmaker root, or a car KEM key
+      the update names that the car does not hold;
+    * ``wrong_vehicle`` — a trust update bound to another vehicle;
     * ``key_not_valid`` — a root outside its validity period;
     * ``alg_mismatch`` — a header that is not exactly {root's alg, kid, typ};
     * ``bad_signature`` — a signature that does not verify;

@@ -30,6 +30,7 @@ from ..observe import DecisionHook
 from ..proof import make_proof
 from ..sealed import CarKemKey, CarKeyring, CarPublicKey, seal
 from ..trust import TrustedKey, TrustStore
+from ..vehicle.kemkeys import CarKemKeys
 from ..vehicle.presence import PresenceBeacon, PresenceSecret, PresenceWindow, presence_ids
 from ..vehicle.state import Outcome, UnitConfig
 from ..vehicle.timekeeping import (
@@ -122,6 +123,9 @@ class Car:
     trust_store: TrustStore | None = None
     #: The car's KEM key, provisioned beside its anchors: it opens tokens sealed to it.
     kem_key: CarKemKey | None = None
+    #: Or KEM keys the car makes itself and the carmaker endorses by signed trust
+    #: updates (enrolled with ``kem_rotation``); a new object at every boot.
+    kem_keys: CarKemKeys | None = None
     #: What the car advertises over BLE while it waits for a delivery (nothing else).
     beacon: PresenceBeacon | None = None
 
@@ -165,7 +169,7 @@ class World:
     # -- carmaker -------------------------------------------------------------
     def enrol_car(
         self, vehicle_id: str, *, position: Location | None = None, consent: bool = False,
-        sealed: bool = False,
+        sealed: bool = False, kem_rotation: bool = False,
     ) -> Car:
         """The carmaker provisions a car: its key, its trust anchors, its unit.
 
@@ -174,6 +178,10 @@ class World:
         chains offline and applies the carmaker's signed revocation lists.
         With ``sealed`` the car also gets a KEM key, whose public half the
         backend seals its tokens to (``mint(..., seal_to=car.kem_key.public_key)``).
+        With ``kem_rotation`` (a consent car in a durable world) it keeps
+        :class:`~trunkkey.vehicle.CarKemKeys` in its state directory instead:
+        none open anything until the carmaker endorses one
+        (``car.kem_keys.propose(...)``, then a trust update bound to the car).
         """
         directory = None
         if self.state_dir is not None and self.ledger_kind == "sqlite":
@@ -183,6 +191,8 @@ class World:
             store: TimeStateStore = FileTimeStore(directory / "time.json")
         else:
             ledger, store = MemoryLedger(), MemoryTimeStore()
+        if kem_rotation and (not consent or directory is None):
+            raise InvalidRequest("a car rotating its KEM keys needs consent and a durable world")
         car = Car(
             vehicle_id=vehicle_id, vehicle_key=SigningKey.generate(), body=SimulatedBody(),
             gps=SimulatedGps(position), clock=ManualClock(self.now), ledger=ledger,
@@ -191,6 +201,9 @@ class World:
             trust_store=TrustStore(list(self.trust_store)) if consent else None,
             kem_key=CarKemKey(self.randomness(32)) if sealed else None,
         )
+        if kem_rotation and directory is not None:
+            car.kem_keys = CarKemKeys(directory, vehicle_id=vehicle_id,
+                                      vehicle_key=car.vehicle_key, randomness=self.randomness)
         # The presence secret: the car's copy in its beacon, the backend's in the world.
         secret = self.presence_secrets[vehicle_id] = PresenceSecret(self.randomness(32))
         car.beacon = PresenceBeacon(secret)
@@ -216,8 +229,16 @@ class World:
             trust_state=None if car.state_dir is None or not car.consent
             else car.state_dir / TRUST_FILE,
             log_ack_key=self.history.public_key, on_decision=self.on_decision,
-            car_keys=None if car.kem_key is None else CarKeyring([car.kem_key]),
+            car_keys=self._car_keys(car),
         )
+
+    def _car_keys(self, car: Car) -> CarKeyring | None:
+        if car.kem_keys is not None and car.state_dir is not None:
+            # Rebooted too: the keys come back from the car's own directory.
+            car.kem_keys = CarKemKeys(car.state_dir, vehicle_id=car.vehicle_id,
+                                      vehicle_key=car.vehicle_key, randomness=self.randomness)
+            return car.kem_keys
+        return None if car.kem_key is None else CarKeyring([car.kem_key])
 
     def reboot(self, car: Car) -> VehicleUnit:
         """Power-cycle the unit: a new one over the same ledger and time files."""

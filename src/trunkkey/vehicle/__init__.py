@@ -9,6 +9,11 @@ from .events import Event as Event
 from .events import EventBus as EventBus
 from .events import EventKind as EventKind
 from .events import GapDetector as GapDetector
+from .kemkeys import CarKemKeys as CarKemKeys
+from .kemproposal import KemProposal as KemProposal
+from .kemproposal import read_kem_proposal as read_kem_proposal
+from .kemproposal import sign_kem_proposal as sign_kem_proposal
+from .kemproposal import verify_kem_proposal as verify_kem_proposal
 from .latch import Actuator as Actuator
 from .presence import PresenceBeacon as PresenceBeacon
 from .presence import PresenceSecret as PresenceSecret
@@ -40,6 +45,7 @@ from .updates import consent_verifier as consent_verifier
 __all__ = [
     "AccessLog",
     "Actuator",
+    "CarKemKeys",
     "ChallengeBook",
     "ChallengeRefusal",
     "ConsentUpdates",
@@ -49,6 +55,7 @@ __all__ = [
     "FileTimeStore",
     "GapDetector",
     "JournalStore",
+    "KemProposal",
     "MemoryJournal",
     "MemoryTimeStore",
     "Opening",
@@ -71,7 +78,10 @@ __all__ = [
     "make_time_sync",
     "parcels_in_receipt",
     "presence_ids",
+    "read_kem_proposal",
     "read_time_sync",
+    "sign_kem_proposal",
     "sign_receipt",
+    "verify_kem_proposal",
     "verify_receipt",
 ]

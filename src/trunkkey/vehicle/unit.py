@@ -97,7 +97,7 @@ class VehicleUnit:
         and key set persist. Without ``consent`` the unit trusts only
         ``trust_store`` and refuses every chain and update. ``log_ack_key``:
         the backend key whose acknowledgements let the access log prune. ``car_keys``:
-        the car's KEM keys, which open tokens sealed to it (rotated by replacing them).
+        the car's KEM keys, which open tokens sealed to it (a ``CarKemKeys``: set by trust updates).
         ``on_decision``: called with the outcome of every presentation, after
         the unit has acted on it (:mod:`trunkkey.observe`); if it raises, the
         outcome stands and nothing more is opened."""
@@ -111,7 +111,7 @@ class VehicleUnit:
         self._ledger = ledger
         self._updates = None if consent is None else ConsentUpdates(
             consent=consent, trust_store=trust_store, vehicle_id=self._vehicle,
-            vehicle_key=vehicle_key, trust_state=trust_state,
+            vehicle_key=vehicle_key, trust_state=trust_state, car_keys=car_keys,
         )
         self._time = TimeKeeper(
             clock=clock, store=time_store, carmaker_key=carmaker_key, vehicle_id=vehicle_id,
@@ -386,7 +386,7 @@ class VehicleUnit:
         )
 
     def apply_trust_update(self, signed: bytes) -> UpdateOutcome:
-        """Apply a signed trust update (root or issuer keys, with overlap periods)."""
+        """Apply a signed trust update (root, issuer or this car's KEM keys, with overlaps)."""
         return self._update(
             EventKind.TRUST_UPDATED, EventKind.TRUST_UPDATE_REFUSED,
             lambda u, now: u.apply_trust_update(signed, now=now),

@@ -9,7 +9,8 @@ accepts two kinds of signed, versioned update from its carmaker:
   newer than the one held; from then on everything under a revoked grant,
   key or token id, and every superseded token, is refused;
 * **trust updates** (:class:`~trunkkey.consent.TrustUpdater`): roots and
-  directly trusted issuer keys, with overlap periods.
+  directly trusted issuer keys, with overlap periods — and, in an update
+  bound to this car, its own KEM keys (:class:`~.kemkeys.CarKemKeys`).
 
 Any channel may carry them, because they are signed end to end: the
 carmaker's cloud over LTE, or a courier's handheld alongside a presentation,
@@ -35,8 +36,10 @@ from ..consent.revocation import RevocationState
 from ..consent.rotation import TrustUpdater
 from ..errors import InvalidRequest
 from ..reasons import Reason
+from ..sealed import CarKeyring
 from ..signing import SigningBackend
 from ..trust import TrustStore
+from .kemkeys import CarKemKeys
 
 #: File names under a unit's state directory (next to the ledger and time.json).
 REVOCATIONS_FILE = "revocations.cbor"
@@ -49,7 +52,9 @@ class UpdateOutcome:
 
     ``reason`` is ``allowed`` when the update was applied, otherwise why not
     (``rollback`` for a version not newer than the one held, ``bad_signature``,
-    ``unknown_key``, ``malformed``, ``clock_untrusted``, ...). ``version`` is
+    ``unknown_key`` — also for a KEM key the car does not hold —,
+    ``wrong_vehicle`` for an update bound to another car, ``malformed``,
+    ``clock_untrusted``, ...). ``version`` is
     the version the car holds afterwards.
     """
 
@@ -103,7 +108,10 @@ class ConsentUpdates:
         vehicle_id: str,
         vehicle_key: SigningBackend,
         trust_state: str | os.PathLike[str] | None = None,
+        car_keys: CarKeyring | None = None,
     ) -> None:
+        """``car_keys``: the unit's KEM keys; a :class:`CarKemKeys` is then set by
+        trust updates bound to this car (any other keyring stays as given)."""
         anchors = consent.anchors
         # The anchors are the car's own: a verifier provisioned for another car
         # (or with another vehicle key) would check chains for the wrong vehicle.
@@ -111,10 +119,13 @@ class ConsentUpdates:
             raise InvalidRequest("consent anchors are for another vehicle")
         if anchors.vehicle_key.public_key != vehicle_key.public_key:
             raise InvalidRequest("consent anchors hold another vehicle key")
+        kem = car_keys if isinstance(car_keys, CarKemKeys) else None
+        if kem is not None and kem.vehicle_id != vehicle_id:
+            raise InvalidRequest("car_keys are another vehicle's KEM keys")
         self._consent = consent
         self._trust = TrustUpdater(
             anchors=anchors, trust_store=trust_store,
-            path=None if trust_state is None else Path(trust_state),
+            path=None if trust_state is None else Path(trust_state), kem=kem,
         )
         #: Digest of the last list this car already holds: a handheld that
         #: carries the same list to every car costs no signature check.
@@ -176,9 +187,10 @@ class ConsentUpdates:
                 reason=Reason.MALFORMED, detail=f"could not persist: {type(exc).__name__}",
                 version=self._trust.version,
             )
+        kem = f", {len(update.kem_keys)} car KEM keys" if update.kem_keys else ""
         return UpdateOutcome(
             reason=Reason.ALLOWED,
             detail=f"trust update v{update.version}: {len(update.set)} set, "
-            f"{len(update.remove)} removed",
+            f"{len(update.remove)} removed{kem}",
             version=update.version,
         )
