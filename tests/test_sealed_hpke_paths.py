@@ -132,3 +132,25 @@ def test_the_fallback_fixture_really_bypasses_the_binding(pyhpke_only: None) -> 
     assert _hpke4.compiled_open() is None
     car = CarKemKey.generate()
     assert open_sealed(seal(b"\xd2 token", car.public_key), [car]) == b"\xd2 token"
+
+
+#: X25519 public values of small order (RFC 7748 §6.1's "check for all-zero"
+#: case): each makes the shared secret all zeros, which HPKE must refuse.
+_SMALL_ORDER = [
+    bytes(32),
+    bytes([1]) + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    bytes.fromhex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+]
+
+
+@pytest.mark.parametrize("enc", _SMALL_ORDER, ids=[e.hex()[:8] for e in _SMALL_ORDER])
+def test_an_encapsulated_key_of_small_order_opens_in_neither_library(
+    enc: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    car = CarKemKey.generate()
+    sealed = seal(b"\xd2 token", car.public_key)
+    at = len(FIXED_HEADER)
+    forged = sealed[:at] + enc + sealed[at + 32:]
+    assert _open_both(forged, [car], monkeypatch) == (None, None)
