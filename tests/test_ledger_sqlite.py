@@ -114,6 +114,41 @@ def test_a_ledger_named_without_a_directory_is_made_in_the_working_one_and_synce
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("car.db")] == []
 
 
+def test_a_file_sqlite_will_not_run_in_wal_mode_is_refused_naming_the_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a file system without shared memory, where SQLite falls back to a
+    # rollback journal: every commit there would lose the WAL's guarantees.
+    path = tmp_path / "car.db"
+    SqliteLedger(path).close()
+
+    class NoWal(sqlite3.Connection):
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql == "PRAGMA journal_mode":
+                return super().execute("SELECT 'delete'")
+            return super().execute(sql, *args)
+
+    real = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real(*a, factory=NoWal, **k))
+    with pytest.raises(LedgerError, match=r"^cannot use .*car\.db in WAL mode \(got delete\)$"):
+        SqliteLedger(path)
+
+
+def test_a_healthy_ledger_leaves_its_wal_to_sqlites_own_checkpoints(tmp_path: Path) -> None:
+    # Emptying the WAL before a write is for a disk that filled up; doing it on
+    # every first write would cost each opening of a healthy ledger a checkpoint.
+    path = tmp_path / "car.db"
+    first = SqliteLedger(path)
+    for n in range(5):
+        assert spend(first, b"early-%d" % n) is FIRST
+    before = os.path.getsize(f"{path}-wal")
+    second = SqliteLedger(path)
+    assert spend(second, b"later") is FIRST
+    assert os.path.getsize(f"{path}-wal") >= before
+    second.close()
+    first.close()
+
+
 def test_missing_directory_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(LedgerError):
         SqliteLedger(tmp_path / "no" / "such" / "dir" / "l.db")

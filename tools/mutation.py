@@ -135,6 +135,8 @@ EQUIVALENT: tuple[tuple[str, str, str], ...] = (
     # The size of a -wal file that does not exist, compared only against
     # 2 MiB: 0 and 1 byte are both far below it.
     ("ledger/sqlite", "return 0", "return 1"),
+    # The header is read with read(20): a slice to 21 ends at 20 all the same.
+    ("ledger/sqlite", 'if header[18:20] != b"\\x02\\x02":', 'if header[18:21] != b"\\x02\\x02":'),
     # Only ever read as a truth value (`if not self._clock_alarm_raised`);
     # None is false as well.
     ("vehicle/unit", "self._clock_alarm_raised = False", "self._clock_alarm_raised = None"),
