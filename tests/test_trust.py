@@ -73,3 +73,23 @@ def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
     assert len(store) == 1
     assert key.kid in store
     assert [e.kid for e in store] == [key.kid]
+
+
+def test_a_store_without_keys_grows_no_token_cap_and_forgets_a_removed_keys_allowance() -> None:
+    from trunkkey import Action, Algorithm, MemoryLedger, Reason, Verifier
+    from trunkkey.clock import ManualClock
+
+    store = TrustStore()
+    verifier = Verifier(trust_store=store, ledger=MemoryLedger(), clock=ManualClock(NOW))
+    one_past = b"\xd2" + bytes(verifier.policy.max_token_size)
+    # Size first, before anything is parsed: the cap of a store with no key at all.
+    assert store.signature_allowance == 0
+    assert verifier.verify(one_past, vehicle_id="VIN-1", action=Action.TRUNK).reason is (
+        Reason.TOO_LARGE)
+    pq = SigningKey.generate(Algorithm.MLDSA44)
+    store.add(TrustedKey(key=pq.public_key, issuer=ISSUER))
+    assert store.signature_allowance == 2420 - 64
+    store.remove(pq.kid)
+    assert store.signature_allowance == 0
+    assert verifier.verify(one_past, vehicle_id="VIN-1", action=Action.TRUNK).reason is (
+        Reason.TOO_LARGE)
