@@ -163,6 +163,16 @@ EQUIVALENT: tuple[tuple[str, str, str], ...] = (
     ("ledger/_sqlite_wal",
      "scratch = ram if os.path.isdir(ram) and os.access(ram, os.W_OK) else None",
      "scratch = None"),
+    # Where a RAM file system is looked for: a name that is not one leaves the
+    # scratch copy in the default temporary directory, as on a unit without one.
+    ("ledger/_sqlite_wal",
+     'ram = "/dev/shm"  # noqa: S108 -- a private directory is made inside it',
+     'ram = "XX/dev/shmXX"  # noqa: S108 -- a private directory is made inside it'),
+    # The commonest token's claims through the general encoder instead of its
+    # fast writer: the same bytes (held equal by tests/test_fast_path_equivalence.py).
+    ("claims",
+     "usual = usual_claims_bytes(iss, aud, expires, not_before, issued_at, token_id, access)",
+     "usual = None"),
     # The name of a private scratch directory, deleted when the check ends.
     ("ledger/_sqlite_wal",
      'with tempfile.TemporaryDirectory(prefix="trunkkey-wal-check-", dir=scratch) as tmp:',
