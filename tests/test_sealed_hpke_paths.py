@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.bindings._rust import openssl as rust
+from cryptography.hazmat.primitives import hpke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,3 +156,17 @@ def test_an_encapsulated_key_of_small_order_opens_in_neither_library(
     at = len(FIXED_HEADER)
     forged = sealed[:at] + enc + sealed[at + 32:]
     assert _open_both(forged, [car], monkeypatch) == (None, None)
+
+
+@pytest.mark.parametrize("error", [UnsupportedAlgorithm, RuntimeError, OSError])
+def test_a_binding_whose_setup_fails_in_any_way_is_not_used_and_pyhpke_opens(
+    error: type[Exception], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FIPS builds and OpenSSL without X25519 raise UnsupportedAlgorithm here,
+    # which is none of ImportError, AttributeError, TypeError or ValueError:
+    # it must still mean "do not use it", never a denial or an exception.
+    def suite(*_: object) -> None:
+        raise error("no such suite in this build")
+
+    monkeypatch.setattr(hpke, "Suite", suite)
+    _refused_and_pyhpke_opens(monkeypatch)
