@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from test_verifier_async import AsyncMemory
 from trunkkey import (
     AsyncVerifier,
+    CarHybridKemKey,
     CarKeyring,
     Decision,
     Issuer,
@@ -56,6 +57,8 @@ from trunkkey.sealed import (
     is_sealed,
     open_sealed,
 )
+from trunkkey.sealed_bundle import unseal_presented
+from trunkkey.sealed_pq import HYBRID_ROOM
 from trunkkey.testing.consent import HOME, ORDER, VEHICLE, ConsentWorld, build_world
 from trunkkey.verifier import DEFAULT_MAX_TOKEN_SIZE
 
@@ -353,14 +356,56 @@ def test_a_car_that_verifies_chains_reads_sealed_bytes_up_to_the_room_a_chain_ne
     assert cap + CHAIN_ROOM >= MAX_SEALED
 
 
-def test_a_car_without_chains_keeps_its_cap_for_sealed_bytes() -> None:
+def test_a_car_without_chains_reads_sealed_bytes_up_to_the_largest_sealed_token() -> None:
+    # A token of its cap pads to a bucket above the cap, and a backend may seal every
+    # token to the largest bucket: sealed bytes up to MAX_SEALED, and no more.
     w = build_world(sealed=True)
     plain = Verifier(trust_store=w.verifier.trust_store, ledger=w.ledger, clock=w.clock,
                      car_keys=CarKeyring([car(w)]))
-    at_bound = FIXED_HEADER + bytes(DEFAULT_MAX_TOKEN_SIZE - len(FIXED_HEADER))
+    at_bound = FIXED_HEADER + bytes(MAX_SEALED - len(FIXED_HEADER))
     for token, reason in ((at_bound, Reason.CANNOT_OPEN), (at_bound + b"\x00", Reason.TOO_LARGE)):
         assert plain.verify_at(token, now=w.clock.now(), vehicle_id=VEHICLE,
                                action=Action.TRUNK).reason is reason
+
+
+def test_a_car_holding_a_hybrid_kem_key_reads_the_largest_bundle_sealed_to_it() -> None:
+    # The hybrid suite's envelope is HYBRID_ROOM bytes longer than HPKE-4's, so the
+    # largest bundle sealed to a hybrid key (7 810 bytes) outgrew cap + CHAIN_ROOM even
+    # at the 2048-byte cap the command line gave such a car (7 744).
+    hybrid, classical = CarHybridKemKey(bytes(range(96))), car(world())
+    chain = encode_chain([bytes(512 + 3309)] + [bytes(512)] * 3)
+    token = b"\xd2" + bytes(DEFAULT_MAX_TOKEN_SIZE - 1)
+    sealed = seal(token, hybrid.public_key, chain=chain)
+    assert len(sealed) == MAX_SEALED + HYBRID_ROOM
+    both = CarKeyring([classical, hybrid])
+    for cap in (DEFAULT_MAX_TOKEN_SIZE, 2048):
+        assert unseal_presented(sealed, None, both, now=0, cap=cap,
+                                verifies_chains=True) == Unsealed(token, chain)
+    # The room is the hybrid key's: a car without one reads no more than before.
+    outer = DEFAULT_MAX_TOKEN_SIZE + CHAIN_ROOM
+    assert unseal_presented(sealed, None, CarKeyring([classical]), now=0,
+                            cap=DEFAULT_MAX_TOKEN_SIZE, verifies_chains=True) == (
+        Reason.TOO_LARGE, f"{len(sealed)} bytes > cap of {outer}")
+    at_bound = FIXED_HEADER + bytes(outer + HYBRID_ROOM - len(FIXED_HEADER))
+    for presented, reason in ((at_bound, Reason.CANNOT_OPEN),
+                              (at_bound + b"\x00", Reason.TOO_LARGE)):
+        refused = unseal_presented(presented, None, both, now=0, cap=DEFAULT_MAX_TOKEN_SIZE,
+                                   verifies_chains=True)
+        assert isinstance(refused, tuple)
+        assert refused[0] is reason
+
+
+def test_a_car_holding_a_hybrid_kem_key_reads_a_token_sealed_to_it_at_its_own_token_cap() -> None:
+    # No raised max_token_size (which would let larger tokens in the clear in too).
+    hybrid = CarHybridKemKey(bytes(range(96)))
+    token = b"\xd2" + bytes(DEFAULT_MAX_TOKEN_SIZE - 1)
+    sealed = seal(token, hybrid.public_key)
+    assert unseal_presented(sealed, None, CarKeyring([hybrid]), now=0,
+                            cap=DEFAULT_MAX_TOKEN_SIZE, verifies_chains=False) == (
+        Unsealed(token, None))
+    assert unseal_presented(b"\xd2" + bytes(DEFAULT_MAX_TOKEN_SIZE), None, CarKeyring([hybrid]),
+                            now=0, cap=DEFAULT_MAX_TOKEN_SIZE, verifies_chains=False)[0] is (
+        Reason.TOO_LARGE)
 
 
 def test_the_token_inside_a_bundle_is_held_to_the_cap_of_a_token_in_the_clear() -> None:

@@ -71,8 +71,16 @@ _TAG_BYTES = 16
 #: The header a sealed token's bytes begin with, whatever it seals.
 FIXED_HEADER = ENCRYPT0_LEAD + b"\x83\x44" + PROTECTED + b"\xa1\x23\x58\x20"
 #: The smallest and largest sealed token: a cap for parsers and fuzzers.
-MIN_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 2 + BUCKETS[0] + _TAG_BYTES
-MAX_SEALED = len(FIXED_HEADER) + KEM_KEY_BYTES + 3 + BUCKETS[-1] + _TAG_BYTES
+
+
+def sealed_size(bucket: int) -> int:
+    """The length of a token sealed with HPKE-4 whose plaintext is padded to ``bucket``."""
+    ciphertext = bucket + _TAG_BYTES
+    return len(FIXED_HEADER) + KEM_KEY_BYTES + (2 if ciphertext < 256 else 3) + ciphertext
+
+
+MIN_SEALED = sealed_size(BUCKETS[0])
+MAX_SEALED = sealed_size(BUCKETS[-1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 from .cose import is_encrypt0
 from .errors import DecodeError
 from .reasons import Reason
-from .sealed import _EMPTY_CHAINS, CHAIN_ROOM, CarKemKey, CarKeyring, is_sealed, open_sealed
+from .sealed import (
+    _EMPTY_CHAINS,
+    CHAIN_ROOM,
+    MAX_SEALED,
+    CarKemKey,
+    CarKeyring,
+    is_sealed,
+    open_sealed,
+)
 
 if TYPE_CHECKING:
     from .sealed_pq import CarHybridKemKey
@@ -74,21 +82,38 @@ def open_bundle(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> Uns
     return None if plaintext is None else _split_bundle(plaintext)
 
 
+def _sealed_cap(keys: CarKeyring | None, cap: int, verifies_chains: bool) -> int:
+    """The most sealed bytes a car reads: its token ``cap`` (plus :data:`CHAIN_ROOM` if
+    it verifies chains), never less than :data:`MAX_SEALED` — a token it takes in the
+    clear may pad to any bucket, and a backend may seal every token to the largest —
+    plus the hybrid envelope's extra length if it holds a hybrid key (judged on the
+    keys it holds, not on the presented bytes, which are not yet read)."""
+    outer = max(MAX_SEALED, cap + CHAIN_ROOM if verifies_chains else cap)
+    if keys is not None and any(not isinstance(key, CarKemKey) for key in keys.keys):
+        from .sealed_pq import HYBRID_ROOM  # noqa: PLC0415 -- loaded already: it holds its key
+
+        outer += HYBRID_ROOM
+    return outer
+
+
 def unseal_presented(
     token: object, chain: bytes | None, keys: CarKeyring | None, *, now: int, cap: int,
     verifies_chains: bool,
 ) -> Unsealed | tuple[Reason, str]:
     """Steps 1 and 1b of every verifier: the token and chain presented, or why not.
 
-    ``cap`` is the car's size cap for a signed token; a car that
-    ``verifies_chains`` takes sealed bytes :data:`CHAIN_ROOM` larger. A sealed
+    ``cap`` is the car's size cap for a signed token; sealed bytes may be
+    :data:`CHAIN_ROOM` longer for a car that ``verifies_chains``, never
+    shorter than :data:`MAX_SEALED`, and
+    :data:`~trunkkey.sealed_pq.HYBRID_ROOM` longer again for a car holding a
+    hybrid KEM key (:func:`_sealed_cap`). A sealed
     token opens with ``keys`` current at ``now`` or is ``cannot_open``; a bundle's chain is then
     used exactly as one in the clear, and a chain both ways is ``malformed``.
     """
     if type(token) is not bytes:
         return Reason.MALFORMED, "token must be bytes"
     sealed = is_sealed(token)
-    outer = cap + CHAIN_ROOM if sealed and verifies_chains else cap
+    outer = _sealed_cap(keys, cap, verifies_chains) if sealed else cap
     if len(token) > outer:
         return Reason.TOO_LARGE, f"{len(token)} bytes > cap of {outer}"
     if not sealed:

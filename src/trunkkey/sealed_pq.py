@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._hpke4 import PROTECTED
 from ._keyfiles import read_private_file, write_private_file
 from .cose import enc_structure, encrypt0
 from .errors import DecodeError, InvalidRequest
@@ -34,6 +35,12 @@ INFO_PQ = enc_structure(PROTECTED_PQ)
 ENC_BYTES = 1120  # ML-KEM-768 ciphertext (1088) + X25519 share (32)
 PUBLIC_BYTES = 1184 + 32  # ML-KEM-768 encapsulation key + X25519 public key
 PRIVATE_BYTES = 64 + 32  # ML-KEM-768 seed (d || z) + X25519 private key
+#: How much longer this suite's envelope is than HPKE-4's around the same
+#: plaintext (its ``alg``, its ``ek`` and the ``ek``'s length head: 1 092
+#: bytes): what a car holding a hybrid key adds to its cap for sealed bytes.
+HYBRID_ROOM = len(encrypt0(PROTECTED_PQ, bytes(ENC_BYTES), b"")) - len(
+    encrypt0(PROTECTED, bytes(32), b"")
+)
 
 
 #: PEM labels of this suite's key files. No standard PEM form exists yet for

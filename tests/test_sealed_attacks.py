@@ -1,0 +1,232 @@
+"""Sealed tokens and bundles attacked through the public API only.
+
+An attacker may seal any bytes to a car's public key (HPKE base mode
+authenticates no sender), capture and replay sealed bytes, and present them
+at once to many verifications; a careless operator may sign with a large
+(hybrid) key or run a car without consent chains. What each of them can
+tell apart from the car's answers is written down here, as a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from support import VEHICLE, World, make_world
+from test_verifier_async import AsyncMemory
+from trunkkey import (
+    AsyncVerifier,
+    CarKemKey,
+    CarKeyring,
+    Decision,
+    MemoryLedger,
+    Reason,
+    Unsealed,
+    Verifier,
+    open_bundle,
+    seal,
+)
+from trunkkey._hpke4 import AAD, PROTECTED, pyhpke_suite
+from trunkkey.cose import enc_structure, encrypt0
+from trunkkey.keys import Algorithm
+from trunkkey.sealed import BUCKETS, bucket_for
+from trunkkey.sealed_pq import PROTECTED_PQ
+
+CAR = CarKemKey(bytes(range(32)))
+NEXT_CAR = CarKemKey(bytes(range(5, 37)))
+CHAIN = b"\x81\x41\x00"
+
+
+def _verifier(world: World, *keys: CarKemKey) -> Verifier:
+    return Verifier(trust_store=world.store, ledger=MemoryLedger(), clock=world.clock,
+                    car_keys=CarKeyring(keys or (CAR,)))
+
+
+def _present(verifier: Verifier, token: bytes) -> Decision:
+    return verifier.verify(token, vehicle_id=VEHICLE, action="trunk")
+
+
+def _sealed_raw(padded: bytes, *, aad: bytes = AAD, info: bytes = b"") -> bytes:
+    """``padded`` sealed to :data:`CAR` as is, under any ``aad`` and ``info``: an attacker's."""
+    suite = pyhpke_suite()
+    enc, sender = suite.create_sender_context(
+        suite.kem.deserialize_public_key(CAR.public_key.raw), info=info
+    )
+    return encrypt0(PROTECTED, enc, sender.seal(padded, aad=aad))
+
+
+def _padded(plaintext: bytes, bucket: int) -> bytes:
+    return plaintext + b"\x80" + bytes(bucket - len(plaintext) - 1)
+
+
+# -- a careless operator: large signatures, no chains --------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.EDDSA_MLDSA65, Algorithm.MLDSA44])
+def test_a_token_a_car_takes_in_the_clear_it_takes_sealed_alone_without_chains(
+    algorithm: Algorithm,
+) -> None:
+    # A hybrid-signed token (3 475 bytes, within 1 024 + the trust store's 3 309-byte
+    # allowance) pads to the 4 608 bucket: its sealed bytes (4 670) were too_large
+    # for a car that verifies no chains, which read only its token cap sealed.
+    world = make_world(algorithm)
+    verifier = _verifier(world)
+    token = world.mint()
+    assert len(seal(token, CAR.public_key)) > len(token) + 61
+    assert _present(verifier, seal(token, CAR.public_key)).reason is Reason.ALLOWED
+
+
+def test_a_token_sealed_to_the_largest_bucket_opens_on_a_car_without_chains() -> None:
+    # "Seal every token to one bucket" must not depend on whether the car verifies chains.
+    world = make_world()
+    sealed = seal(world.mint(), CAR.public_key, min_size=BUCKETS[-1])
+    assert _present(_verifier(world), sealed).reason is Reason.ALLOWED
+
+
+# -- padding, lengths, AAD and info: one answer for everything that does not open ----------
+
+
+def _cannot_open_cases(token: bytes) -> dict[str, bytes]:
+    bucket = bucket_for(len(token))
+    return {
+        "another car's key": seal(token, NEXT_CAR.public_key),
+        "a non-zero byte after the marker": _sealed_raw(_padded(token, bucket)[:-1] + b"\x01"),
+        "no marker": _sealed_raw(token + bytes(bucket - len(token))),
+        "a marker and nothing before it": _sealed_raw(_padded(b"", bucket)),
+        "a length that is no bucket": _sealed_raw(_padded(token, bucket + 1)),
+        "a length one short of a bucket": _sealed_raw(_padded(token, bucket - 1)),
+        "an empty aad": _sealed_raw(_padded(token, bucket), aad=b""),
+        "the hybrid suite's aad": _sealed_raw(_padded(token, bucket),
+                                              aad=enc_structure(PROTECTED_PQ)),
+        "a non-empty info": _sealed_raw(_padded(token, bucket), info=b"trunkkey"),
+        "the header of the other suite": seal(token, CAR.public_key).replace(
+            PROTECTED, PROTECTED_PQ[:4], 1),
+    }
+
+
+def test_padding_lengths_aad_and_info_no_sealer_writes_cannot_open_with_one_answer() -> None:
+    # The presenter learns one bit, "did not open", whatever was wrong: no padding
+    # oracle, no length oracle, no key oracle. (The token would be allowed: the
+    # seal is the only thing wrong with each.)
+    world = make_world()
+    verifier = _verifier(world, CAR, CarKemKey(bytes(range(9, 41))))
+    token = world.mint()
+    answers = {
+        name: (decision.reason, decision.detail, decision.claims)
+        for name, sealed in _cannot_open_cases(token).items()
+        for decision in [_present(verifier, sealed)]
+    }
+    assert set(answers.values()) == {
+        (Reason.CANNOT_OPEN, "sealed token does not open with this car's keys", None)
+    }, answers
+    assert _present(verifier, _sealed_raw(_padded(token, bucket_for(len(token))))).allowed
+
+
+def test_what_tells_a_bundle_off_the_profile_apart_is_only_for_whoever_sealed_it() -> None:
+    # malformed (not cannot_open) says "this opened": true of every plaintext its
+    # presenter sealed itself, and never reachable from a captured token, whose any
+    # change does not open (tests/test_sealed_chain.py's flips and the property below).
+    world = make_world()
+    verifier = _verifier(world)
+    decision = _present(verifier, seal(b"\x82\x41\xd2\x41", CAR.public_key))
+    assert (decision.reason, decision.claims) == (Reason.MALFORMED, None)
+    assert "\\x" not in decision.detail
+    assert "d2" not in decision.detail
+
+
+# -- nesting: one opening, never a recursion -----------------------------------------------
+
+
+def test_a_token_sealed_inside_a_sealed_token_is_opened_once_and_is_no_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trunkkey import sealed_bundle
+
+    opened: list[bytes] = []
+    real = sealed_bundle.open_sealed
+
+    def counting(data: bytes, keys: object) -> bytes | None:
+        opened.append(data)
+        return real(data, keys)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sealed_bundle, "open_sealed", counting)
+    world = make_world()
+    verifier = _verifier(world)
+    token = world.mint()
+    for nested in (seal(seal(token, CAR.public_key), CAR.public_key),
+                   seal(seal(token, CAR.public_key, chain=CHAIN), CAR.public_key)):
+        opened.clear()
+        decision = _present(verifier, nested)
+        assert (decision.reason, decision.claims) == (Reason.MALFORMED, None)
+        assert opened == [nested]
+    # The token inside was never read, so never spent: it still opens the trunk.
+    assert _present(verifier, token).allowed
+
+
+# -- single use across every form of one token --------------------------------------------
+
+
+def test_a_token_spent_in_the_clear_is_spent_sealed_to_either_key_of_a_rotation() -> None:
+    world = make_world()
+    verifier = _verifier(world, NEXT_CAR, CAR)
+    token = world.mint()
+    assert _present(verifier, token).allowed
+    for key in (CAR, NEXT_CAR):
+        assert _present(verifier, seal(token, key.public_key)).reason is Reason.ALREADY_USED
+    assert _present(verifier, seal(token, CAR.public_key, min_size=BUCKETS[-1])).reason is (
+        Reason.ALREADY_USED
+    )
+
+
+def test_one_token_presented_in_many_forms_at_once_to_an_async_verifier_opens_once() -> None:
+    world = make_world()
+    verifier = AsyncVerifier(trust_store=world.store, ledger=AsyncMemory(), clock=world.clock,
+                             car_keys=CarKeyring([CAR, NEXT_CAR]))
+    token = world.mint()
+    one_sealing = seal(token, CAR.public_key)
+    forms = [one_sealing] * 4 + [seal(token, CAR.public_key), seal(token, NEXT_CAR.public_key),
+                                 token]
+
+    async def all_at_once() -> list[Decision]:
+        return await asyncio.gather(*(
+            verifier.verify(form, vehicle_id=VEHICLE, action="trunk") for form in forms
+        ))
+
+    reasons = [decision.reason for decision in asyncio.run(all_at_once())]
+    assert reasons.count(Reason.ALLOWED) == 1, reasons
+    assert set(reasons) == {Reason.ALLOWED, Reason.ALREADY_USED}
+
+
+# -- any change to a sealed bundle ---------------------------------------------------------
+
+_BUNDLE_TOKEN = b"\xd2" + bytes(200)
+_SEALED_BUNDLE = seal(_BUNDLE_TOKEN, CAR.public_key, chain=CHAIN)
+_EDITS = st.sampled_from(["truncate", "extend", "insert", "delete", "replace"])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edit=_EDITS, at=st.integers(min_value=0), byte=st.integers(0, 255),
+       length=st.integers(1, 40))
+def test_any_changed_byte_of_a_sealed_bundle_is_refused(
+    edit: str, at: int, byte: int, length: int
+) -> None:
+    sealed = _SEALED_BUNDLE
+    at %= len(sealed)
+    changed = {
+        "truncate": sealed[:at],
+        "extend": sealed + bytes([byte]) * length,
+        "insert": sealed[:at] + bytes([byte]) * length + sealed[at:],
+        "delete": sealed[:at] + sealed[at + length:],
+        "replace": sealed[:at] + bytes([byte]) + sealed[at + 1:],
+    }[edit]
+    if changed == sealed:
+        return
+    # None, never a DecodeError: nothing changed gets as far as the bundle's framing.
+    assert open_bundle(changed, [CAR]) is None
+
+
+def test_the_sealed_bundle_the_property_changes_opens_unchanged() -> None:
+    assert open_bundle(_SEALED_BUNDLE, [CAR]) == Unsealed(_BUNDLE_TOKEN, CHAIN)
