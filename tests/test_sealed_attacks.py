@@ -26,11 +26,13 @@ from trunkkey import (
     Reason,
     Unsealed,
     Verifier,
+    cbor,
     open_bundle,
     seal,
 )
 from trunkkey._hpke4 import AAD, PROTECTED, pyhpke_suite
 from trunkkey.cose import enc_structure, encrypt0
+from trunkkey.errors import DecodeError
 from trunkkey.keys import Algorithm
 from trunkkey.sealed import BUCKETS, bucket_for
 from trunkkey.sealed_pq import PROTECTED_PQ
@@ -230,3 +232,69 @@ def test_any_changed_byte_of_a_sealed_bundle_is_refused(
 
 def test_the_sealed_bundle_the_property_changes_opens_unchanged() -> None:
     assert open_bundle(_SEALED_BUNDLE, [CAR]) == Unsealed(_BUNDLE_TOKEN, CHAIN)
+
+
+# -- the bundle's framing: exactly one encoding of each [token, chain] opens -----------------
+
+_GOOD_BUNDLE = b"\x82\x46" + b"\xd2\x84\x40\xa0\x40\x40" + b"\x43" + CHAIN
+
+
+@st.composite
+def _plaintexts(draw: st.DrawFn) -> bytes:
+    """Bundle-like plaintexts an attacker seals: a good bundle with bytes changed,
+    inserted or cut, or anything at all after the bundle's lead byte 0x82."""
+    base = bytearray(_GOOD_BUNDLE)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(1, len(base)))
+        how = draw(st.sampled_from(["set", "insert", "cut"]))
+        if how == "set" and at < len(base):
+            base[at] = draw(st.integers(0, 255))
+        elif how == "insert":
+            base[at:at] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            del base[at:at + draw(st.integers(1, 3))]
+    return draw(st.one_of(st.just(bytes(base)),
+                          st.binary(max_size=24).map(lambda tail: b"\x82" + tail)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_plaintexts())
+def test_a_sealed_bundle_opens_only_in_the_one_encoding_a_sealer_writes(plaintext: bytes) -> None:
+    # Whatever an attacker seals that begins like a bundle either is refused on its
+    # framing (DecodeError: malformed) or is the shortest-form encoding of exactly
+    # [token, chain], with a token that is neither sealed nor a bundle and a chain
+    # that is not empty: no second encoding of one bundle, no nesting.
+    sealed = seal(plaintext, CAR.public_key)
+    try:
+        opened = open_bundle(sealed, [CAR])
+    except DecodeError:
+        return
+    assert opened is not None
+    assert opened.chain is not None
+    assert cbor.encode([opened.token, opened.chain]) == plaintext
+    assert opened.token[:1] not in (b"", b"\xd0", b"\x82")
+    assert opened.chain not in (b"", b"\x80")
+
+
+# -- the compiled binding failing after its known answer passed ----------------------------
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, MemoryError, ValueError])
+def test_a_binding_that_fails_after_its_known_answer_denies_as_cannot_open(
+    failure: type[BaseException], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The known answer is checked once per process; should the binding break later,
+    # each opening fails closed with the one answer, never an exception or an opening.
+    from trunkkey import _hpke4
+
+    def broken(sealed: bytes, private: object) -> bytes:
+        raise failure("the binding broke")
+
+    world = make_world()
+    verifier = _verifier(world)
+    token = world.mint()
+    monkeypatch.setattr(_hpke4, "compiled_open", lambda: broken)
+    decision = _present(verifier, seal(token, CAR.public_key))
+    assert (decision.reason, decision.claims) == (Reason.CANNOT_OPEN, None)
+    monkeypatch.undo()
+    assert _present(verifier, seal(token, CAR.public_key)).allowed  # nothing was spent
