@@ -237,6 +237,9 @@ def _altered_chains(w: ConsentWorld) -> dict[str, bytes]:
         "five links": encode([w.root_grant] + [w.carrier_grant] * 4),
         "not CBOR": b"\x81\x41",
         "an array of integers": b"\x82\x01\x02",
+        "over the chain cap": b"\x81" + bytes(MAX_CHAIN_BYTES + 10),
+        "trailing bytes": w.chain + b"\x00",
+        "an indefinite-length array": b"\x9f" + w.chain[1:] + b"\xff",
     }
 
 
