@@ -34,7 +34,7 @@ from trunkkey._hpke4 import AAD, PROTECTED, pyhpke_suite
 from trunkkey.cose import enc_structure, encrypt0
 from trunkkey.errors import DecodeError
 from trunkkey.keys import Algorithm
-from trunkkey.sealed import BUCKETS, bucket_for
+from trunkkey.sealed import BUCKETS, FIXED_HEADER, bucket_for
 from trunkkey.sealed_pq import PROTECTED_PQ
 
 CAR = CarKemKey(bytes(range(32)))
@@ -298,3 +298,33 @@ def test_a_binding_that_fails_after_its_known_answer_denies_as_cannot_open(
     assert (decision.reason, decision.claims) == (Reason.CANNOT_OPEN, None)
     monkeypatch.undo()
     assert _present(verifier, seal(token, CAR.public_key)).allowed  # nothing was spent
+
+
+# -- X25519's malleable encoding of ek --------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", ["compiled", "pyhpke"])
+def test_an_ek_that_names_the_same_x25519_point_differently_cannot_open(
+    library: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # X25519 ignores the top bit of a public value, so ek with it flipped gives the car
+    # the very same shared secret; HPKE binds ek's bytes into the key schedule, so the
+    # sealed token must still not open (or one token would have two sealed forms).
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+    from trunkkey import _hpke4, open_sealed
+
+    if library == "pyhpke":
+        monkeypatch.setattr(_hpke4, "compiled_open", lambda: None)
+    sealed = seal(b"\xd2 token", CAR.public_key)
+    at = len(FIXED_HEADER)
+    ek = sealed[at:at + 32]
+    other = ek[:31] + bytes([ek[31] ^ 0x80])
+    private = X25519PrivateKey.from_private_bytes(CAR.private_bytes())
+    assert private.exchange(X25519PublicKey.from_public_bytes(other)) == private.exchange(
+        X25519PublicKey.from_public_bytes(ek))
+    assert open_sealed(sealed[:at] + other + sealed[at + 32:], [CAR]) is None
+    assert open_sealed(sealed, [CAR]) == b"\xd2 token"
