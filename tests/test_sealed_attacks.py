@@ -328,3 +328,32 @@ def test_an_ek_that_names_the_same_x25519_point_differently_cannot_open(
         X25519PublicKey.from_public_bytes(ek))
     assert open_sealed(sealed[:at] + other + sealed[at + 32:], [CAR]) is None
     assert open_sealed(sealed, [CAR]) == b"\xd2 token"
+
+
+# -- what refusals say, and log --------------------------------------------------------------
+
+
+def test_refusals_of_sealed_bytes_name_nothing_inside_and_no_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every way a sealed presentation fails, with the log on at its most verbose: neither
+    # the decision nor the log shows a byte of the plaintext or of the car's key.
+    world = make_world()
+    verifier = _verifier(world)
+    token = world.mint(order_ref=b"ORDER-SECRET-4711")
+    bucket = bucket_for(len(token))
+    refusals = [
+        *_cannot_open_cases(token).values(),
+        seal(seal(token, CAR.public_key), CAR.public_key),
+        seal(cbor.encode([token, token]), CAR.public_key),
+        seal(b"\x82" + cbor.encode(token) + b"\x41", CAR.public_key),
+        _sealed_raw(_padded(b"\xd2" + token[1:-1], bucket)),
+        seal(token + b"\x00", CAR.public_key),
+    ]
+    secrets = [token.hex(), token[20:40].hex(), "ORDER-SECRET", "4f524445522d",
+               CAR.private_bytes().hex()[:16], repr(CAR.private_bytes())[2:20]]
+    with caplog.at_level("DEBUG"):
+        decisions = [_present(verifier, sealed) for sealed in refusals]
+    shown = caplog.text + "".join(repr(decision) for decision in decisions)
+    assert all(not decision.allowed and decision.claims is None for decision in decisions)
+    assert not [secret for secret in secrets if secret in shown]
