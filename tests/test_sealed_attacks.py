@@ -22,6 +22,7 @@ from trunkkey import (
     CarKemKey,
     CarKeyring,
     Decision,
+    InvalidRequest,
     MemoryLedger,
     Reason,
     Unsealed,
@@ -34,7 +35,8 @@ from trunkkey._hpke4 import AAD, PROTECTED, pyhpke_suite
 from trunkkey.cose import enc_structure, encrypt0
 from trunkkey.errors import DecodeError
 from trunkkey.keys import Algorithm
-from trunkkey.sealed import BUCKETS, FIXED_HEADER, bucket_for
+from trunkkey.sealed import BUCKETS, FIXED_HEADER, bucket_for, sealed_size
+from trunkkey.sealed_bundle import unseal_presented
 from trunkkey.sealed_pq import PROTECTED_PQ
 
 CAR = CarKemKey(bytes(range(32)))
@@ -357,3 +359,31 @@ def test_refusals_of_sealed_bytes_name_nothing_inside_and_no_key(
     shown = caplog.text + "".join(repr(decision) for decision in decisions)
     assert all(not decision.allowed and decision.claims is None for decision in decisions)
     assert not [secret for secret in secrets if secret in shown]
+
+
+# -- every bucket, at its bound and one past -------------------------------------------------
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_each_bucket_holds_a_token_one_byte_short_of_it_and_every_car_reads_it(
+    bucket: int,
+) -> None:
+    # One byte of the bucket is the padding marker: a token of bucket - 1 bytes fills
+    # it, one more byte moves to the next bucket (or is too large to seal at all).
+    token = b"\xd2" + bytes(bucket - 2)
+    sealed = seal(token, CAR.public_key)
+    assert len(sealed) == sealed_size(bucket)
+    for verifies_chains in (False, True):
+        # Every car reads the bytes (the token inside then meets its own cap).
+        opened = unseal_presented(sealed, None, CarKeyring([CAR]), now=0, cap=65536,
+                                  verifies_chains=verifies_chains)
+        assert opened == Unsealed(token, None)
+        sized = unseal_presented(sealed, None, CarKeyring([CAR]), now=0, cap=64,
+                                 verifies_chains=verifies_chains)
+        assert sized == (Reason.TOO_LARGE, f"sealed token of {len(token)} bytes > cap of 64")
+    if bucket == BUCKETS[-1]:
+        with pytest.raises(InvalidRequest, match="too large to seal"):
+            seal(token + b"\x00", CAR.public_key)
+    else:
+        assert len(seal(token + b"\x00", CAR.public_key)) == sealed_size(
+            BUCKETS[BUCKETS.index(bucket) + 1])
