@@ -19,7 +19,7 @@ from ..errors import DecodeError, TrunkkeyError
 from ..keys import SigningKey, VerificationKey
 from ..sealed import is_sealed
 from ..trust import TrustedKey, TrustStore
-from ..verifier import Decision, Verifier, VerifierPolicy
+from ..verifier import Decision, Verifier
 from ._io import (
     EXIT_DENIED,
     EXIT_OK,
@@ -228,7 +228,7 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
     with open_ledger(args.ledger, create=True) as ledger:
         verifier = Verifier(
             trust_store=store, ledger=ledger, clock=ManualClock(now), consent=consent,
-            car_keys=car_keys, policy=_policy_for(car_keys),
+            car_keys=car_keys,
         )
         decision = verifier.verify(
             token, vehicle_id=args.vehicle, action=args.action, purpose=args.purpose,
@@ -251,13 +251,6 @@ def _car_keyring(paths: list[str]) -> CarKeyring | None:
         return CarKeyring(load_car_key(path) for path in paths)
     except TrunkkeyError as exc:
         raise CliError(f"--car-key: {exc}") from None
-
-
-def _policy_for(car_keys: CarKeyring | None) -> VerifierPolicy | None:
-    """A car holding a post-quantum KEM key takes its ~1.4 KB sealed tokens."""
-    if car_keys is None or all(len(k.public_key.raw) == 32 for k in car_keys.keys):
-        return None
-    return VerifierPolicy(max_token_size=2048)
 
 
 def _report_decision(out: Output, decision: Decision, ledger_text: str) -> None:
