@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from cryptography.hazmat.primitives import hpke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -387,3 +388,34 @@ def test_each_bucket_holds_a_token_one_byte_short_of_it_and_every_car_reads_it(
     else:
         assert len(seal(token + b"\x00", CAR.public_key)) == sealed_size(
             BUCKETS[BUCKETS.index(bucket) + 1])
+
+
+# -- the hybrid suite's own rule: the Enc_structure in info, aad empty --------------------------
+
+
+@pytest.mark.parametrize(("info", "aad"), [
+    (b"", enc_structure(PROTECTED_PQ)),           # HPKE-4's convention, applied to this suite
+    (enc_structure(PROTECTED_PQ), b"\x00"),       # the right info, any aad
+    (b"", b""),                                   # nothing bound
+    (enc_structure(PROTECTED), b""),              # HPKE-4's header bound instead
+])
+def test_a_hybrid_ciphertext_under_any_other_info_or_aad_cannot_open(
+    info: bytes, aad: bytes,
+) -> None:
+    from cryptography.hazmat.bindings._rust import openssl as rust
+
+    from trunkkey import CarHybridKemKey, open_sealed
+    from trunkkey.sealed_pq import ENC_BYTES, INFO_PQ
+
+    hybrid = CarHybridKemKey(bytes(range(96)))
+    suite = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256,
+                       hpke.AEAD.CHACHA20_POLY1305)
+
+    def sealed_under(info: bytes, aad: bytes) -> bytes:
+        # cryptography's public API takes no aad: its private binding, as a test's tool.
+        padded = _padded(b"\xd2 token", BUCKETS[0])
+        ct = rust.hpke._encrypt_with_aad(suite, padded, hybrid.public_key._hpke(), info, aad)
+        return encrypt0(PROTECTED_PQ, ct[:ENC_BYTES], ct[ENC_BYTES:])
+
+    assert open_sealed(sealed_under(INFO_PQ, b""), [hybrid]) == b"\xd2 token"
+    assert open_sealed(sealed_under(info, aad), [hybrid]) is None
