@@ -227,14 +227,25 @@ def postgres_failover(
     return done
 
 
-def redis_failover(cluster: RedisClusterServers, fleet: Fleet) -> FailoverRun:
+def redis_failover(
+    cluster: RedisClusterServers, fleet: Fleet, *, asynchronous: bool = False
+) -> FailoverRun:
     """SIGKILL the primary of the first vehicle's slot; its replica takes over; the
-    killed node is restarted and rejoins as a replica (so WAIT 1 can be met again)."""
+    killed node is restarted and rejoins as a replica (so WAIT 1 can be met again).
+
+    ``asynchronous``: the stream goes through the async cluster ledger (each
+    call awaited on an event loop of its own thread); the replay, through the
+    sync one on the same keys.
+    """
     from redis.crc import key_slot  # noqa: PLC0415 -- optional extra
 
     from trunkkey.ledger.redis_cluster import RedisClusterLedger  # noqa: PLC0415
+    from trunkkey.ledger.redis_cluster_async import AsyncRedisClusterLedger  # noqa: PLC0415
 
-    ledger = RedisClusterLedger(cluster.urls, timeout_s=1.0, min_replicas=1)
+    ledger: Any = (
+        SyncOverAsync(AsyncRedisClusterLedger.open(cluster.urls, timeout_s=1.0, min_replicas=1))
+        if asynchronous else RedisClusterLedger(cluster.urls, timeout_s=1.0, min_replicas=1)
+    )
     victim = cluster.primary_for_slot(key_slot(fleet.vehicles[0].encode().hex().encode()))
 
     phases: dict[str, float] = {}
