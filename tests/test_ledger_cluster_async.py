@@ -27,9 +27,17 @@ import pytest
 from support import VEHICLE, World, make_world
 from test_ledger_contract import require_server
 from tools.faults.ledgers import drop_namespace, new_namespace
+from tools.faults.race import run_limit_race, run_race
 from trunkkey import AsyncVerifier, InvalidRequest, LedgerError, Reason
 from trunkkey.ledger import AsyncRedisClusterLedger, RedisClusterLedger
-from trunkkey.ledger._cluster_layout import Address, Layout, slot_of
+from trunkkey.ledger._cluster_layout import (
+    PER_NODE_SHARE,
+    Address,
+    ClusterRouting,
+    Layout,
+    cluster_config,
+    slot_of,
+)
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
 
 KIND = "redis_cluster_async"
@@ -167,6 +175,17 @@ class TestSpends:
             assert not sync.consume(VEHICLE, b"async-first", until())
 
 
+    def test_two_processes_of_concurrent_tasks_give_each_token_one_winner(self, url: str) -> None:
+        # Each process one event loop of 4 tasks on one ledger; the full run:
+        # python -m tools.faults.race --ledger redis_cluster_async --races 10000
+        tokens = run_race(KIND, races=300, procs=2, threads=4)
+        assert tokens.ok, tokens
+        assert (tokens.tokens_with_one_winner, tokens.errors) == (300, 0)
+        rounds = run_limit_race(KIND, rounds=30, procs=2, threads=4)
+        assert rounds.ok, rounds
+        assert (rounds.rounds_with_one_winner, rounds.errors) == (30, 0)
+
+
 class TestStaleLayout:
     """Between a failover and the next reading of the layout, spends go to the wrong node."""
 
@@ -214,6 +233,31 @@ class TestStaleLayout:
             assert "MovedError" in stale  # the node names the slot's owner: denied
         assert again is SpendOutcome.ALREADY_USED
         assert new is SpendOutcome.FIRST_USE
+
+    def test_when_no_node_answers_the_known_layout_keeps_serving(
+        self, url: str, namespace: bytes
+    ) -> None:
+        async def unreachable(address: Address, deadline: float) -> Any:
+            raise ConnectionError(f"{address} is gone")
+
+        async def scene() -> tuple[bool, str]:
+            async with await AsyncRedisClusterLedger.open(url, prefix=namespace) as ledger:
+                ledger._cluster_slots = unreachable  # type: ignore[method-assign]
+                ledger._routing.failed(None)
+                served = await ledger.consume(VEHICLE, b"kept-layout", until())
+            fresh = AsyncRedisClusterLedger(url, prefix=namespace)  # no layout yet
+            fresh._cluster_slots = unreachable  # type: ignore[method-assign]
+            try:
+                await fresh.consume(VEHICLE, b"no-layout", until())
+            except LedgerError as exc:
+                return served, str(exc)
+            finally:
+                await fresh.close()
+            return served, "spent without a layout"
+
+        served, refused = run(scene)
+        assert served
+        assert refused == "redis cluster: no node answered CLUSTER SLOTS within 1.0 s"
 
     def test_calls_that_find_the_layout_stale_together_read_it_once(
         self, url: str, namespace: bytes
@@ -343,3 +387,74 @@ def test_the_cluster_rules_are_written_once_for_both_ledgers() -> None:
                      "no primary known", "check_options", "_suspect", "/ 4", "/ 2"):
             assert rule not in text, f"{name} decides {rule!r} itself"
             assert rule in rules or rule in {"_suspect", "/ 4", "/ 2"}
+
+
+class TestClusterRules:
+    """The shared rules alone (no server): what both cluster ledgers decide."""
+
+    SLOTS: Any = (
+        [10923, 16383, [b"10.0.0.3", 7002, b"c"], [b"10.0.0.6", 7005, b"f"]],
+        [0, 5460, [b"", 7000, b"a"], [b"10.0.0.4", 7003, b"d"]],  # "": the node asked
+        [5461, 10922, [b"10.0.0.2", 7001, b"b"]],
+    )
+
+    def routing(self, **options: Any) -> ClusterRouting[str]:
+        config = cluster_config(
+            ["redis://u:pw@seed:7000/0", "redis://other:7009"],
+            prefix=b"p:", timeout_s=1.0, min_replicas=options.get("min_replicas", 0),
+            accept_evicted_tokens_reopening=False, accept_restart_reopening_tokens=False,
+        )
+        return ClusterRouting(config)
+
+    def test_each_slot_belongs_to_the_range_that_holds_it(self) -> None:
+        layout = Layout.parse(self.SLOTS, ("10.0.0.1", 7000))
+        assert [layout.owner(s) for s in (0, 5460, 5461, 10922, 10923, 16383)] == [
+            ("10.0.0.1", 7000), ("10.0.0.1", 7000), ("10.0.0.2", 7001),
+            ("10.0.0.2", 7001), ("10.0.0.3", 7002), ("10.0.0.3", 7002),
+        ]
+        assert Layout().owner(0) is None
+        assert layout.primaries == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("10.0.0.3", 7002)]
+
+    def test_a_primary_short_of_replicas_is_named(self) -> None:
+        layout = Layout.parse(self.SLOTS, ("10.0.0.1", 7000))
+        layout.check_replicas(0)
+        with pytest.raises(LedgerError, match=r"min_replicas is 1 .*\(10\.0\.0\.2:7001 has 0\)"):
+            layout.check_replicas(1)
+        routing = self.routing(min_replicas=1)
+        with pytest.raises(LedgerError, match="min_replicas is 1"):
+            routing.install(self.SLOTS, ("10.0.0.1", 7000))
+        assert routing.stale  # refused: nothing installed
+
+    def test_nodes_that_just_failed_are_asked_last_each_within_a_share(self) -> None:
+        routing = self.routing()
+        assert [a for a, _ in routing.attempts(time.monotonic() + 1)] == [
+            ("seed", 7000), ("other", 7009)
+        ]
+        routing.install(self.SLOTS, ("10.0.0.1", 7000))
+        routing.failed(("10.0.0.1", 7000))
+        started = time.monotonic()
+        order = list(routing.attempts(started + 1))
+        # Primaries by slot, replicas as answered, the seeds; the failed one last.
+        assert [a for a, _ in order] == [
+            ("10.0.0.2", 7001), ("10.0.0.3", 7002), ("10.0.0.6", 7005), ("10.0.0.4", 7003),
+            ("seed", 7000), ("other", 7009), ("10.0.0.1", 7000),
+        ]
+        assert all(each <= time.monotonic() + PER_NODE_SHARE for _, each in order)
+        routing.succeeded(("10.0.0.1", 7000))
+        assert next(routing.attempts(time.monotonic() + 1))[0] == ("10.0.0.1", 7000)
+        assert list(routing.attempts(time.monotonic() - 1)) == []  # the deadline has passed
+
+    def test_a_node_made_twice_is_kept_once_and_none_after_close(self) -> None:
+        routing = self.routing()
+        assert routing.keep(("a", 1), "first") == "first"
+        assert routing.keep(("a", 1), "second") == "first"
+        assert routing.install(self.SLOTS, ("10.0.0.1", 7000)) == ["first"]  # not a primary now
+        assert routing.close() == []
+        assert routing.keep(("10.0.0.2", 7001), "late") is None
+        with pytest.raises(LedgerError, match="ledger is closed"):
+            routing.check_open()
+
+    def test_the_first_url_s_credentials_reach_every_node(self) -> None:
+        config = self.routing().config
+        assert config.node_url(("10.0.0.2", 7001)) == "redis://u:pw@10.0.0.2:7001/0"
+        assert config.describe("X") == "X('seed:7000,other:7009', prefix=b'p:')"
