@@ -61,12 +61,16 @@ from trunkkey.ledger.base import (
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
+from trunkkey.ledger.redis_cluster import RedisClusterLedger
 from trunkkey.ledger.sqlite import SqliteLedger
 
 SERVER_KINDS = ("redis", "postgres", *ASYNC_KINDS)
 EVERY_KIND = KINDS + ASYNC_KINDS
-#: Every kind the contract (and the verifier over it) holds: the cluster's too.
-CONTRACT_KINDS = EVERY_KIND + CLUSTER_ASYNC_KINDS
+#: The Redis Cluster ledgers (``TRUNKKEY_REDIS_CLUSTER_URL``): held to the contract
+#: and the verifier over it, not to the one-server fault tests below.
+CLUSTER_KINDS = ("redis_cluster", *CLUSTER_ASYNC_KINDS)
+#: Every kind the contract (and the verifier over it) holds.
+CONTRACT_KINDS = EVERY_KIND + CLUSTER_KINDS
 _problems: dict[str, str | None] = {}
 
 
@@ -110,12 +114,12 @@ class Backend:
     def close_all(self) -> None:
         for ledger in self.opened:
             ledger.close()
-        if self.kind in SERVER_KINDS + CLUSTER_ASYNC_KINDS:
+        if self.kind in SERVER_KINDS + CLUSTER_KINDS:
             drop_namespace(self.kind, self.namespace)
 
 
 def make_backend(kind: str, tmp: Path) -> Backend:
-    if kind in SERVER_KINDS + CLUSTER_ASYNC_KINDS:
+    if kind in SERVER_KINDS + CLUSTER_KINDS:
         require_server(kind)
     return Backend(kind, tmp)
 
@@ -176,7 +180,7 @@ class TestLedgerContract:
     def test_prune_keeps_until_keep_until_then_removes(self, backend: Backend) -> None:
         ledger = backend.open()
         if backend.self_expiring:
-            assert isinstance(ledger, RedisLedger | SyncOverAsync)
+            assert isinstance(ledger, RedisLedger | RedisClusterLedger | SyncOverAsync)
             until = real_future()
             assert ledger.consume(VEHICLE, b"exp", until) is True
             # Kept through the whole second keep_until, gone right after it.
@@ -214,7 +218,7 @@ class TestLedgerContract:
         if backend.self_expiring:  # each key carries its own expiry instead
             for i in range(3):
                 ledger.consume(VEHICLE, bytes([i]), real_future() + i)
-            assert isinstance(ledger, RedisLedger | SyncOverAsync)
+            assert isinstance(ledger, RedisLedger | RedisClusterLedger | SyncOverAsync)
             times = [ledger.expire_time_ms(VEHICLE, bytes([i])) for i in range(3)]
             assert times == sorted(times)
             assert len(set(times)) == 3

@@ -37,6 +37,7 @@ SERVER_ENV = {
     "postgres": "TRUNKKEY_POSTGRES_DSN",
     "redis_async": "TRUNKKEY_REDIS_URL",
     "postgres_async": "TRUNKKEY_POSTGRES_DSN",
+    "redis_cluster": "TRUNKKEY_REDIS_CLUSTER_URL",
     "redis_cluster_async": "TRUNKKEY_REDIS_CLUSTER_URL",
 }
 REPLICA_ENV = {
