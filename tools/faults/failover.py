@@ -9,6 +9,7 @@ an acknowledged (allowed) token that opens again was lost in the failover,
 and a token that opens twice is the one thing a ledger must never allow.
 
     python -m tools.faults.failover            # both stores, figures printed
+    python -m tools.faults.failover --async    # the same through the async ledgers
 
 runs on the topologies of ``tools/start-services.sh --replicated`` when
 ``TRUNKKEY_REPLICATED_DIR`` is set (and repairs them afterwards), else on
@@ -268,14 +269,16 @@ def redis_failover(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("postgres", "redis", "both"), default="both")
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="stream through the async ledgers (replay through the sync ones)")
     args = parser.parse_args()
     print(f"failover runs on {os.cpu_count()} cores")
     if args.store in {"postgres", "both"}:
         with pair_topology() as pair:
-            print(postgres_failover(pair, Fleet()).summary())
+            print(postgres_failover(pair, Fleet(), asynchronous=args.asynchronous).summary())
     if args.store in {"redis", "both"}:
         with cluster_topology() as cluster:
-            print(redis_failover(cluster, Fleet()).summary())
+            print(redis_failover(cluster, Fleet(), asynchronous=args.asynchronous).summary())
 
 
 if __name__ == "__main__":
