@@ -1,6 +1,7 @@
 """One contract, run for every ledger: memory, SQLite, Redis, PostgreSQL, and the
-asyncio Redis and PostgreSQL ledgers (through ``tools.faults.ledgers.SyncOverAsync``,
-which awaits each call on an event loop of its own).
+asyncio Redis, Redis Cluster and PostgreSQL ledgers (through
+``tools.faults.ledgers.SyncOverAsync``, which awaits each call on an event loop
+of its own).
 
 ``TestSpendContract`` holds every ledger to the one atomic step of
 ``Ledger.spend``: the order of its outcomes, nothing written on a refusal,
@@ -9,8 +10,9 @@ refusal of malformed requests everywhere.
 
 The Redis and PostgreSQL cases run against the real servers that
 ``tools/start-services.sh`` starts (``TRUNKKEY_REDIS_URL``,
-``TRUNKKEY_POSTGRES_DSN``, and the ``*_REPLICA_*`` read-only replicas). When a
-server is missing they skip with the reason locally, and fail under ``CI``.
+``TRUNKKEY_POSTGRES_DSN``, and the ``*_REPLICA_*`` read-only replicas; the
+cluster of ``--replicated``, ``TRUNKKEY_REDIS_CLUSTER_URL``). When a server is
+missing they skip with the reason locally, and fail under ``CI``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tools.faults.faults import fault_proxy
 from tools.faults.growth import run_growth, run_redis_growth
 from tools.faults.ledgers import (
     ASYNC_KINDS,
+    CLUSTER_ASYNC_KINDS,
     DEAD,
     KINDS,
     REPLICA_ENV,
@@ -58,10 +61,16 @@ from trunkkey.ledger.base import (
 from trunkkey.ledger.memory import MemoryLedger
 from trunkkey.ledger.postgres import PostgresLedger
 from trunkkey.ledger.redis import RedisLedger
+from trunkkey.ledger.redis_cluster import RedisClusterLedger
 from trunkkey.ledger.sqlite import SqliteLedger
 
 SERVER_KINDS = ("redis", "postgres", *ASYNC_KINDS)
 EVERY_KIND = KINDS + ASYNC_KINDS
+#: The Redis Cluster ledgers (``TRUNKKEY_REDIS_CLUSTER_URL``): held to the contract
+#: and the verifier over it, not to the one-server fault tests below.
+CLUSTER_KINDS = ("redis_cluster", *CLUSTER_ASYNC_KINDS)
+#: Every kind the contract (and the verifier over it) holds.
+CONTRACT_KINDS = EVERY_KIND + CLUSTER_KINDS
 _problems: dict[str, str | None] = {}
 
 
@@ -93,7 +102,7 @@ class Backend:
     @property
     def self_expiring(self) -> bool:
         """Redis drops entries by itself at keep_until; prune has nothing to do."""
-        return server_of(self.kind) == "redis"
+        return server_of(self.kind) in {"redis", "redis_cluster"}
 
     def open(self, url: str | None = None) -> Ledger:
         ledger = open_ledger(
@@ -105,17 +114,17 @@ class Backend:
     def close_all(self) -> None:
         for ledger in self.opened:
             ledger.close()
-        if self.kind in SERVER_KINDS:
+        if self.kind in SERVER_KINDS + CLUSTER_KINDS:
             drop_namespace(self.kind, self.namespace)
 
 
 def make_backend(kind: str, tmp: Path) -> Backend:
-    if kind in SERVER_KINDS:
+    if kind in SERVER_KINDS + CLUSTER_KINDS:
         require_server(kind)
     return Backend(kind, tmp)
 
 
-@pytest.fixture(params=EVERY_KIND)
+@pytest.fixture(params=CONTRACT_KINDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = make_backend(request.param, tmp_path)
     yield made
@@ -171,7 +180,7 @@ class TestLedgerContract:
     def test_prune_keeps_until_keep_until_then_removes(self, backend: Backend) -> None:
         ledger = backend.open()
         if backend.self_expiring:
-            assert isinstance(ledger, RedisLedger | SyncOverAsync)
+            assert isinstance(ledger, RedisLedger | RedisClusterLedger | SyncOverAsync)
             until = real_future()
             assert ledger.consume(VEHICLE, b"exp", until) is True
             # Kept through the whole second keep_until, gone right after it.
@@ -209,7 +218,7 @@ class TestLedgerContract:
         if backend.self_expiring:  # each key carries its own expiry instead
             for i in range(3):
                 ledger.consume(VEHICLE, bytes([i]), real_future() + i)
-            assert isinstance(ledger, RedisLedger | SyncOverAsync)
+            assert isinstance(ledger, RedisLedger | RedisClusterLedger | SyncOverAsync)
             times = [ledger.expire_time_ms(VEHICLE, bytes([i])) for i in range(3)]
             assert times == sorted(times)
             assert len(set(times)) == 3

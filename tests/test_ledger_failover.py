@@ -246,6 +246,18 @@ class TestRedisCluster:
         # Redis does not promise it in general.
         assert run.acknowledged_then_lost == 0
 
+    def test_the_async_ledger_loses_nothing_acknowledged_and_serves_the_other_primaries(
+        self, doomed_cluster: RedisClusterServers
+    ) -> None:
+        run = redis_failover(doomed_cluster, Fleet(), asynchronous=True)
+        check_stream(run)
+        served = [
+            p for p in run.stream
+            if p.reason is Reason.ALLOWED and run.fault_started < p.started < run.fault_ended
+        ]
+        assert served, "no vehicle was served while one primary was down"
+        assert run.acknowledged_then_lost == 0
+
 
 #: CI races this many tokens (and a tenth as many daily-limit rounds) on each
 #: topology; the full 10,000 is `python -m tools.faults.race_replicated`.

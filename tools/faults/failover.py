@@ -9,6 +9,7 @@ an acknowledged (allowed) token that opens again was lost in the failover,
 and a token that opens twice is the one thing a ledger must never allow.
 
     python -m tools.faults.failover            # both stores, figures printed
+    python -m tools.faults.failover --async    # the same through the async ledgers
 
 runs on the topologies of ``tools/start-services.sh --replicated`` when
 ``TRUNKKEY_REPLICATED_DIR`` is set (and repairs them afterwards), else on
@@ -227,14 +228,25 @@ def postgres_failover(
     return done
 
 
-def redis_failover(cluster: RedisClusterServers, fleet: Fleet) -> FailoverRun:
+def redis_failover(
+    cluster: RedisClusterServers, fleet: Fleet, *, asynchronous: bool = False
+) -> FailoverRun:
     """SIGKILL the primary of the first vehicle's slot; its replica takes over; the
-    killed node is restarted and rejoins as a replica (so WAIT 1 can be met again)."""
+    killed node is restarted and rejoins as a replica (so WAIT 1 can be met again).
+
+    ``asynchronous``: the stream goes through the async cluster ledger (each
+    call awaited on an event loop of its own thread); the replay, through the
+    sync one on the same keys.
+    """
     from redis.crc import key_slot  # noqa: PLC0415 -- optional extra
 
     from trunkkey.ledger.redis_cluster import RedisClusterLedger  # noqa: PLC0415
+    from trunkkey.ledger.redis_cluster_async import AsyncRedisClusterLedger  # noqa: PLC0415
 
-    ledger = RedisClusterLedger(cluster.urls, timeout_s=1.0, min_replicas=1)
+    ledger: Any = (
+        SyncOverAsync(AsyncRedisClusterLedger.open(cluster.urls, timeout_s=1.0, min_replicas=1))
+        if asynchronous else RedisClusterLedger(cluster.urls, timeout_s=1.0, min_replicas=1)
+    )
     victim = cluster.primary_for_slot(key_slot(fleet.vehicles[0].encode().hex().encode()))
 
     phases: dict[str, float] = {}
@@ -257,14 +269,16 @@ def redis_failover(cluster: RedisClusterServers, fleet: Fleet) -> FailoverRun:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("postgres", "redis", "both"), default="both")
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="stream through the async ledgers (replay through the sync ones)")
     args = parser.parse_args()
     print(f"failover runs on {os.cpu_count()} cores")
     if args.store in {"postgres", "both"}:
         with pair_topology() as pair:
-            print(postgres_failover(pair, Fleet()).summary())
+            print(postgres_failover(pair, Fleet(), asynchronous=args.asynchronous).summary())
     if args.store in {"redis", "both"}:
         with cluster_topology() as cluster:
-            print(redis_failover(cluster, Fleet()).summary())
+            print(redis_failover(cluster, Fleet(), asynchronous=args.asynchronous).summary())
 
 
 if __name__ == "__main__":

@@ -28,11 +28,17 @@ KINDS = ("memory", "sqlite", "sqlite_group", "redis", "postgres")
 #: The asyncio ledgers on the same servers, opened behind :class:`SyncOverAsync`
 #: so that every contract, race and fault test of a ``Ledger`` runs on them too.
 ASYNC_KINDS = ("redis_async", "postgres_async")
+#: The asyncio ledger on the Redis Cluster (``TRUNKKEY_REDIS_CLUSTER_URL``):
+#: held to the ledger contract and the verifier tests, but not to the
+#: single-server fault tests (a proxy in front of one node, a read-only replica).
+CLUSTER_ASYNC_KINDS = ("redis_cluster_async",)
 SERVER_ENV = {
     "redis": "TRUNKKEY_REDIS_URL",
     "postgres": "TRUNKKEY_POSTGRES_DSN",
     "redis_async": "TRUNKKEY_REDIS_URL",
     "postgres_async": "TRUNKKEY_POSTGRES_DSN",
+    "redis_cluster": "TRUNKKEY_REDIS_CLUSTER_URL",
+    "redis_cluster_async": "TRUNKKEY_REDIS_CLUSTER_URL",
 }
 REPLICA_ENV = {
     "redis": "TRUNKKEY_REDIS_REPLICA_URL",
@@ -56,7 +62,8 @@ DEAD = {
 
 
 def server_of(kind: str) -> str:
-    """The server a kind of ledger stores on: ``redis_async`` shares ``redis``'s keys."""
+    """The server a kind of ledger stores on: ``redis_async`` shares ``redis``'s keys,
+    ``redis_cluster_async`` ``redis_cluster``'s."""
     return kind.removesuffix("_async")
 
 
@@ -121,13 +128,17 @@ def open_async_ledger(kind: str, *, namespace: str = "tk_harness", url: str | No
     """The coroutine that opens an async ledger of ``kind`` (await it on the loop that uses it)."""
     from trunkkey.ledger.postgres_async import AsyncPostgresLedger
     from trunkkey.ledger.redis_async import AsyncRedisLedger
+    from trunkkey.ledger.redis_cluster_async import AsyncRedisClusterLedger
 
     where = url or os.environ[SERVER_ENV[kind]]
     if kind == "redis_async":
         return AsyncRedisLedger.open(where, prefix=namespace.encode() + b":", **options)
     if kind == "postgres_async":
         return AsyncPostgresLedger.open(where, table=namespace, **options)
-    raise ValueError(f"unknown async ledger kind {kind!r}; choose from {', '.join(ASYNC_KINDS)}")
+    if kind == "redis_cluster_async":
+        return AsyncRedisClusterLedger.open(where, prefix=namespace.encode() + b":", **options)
+    kinds = ASYNC_KINDS + CLUSTER_ASYNC_KINDS
+    raise ValueError(f"unknown async ledger kind {kind!r}; choose from {', '.join(kinds)}")
 
 
 def new_namespace() -> str:
@@ -183,9 +194,10 @@ def open_ledger(
         return RedisClusterLedger(
             url or os.environ[REPLICATED_ENV[kind]], prefix=namespace.encode() + b":"
         )
-    if kind in ASYNC_KINDS:
+    if kind in ASYNC_KINDS + CLUSTER_ASYNC_KINDS:
         return SyncOverAsync(open_async_ledger(kind, namespace=namespace, url=url))
-    raise ValueError(f"unknown ledger kind {kind!r}; choose from {', '.join(KINDS + ASYNC_KINDS)}")
+    kinds = KINDS + ASYNC_KINDS + CLUSTER_ASYNC_KINDS
+    raise ValueError(f"unknown ledger kind {kind!r}; choose from {', '.join(kinds)}")
 
 
 def drop_namespace(kind: str, namespace: str, url: str | None = None) -> None:

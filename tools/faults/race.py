@@ -47,6 +47,7 @@ from typing import Any
 
 from tools.faults.ledgers import (
     ASYNC_KINDS,
+    CLUSTER_ASYNC_KINDS,
     KINDS,
     REPLICATED_ENV,
     SERVER_ENV,
@@ -174,7 +175,7 @@ def _run_process(
     kind: str, *, namespace: str, path: str, races: int, threads: int, keep_until: int,
     barrier: ProcessBarrier | None, ledger: Ledger | None = None,
 ) -> tuple[list[int], int]:
-    if kind in ASYNC_KINDS and ledger is None:
+    if kind in ASYNC_KINDS + CLUSTER_ASYNC_KINDS and ledger is None:
         return _run_async_process(kind, namespace=namespace, races=races, tasks=threads,
                                   keep_until=keep_until, barrier=barrier)
     own = ledger is None
@@ -316,7 +317,7 @@ def _run_limit_process(
     kind: str, *, namespace: str, path: str, rounds: int, threads: int, first_worker: int,
     seed: bytes, at: int, barrier: ProcessBarrier | None, ledger: Ledger | None = None,
 ) -> tuple[list[int], dict[str, int], int]:
-    if kind in ASYNC_KINDS and ledger is None:
+    if kind in ASYNC_KINDS + CLUSTER_ASYNC_KINDS and ledger is None:
         return _run_async_limit_process(
             kind, namespace=namespace, rounds=rounds, tasks=threads, first_worker=first_worker,
             seed=seed, at=at, barrier=barrier,
@@ -436,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     # The replicated kinds read their address from REPLICATED_ENV (see
     # tools/faults/race_replicated.py, which starts the servers and sets it).
     parser.add_argument(
-        "--ledger", choices=KINDS + ASYNC_KINDS + tuple(REPLICATED_ENV), required=True
+        "--ledger", choices=KINDS + ASYNC_KINDS + CLUSTER_ASYNC_KINDS + tuple(REPLICATED_ENV),
+        required=True,
     )
     parser.add_argument("--races", "--rounds", dest="races", type=int, default=10_000,
                         help="tokens to race, or with --daily-limit rounds to run")

@@ -4,7 +4,8 @@
 beyond the core dependencies. ``RedisLedger``, ``RedisClusterLedger`` and
 ``PostgresLedger`` import their client libraries only when constructed
 (extras ``trunkkey[redis]`` and ``trunkkey[postgres]``), and so do their asyncio
-forms ``AsyncRedisLedger`` and ``AsyncPostgresLedger`` (for ``AsyncVerifier``).
+forms ``AsyncRedisLedger``, ``AsyncRedisClusterLedger`` and ``AsyncPostgresLedger``
+(for ``AsyncVerifier``).
 
 Each backend's module is imported when its name is first used (PEP 562): the
 verifier needs only the protocol in ``base``, and a car with a SQLite ledger
@@ -26,6 +27,7 @@ if _typing.TYPE_CHECKING:
     from .redis import RedisLedger as RedisLedger
     from .redis_async import AsyncRedisLedger as AsyncRedisLedger
     from .redis_cluster import RedisClusterLedger as RedisClusterLedger
+    from .redis_cluster_async import AsyncRedisClusterLedger as AsyncRedisClusterLedger
     from .sqlite import SqliteLedger as SqliteLedger
     from .sqlite_group import GroupCommitSqliteLedger as GroupCommitSqliteLedger
 
@@ -41,6 +43,7 @@ _DEFINED_IN: dict[str, str] = {
     "RedisLedger": "redis",
     "AsyncRedisLedger": "redis_async",
     "RedisClusterLedger": "redis_cluster",
+    "AsyncRedisClusterLedger": "redis_cluster_async",
     "SqliteLedger": "sqlite",
     "GroupCommitSqliteLedger": "sqlite_group",
 }
@@ -56,6 +59,7 @@ __getattr__, __dir__ = _lazy_names(globals(), _DEFINED_IN, _SUBMODULES)
 __all__ = [
     "AsyncLedger",
     "AsyncPostgresLedger",
+    "AsyncRedisClusterLedger",
     "AsyncRedisLedger",
     "DailyLimit",
     "GroupCommitSqliteLedger",

@@ -127,8 +127,8 @@ class AsyncLedger(Protocol):
 
     :meth:`spend` keeps every promise of :meth:`Ledger.spend` (one atomic
     step, nothing written on a refusal, raise when unsure). Used by
-    :class:`trunkkey.AsyncVerifier`; ``AsyncRedisLedger`` and
-    ``AsyncPostgresLedger`` implement it.
+    :class:`trunkkey.AsyncVerifier`; ``AsyncRedisLedger``,
+    ``AsyncRedisClusterLedger`` and ``AsyncPostgresLedger`` implement it.
     """
 
     async def spend(

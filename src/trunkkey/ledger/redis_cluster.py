@@ -30,19 +30,14 @@ not used before, up to ``timeout_s`` more for the connection's settings check.
 
 from __future__ import annotations
 
-import bisect
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..errors import InvalidRequest, LedgerError
+from ..errors import LedgerError
+from ._cluster_layout import Address, ClusterRouting, cluster_config
 from ._deadline import remaining
 from .base import DailyLimit, SpendOutcome, check_spend
 from .redis import DEFAULT_PREFIX, DEFAULT_TIMEOUT_S, RedisLedger
-
-Address = tuple[str, int]
 
 
 class RedisClusterLedger:
@@ -67,148 +62,64 @@ class RedisClusterLedger:
         accept_evicted_tokens_reopening: bool = False,
         accept_restart_reopening_tokens: bool = False,
     ) -> None:
-        given = [urls] if isinstance(urls, str) else list(urls)
-        if not given:
-            raise InvalidRequest("urls must name at least one node of the cluster")
-        parts = [urlsplit(url) for url in given]
-        if any(p.scheme not in {"redis", "rediss"} or not p.hostname for p in parts):
-            raise InvalidRequest("urls must be redis:// or rediss:// URLs with a host")
-        first = parts[0]
-        userinfo = first.netloc.rsplit("@", 1)[0] + "@" if "@" in first.netloc else ""
-        self._url = f"{first.scheme}://{userinfo}{{host}}:{{port}}/0"
-        self._seeds: list[Address] = [(p.hostname or "", p.port or 6379) for p in parts]
-        self._options: dict[str, Any] = {
-            "prefix": prefix, "timeout_s": timeout_s, "min_replicas": min_replicas,
-            "accept_evicted_tokens_reopening": accept_evicted_tokens_reopening,
-            "accept_restart_reopening_tokens": accept_restart_reopening_tokens,
-        }
-        self._timeout_s = timeout_s
-        self._redis, self._key_slot, self._no_retry = _client()
-        self._lock = threading.Lock()
-        self._starts: list[int] = []
-        self._owners: list[tuple[int, Address]] = []
-        self._replicas: list[Address] = []
-        self._replica_counts: dict[Address, int] = {}
-        self._nodes: dict[Address, RedisLedger] = {}
-        #: Nodes whose latest call failed: asked last for the layout.
-        self._suspect: set[Address] = set()
-        self._stale = True
-        self._closed = False
+        self._config = cluster_config(
+            urls, prefix=prefix, timeout_s=timeout_s, min_replicas=min_replicas,
+            accept_evicted_tokens_reopening=accept_evicted_tokens_reopening,
+            accept_restart_reopening_tokens=accept_restart_reopening_tokens,
+        )
+        self._redis, self._no_retry = _client()
+        self._routing: ClusterRouting[RedisLedger] = ClusterRouting(self._config)
         try:
-            self._refresh(time.monotonic() + timeout_s)
-            self._check_replicas(min_replicas)
-            for _, address in self._owners:  # refused now, not at the first spend
+            self._refresh(self._routing.refresh_deadline(whole=True))
+            for address in self._routing.primaries:  # refused now, not at the first spend
                 self._node(address)
         except BaseException:
             self.close()
             raise
 
     def _refresh(self, deadline: float) -> None:
-        """Read the layout from the first node that answers.
-
-        Known nodes first, those whose last call failed last, then the seeds;
-        each gets at most a quarter of the budget, so one dead host that
-        swallows packets cannot use it all.
-        """
-        with self._lock:
-            known = [a for _, a in self._owners] + self._replicas
-            suspect = set(self._suspect)
-        candidates = list(dict.fromkeys(known + self._seeds))
-        candidates.sort(key=lambda address: address in suspect)  # stable: order kept otherwise
-        for address in candidates:
-            if remaining(deadline) <= 0:
-                break
-            each = min(deadline, time.monotonic() + self._timeout_s / 4)
+        """Read the layout from the first node that answers (see ``ClusterRouting.attempts``)."""
+        for address, each in self._routing.attempts(deadline):
             try:
                 slots = self._cluster_slots(address, each)
             except Exception:  # noqa: BLE001, S112 -- a dead node: ask the next one
                 continue
-            self._install(slots, address)
+            for node in self._routing.install(slots, address):
+                node.close()
             return
-        raise LedgerError(
-            f"redis cluster: no node answered CLUSTER SLOTS within {self._timeout_s} s"
-        )
-
-    def _check_replicas(self, wanted: int) -> None:
-        """Refuse a layout in which some primary has fewer replicas than ``WAIT`` asks for."""
-        short = sorted({
-            f"{host}:{port} has {count}"
-            for (host, port), count in self._replica_counts.items() if count < wanted
-        })
-        if short:
-            raise LedgerError(
-                f"redis cluster: min_replicas is {wanted} but CLUSTER SLOTS shows a primary with "
-                f"fewer replicas ({', '.join(short)}): every spend there would wait for "
-                "acknowledgements that cannot come and deny. Fix: add replicas, or pass a lower "
-                "min_replicas (0: no WAIT, a failover may lose acknowledged spends)"
-            )
+        raise self._routing.no_answer()
 
     def _cluster_slots(self, address: Address, deadline: float) -> Any:
-        url = self._url.format(host=address[0], port=address[1])
         budget = max(0.001, remaining(deadline))
         client = self._redis.Redis.from_url(
-            url, socket_timeout=budget, socket_connect_timeout=budget, retry=self._no_retry,
+            self._config.node_url(address), socket_timeout=budget,
+            socket_connect_timeout=budget, retry=self._no_retry,
         )
         try:
             return client.execute_command("CLUSTER", "SLOTS")
         finally:
             client.close()
 
-    def _install(self, slots: Any, asked: Address) -> None:
-        owners: list[tuple[int, Address]] = []
-        replicas: list[Address] = []
-        counts: dict[Address, int] = {}
-        for entry in slots:
-            start, end, primary, *others = entry
-            owners.append((int(start), _address(primary, asked)))
-            replicas += [_address(node, asked) for node in others]
-            counts[_address(primary, asked)] = len(others)
-            del end  # ranges are contiguous per owner; a gap is an owner we did not get
-        owners.sort()
-        with self._lock:
-            self._owners = owners
-            self._starts = [start for start, _ in owners]
-            self._replicas = replicas
-            self._replica_counts = counts
-            self._stale = False
-            current = {address for _, address in owners}
-            gone = [self._nodes.pop(a) for a in list(self._nodes) if a not in current]
-        for node in gone:
-            node.close()
-
     def _node(self, address: Address) -> RedisLedger:
-        with self._lock:
-            found = self._nodes.get(address)
+        found = self._routing.node(address)
         if found is not None:
             return found
-        made = RedisLedger(self._url.format(host=address[0], port=address[1]), **self._options)
-        with self._lock:
-            if self._closed:
-                made.close()
-                raise LedgerError("ledger is closed")
-            kept = self._nodes.setdefault(address, made)
+        made = RedisLedger(self._config.node_url(address), **self._config.node_options())
+        kept = self._routing.keep(address, made)
         if kept is not made:
             made.close()
+        if kept is None:
+            raise self._routing.closed_error()
         return kept
 
     def _route(self, vehicle: bytes) -> tuple[Address, RedisLedger]:
-        if self._closed:
-            raise LedgerError("ledger is closed")
-        if self._stale:
+        self._routing.check_open()
+        if self._routing.stale:
             try:
-                self._refresh(time.monotonic() + self._timeout_s / 2)
-            except LedgerError:
-                # No node answered: the layout known so far is still safe to
-                # use (a primary refuses keys of slots it does not own), and
-                # the vehicles of the live primaries keep being served.
-                if not self._owners:
-                    raise
-        slot = self._key_slot(vehicle.hex().encode())
-        with self._lock:
-            i = bisect.bisect_right(self._starts, slot) - 1
-            owner = self._owners[i][1] if i >= 0 else None
-        if owner is None:
-            raise LedgerError(f"redis cluster: no primary known for slot {slot}")
+                self._refresh(self._routing.refresh_deadline())
+            except LedgerError as exc:
+                self._routing.keep_old_layout(exc)
+        owner = self._routing.owner(vehicle)
         return owner, self._node(owner)
 
     def spend(
@@ -230,16 +141,9 @@ class RedisClusterLedger:
                 vehicle_id, token_id, keep_until, issued_at=issued_at, at=at, limits=limits
             )
         except LedgerError:
-            # A failover, a moved slot, a dead node: read the layout again, and
-            # ask this node last when doing so.
-            with self._lock:
-                self._stale = True
-                if address is not None:
-                    self._suspect.add(address)
+            self._routing.failed(address)
             raise
-        if address in self._suspect:
-            with self._lock:
-                self._suspect.discard(address)
+        self._routing.succeeded(address)
         return outcome
 
     def consume(self, vehicle_id: str, token_id: bytes, keep_until: int) -> bool:
@@ -248,17 +152,14 @@ class RedisClusterLedger:
 
     def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
         """Nothing to do: Redis expires each token and counter by itself."""
-        if self._closed:
-            raise LedgerError("ledger is closed")
+        self._routing.check_open()
         return 0
 
     def count(self) -> int:
         """Spent-token keys on every primary (a SCAN of each): for monitoring only."""
-        if self._stale:
-            self._refresh(time.monotonic() + self._timeout_s)
-        with self._lock:
-            owners = list(dict.fromkeys(address for _, address in self._owners))
-        return sum(self._node(address).count() for address in owners)
+        if self._routing.stale:
+            self._refresh(self._routing.refresh_deadline(whole=True))
+        return sum(self._node(address).count() for address in self._routing.primaries)
 
     def expire_time_ms(self, vehicle_id: str, token_id: bytes) -> int | None:
         """When the owning primary will drop this entry (Unix ms), or ``None``."""
@@ -266,10 +167,7 @@ class RedisClusterLedger:
         return self._route(vehicle)[1].expire_time_ms(vehicle_id, token_id)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            nodes, self._nodes = list(self._nodes.values()), {}
-        for node in nodes:
+        for node in self._routing.close():
             node.close()
 
     def __enter__(self) -> RedisClusterLedger:
@@ -279,26 +177,18 @@ class RedisClusterLedger:
         self.close()
 
     def __repr__(self) -> str:
-        seeds = ",".join(f"{host}:{port}" for host, port in self._seeds)
-        return f"RedisClusterLedger({seeds!r}, prefix={self._options['prefix']!r})"
+        return self._config.describe("RedisClusterLedger")
 
 
-def _address(node: Any, asked: Address) -> Address:
-    host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
-    # An empty host (or "?") means "the node you asked", in Redis 7's answer.
-    return (host if host not in {"", "?"} else asked[0], int(node[1]))
-
-
-def _client() -> tuple[Any, Any, Any]:
+def _client() -> tuple[Any, Any]:
     try:
         # Imported here, not at the top: redis-py is an optional extra.
         import redis  # noqa: PLC0415
         import redis.retry  # noqa: PLC0415
         from redis.backoff import NoBackoff  # noqa: PLC0415
-        from redis.crc import key_slot  # noqa: PLC0415
     except ImportError:  # pragma: no cover - depends on the environment
         raise LedgerError(
             "RedisClusterLedger needs redis-py: pip install 'trunkkey[redis]'"
         ) from None
     # No retries: a spend retried after a timeout could find its own write.
-    return redis, key_slot, redis.retry.Retry(NoBackoff(), 0)
+    return redis, redis.retry.Retry(NoBackoff(), 0)
