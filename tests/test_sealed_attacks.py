@@ -36,9 +36,16 @@ from trunkkey._hpke4 import AAD, PROTECTED, pyhpke_suite
 from trunkkey.cose import enc_structure, encrypt0
 from trunkkey.errors import DecodeError
 from trunkkey.keys import Algorithm
-from trunkkey.sealed import BUCKETS, FIXED_HEADER, bucket_for, sealed_size
+from trunkkey.sealed import (
+    BUCKETS,
+    FIXED_HEADER,
+    bucket_for,
+    is_sealed,
+    open_sealed,
+    sealed_size,
+)
 from trunkkey.sealed_bundle import unseal_presented
-from trunkkey.sealed_pq import PROTECTED_PQ
+from trunkkey.sealed_pq import PROTECTED_PQ, CarHybridKemKey
 
 CAR = CarKemKey(bytes(range(32)))
 NEXT_CAR = CarKemKey(bytes(range(5, 37)))
@@ -161,8 +168,9 @@ def test_a_token_sealed_inside_a_sealed_token_is_opened_once_and_is_no_token(
     world = make_world()
     verifier = _verifier(world)
     token = world.mint()
-    for nested in (seal(seal(token, CAR.public_key), CAR.public_key),
-                   seal(seal(token, CAR.public_key, chain=CHAIN), CAR.public_key)):
+    # seal() refuses to seal twice; an attacker seals by hand.
+    inner = (seal(token, CAR.public_key), seal(token, CAR.public_key, chain=CHAIN))
+    for nested in (_sealed_raw(_padded(sealed, bucket_for(len(sealed)))) for sealed in inner):
         opened.clear()
         decision = _present(verifier, nested)
         assert (decision.reason, decision.claims) == (Reason.MALFORMED, None)
@@ -347,7 +355,7 @@ def test_refusals_of_sealed_bytes_name_nothing_inside_and_no_key(
     bucket = bucket_for(len(token))
     refusals = [
         *_cannot_open_cases(token).values(),
-        seal(seal(token, CAR.public_key), CAR.public_key),
+        _sealed_raw(_padded(seal(token, CAR.public_key), bucket_for(sealed_size(bucket)))),
         seal(cbor.encode([token, token]), CAR.public_key),
         seal(b"\x82" + cbor.encode(token) + b"\x41", CAR.public_key),
         _sealed_raw(_padded(b"\xd2" + token[1:-1], bucket)),
@@ -419,3 +427,33 @@ def test_a_hybrid_ciphertext_under_any_other_info_or_aad_cannot_open(
 
     assert open_sealed(sealed_under(INFO_PQ, b""), [hybrid]) == b"\xd2 token"
     assert open_sealed(sealed_under(info, aad), [hybrid]) is None
+
+
+# -- a careless operator: sealing twice, opening what is not bytes ------------------------
+
+
+def test_sealing_a_sealed_token_is_refused_when_sealed_not_when_presented() -> None:
+    world = make_world()
+    sealed = seal(world.mint(), CAR.public_key)
+    for again in ({}, {"chain": CHAIN}, {"min_size": BUCKETS[-1]}):
+        with pytest.raises(InvalidRequest, match="already sealed"):
+            seal(sealed, CAR.public_key, **again)  # type: ignore[arg-type]
+    hybrid = CarHybridKemKey.generate()
+    with pytest.raises(InvalidRequest, match="already sealed"):
+        seal(seal(world.mint(), hybrid.public_key), CAR.public_key)
+
+
+@pytest.mark.parametrize("data", [None, "d0", 16, bytearray(b"\xd0"), memoryview(b"\xd0")],
+                         ids=["None", "str", "int", "bytearray", "memoryview"])
+def test_only_bytes_are_sealed_tokens_and_only_bytes_are_opened(data: object) -> None:
+    sealed = seal(make_world().mint(), CAR.public_key)
+    assert is_sealed(sealed)
+    assert not is_sealed(data)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="sealed data must be bytes"):
+        open_sealed(data, [CAR])  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="sealed data must be bytes"):
+        open_bundle(data, [CAR])  # type: ignore[arg-type]
+    # The same bytes in another container open nothing either.
+    if isinstance(data, bytearray | memoryview):
+        with pytest.raises(InvalidRequest):
+            open_sealed(type(data)(sealed), [CAR])  # type: ignore[arg-type]

@@ -348,6 +348,9 @@ def _plaintext(token: bytes, chain: bytes | None) -> bytes:
     """The token alone (byte for byte, as before bundles), or the bundle ``[token, chain]``."""
     if type(token) is not bytes or not token:
         raise InvalidRequest("token must be non-empty bytes")
+    if is_encrypt0(token):
+        # The car opens once and refuses what is inside as malformed: say so here.
+        raise InvalidRequest("token is already sealed: seal the signed token, once")
     if chain is None:
         return token
     if type(chain) is not bytes or chain in _EMPTY_CHAINS:
@@ -376,8 +379,10 @@ def _seal(
 
 
 def is_sealed(data: bytes) -> bool:
-    """Whether ``data`` claims to be a sealed token (tag 16); says nothing of whether it opens."""
-    return is_encrypt0(data)
+    """Whether ``data`` claims to be a sealed token (tag 16); says nothing of whether it opens.
+
+    Only ``bytes`` are sealed tokens, as only ``bytes`` are tokens to a verifier."""
+    return type(data) is bytes and is_encrypt0(data)
 
 
 def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> bytes | None:
@@ -387,7 +392,11 @@ def open_sealed(data: bytes, keys: Iterable[CarKemKey | CarHybridKemKey]) -> byt
 
     The header names the suite; the keys of that suite are tried in turn
     (newest first, in a :class:`CarKeyring`) and the first that opens wins.
+    ``data`` must be ``bytes`` (:class:`InvalidRequest` otherwise), as a
+    verifier requires of a token.
     """
+    if type(data) is not bytes:
+        raise InvalidRequest("sealed data must be bytes")
     try:
         protected, enc, ciphertext = split_encrypt0(data)
     except DecodeError:
