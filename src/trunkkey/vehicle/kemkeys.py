@@ -18,7 +18,10 @@ window that update gave it:
 
 A key named by an update that the car does not hold refuses the whole
 update (``unknown_key``), so no update can leave the car unable to open
-what the backend seals to it. Files: ``kem-pending.key`` and
+what the backend seals to it. Until the unit has booted and applied its
+trust state, no key is known endorsed: ``propose`` then deletes no file and
+will not replace a pending key (an update may have endorsed it just before
+a crash). Files: ``kem-pending.key`` and
 ``kem-<key id>.key``.
 """
 
@@ -66,8 +69,8 @@ class CarKemKeys(CarKeyring):
     endorses one, it opens nothing.
     """
 
-    __slots__ = ("_directory", "_endorsed", "_held", "_lock", "_randomness", "_vehicle",
-                 "_vehicle_key")
+    __slots__ = ("_adopted", "_directory", "_endorsed", "_held", "_lock", "_randomness",
+                 "_vehicle", "_vehicle_key")
 
     def __init__(
         self,
@@ -86,6 +89,8 @@ class CarKemKeys(CarKeyring):
         self._directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._endorsed: frozenset[bytes] = frozenset()
+        #: Whether the trust state has said which keys are endorsed since boot.
+        self._adopted = False
         #: raw public key -> (private key, its file)
         self._held: dict[bytes, tuple[_PrivateKey, Path]] = {}
         with contextlib.suppress(FileNotFoundError):
@@ -117,9 +122,10 @@ class CarKemKeys(CarKeyring):
         """Open tokens with exactly ``entries`` (each in its window) from now on.
 
         Called by the trust updater once the update that lists them is
-        persisted, and at boot with what it restored. Keys the car does not
-        hold are skipped (the updater refuses an update naming one); files of
-        keys no longer listed are deleted, except the pending one.
+        persisted, and at boot with what it restored (nothing before the
+        first update); until then :meth:`propose` deletes no file. Keys the
+        car does not hold are skipped (the updater refuses an update naming
+        one); files of keys no longer listed are deleted, except the pending one.
         """
         with self._lock:
             ring = []
@@ -129,6 +135,7 @@ class CarKemKeys(CarKeyring):
                     ring.append(KeyringEntry(key=held[0], not_before=entry.not_before,
                                              not_after=entry.not_after))
             self._endorsed = frozenset(entry.key.raw for entry in entries)
+            self._adopted = True
             self._publish(tuple(ring))
             # Tidy after the keyring changed: a failure here leaves files that
             # the next adoption (or boot) tidies, never a key opening too much.
@@ -156,9 +163,18 @@ class CarKemKeys(CarKeyring):
         key = self._generate(suite)
         proposal = KemProposal(vehicle_id=self._vehicle, key=key.public_key, created_at=now)
         with self._lock:
-            with contextlib.suppress(OSError):
-                self._tidy()
             pending = self._directory / PENDING_FILE
+            if self._adopted:
+                with contextlib.suppress(OSError):
+                    self._tidy()
+            elif any(path == pending for _, path in self._held.values()):
+                # Until the trust state is applied nothing is known endorsed: tidying
+                # would delete the endorsed keys, and the pending file may hold one
+                # an update persisted just before a crash. Either strands the car.
+                raise InvalidRequest(
+                    "the pending key may be endorsed: boot the unit (which applies the "
+                    "trust state) before proposing another"
+                )
             if any(path == pending and raw in self._endorsed
                    for raw, (_, path) in self._held.items()):
                 raise KeyFileError(f"{pending} holds an endorsed key that could not be moved")

@@ -1,0 +1,384 @@
+"""Attacks on a car's KEM key rotation, through the public API only.
+
+An attacker replays, reorders, crosses and malforms the signed objects of a
+rotation (proposals, bound trust updates); a careless operator mixes up entry
+types, signs windows that have ended, proposes before the unit has booted,
+or leaves odd files in the state directory. Each test names the promise of
+docs/operations.md#a-cars-kem-key-sealed-tokens (or docs/consent.md) that
+it holds the code to; ``test_car_kem_rotation.py`` covers the ordinary path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from test_car_kem_rotation import DAY, START, VIN, YEAR, Car, _held_files
+from trunkkey import (
+    CarHybridKemKey,
+    CarKemKey,
+    CarPublicKey,
+    Issuer,
+    Reason,
+    SigningKey,
+    TrustStore,
+    cbor,
+    kem_key_id,
+    seal,
+)
+from trunkkey.consent import (
+    KemKeyEntry,
+    KeyEntry,
+    Role,
+    RootKey,
+    TrustUpdater,
+    UpdateRefused,
+    VehicleAnchors,
+    sign_trust_update,
+)
+from trunkkey.consent.rotation import TrustUpdate, decode_update
+from trunkkey.cose import Typ, sign1
+from trunkkey.errors import DecodeError, InvalidRequest, KeyFileError, SignatureError
+from trunkkey.vehicle import CarKemKeys, verify_kem_proposal, verify_receipt
+
+OTHER = "VIN-KEM-2"
+
+
+@pytest.fixture
+def car(tmp_path: Path) -> Car:
+    return Car(tmp_path / "car")
+
+
+def _entry(key: CarPublicKey | object, nbf: int = START, naf: int = START + YEAR) -> KemKeyEntry:
+    return KemKeyEntry(name="k", key=key, not_before=nbf, not_after=naf)  # type: ignore[arg-type]
+
+
+# -- crossing cars ----------------------------------------------------------------
+
+
+def test_car_a_genuine_update_is_wrong_vehicle_on_car_b_even_if_b_holds_the_key(
+    tmp_path: Path,
+) -> None:
+    """Same carmaker root, two cars; B even holds A's key (its file copied over)."""
+    root, vehicle_key = SigningKey.generate(), SigningKey.generate()
+    a_kem = CarKemKeys(tmp_path / "a", vehicle_id=VIN, vehicle_key=vehicle_key)
+    signed = a_kem.propose(now=START)
+    key = verify_kem_proposal(signed, vehicle_key.public_key, vehicle_id=VIN)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "kem-pending.key").write_bytes((tmp_path / "a" / "kem-pending.key")
+                                                     .read_bytes())
+    (tmp_path / "b" / "kem-pending.key").chmod(0o600)
+    b_kem = CarKemKeys(tmp_path / "b", vehicle_id=OTHER, vehicle_key=vehicle_key)
+    assert b_kem.holds(key)
+    b = TrustUpdater(
+        anchors=VehicleAnchors(vehicle_id=OTHER, vehicle_key=vehicle_key,
+                               roots=[RootKey(key=root.public_key)]),
+        trust_store=TrustStore(), path=tmp_path / "b" / "trust.cbor", kem=b_kem)
+    for_a = sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
+                              kem_keys=[_entry(key)])
+    with pytest.raises(UpdateRefused) as refused:
+        b.apply(for_a, now=START)
+    assert refused.value.reason is Reason.WRONG_VEHICLE
+    assert b.version == 0
+    assert b_kem.current(START) == ()
+    assert not (tmp_path / "b" / "trust.cbor").exists()
+
+
+# -- pending, endorsed, dropped -----------------------------------------------------
+
+
+def test_a_superseded_pending_key_cannot_be_endorsed(car: Car) -> None:
+    """docs: "if the carmaker never answered the first, only the second can be endorsed"."""
+    first = car.propose()
+    second = car.propose()
+    outcome = car.unit.apply_trust_update(car.update((first, START, START + YEAR)))
+    assert outcome.reason is Reason.UNKNOWN_KEY
+    assert car.kem.pending == second
+    assert car.opens(first) is Reason.CANNOT_OPEN
+    assert car.unit.apply_trust_update(car.update((second, START, START + YEAR))).applied
+    assert car.opens(second) is Reason.ALLOWED
+
+
+def test_a_dropped_key_cannot_be_re_endorsed_by_a_newer_update(car: Car) -> None:
+    """On compromise the old key's file is deleted: no later update brings it back."""
+    old = car.propose()
+    assert car.unit.apply_trust_update(car.update((old, START, START + YEAR))).applied
+    new = car.propose()
+    assert car.unit.apply_trust_update(car.update((new, START, START + YEAR))).applied
+    car.reboot()
+    outcome = car.unit.apply_trust_update(
+        car.update((new, START, START + YEAR), (old, START, START + YEAR)))
+    assert outcome.reason is Reason.UNKNOWN_KEY
+    assert car.opens(old) is Reason.CANNOT_OPEN
+    assert car.opens(new) is Reason.ALLOWED
+    assert _held_files(car.state) == [f"kem-{kem_key_id(new).hex()}.key"]
+
+
+def test_a_held_hybrid_keys_x25519_half_is_not_a_key_the_car_holds(car: Car) -> None:
+    """A key is held by its whole raw public key, never by a part or another suite's reading."""
+    hybrid = car.propose("mlkem768-x25519")
+    for part in (hybrid.raw[:32], hybrid.raw[-32:]):
+        outcome = car.unit.apply_trust_update(car.update((CarPublicKey(part), START,
+                                                          START + YEAR)))
+        assert outcome.reason is Reason.UNKNOWN_KEY
+    assert car.kem.pending == hybrid
+
+
+# -- careless carmaker: what sign_trust_update is handed ----------------------------
+
+
+def test_sign_trust_update_refuses_a_kem_entry_among_set_keys_and_a_key_entry_among_kem_keys(
+) -> None:
+    root, issuer = SigningKey.generate(), SigningKey.generate()
+    kem = _entry(CarKemKey.generate().public_key)
+    token_key = KeyEntry(role=Role.ISSUER, name="shop", key=issuer.public_key,
+                         not_before=START, not_after=START + YEAR)
+    # An issuer's Ed25519 key is 32 bytes, as an X25519 key is: listed as a
+    # car KEM key it would be signed as one, the wrong key under the wrong role.
+    with pytest.raises(InvalidRequest, match="KemKeyEntry"):
+        sign_trust_update(root, version=1, issued_at=START, vehicle=VIN, kem_keys=[token_key])  # type: ignore[list-item]
+    with pytest.raises(InvalidRequest, match="KeyEntry"):
+        sign_trust_update(root, version=1, issued_at=START, vehicle=VIN, set_keys=[kem])  # type: ignore[list-item]
+    with pytest.raises(InvalidRequest):
+        TrustUpdate(version=1, issued_at=START, vehicle=VIN, kem_keys=[kem])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("nbf", "naf"), [
+    (START + 1, START), (START, START), (-1, START), (START, 2**40), (True, START),
+    (START, float(START + 1)),
+])
+def test_a_kem_entry_window_that_is_empty_inverted_negative_absurd_or_not_int_is_refused(
+    nbf: object, naf: object,
+) -> None:
+    key = CarKemKey.generate().public_key
+    with pytest.raises(InvalidRequest, match="window"):
+        KemKeyEntry(name="k", key=key, not_before=nbf, not_after=naf)  # type: ignore[arg-type]
+
+
+def test_a_kem_entry_holding_a_private_key_is_refused_without_showing_it() -> None:
+    for private in (CarKemKey.generate(), CarHybridKemKey.generate()):
+        with pytest.raises(InvalidRequest) as refused:
+            _entry(private)
+        assert private.private_bytes().hex()[:16] not in str(refused.value)
+
+
+def test_an_update_whose_kem_windows_have_all_ended_cannot_strand_the_car(car: Car) -> None:
+    """docs: an update may not leave a car that had KEM keys with none — nor with
+    only keys whose window is over, which open nothing ever again."""
+    current = car.propose()
+    assert car.unit.apply_trust_update(car.update((current, START, START + YEAR))).applied
+    new = car.propose()
+    car.advance(DAY)
+    ended = car.update((new, START, car.now))  # not_after = now: over already
+    outcome = car.unit.apply_trust_update(ended)
+    assert outcome.reason is Reason.MALFORMED
+    assert "no KEM key" in outcome.detail
+    assert car.opens(current) is Reason.ALLOWED
+    assert car.kem.pending == new
+    # Dropping the current key and keeping one that has ended: the same.
+    car.version += 1
+    keep_ended = sign_trust_update(
+        car.root, version=car.version, issued_at=car.now, vehicle=VIN,
+        kem_keys=[_entry(current, START, START + 1)])
+    assert car.unit.apply_trust_update(keep_ended).reason is Reason.MALFORMED
+    assert car.opens(current) is Reason.ALLOWED
+    # A key whose window is yet to come is a rotation, not a stranding.
+    later = car.update((new, car.now + DAY, START + YEAR), (current, START, car.now + 2 * DAY))
+    assert car.unit.apply_trust_update(later).applied
+    assert car.opens(current) is Reason.ALLOWED
+
+
+# -- careless operator on the car ------------------------------------------------
+
+
+def test_proposing_before_the_unit_boots_cannot_destroy_an_endorsed_key(
+    car: Car, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The car died after persisting the update that endorsed its pending key and
+    before renaming it; at the next boot the operator proposes before the unit
+    (and so the trust state) is up: the endorsed key must survive."""
+    old = car.propose()
+    assert car.unit.apply_trust_update(car.update((old, START, START + YEAR))).applied
+    new = car.propose()
+    monkeypatch.setattr(CarKemKeys, "adopt", lambda self, entries: None)
+    assert car.unit.apply_trust_update(car.update((new, START, START + YEAR))).applied
+    monkeypatch.undo()
+    car.unit.close()
+    early = CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=car.vehicle_key)
+    with pytest.raises(InvalidRequest, match="trust state"):
+        early.propose(now=car.now)
+    car.kem, car.unit = car.boot()
+    assert car.opens(new) is Reason.ALLOWED
+    assert car.kem.pending is None
+    car.kem.propose(now=car.now)  # once the trust state is applied, proposing is safe
+    assert car.opens(new) is Reason.ALLOWED
+
+
+def test_proposing_before_the_unit_boots_cannot_delete_the_endorsed_keys(car: Car) -> None:
+    """No crash needed: before the trust state is applied, no key is known endorsed."""
+    key = car.propose()
+    assert car.unit.apply_trust_update(car.update((key, START, START + YEAR))).applied
+    car.unit.close()
+    early = CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=car.vehicle_key)
+    early.propose(now=car.now)
+    assert _held_files(car.state) == sorted([f"kem-{kem_key_id(key).hex()}.key",
+                                             "kem-pending.key"])
+    car.kem, car.unit = car.boot()
+    assert car.opens(key) is Reason.ALLOWED
+
+
+def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) -> None:
+    """The unanswered first proposal is replaced, as on a car that did not reboot."""
+    first = car.propose()
+    car.reboot()
+    second = car.propose()
+    assert second != first
+    assert car.kem.pending == second
+    assert car.unit.apply_trust_update(car.update((first, START, START + YEAR))).reason \
+        is Reason.UNKNOWN_KEY
+
+
+def test_a_leftover_proposal_being_written_is_discarded_at_boot(car: Car) -> None:
+    leftover = CarKemKey.generate()
+    leftover.save(car.state / ".kem-pending.tmp")
+    car.reboot()
+    assert not (car.state / ".kem-pending.tmp").exists()
+    assert not car.kem.holds(leftover.public_key)
+    assert car.kem.pending is None
+
+
+def test_a_symlinked_key_file_stops_the_boot_and_is_never_followed(
+    car: Car, tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere.key"
+    CarKemKey.generate().save(elsewhere)
+    os.symlink(elsewhere, car.state / "kem-pending.key")
+    with pytest.raises(KeyFileError):
+        CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=car.vehicle_key)
+
+
+def test_a_symlink_planted_where_a_proposal_is_written_is_replaced_not_written_through(
+    car: Car, tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    os.symlink(victim, car.state / ".kem-pending.tmp")
+    car.propose()
+    assert victim.read_bytes() == b"untouched"
+    assert not (car.state / "kem-pending.key").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_directory_or_fifo_where_a_key_file_should_be_is_a_key_file_error(
+    car: Car, kind: str,
+) -> None:
+    """Refused, not a bare OSError, and a FIFO does not hang the boot waiting for a writer."""
+    path = car.state / f"kem-{'00' * 8}.key"
+    if kind == "directory":
+        path.mkdir(mode=0o700)
+    else:
+        os.mkfifo(path, 0o600)
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=car.vehicle_key)
+
+
+def test_a_clock_set_back_across_a_window_never_reopens_the_old_key(car: Car) -> None:
+    old = car.propose()
+    assert car.unit.apply_trust_update(car.update((old, START, START + YEAR))).applied
+    new = car.propose()
+    assert car.unit.apply_trust_update(
+        car.update((new, START, START + 2 * YEAR), (old, START, START + 60))).applied
+    car.advance(60)
+    assert car.opens(old) is Reason.CANNOT_OPEN
+    for back in (1, 60, DAY):
+        car.clock.set(START + 60 - back)
+        assert car.opens(old) is not Reason.ALLOWED, back
+
+
+# -- type confusion ----------------------------------------------------------------
+
+
+def test_a_proposal_is_no_receipt_trust_update_or_token_and_an_update_is_no_proposal(
+    car: Car,
+) -> None:
+    proposal = car.kem.propose(now=car.now)
+    public = car.vehicle_key.public_key
+    with pytest.raises((DecodeError, SignatureError)):
+        verify_receipt(proposal, public, vehicle_id=VIN)
+    assert car.unit.apply_trust_update(proposal).reason is not Reason.ALLOWED
+    assert car.unit.present(proposal, action="trunk").reason is not Reason.ALLOWED
+    assert car.unit.present(seal(proposal, car.kem.pending), action="trunk").reason \
+        is not Reason.ALLOWED  # type: ignore[arg-type]
+    update = car.update((car.kem.pending, START, START + YEAR))  # type: ignore[arg-type]
+    with pytest.raises(SignatureError):
+        verify_kem_proposal(update, car.root.public_key, vehicle_id=VIN)
+    # A root signing an update's payload under the proposal's typ is not an update.
+    payload = cbor.encode({1: 50, 2: START, 3: [], 4: [], 5: VIN})
+    as_proposal = sign1(car.root, payload, typ=Typ.KEM_PROPOSAL, include_kid=True)
+    outcome = car.unit.apply_trust_update(as_proposal)
+    assert outcome.reason is not Reason.ALLOWED
+    assert outcome.version == 0
+    token = Issuer(car.shop, "shop", clock=car.clock).mint(
+        vehicle_id=VIN, action="trunk", not_before=car.now, expires=car.now + 3600)
+    with pytest.raises((DecodeError, SignatureError)):
+        verify_kem_proposal(token, car.shop.public_key, vehicle_id=VIN)
+
+
+# -- the decoder, fuzzed with KEM members --------------------------------------------
+
+_KEM_RAW = CarKemKey.generate().public_key.raw
+_SCALARS = st.one_of(
+    st.integers(-(2**64), 2**64), st.binary(max_size=40), st.text(max_size=8),
+    st.sampled_from([_KEM_RAW, bytes(1216), b"VIN", "VIN", 2, 0, START, 2**40, None, True, 1.5]),
+)
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=6)
+                       | st.dictionaries(st.integers(0, 6), inner, max_size=6), max_leaves=24)
+_ROW = st.lists(_VALUES, min_size=5, max_size=5) | st.tuples(
+    st.sampled_from([0, 1, 2, 3, -1]), st.sampled_from(["k", "", "\x00"]),
+    st.sampled_from([_KEM_RAW, _KEM_RAW[:31], bytes(1216), bytes(64)]),
+    st.integers(-1, 2**41), st.integers(-1, 2**41)).map(list)
+_MEMBERS = st.fixed_dictionaries(
+    {1: st.integers(-1, 2**64) | _VALUES, 2: st.integers(-1, 2**41) | _VALUES,
+     3: st.lists(_ROW, max_size=4) | _VALUES, 4: st.lists(st.binary(min_size=8, max_size=8),
+                                                            max_size=3) | _VALUES},
+    optional={5: st.sampled_from([VIN, "", b"VIN", None, 7]) | _VALUES, 6: _VALUES},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(members=_MEMBERS, trailing=st.binary(max_size=2), shuffle=st.booleans())
+def test_the_trust_update_decoder_returns_a_consistent_update_or_a_decode_error(
+    members: dict[int, object], trailing: bytes, shuffle: bool,
+) -> None:
+    try:
+        payload = cbor2.dumps(dict(reversed(members.items())) if shuffle else members,
+                              canonical=not shuffle) + trailing
+    except (TypeError, ValueError, OverflowError):
+        return
+    try:
+        update = decode_update(payload)
+    except DecodeError:
+        return
+    assert not trailing
+    # What the decoder accepts, it re-encodes byte for byte, and holds the rules.
+    kids = [e.key.kid for e in update.set] + [e.kid for e in update.kem_keys]
+    assert len(set(kids)) == len(kids)
+    assert not set(kids) & set(update.remove)
+    assert update.vehicle is not None or not update.kem_keys
+    assert all(0 <= e.not_before < e.not_after < 2**40 for e in update.kem_keys)
+
+
+def test_a_kem_entry_listed_twice_or_beside_its_own_removal_is_refused_by_the_signer() -> None:
+    root = SigningKey.generate()
+    key = CarKemKey.generate().public_key
+    with pytest.raises(InvalidRequest, match="set twice"):
+        sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
+                          kem_keys=[_entry(key), _entry(key, START, START + 5)])
+    with pytest.raises(InvalidRequest, match="both set and removed"):
+        sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
+                          kem_keys=[_entry(key)], remove=[kem_key_id(key)])
