@@ -44,7 +44,12 @@ from trunkkey.consent import (
 from trunkkey.consent.rotation import TrustUpdate, decode_update
 from trunkkey.cose import Typ, sign1
 from trunkkey.errors import DecodeError, InvalidRequest, KeyFileError, SignatureError
-from trunkkey.vehicle import CarKemKeys, verify_kem_proposal, verify_receipt
+from trunkkey.vehicle import (
+    CarKemKeys,
+    read_kem_proposal,
+    verify_kem_proposal,
+    verify_receipt,
+)
 
 OTHER = "VIN-KEM-2"
 
@@ -117,6 +122,29 @@ def test_a_dropped_key_cannot_be_re_endorsed_by_a_newer_update(car: Car) -> None
     assert car.opens(old) is Reason.CANNOT_OPEN
     assert car.opens(new) is Reason.ALLOWED
     assert _held_files(car.state) == [f"kem-{kem_key_id(new).hex()}.key"]
+
+
+def test_the_carmaker_refuses_a_replayed_older_proposal_of_a_key_the_car_dropped(
+    car: Car,
+) -> None:
+    """The car refuses to re-endorse a dropped key, but the backend would seal to
+    whatever the carmaker endorsed: a recorded proposal of a leaked key must not
+    pass the carmaker's check again."""
+    public = car.vehicle_key.public_key
+    leaked_proposal = car.kem.propose(now=car.now)
+    leaked = read_kem_proposal(leaked_proposal, public, vehicle_id=VIN)
+    assert car.unit.apply_trust_update(car.update((leaked.key, START, START + YEAR))).applied
+    car.advance(60)
+    fresh = read_kem_proposal(car.kem.propose(now=car.now), public, vehicle_id=VIN,
+                              newer_than=leaked.created_at)
+    assert car.unit.apply_trust_update(car.update((fresh.key, START, START + YEAR))).applied
+    for floor in (leaked.created_at, fresh.created_at):
+        with pytest.raises(DecodeError, match="not after"):
+            verify_kem_proposal(leaked_proposal, public, vehicle_id=VIN, newer_than=floor)
+    for bad in (-1, True, "0"):
+        with pytest.raises(InvalidRequest):
+            verify_kem_proposal(leaked_proposal, public, vehicle_id=VIN,
+                                newer_than=bad)  # type: ignore[arg-type]
 
 
 def test_a_held_hybrid_keys_x25519_half_is_not_a_key_the_car_holds(car: Car) -> None:
