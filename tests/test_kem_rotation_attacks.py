@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from test_car_kem_rotation import DAY, START, VIN, YEAR, Car, _held_files
 from trunkkey import (
     CarHybridKemKey,
+    CarHybridPublicKey,
     CarKemKey,
     CarPublicKey,
     Issuer,
@@ -105,8 +106,13 @@ def test_a_superseded_pending_key_cannot_be_endorsed(car: Car) -> None:
     assert outcome.reason is Reason.UNKNOWN_KEY
     assert car.kem.pending == second
     assert car.opens(first) is Reason.CANNOT_OPEN
+    # Its file waits, set aside, for the next adoption (an update checking it
+    # when the second proposal came may still endorse it), then goes.
+    assert _held_files(car.state) == sorted([f"kem-{kem_key_id(first).hex()}.key",
+                                             "kem-pending.key"])
     assert car.unit.apply_trust_update(car.update((second, START, START + YEAR))).applied
     assert car.opens(second) is Reason.ALLOWED
+    assert _held_files(car.state) == [f"kem-{kem_key_id(second).hex()}.key"]
 
 
 def test_a_dropped_key_cannot_be_re_endorsed_by_a_newer_update(car: Car) -> None:
@@ -238,13 +244,14 @@ def test_proposing_before_the_unit_boots_cannot_destroy_an_endorsed_key(
     monkeypatch.undo()
     car.unit.close()
     early = CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=car.vehicle_key)
-    with pytest.raises(InvalidRequest, match="trust state"):
-        early.propose(now=car.now)
+    newest = verify_kem_proposal(early.propose(now=car.now), car.vehicle_key.public_key,
+                                 vehicle_id=VIN)
+    assert not early.holds(new), "set aside: no update may name it before the state is applied"
     car.kem, car.unit = car.boot()
     assert car.opens(new) is Reason.ALLOWED
-    assert car.kem.pending is None
-    car.kem.propose(now=car.now)  # once the trust state is applied, proposing is safe
-    assert car.opens(new) is Reason.ALLOWED
+    assert car.kem.pending == newest
+    assert _held_files(car.state) == sorted([f"kem-{kem_key_id(new).hex()}.key",
+                                             "kem-pending.key"])
 
 
 def test_proposing_before_the_unit_boots_cannot_delete_the_endorsed_keys(car: Car) -> None:
@@ -258,6 +265,44 @@ def test_proposing_before_the_unit_boots_cannot_delete_the_endorsed_keys(car: Ca
                                              "kem-pending.key"])
     car.kem, car.unit = car.boot()
     assert car.opens(key) is Reason.ALLOWED
+
+
+class _ProposesMidUpdate(CarKemKeys):
+    """Another thread proposes right after the updater checked the keys it lists."""
+
+    __slots__ = ("armed",)
+
+    def holds(self, key: CarPublicKey | CarHybridPublicKey) -> bool:
+        held = super().holds(key)
+        if getattr(self, "armed", False):
+            self.armed = False
+            self.propose(now=START)
+        return held
+
+
+def test_a_proposal_racing_the_update_that_endorses_the_pending_key_cannot_strand_the_car(
+    tmp_path: Path,
+) -> None:
+    root, vehicle_key = SigningKey.generate(), SigningKey.generate()
+    kem = _ProposesMidUpdate(tmp_path, vehicle_id=VIN, vehicle_key=vehicle_key)
+    updater = TrustUpdater(
+        anchors=VehicleAnchors(vehicle_id=VIN, vehicle_key=vehicle_key,
+                               roots=[RootKey(key=root.public_key)]),
+        trust_store=TrustStore(), path=tmp_path / "trust.cbor", kem=kem)
+    key = verify_kem_proposal(kem.propose(now=START), vehicle_key.public_key, vehicle_id=VIN)
+    kem.armed = True
+    updater.apply(sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
+                                    kem_keys=[_entry(key)]), now=START)
+    # The update was checked and persisted: the key it endorses opens tokens.
+    assert [k.public_key for k in kem.current(START)] == [key]
+    assert kem.pending is not None
+    assert kem.pending != key
+    reboot = CarKemKeys(tmp_path, vehicle_id=VIN, vehicle_key=vehicle_key)
+    TrustUpdater(anchors=VehicleAnchors(vehicle_id=VIN, vehicle_key=vehicle_key,
+                                        roots=[RootKey(key=root.public_key)]),
+                 trust_store=TrustStore(), path=tmp_path / "trust.cbor", kem=reboot)
+    assert [k.public_key for k in reboot.current(START)] == [key]
+    assert reboot.pending == kem.pending
 
 
 def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) -> None:

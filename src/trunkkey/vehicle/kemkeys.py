@@ -9,7 +9,8 @@ window that update gave it:
 
 1. ``propose(suite, now=...)`` makes a **pending** key, writes it, and
    returns the signed proposal; a second proposal replaces the pending key
-   (a car holds at most one that nobody endorsed);
+   (no update may name the first any more; its file is set aside until the
+   next adoption, for an update that checked it just before);
 2. the carmaker verifies the proposal and signs a bound update listing the
    car's keys — the new one from ``T``, the old one until ``T + overlap``;
 3. the unit applies it (``apply_trust_update``): the update is persisted
@@ -19,10 +20,9 @@ window that update gave it:
 A key named by an update that the car does not hold refuses the whole
 update (``unknown_key``), so no update can leave the car unable to open
 what the backend seals to it. Until the unit has booted and applied its
-trust state, no key is known endorsed: ``propose`` then deletes no file and
-will not replace a pending key (an update may have endorsed it just before
-a crash). Files: ``kem-pending.key`` and
-``kem-<key id>.key``.
+trust state, no key is known endorsed: ``propose`` then deletes no file
+(the pending key it replaces may be one an update endorsed just before a
+crash). Files: ``kem-pending.key`` and ``kem-<key id>.key``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class CarKemKeys(CarKeyring):
     """
 
     __slots__ = ("_adopted", "_directory", "_endorsed", "_held", "_lock", "_randomness",
-                 "_vehicle", "_vehicle_key")
+                 "_superseded", "_vehicle", "_vehicle_key")
 
     def __init__(
         self,
@@ -93,6 +93,9 @@ class CarKemKeys(CarKeyring):
         self._adopted = False
         #: raw public key -> (private key, its file)
         self._held: dict[bytes, tuple[_PrivateKey, Path]] = {}
+        #: Pending keys a newer proposal replaced: kept, but not offered to an
+        #: update, until the next adoption says whether one was endorsed.
+        self._superseded: set[bytes] = set()
         with contextlib.suppress(FileNotFoundError):
             (self._directory / _TMP_FILE).unlink()  # a proposal the car died writing
         for path in sorted(self._directory.iterdir()):
@@ -107,8 +110,10 @@ class CarKemKeys(CarKeyring):
         return self._vehicle
 
     def holds(self, key: CarPublicKey | CarHybridPublicKey) -> bool:
-        """Whether the car holds this key's private half (endorsed or pending)."""
-        return isinstance(key, CarPublicKey | CarHybridPublicKey) and key.raw in self._held
+        """Whether the car holds this key's private half (endorsed or pending);
+        not a pending key that a newer proposal replaced."""
+        return (isinstance(key, CarPublicKey | CarHybridPublicKey) and key.raw in self._held
+                and key.raw not in self._superseded)
 
     @property
     def pending(self) -> CarPublicKey | CarHybridPublicKey | None:
@@ -141,6 +146,7 @@ class CarKemKeys(CarKeyring):
             # the next adoption (or boot) tidies, never a key opening too much.
             with contextlib.suppress(OSError):
                 self._tidy()
+            self._superseded -= self._endorsed
 
     def _tidy(self) -> None:
         for raw, (key, path) in list(self._held.items()):
@@ -151,6 +157,7 @@ class CarKemKeys(CarKeyring):
             elif raw not in self._endorsed and path.name != PENDING_FILE:
                 path.unlink(missing_ok=True)
                 del self._held[raw]
+                self._superseded.discard(raw)
         sync_directory(self._directory)
 
     # -- the car's side of a rotation ---------------------------------------------
@@ -165,28 +172,38 @@ class CarKemKeys(CarKeyring):
         with self._lock:
             pending = self._directory / PENDING_FILE
             if self._adopted:
+                # Until the trust state is applied nothing is known endorsed,
+                # and tidying would delete the endorsed keys' files.
                 with contextlib.suppress(OSError):
                     self._tidy()
-            elif any(path == pending for _, path in self._held.values()):
-                # Until the trust state is applied nothing is known endorsed: tidying
-                # would delete the endorsed keys, and the pending file may hold one
-                # an update persisted just before a crash. Either strands the car.
-                raise InvalidRequest(
-                    "the pending key may be endorsed: boot the unit (which applies the "
-                    "trust state) before proposing another"
-                )
-            if any(path == pending and raw in self._endorsed
-                   for raw, (_, path) in self._held.items()):
-                raise KeyFileError(f"{pending} holds an endorsed key that could not be moved")
             tmp = self._directory / _TMP_FILE
             key.save(tmp, overwrite=True)
-            os.replace(tmp, pending)  # the old pending key, if any, is gone with its file
+            self._set_aside(pending)
+            os.replace(tmp, pending)
             sync_directory(self._directory)
-            for raw, (_, path) in list(self._held.items()):
-                if path == pending:
-                    del self._held[raw]
             self._held[key.public_key.raw] = (key, pending)
         return sign_kem_proposal(self._vehicle_key, proposal)
+
+    def _set_aside(self, pending: Path) -> None:
+        """Move the pending key, if any, to its own file, never deleting it.
+
+        An update that checked it may be persisting it right now, or (before
+        the trust state is applied) may have done so just before a crash:
+        deleting it would strand the car. Unless endorsed, it is superseded:
+        no update may name it, and the next tidying (the next adoption, or
+        proposal after one) deletes it unless an update endorsed it meanwhile.
+        """
+        for raw, (old, path) in list(self._held.items()):
+            if path != pending:
+                continue
+            target = path.with_name(f"kem-{kem_key_id(old.public_key).hex()}.key")
+            try:
+                os.replace(path, target)
+            except OSError as exc:
+                raise KeyFileError(f"cannot set {path} aside: {exc.strerror}") from None
+            self._held[raw] = (old, target)
+            if raw not in self._endorsed:
+                self._superseded.add(raw)
 
     def _generate(self, suite: str) -> _PrivateKey:
         if suite == "x25519":
