@@ -227,6 +227,27 @@ def test_an_update_whose_kem_windows_have_all_ended_cannot_strand_the_car(car: C
     assert car.opens(current) is Reason.ALLOWED
 
 
+def test_a_bound_update_leaving_kem_keys_alone_applies_after_they_have_all_ended(
+    car: Car,
+) -> None:
+    """The stranding rule judges what an update does to the KEM keys, not the car's
+    keys as they already are: a parked car whose key has expired still takes a new
+    issuer, then a new KEM key."""
+    old = car.propose()
+    assert car.unit.apply_trust_update(car.update((old, START, START + DAY))).applied
+    car.advance(2 * DAY)
+    issuer = SigningKey.generate()
+    car.version += 1
+    new_issuer = sign_trust_update(
+        car.root, version=car.version, issued_at=car.now, vehicle=VIN,
+        set_keys=[KeyEntry(role=Role.ISSUER, name="shop-2", key=issuer.public_key,
+                           not_before=START, not_after=START + YEAR)])
+    assert car.unit.apply_trust_update(new_issuer).applied
+    new = car.propose()
+    assert car.unit.apply_trust_update(car.update((new, car.now, START + YEAR))).applied
+    assert car.opens(new) is Reason.ALLOWED
+
+
 # -- careless operator on the car ------------------------------------------------
 
 

@@ -377,9 +377,10 @@ class TrustUpdater:
                     Reason.UNKNOWN_KEY,
                     f"KEM key {entry.kid.hex()} ({entry.name}) is not one this car holds",
                 )
-        if self._kem and not any(e.not_after > now for e in kept):
+        if self._kem and kept != self._kem and not any(e.not_after > now for e in kept):
             # A key whose window is over opens nothing ever again: keeping only
-            # such keys strands the car as surely as keeping none.
+            # such keys strands the car as surely as keeping none. An update that
+            # leaves the KEM keys as they were is not judged by them.
             raise UpdateRefused(
                 Reason.MALFORMED, "update would leave the car no KEM key that opens now or later"
             )
