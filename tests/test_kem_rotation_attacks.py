@@ -476,3 +476,41 @@ def test_a_kem_entry_listed_twice_or_beside_its_own_removal_is_refused_by_the_si
     with pytest.raises(InvalidRequest, match="both set and removed"):
         sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
                           kem_keys=[_entry(key)], remove=[kem_key_id(key)])
+
+
+@pytest.fixture(scope="module")
+def endorsed_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Car]:
+    """A trust state file listing one endorsed KEM key, and the car that wrote it."""
+    car = Car(tmp_path_factory.mktemp("state"))
+    key = car.propose()
+    assert car.unit.apply_trust_update(car.update((key, START, START + YEAR))).applied
+    car.unit.close()
+    return (car.state / "trust.cbor").read_bytes(), car
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1,
+                      max_size=3))
+def test_a_damaged_trust_state_with_kem_keys_stops_the_boot_or_restores_valid_windows(
+    endorsed_state: tuple[bytes, Car], tmp_path_factory: pytest.TempPathFactory,
+    edits: list[tuple[int, int]],
+) -> None:
+    good, car = endorsed_state
+    damaged = bytearray(good)
+    for at, byte in edits:
+        damaged[at % len(damaged)] = byte
+    path = tmp_path_factory.mktemp("damaged") / "trust.cbor"
+    path.write_bytes(bytes(damaged))
+    anchors = VehicleAnchors(vehicle_id=VIN, vehicle_key=car.vehicle_key,
+                             roots=[RootKey(key=car.root.public_key)])
+    refused: InvalidRequest | None = None
+    try:
+        updater = TrustUpdater(anchors=anchors, trust_store=TrustStore(), path=path)
+    except InvalidRequest as exc:
+        refused = exc
+    if refused is not None:
+        assert "damaged" in str(refused)
+        return
+    assert all(type(e) is KemKeyEntry and 0 <= e.not_before < e.not_after < 2**40
+               for e in updater.kem_keys)
