@@ -10,7 +10,9 @@ it holds the code to; ``test_car_kem_rotation.py`` covers the ordinary path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cbor2
@@ -30,6 +32,7 @@ from trunkkey import (
     TrustStore,
     cbor,
     kem_key_id,
+    open_sealed,
     seal,
 )
 from trunkkey.consent import (
@@ -514,3 +517,85 @@ def test_a_damaged_trust_state_with_kem_keys_stops_the_boot_or_restores_valid_wi
         return
     assert all(type(e) is KemKeyEntry and 0 <= e.not_before < e.not_after < 2**40
                for e in updater.kem_keys)
+
+
+# -- the property, under races, crashes and early proposals ---------------------------
+
+
+class _Unruly(CarKemKeys):
+    """A car whose other threads propose mid-update, or that dies before adopting."""
+
+    __slots__ = ("dies_before_adopting", "race")
+
+    def holds(self, key: CarPublicKey | CarHybridPublicKey) -> bool:
+        held = super().holds(key)
+        if getattr(self, "race", False):
+            self.race = False
+            self.propose(now=START)
+        return held
+
+    def adopt(self, entries: Sequence[KemKeyEntry]) -> None:
+        if not getattr(self, "dies_before_adopting", False):
+            super().adopt(entries)
+
+
+_UNRULY_OPS = st.lists(
+    st.tuples(st.sampled_from(["propose", "endorse", "race", "die", "early", "advance",
+                               "reboot"]), st.integers(0, 2**32 - 1)),
+    max_size=10,
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=_UNRULY_OPS)
+def test_races_crashes_and_early_proposals_never_lose_an_endorsed_key(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int]],
+) -> None:
+    state = tmp_path_factory.mktemp("unruly")
+    root, vehicle_key = SigningKey.generate(), SigningKey.generate()
+    anchors = VehicleAnchors(vehicle_id=VIN, vehicle_key=vehicle_key,
+                             roots=[RootKey(key=root.public_key)])
+    known: list[CarPublicKey | CarHybridPublicKey] = []
+
+    def propose(kem: CarKemKeys) -> None:
+        signed = kem.propose(now=now)
+        known.append(verify_kem_proposal(signed, vehicle_key.public_key, vehicle_id=VIN))
+
+    def boot(early: bool = False) -> tuple[_Unruly, TrustUpdater]:
+        kem = _Unruly(state, vehicle_id=VIN, vehicle_key=vehicle_key)
+        if early:
+            propose(kem)  # before the trust state is applied
+        return kem, TrustUpdater(anchors=anchors, trust_store=TrustStore(),
+                                 path=state / "trust.cbor", kem=kem)
+
+    now, version = START, 0
+    kem, updater = boot()
+    for op, seed in ops:
+        if op == "propose":
+            propose(kem)
+        elif op in ("endorse", "race", "die"):
+            chosen = [k for i, k in enumerate(known) if seed >> i & 1][-3:]
+            version += 1
+            kem.race, kem.dies_before_adopting = op == "race", op == "die"
+            with contextlib.suppress(UpdateRefused):
+                updater.apply(sign_trust_update(
+                    root, version=version, issued_at=now, vehicle=VIN,
+                    kem_keys=[KemKeyEntry(name=f"k{i}", key=k, not_before=now - 10,
+                                          not_after=now + 1 + seed % 500)
+                              for i, k in enumerate(chosen)]), now=now)
+            kem.race = kem.dies_before_adopting = False
+            if op == "die":
+                kem, updater = boot()
+        elif op == "early":
+            kem, updater = boot(early=True)
+        elif op == "advance":
+            now += seed % 300
+        else:
+            kem, updater = boot()
+        endorsed = {e.key.raw for e in updater.kem_keys if e.not_before <= now < e.not_after}
+        for public in known:
+            opened = open_sealed(seal(b"\xd2 token", public), kem.current(now)) is not None
+            assert opened == (public.raw in endorsed), (op, public.raw.hex()[:8])
+        if kem.pending is not None:
+            assert kem.holds(kem.pending)
