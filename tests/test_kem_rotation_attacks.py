@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from test_car_kem_rotation import DAY, START, VIN, YEAR, Car, _held_files
 from trunkkey import (
+    Algorithm,
     CarHybridKemKey,
     CarHybridPublicKey,
     CarKemKey,
@@ -50,10 +51,13 @@ from trunkkey.cose import Typ, sign1
 from trunkkey.errors import DecodeError, InvalidRequest, KeyFileError, SignatureError
 from trunkkey.vehicle import (
     CarKemKeys,
+    KemProposal,
     read_kem_proposal,
+    sign_kem_proposal,
     verify_kem_proposal,
     verify_receipt,
 )
+from trunkkey.vehicle.kemproposal import MAX_PROPOSAL_BYTES
 
 OTHER = "VIN-KEM-2"
 
@@ -154,6 +158,22 @@ def test_the_carmaker_refuses_a_replayed_older_proposal_of_a_key_the_car_dropped
         with pytest.raises(InvalidRequest):
             verify_kem_proposal(leaked_proposal, public, vehicle_id=VIN,
                                 newer_than=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("alg", list(Algorithm), ids=lambda alg: alg.name)
+def test_a_car_with_any_vehicle_key_can_propose_either_suite(alg: Algorithm) -> None:
+    """A car whose vehicle key is post-quantum (a composite, which the unit takes)
+    moving to the post-quantum KEM must get its proposal past the size cap."""
+    vehicle_key, longest = SigningKey.generate(alg), "V" * 64
+    for suite in ("x25519", "mlkem768-x25519"):
+        key = (CarKemKey.generate() if suite == "x25519" else CarHybridKemKey.generate())
+        signed = sign_kem_proposal(vehicle_key, KemProposal(
+            vehicle_id=longest, key=key.public_key, created_at=2**40 - 1))
+        assert verify_kem_proposal(signed, vehicle_key.public_key,
+                                   vehicle_id=longest) == key.public_key, suite
+    with pytest.raises(DecodeError, match="bounded size"):
+        verify_kem_proposal(bytes(MAX_PROPOSAL_BYTES + 1), vehicle_key.public_key,
+                            vehicle_id=longest)
 
 
 def test_a_held_hybrid_keys_x25519_half_is_not_a_key_the_car_holds(car: Car) -> None:

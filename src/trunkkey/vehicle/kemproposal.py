@@ -31,8 +31,9 @@ from ..signing import SigningBackend, signing_backend
 _VEHICLE, _SUITE, _KEY, _CREATED = 1, 2, 3, 4
 #: Suite names (as ``CarKemKeys.propose`` takes them) and their COSE ``alg``.
 SUITES = {"x25519": HPKE_4, "mlkem768-x25519": HPKE_PQ}
-#: A hybrid key (1216 bytes), the header and an ML-DSA-44 signature (2420) fit.
-MAX_PROPOSAL_BYTES = 4096
+#: A hybrid key (1216 bytes), the longest vehicle id, the header and the longest
+#: signature a vehicle key makes (an ML-DSA-65 composite's, 3373) fit: 4,708 bytes.
+MAX_PROPOSAL_BYTES = 5 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
