@@ -265,7 +265,9 @@ def test_a_bound_update_leaving_kem_keys_alone_applies_after_they_have_all_ended
         car.root, version=car.version, issued_at=car.now, vehicle=VIN,
         set_keys=[KeyEntry(role=Role.ISSUER, name="shop-2", key=issuer.public_key,
                            not_before=START, not_after=START + YEAR)])
+    entries = car.kem.entries
     assert car.unit.apply_trust_update(new_issuer).applied
+    assert car.kem.entries == entries, "an update listing no KEM key leaves them alone"
     new = car.propose()
     assert car.unit.apply_trust_update(car.update((new, car.now, START + YEAR))).applied
     assert car.opens(new) is Reason.ALLOWED
@@ -415,6 +417,16 @@ def test_a_clock_set_back_across_a_window_never_reopens_the_old_key(car: Car) ->
     for back in (1, 60, DAY):
         car.clock.set(START + 60 - back)
         assert car.opens(old) is not Reason.ALLOWED, back
+
+
+def test_only_the_public_half_of_a_proposed_key_leaves_the_car(car: Car) -> None:
+    for suite in ("x25519", "mlkem768-x25519"):
+        proposal = car.kem.propose(suite, now=car.now)
+        (private, _), = [held for held in car.kem._held.values()
+                         if held[1].name == "kem-pending.key"]
+        assert private.public_key.raw in proposal
+        secret = private.private_bytes()
+        assert all(secret[i:i + 16] not in proposal for i in range(0, len(secret) - 15, 8))
 
 
 # -- type confusion ----------------------------------------------------------------
