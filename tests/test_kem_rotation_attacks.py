@@ -49,9 +49,11 @@ from trunkkey.consent import (
 from trunkkey.consent.rotation import TrustUpdate, decode_update
 from trunkkey.cose import Typ, sign1
 from trunkkey.errors import DecodeError, InvalidRequest, KeyFileError, SignatureError
+from trunkkey.testing.vehicle import SimulatedBody, SimulatedGps
 from trunkkey.vehicle import (
     CarKemKeys,
     KemProposal,
+    VehicleUnit,
     read_kem_proposal,
     sign_kem_proposal,
     verify_kem_proposal,
@@ -349,6 +351,21 @@ def test_a_proposal_racing_the_update_that_endorses_the_pending_key_cannot_stran
                  trust_store=TrustStore(), path=tmp_path / "trust.cbor", kem=reboot)
     assert [k.public_key for k in reboot.current(START)] == [key]
     assert reboot.pending == kem.pending
+
+
+def test_kem_keys_signing_proposals_with_another_vehicle_key_are_refused_at_boot(
+    car: Car,
+) -> None:
+    """Every proposal they made would fail the carmaker's check: refused up front."""
+    car.unit.close()
+    stray = CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=SigningKey.generate())
+    with pytest.raises(InvalidRequest, match="another vehicle key"):
+        VehicleUnit.boot(
+            car.state, roots=[RootKey(key=car.root.public_key)], vehicle_id=VIN,
+            vehicle_key=car.vehicle_key, trust_store=TrustStore(),
+            carmaker_key=car.root.public_key, clock=car.clock, actuator=SimulatedBody(),
+            gps=SimulatedGps(), car_keys=stray)
+    assert car.kem.vehicle_public_key == car.vehicle_key.public_key
 
 
 def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) -> None:

@@ -40,6 +40,7 @@ from ..claims import check_name
 from ..consent._files import sync_directory
 from ..consent.rotation import KemKeyEntry
 from ..errors import InvalidRequest, KeyFileError
+from ..keys import VerificationKey
 from ..sealed import (
     KEM_KEY_BYTES,
     CarKemKey,
@@ -108,6 +109,11 @@ class CarKemKeys(CarKeyring):
     @property
     def vehicle_id(self) -> str:
         return self._vehicle
+
+    @property
+    def vehicle_public_key(self) -> VerificationKey:
+        """The key the carmaker checks this car's proposals with."""
+        return self._vehicle_key.public_key
 
     def holds(self, key: CarPublicKey | CarHybridPublicKey) -> bool:
         """Whether the car holds this key's private half (endorsed or pending);

@@ -122,6 +122,9 @@ class ConsentUpdates:
         kem = car_keys if isinstance(car_keys, CarKemKeys) else None
         if kem is not None and kem.vehicle_id != vehicle_id:
             raise InvalidRequest("car_keys are another vehicle's KEM keys")
+        if kem is not None and kem.vehicle_public_key != vehicle_key.public_key:
+            # Its proposals would fail the carmaker's check, every one of them.
+            raise InvalidRequest("car_keys sign proposals with another vehicle key")
         self._consent = consent
         self._trust = TrustUpdater(
             anchors=anchors, trust_store=trust_store,
