@@ -368,6 +368,17 @@ def test_kem_keys_signing_proposals_with_another_vehicle_key_are_refused_at_boot
     assert car.kem.vehicle_public_key == car.vehicle_key.public_key
 
 
+def test_a_pending_key_that_cannot_be_set_aside_stays_pending(car: Car) -> None:
+    """A new proposal never loses the pending key: if it cannot move it, it fails."""
+    first = car.propose()
+    (car.state / f"kem-{kem_key_id(first).hex()}.key").mkdir()
+    with pytest.raises(KeyFileError, match="aside"):
+        car.kem.propose(now=car.now)
+    assert car.kem.pending == first
+    assert car.unit.apply_trust_update(car.update((first, START, START + YEAR))).applied
+    assert car.opens(first) is Reason.ALLOWED
+
+
 def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) -> None:
     """The unanswered first proposal is replaced, as on a car that did not reboot."""
     first = car.propose()
