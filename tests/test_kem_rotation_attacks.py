@@ -390,6 +390,22 @@ def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) 
         is Reason.UNKNOWN_KEY
 
 
+def test_without_a_trust_state_the_boot_keeps_only_the_pending_key(car: Car) -> None:
+    """Nothing is endorsed without trust.cbor: an old update replayed to a car that
+    lost it (its version floor with it) finds no key to re-endorse."""
+    key = car.propose()
+    old_update = car.update((key, START, START + YEAR))
+    assert car.unit.apply_trust_update(old_update).applied
+    pending = car.propose()
+    car.unit.close()
+    (car.state / "trust.cbor").unlink()
+    car.kem, car.unit = car.boot()
+    assert _held_files(car.state) == ["kem-pending.key"]
+    assert car.kem.pending == pending
+    assert car.unit.apply_trust_update(old_update).reason is Reason.UNKNOWN_KEY
+    assert car.opens(key) is Reason.CANNOT_OPEN
+
+
 def test_a_leftover_proposal_being_written_is_discarded_at_boot(car: Car) -> None:
     leftover = CarKemKey.generate()
     leftover.save(car.state / ".kem-pending.tmp")
