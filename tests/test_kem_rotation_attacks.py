@@ -379,6 +379,34 @@ def test_a_pending_key_that_cannot_be_set_aside_stays_pending(car: Car) -> None:
     assert car.opens(first) is Reason.ALLOWED
 
 
+def test_a_second_car_kem_keys_on_the_same_directory_cannot_make_the_car_lose_a_key(
+    car: Car,
+) -> None:
+    """A tool built a second CarKemKeys over the running car's directory and proposed:
+    it set the car's pending key aside and wrote its own in its place. The car then
+    endorses its own pending key: it must not take the other's file for it."""
+    current = car.propose()
+    assert car.unit.apply_trust_update(car.update((current, START, START + YEAR))).applied
+    pending = car.propose()
+    tool = CarKemKeys(car.state, vehicle_id=VIN, vehicle_key=car.vehicle_key)
+    tools_key = verify_kem_proposal(tool.propose(now=car.now), car.vehicle_key.public_key,
+                                    vehicle_id=VIN)
+    assert car.unit.apply_trust_update(car.update((pending, START, START + YEAR))).applied
+    assert car.opens(pending) is Reason.ALLOWED
+    car.reboot()
+    assert car.opens(pending) is Reason.ALLOWED
+    assert car.kem.pending == tools_key
+    # Even with both files gone, the key the car holds in memory is written again.
+    car.kem.propose(now=car.now)
+    for path in car.state.glob("kem-*.key"):
+        path.unlink()
+    newest = car.kem.pending
+    assert newest is not None
+    assert car.unit.apply_trust_update(car.update((newest, START, START + YEAR))).applied
+    car.reboot()
+    assert car.opens(newest) is Reason.ALLOWED
+
+
 def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) -> None:
     """The unanswered first proposal is replaced, as on a car that did not reboot."""
     first = car.propose()

@@ -39,7 +39,7 @@ from typing import Any
 from ..claims import check_name
 from ..consent._files import sync_directory
 from ..consent.rotation import KemKeyEntry
-from ..errors import InvalidRequest, KeyFileError
+from ..errors import DecodeError, InvalidRequest, KeyFileError
 from ..keys import VerificationKey
 from ..sealed import (
     KEM_KEY_BYTES,
@@ -150,16 +150,14 @@ class CarKemKeys(CarKeyring):
             self._publish(tuple(ring))
             # Tidy after the keyring changed: a failure here leaves files that
             # the next adoption (or boot) tidies, never a key opening too much.
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, KeyFileError):
                 self._tidy()
             self._superseded -= self._endorsed
 
     def _tidy(self) -> None:
         for raw, (key, path) in list(self._held.items()):
             if raw in self._endorsed and path.name == PENDING_FILE:
-                target = path.with_name(f"kem-{kem_key_id(key.public_key).hex()}.key")
-                os.replace(path, target)
-                self._held[raw] = (key, target)
+                self._to_own_file(raw, key, path)
             elif raw not in self._endorsed and path.name != PENDING_FILE:
                 path.unlink(missing_ok=True)
                 del self._held[raw]
@@ -180,7 +178,7 @@ class CarKemKeys(CarKeyring):
             if self._adopted:
                 # Until the trust state is applied nothing is known endorsed,
                 # and tidying would delete the endorsed keys' files.
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, KeyFileError):
                     self._tidy()
             tmp = self._directory / _TMP_FILE
             key.save(tmp, overwrite=True)
@@ -202,14 +200,27 @@ class CarKemKeys(CarKeyring):
         for raw, (old, path) in list(self._held.items()):
             if path != pending:
                 continue
-            target = path.with_name(f"kem-{kem_key_id(old.public_key).hex()}.key")
             try:
-                os.replace(path, target)
+                self._to_own_file(raw, old, path)
             except OSError as exc:
                 raise KeyFileError(f"cannot set {path} aside: {exc.strerror}") from None
-            self._held[raw] = (old, target)
             if raw not in self._endorsed:
                 self._superseded.add(raw)
+
+    def _to_own_file(self, raw: bytes, key: _PrivateKey, pending: Path) -> None:
+        """Move ``key`` out of the pending file into ``kem-<key id>.key``.
+
+        Only while the pending file still holds it: a second ``CarKemKeys``
+        on this directory (made by mistake) may have moved it and written its
+        own key there, which this one must not take for its own. The key is
+        in memory, so if no file holds it any more it is written again.
+        """
+        target = pending.with_name(f"kem-{kem_key_id(key.public_key).hex()}.key")
+        if _file_holds(pending, raw):
+            os.replace(pending, target)
+        elif not _file_holds(target, raw):
+            key.save(target, overwrite=True)
+        self._held[raw] = (key, target)
 
     def _generate(self, suite: str) -> _PrivateKey:
         if suite == "x25519":
@@ -226,3 +237,11 @@ class CarKemKeys(CarKeyring):
 
     def __reduce__(self) -> Any:
         raise TypeError("a car's KEM keys are not pickled")
+
+
+def _file_holds(path: Path, raw: bytes) -> bool:
+    """Whether ``path`` is a key file of the private half of public key ``raw``."""
+    try:
+        return load_car_key(path).public_key.raw == raw
+    except (KeyFileError, DecodeError):
+        return False
