@@ -644,8 +644,8 @@ class _Unruly(CarKemKeys):
 
 
 _UNRULY_OPS = st.lists(
-    st.tuples(st.sampled_from(["propose", "endorse", "race", "die", "early", "advance",
-                               "reboot"]), st.integers(0, 2**32 - 1)),
+    st.tuples(st.sampled_from(["propose", "endorse", "race", "die", "early", "tool",
+                               "advance", "reboot"]), st.integers(0, 2**32 - 1)),
     max_size=10,
 )
 
@@ -653,7 +653,7 @@ _UNRULY_OPS = st.lists(
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(ops=_UNRULY_OPS)
-def test_races_crashes_and_early_proposals_never_lose_an_endorsed_key(
+def test_races_crashes_early_proposals_and_a_second_instance_never_lose_an_endorsed_key(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int]],
 ) -> None:
     state = tmp_path_factory.mktemp("unruly")
@@ -693,6 +693,8 @@ def test_races_crashes_and_early_proposals_never_lose_an_endorsed_key(
                 kem, updater = boot()
         elif op == "early":
             kem, updater = boot(early=True)
+        elif op == "tool":  # a second CarKemKeys on the directory, made by mistake
+            propose(CarKemKeys(state, vehicle_id=VIN, vehicle_key=vehicle_key))
         elif op == "advance":
             now += seed % 300
         else:
