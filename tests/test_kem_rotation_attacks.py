@@ -574,6 +574,27 @@ def test_the_trust_update_decoder_returns_a_consistent_update_or_a_decode_error(
     assert all(0 <= e.not_before < e.not_after < 2**40 for e in update.kem_keys)
 
 
+def test_a_bound_update_has_one_encoding_no_second_binding_or_lenient_form() -> None:
+    """A duplicated member 5 (bound to A, then to B) or any non-deterministic form of
+    a bound update with KEM keys is refused, so no reader can see another binding."""
+    key = CarKemKey.generate().public_key
+    good = cbor.encode({1: 1, 2: START, 3: [[2, "k", key.raw, START, START + 1]], 4: [],
+                        5: VIN})
+    assert decode_update(good).vehicle == VIN
+    forms = {
+        "member 5 twice": b"\xa6" + good[1:] + cbor.encode(5) + cbor.encode(OTHER),
+        "indefinite map": b"\xbf" + good[1:] + b"\xff",
+        "version not in shortest form": good.replace(b"\x01\x01", b"\x01\x18\x01", 1),
+        "members out of order": cbor2.dumps({5: VIN, 1: 1, 2: START, 4: [],
+                                             3: [[2, "k", key.raw, START, START + 1]]}),
+    }
+    for what, payload in forms.items():
+        assert payload != good, what
+        with pytest.raises(DecodeError):  # noqa: PT012 -- names the form that got through
+            decode_update(payload)
+            pytest.fail(what)
+
+
 def test_a_kem_entry_listed_twice_or_beside_its_own_removal_is_refused_by_the_signer() -> None:
     root = SigningKey.generate()
     key = CarKemKey.generate().public_key
