@@ -28,6 +28,7 @@ from trunkkey import (
     CarKemKey,
     CarPublicKey,
     Issuer,
+    MemoryLedger,
     Reason,
     SigningKey,
     TrustStore,
@@ -405,6 +406,23 @@ def test_a_second_car_kem_keys_on_the_same_directory_cannot_make_the_car_lose_a_
     assert car.unit.apply_trust_update(car.update((newest, START, START + YEAR))).applied
     car.reboot()
     assert car.opens(newest) is Reason.ALLOWED
+
+
+def test_kem_keys_without_a_persisted_trust_state_are_refused(car: Car) -> None:
+    """Endorsements kept in memory only would be forgotten at every boot (with the
+    version floor an old update then replays): refused up front."""
+    from trunkkey.vehicle import FileTimeStore, consent_verifier
+
+    car.unit.close()
+    with pytest.raises(InvalidRequest, match="trust_state"):
+        VehicleUnit(
+            vehicle_id=VIN, vehicle_key=car.vehicle_key, trust_store=TrustStore(),
+            carmaker_key=car.root.public_key, ledger=MemoryLedger(),
+            time_store=FileTimeStore(car.state / "time-2.json"),
+            clock=car.clock, actuator=SimulatedBody(), gps=SimulatedGps(),
+            consent=consent_verifier(vehicle_id=VIN, vehicle_key=car.vehicle_key,
+                                     roots=[RootKey(key=car.root.public_key)]),
+            car_keys=car.kem)
 
 
 def test_a_car_that_never_had_an_update_proposes_again_after_a_reboot(car: Car) -> None:
