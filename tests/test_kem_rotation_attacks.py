@@ -613,17 +613,6 @@ def test_a_bound_update_has_one_encoding_no_second_binding_or_lenient_form() -> 
             pytest.fail(what)
 
 
-def test_a_kem_entry_listed_twice_or_beside_its_own_removal_is_refused_by_the_signer() -> None:
-    root = SigningKey.generate()
-    key = CarKemKey.generate().public_key
-    with pytest.raises(InvalidRequest, match="set twice"):
-        sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
-                          kem_keys=[_entry(key), _entry(key, START, START + 5)])
-    with pytest.raises(InvalidRequest, match="both set and removed"):
-        sign_trust_update(root, version=1, issued_at=START, vehicle=VIN,
-                          kem_keys=[_entry(key)], remove=[kem_key_id(key)])
-
-
 @pytest.fixture(scope="module")
 def endorsed_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Car]:
     """A trust state file listing one endorsed KEM key, and the car that wrote it."""
