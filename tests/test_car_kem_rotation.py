@@ -49,7 +49,7 @@ from trunkkey.consent import (
 )
 from trunkkey.consent.rotation import decode_update
 from trunkkey.cose import Typ, sign1, split_sign1
-from trunkkey.errors import DecodeError, InvalidRequest, KeyFileError, SignatureError
+from trunkkey.errors import DecodeError, InvalidRequest, SignatureError
 from trunkkey.testing.vehicle import SimulatedBody, SimulatedGps
 from trunkkey.vehicle import (
     CarKemKeys,
@@ -345,13 +345,15 @@ def test_key_files_a_failed_tidy_left_are_tidied_at_boot(
     # The keyring changed all the same; only the files wait.
     assert car.opens(old) is Reason.CANNOT_OPEN
     assert car.opens(new) is Reason.ALLOWED
-    with pytest.raises(KeyFileError, match="could not be moved"):
-        car.kem.propose(now=car.now)  # the endorsed key still sits in the pending file
+    # The endorsed key still sits in the pending file: a proposal moves it out
+    # to its own file first, never over it.
+    newest = car.propose()
+    assert car.opens(new) is Reason.ALLOWED
     monkeypatch.undo()
     car.reboot()
-    assert car.kem.pending is None
+    assert car.kem.pending == newest
     assert car.opens(new) is Reason.ALLOWED
-    assert _held_files(car.state) == [f"kem-{kem_key_id(new).hex()}.key"]
+    assert _held_files(car.state) == [f"kem-{kem_key_id(new).hex()}.key", "kem-pending.key"]
 
 
 def test_key_files_are_owner_only(car: Car) -> None:

@@ -41,11 +41,18 @@ def write_private_file(
 
 def read_private_file(path: str | os.PathLike[str]) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # Non-blocking: a FIFO in a key file's place would otherwise hang the open
+        # until someone writes to it (a regular file ignores the flag).
+        fd = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
     except OSError as exc:
         raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # A directory opens for reading too, then fails on read with a bare OSError.
+            raise KeyFileError(f"{path} is not a regular file")
         if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise InsecureKeyFile(
                 f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "

@@ -86,8 +86,11 @@ class KeyEntry:
 
 
 def _check_window(not_before: int, not_after: int) -> None:
-    if not (0 <= not_before < not_after < MAX_TIME):
-        raise InvalidRequest("key validity must be a non-empty window")
+    # Whole seconds only: a bool or float compares like one, and would be
+    # refused only once the update is encoded (or not at all in memory).
+    if not (type(not_before) is int and type(not_after) is int
+            and 0 <= not_before < not_after < MAX_TIME):
+        raise InvalidRequest("key validity must be a non-empty window of Unix seconds")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +124,16 @@ class TrustUpdate:
     #: The car's KEM keys (role 2 entries of member 3); only with ``vehicle``.
     kem_keys: tuple[KemKeyEntry, ...] = ()
 
+    def __post_init__(self) -> None:
+        # An issuer's Ed25519 key and an X25519 KEM key are both 32 bytes: an
+        # entry in the wrong list would be signed under the other role.
+        if type(self.set) is not tuple or not all(type(e) is KeyEntry for e in self.set):
+            raise InvalidRequest("set holds KeyEntry (roots, issuers); a KEM key: kem_keys")
+        if type(self.kem_keys) is not tuple or not all(
+            type(e) is KemKeyEntry for e in self.kem_keys
+        ):
+            raise InvalidRequest("kem_keys holds KemKeyEntry (a car's KEM keys)")
+
 
 class KemKeyHolder(Protocol):
     """The car's store of KEM private keys, which a bound update's KEM entries name."""
@@ -130,7 +143,8 @@ class KemKeyHolder(Protocol):
         ...
 
     def adopt(self, entries: Sequence[KemKeyEntry]) -> None:
-        """Open tokens with exactly these keys from now on (called once they are persisted)."""
+        """Open tokens with exactly these keys from now on (called once they are
+        persisted, and when the updater is made: the restored keys, or none)."""
         ...
 
 
@@ -293,8 +307,11 @@ class TrustUpdater:
         self._kem: tuple[KemKeyEntry, ...] = ()
         if self._path is not None and self._path.exists():
             self._restore(self._path)
-            if kem is not None:
-                kem.adopt(self._kem)
+        if kem is not None:
+            # Always, even with no state yet (then: no key endorsed): until the
+            # holder learns what is endorsed, its pending file may hold a key an
+            # update persisted just before a crash, and it cannot tell.
+            kem.adopt(self._kem)
 
     def _restore(self, path: Path) -> None:
         """Put back what the last applied update left: version, roots, issuer keys, KEM keys."""
@@ -345,8 +362,8 @@ class TrustUpdater:
         """The car's KEM keys as the last bound update set them (none before one)."""
         return self._kem
 
-    def _kem_after(self, update: TrustUpdate) -> tuple[KemKeyEntry, ...]:
-        """The car's KEM keys once ``update`` applies, or :class:`UpdateRefused`."""
+    def _kem_after(self, update: TrustUpdate, now: int) -> tuple[KemKeyEntry, ...]:
+        """The car's KEM keys once ``update`` applies at ``now``, or :class:`UpdateRefused`."""
         if update.vehicle is None:
             return self._kem  # only an update bound to this car touches its KEM keys
         removed = set(update.remove)
@@ -360,8 +377,13 @@ class TrustUpdater:
                     Reason.UNKNOWN_KEY,
                     f"KEM key {entry.kid.hex()} ({entry.name}) is not one this car holds",
                 )
-        if self._kem and not kept:
-            raise UpdateRefused(Reason.MALFORMED, "update would leave the car no KEM key")
+        if self._kem and kept != self._kem and not any(e.not_after > now for e in kept):
+            # A key whose window is over opens nothing ever again: keeping only
+            # such keys strands the car as surely as keeping none. An update that
+            # leaves the KEM keys as they were is not judged by them.
+            raise UpdateRefused(
+                Reason.MALFORMED, "update would leave the car no KEM key that opens now or later"
+            )
         return kept
 
     def apply(self, signed: bytes, *, now: int) -> TrustUpdate:
@@ -378,7 +400,7 @@ class TrustUpdater:
                 raise UpdateRefused(
                     Reason.ROLLBACK, f"version {update.version} is not newer than {self._version}"
                 )
-            kem = self._kem_after(update)
+            kem = self._kem_after(update, now)
             roots = {r.kid: r for r in self._anchors.roots()}
             for kid in update.remove:
                 roots.pop(kid, None)

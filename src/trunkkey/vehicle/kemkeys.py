@@ -9,7 +9,8 @@ window that update gave it:
 
 1. ``propose(suite, now=...)`` makes a **pending** key, writes it, and
    returns the signed proposal; a second proposal replaces the pending key
-   (a car holds at most one that nobody endorsed);
+   (no update may name the first any more; its file is set aside until the
+   next adoption, for an update that checked it just before);
 2. the carmaker verifies the proposal and signs a bound update listing the
    car's keys — the new one from ``T``, the old one until ``T + overlap``;
 3. the unit applies it (``apply_trust_update``): the update is persisted
@@ -18,8 +19,10 @@ window that update gave it:
 
 A key named by an update that the car does not hold refuses the whole
 update (``unknown_key``), so no update can leave the car unable to open
-what the backend seals to it. Files: ``kem-pending.key`` and
-``kem-<key id>.key``.
+what the backend seals to it. Until the unit has booted and applied its
+trust state, no key is known endorsed: ``propose`` then deletes no file
+(the pending key it replaces may be one an update endorsed just before a
+crash). Files: ``kem-pending.key`` and ``kem-<key id>.key``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from typing import Any
 from ..claims import check_name
 from ..consent._files import sync_directory
 from ..consent.rotation import KemKeyEntry
-from ..errors import InvalidRequest, KeyFileError
+from ..errors import DecodeError, InvalidRequest, KeyFileError
+from ..keys import VerificationKey
 from ..sealed import (
     KEM_KEY_BYTES,
     CarKemKey,
@@ -66,8 +70,8 @@ class CarKemKeys(CarKeyring):
     endorses one, it opens nothing.
     """
 
-    __slots__ = ("_directory", "_endorsed", "_held", "_lock", "_randomness", "_vehicle",
-                 "_vehicle_key")
+    __slots__ = ("_adopted", "_directory", "_endorsed", "_held", "_lock", "_randomness",
+                 "_superseded", "_vehicle", "_vehicle_key")
 
     def __init__(
         self,
@@ -86,8 +90,13 @@ class CarKemKeys(CarKeyring):
         self._directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._endorsed: frozenset[bytes] = frozenset()
+        #: Whether the trust state has said which keys are endorsed since boot.
+        self._adopted = False
         #: raw public key -> (private key, its file)
         self._held: dict[bytes, tuple[_PrivateKey, Path]] = {}
+        #: Pending keys a newer proposal replaced: kept, but not offered to an
+        #: update, until the next adoption says whether one was endorsed.
+        self._superseded: set[bytes] = set()
         with contextlib.suppress(FileNotFoundError):
             (self._directory / _TMP_FILE).unlink()  # a proposal the car died writing
         for path in sorted(self._directory.iterdir()):
@@ -101,9 +110,16 @@ class CarKemKeys(CarKeyring):
     def vehicle_id(self) -> str:
         return self._vehicle
 
+    @property
+    def vehicle_public_key(self) -> VerificationKey:
+        """The key the carmaker checks this car's proposals with."""
+        return self._vehicle_key.public_key
+
     def holds(self, key: CarPublicKey | CarHybridPublicKey) -> bool:
-        """Whether the car holds this key's private half (endorsed or pending)."""
-        return isinstance(key, CarPublicKey | CarHybridPublicKey) and key.raw in self._held
+        """Whether the car holds this key's private half (endorsed or pending);
+        not a pending key that a newer proposal replaced."""
+        return (isinstance(key, CarPublicKey | CarHybridPublicKey) and key.raw in self._held
+                and key.raw not in self._superseded)
 
     @property
     def pending(self) -> CarPublicKey | CarHybridPublicKey | None:
@@ -117,9 +133,10 @@ class CarKemKeys(CarKeyring):
         """Open tokens with exactly ``entries`` (each in its window) from now on.
 
         Called by the trust updater once the update that lists them is
-        persisted, and at boot with what it restored. Keys the car does not
-        hold are skipped (the updater refuses an update naming one); files of
-        keys no longer listed are deleted, except the pending one.
+        persisted, and at boot with what it restored (nothing before the
+        first update); until then :meth:`propose` deletes no file. Keys the
+        car does not hold are skipped (the updater refuses an update naming
+        one); files of keys no longer listed are deleted, except the pending one.
         """
         with self._lock:
             ring = []
@@ -129,21 +146,22 @@ class CarKemKeys(CarKeyring):
                     ring.append(KeyringEntry(key=held[0], not_before=entry.not_before,
                                              not_after=entry.not_after))
             self._endorsed = frozenset(entry.key.raw for entry in entries)
+            self._adopted = True
             self._publish(tuple(ring))
             # Tidy after the keyring changed: a failure here leaves files that
             # the next adoption (or boot) tidies, never a key opening too much.
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, KeyFileError):
                 self._tidy()
+            self._superseded -= self._endorsed
 
     def _tidy(self) -> None:
         for raw, (key, path) in list(self._held.items()):
             if raw in self._endorsed and path.name == PENDING_FILE:
-                target = path.with_name(f"kem-{kem_key_id(key.public_key).hex()}.key")
-                os.replace(path, target)
-                self._held[raw] = (key, target)
+                self._to_own_file(raw, key, path)
             elif raw not in self._endorsed and path.name != PENDING_FILE:
                 path.unlink(missing_ok=True)
                 del self._held[raw]
+                self._superseded.discard(raw)
         sync_directory(self._directory)
 
     # -- the car's side of a rotation ---------------------------------------------
@@ -156,21 +174,53 @@ class CarKemKeys(CarKeyring):
         key = self._generate(suite)
         proposal = KemProposal(vehicle_id=self._vehicle, key=key.public_key, created_at=now)
         with self._lock:
-            with contextlib.suppress(OSError):
-                self._tidy()
             pending = self._directory / PENDING_FILE
-            if any(path == pending and raw in self._endorsed
-                   for raw, (_, path) in self._held.items()):
-                raise KeyFileError(f"{pending} holds an endorsed key that could not be moved")
+            if self._adopted:
+                # Until the trust state is applied nothing is known endorsed,
+                # and tidying would delete the endorsed keys' files.
+                with contextlib.suppress(OSError, KeyFileError):
+                    self._tidy()
             tmp = self._directory / _TMP_FILE
             key.save(tmp, overwrite=True)
-            os.replace(tmp, pending)  # the old pending key, if any, is gone with its file
+            self._set_aside(pending)
+            os.replace(tmp, pending)
             sync_directory(self._directory)
-            for raw, (_, path) in list(self._held.items()):
-                if path == pending:
-                    del self._held[raw]
             self._held[key.public_key.raw] = (key, pending)
         return sign_kem_proposal(self._vehicle_key, proposal)
+
+    def _set_aside(self, pending: Path) -> None:
+        """Move the pending key, if any, to its own file, never deleting it.
+
+        An update that checked it may be persisting it right now, or (before
+        the trust state is applied) may have done so just before a crash:
+        deleting it would strand the car. Unless endorsed, it is superseded:
+        no update may name it, and the next tidying (the next adoption, or
+        proposal after one) deletes it unless an update endorsed it meanwhile.
+        """
+        for raw, (old, path) in list(self._held.items()):
+            if path != pending:
+                continue
+            try:
+                self._to_own_file(raw, old, path)
+            except OSError as exc:
+                raise KeyFileError(f"cannot set {path} aside: {exc.strerror}") from None
+            if raw not in self._endorsed:
+                self._superseded.add(raw)
+
+    def _to_own_file(self, raw: bytes, key: _PrivateKey, pending: Path) -> None:
+        """Move ``key`` out of the pending file into ``kem-<key id>.key``.
+
+        Only while the pending file still holds it: a second ``CarKemKeys``
+        on this directory (made by mistake) may have moved it and written its
+        own key there, which this one must not take for its own. The key is
+        in memory, so if no file holds it any more it is written again.
+        """
+        target = pending.with_name(f"kem-{kem_key_id(key.public_key).hex()}.key")
+        if _file_holds(pending, raw):
+            os.replace(pending, target)
+        elif not _file_holds(target, raw):
+            key.save(target, overwrite=True)
+        self._held[raw] = (key, target)
 
     def _generate(self, suite: str) -> _PrivateKey:
         if suite == "x25519":
@@ -187,3 +237,11 @@ class CarKemKeys(CarKeyring):
 
     def __reduce__(self) -> Any:
         raise TypeError("a car's KEM keys are not pickled")
+
+
+def _file_holds(path: Path, raw: bytes) -> bool:
+    """Whether ``path`` is a key file of the private half of public key ``raw``."""
+    try:
+        return load_car_key(path).public_key.raw == raw
+    except (KeyFileError, DecodeError):
+        return False

@@ -31,8 +31,9 @@ from ..signing import SigningBackend, signing_backend
 _VEHICLE, _SUITE, _KEY, _CREATED = 1, 2, 3, 4
 #: Suite names (as ``CarKemKeys.propose`` takes them) and their COSE ``alg``.
 SUITES = {"x25519": HPKE_4, "mlkem768-x25519": HPKE_PQ}
-#: A hybrid key (1216 bytes), the header and an ML-DSA-44 signature (2420) fit.
-MAX_PROPOSAL_BYTES = 4096
+#: A hybrid key (1216 bytes), the longest vehicle id, the header and the longest
+#: signature a vehicle key makes (an ML-DSA-65 composite's, 3373) fit: 4,708 bytes.
+MAX_PROPOSAL_BYTES = 5 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,17 +67,23 @@ def sign_kem_proposal(vehicle_key: SigningBackend, proposal: KemProposal) -> byt
 
 
 def read_kem_proposal(
-    signed: bytes, vehicle_public_key: VerificationKey, *, vehicle_id: str
+    signed: bytes, vehicle_public_key: VerificationKey, *, vehicle_id: str,
+    newer_than: int | None = None,
 ) -> KemProposal:
     """The proposal ``signed`` holds, verified as this vehicle's.
 
     Opened by :func:`trunkkey.cose.open_sign1` (the strict profile, the exact
     header ``{alg, kid, typ}`` of the vehicle key, the unique signature) and
     decoded strictly. Raises :class:`SignatureError` if the vehicle did not
-    sign it, :class:`DecodeError` if it is off the profile or for another vehicle.
+    sign it, :class:`DecodeError` if it is off the profile, for another
+    vehicle, or not made after ``newer_than``: pass the ``created_at`` of the
+    last proposal endorsed for this car, so that a recorded older proposal —
+    of a key since dropped, perhaps because it leaked — is not endorsed again.
     """
     if not isinstance(vehicle_public_key, VerificationKey):
         raise InvalidRequest("vehicle_public_key must be a trunkkey.VerificationKey")
+    if newer_than is not None and (type(newer_than) is not int or newer_than < 0):
+        raise InvalidRequest("newer_than must be Unix seconds")
     if type(signed) is not bytes or len(signed) > MAX_PROPOSAL_BYTES:
         raise DecodeError("a KEM proposal is bytes of a bounded size")
     opened = open_sign1(
@@ -97,13 +104,21 @@ def read_kem_proposal(
         raise DecodeError(f"KEM proposal content invalid: {exc}") from None
     if proposal.vehicle_id != vehicle_id:
         raise DecodeError("the KEM proposal is for another vehicle")
+    if newer_than is not None and proposal.created_at <= newer_than:
+        raise DecodeError(
+            f"the KEM proposal was made at {proposal.created_at}, not after {newer_than} "
+            "(an older proposal replayed?)"
+        )
     return proposal
 
 
 def verify_kem_proposal(
-    signed: bytes, vehicle_public_key: VerificationKey, *, vehicle_id: str
+    signed: bytes, vehicle_public_key: VerificationKey, *, vehicle_id: str,
+    newer_than: int | None = None,
 ) -> CarPublicKey | CarHybridPublicKey:
     """The carmaker's side: the KEM public key this vehicle proposed, once verified
-    (:func:`read_kem_proposal`); endorse it with ``sign_trust_update(..., vehicle=,
-    kem_keys=[KemKeyEntry(...)])``."""
-    return read_kem_proposal(signed, vehicle_public_key, vehicle_id=vehicle_id).key
+    (:func:`read_kem_proposal`, also for ``newer_than``); endorse it with
+    ``sign_trust_update(..., vehicle=, kem_keys=[KemKeyEntry(...)])``."""
+    return read_kem_proposal(
+        signed, vehicle_public_key, vehicle_id=vehicle_id, newer_than=newer_than
+    ).key

@@ -122,6 +122,14 @@ class ConsentUpdates:
         kem = car_keys if isinstance(car_keys, CarKemKeys) else None
         if kem is not None and kem.vehicle_id != vehicle_id:
             raise InvalidRequest("car_keys are another vehicle's KEM keys")
+        if kem is not None and kem.vehicle_public_key != vehicle_key.public_key:
+            # Its proposals would fail the carmaker's check, every one of them.
+            raise InvalidRequest("car_keys sign proposals with another vehicle key")
+        if kem is not None and trust_state is None:
+            # The keys persist, what endorsed them would not: every boot would
+            # start from no key endorsed (and delete their files), and from
+            # version 0, which an old update replays.
+            raise InvalidRequest("CarKemKeys need trust_state, where their endorsement persists")
         self._consent = consent
         self._trust = TrustUpdater(
             anchors=anchors, trust_store=trust_store,
