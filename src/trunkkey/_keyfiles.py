@@ -1,4 +1,5 @@
-"""Key files: created readable by their owner only, read only if no one else can.
+"""Key files: created readable by their owner only; read only if they are ours
+and no one else can read them.
 
 Used by :meth:`trunkkey.SigningKey.save` and :meth:`trunkkey.SigningKey.load`.
 """
@@ -53,6 +54,13 @@ def read_private_file(path: str | os.PathLike[str]) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             # A directory opens for reading too, then fails on read with a bare OSError.
             raise KeyFileError(f"{path} is not a regular file")
+        if os.name == "posix" and info.st_uid != os.geteuid():
+            # Its owner can read and replace the key whatever the mode says;
+            # only root gets this far with another user's 0600 file.
+            raise InsecureKeyFile(
+                f"{path} is owned by another user (uid {info.st_uid}); chown it to the "
+                "user that reads it"
+            )
         if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise InsecureKeyFile(
                 f"{path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "

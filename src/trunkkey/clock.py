@@ -72,7 +72,12 @@ def to_unix(when: int | datetime) -> int:
 
 
 def check_window(not_before: int | None, not_after: int | None, what: str) -> None:
-    """Refuse a validity period ``[not_before, not_after)`` that contains no instant."""
+    """Refuse a validity period ``[not_before, not_after)`` that contains no instant,
+    or whose bounds are not whole seconds: a NaN bound compares false with every
+    instant, so a key meant to start next year would be valid at once, for ever."""
+    for bound in (not_before, not_after):
+        if bound is not None and type(bound) is not int:
+            raise InvalidRequest(f"{what} validity period bounds are ints of Unix seconds or None")
     if not_before is not None and not_after is not None and not_after <= not_before:
         raise InvalidRequest(f"{what} validity period is empty")
 
