@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -116,6 +117,8 @@ def test_issuer_refuses_bad_construction() -> None:
         Issuer(SigningKey.generate().public_key, "r")  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest):
         Issuer(SigningKey.generate(), "")
+    with pytest.raises(InvalidRequest, match=r"^clock must be a trunkkey\.Clock"):
+        Issuer(SigningKey.generate(), "r", clock=time.time)  # type: ignore[arg-type]
     key = SigningKey.generate()
     assert key.kid.hex() in repr(Issuer(key, "r"))
 

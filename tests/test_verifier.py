@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import NoReturn
 
 import pytest
@@ -423,6 +424,22 @@ def test_caller_mistakes_raise_not_deny(ed_world: World) -> None:
         verify(ed_world, token, location=(48.0, 11.0))
     with pytest.raises(InvalidRequest):
         ed_world.verifier.verify_at(token, now=1.5, vehicle_id=VEHICLE, action="trunk")  # type: ignore[arg-type]
+
+
+def test_a_verifier_refuses_at_construction_a_clock_or_policy_it_could_not_use(
+    ed_world: World,
+) -> None:
+    # Built with time.time for a clock, a verifier raised on the first token at
+    # the car; built with a dict for a policy, it denied every token as malformed.
+    for clock in (time.time, None, object()):
+        with pytest.raises(InvalidRequest, match=r"^clock must be a trunkkey\.Clock"):
+            Verifier(trust_store=ed_world.store, ledger=MemoryLedger(), clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"^policy must be a trunkkey\.VerifierPolicy$"):
+        Verifier(trust_store=ed_world.store, ledger=MemoryLedger(), clock=ed_world.clock,
+                 policy={"max_skew": 5})  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"^car_keys must be a trunkkey\.CarKeyring$"):
+        Verifier(trust_store=ed_world.store, ledger=MemoryLedger(), clock=ed_world.clock,
+                 car_keys=object())  # type: ignore[arg-type]
 
 
 def test_policy_bounds() -> None:

@@ -54,6 +54,16 @@ class ManualClock:
         return f"ManualClock({self._now})"
 
 
+def check_clock(clock: object, what: str) -> Clock:
+    """Refuse, when a component is built, a clock it could not read: ``time.time``
+    or ``None`` would otherwise fail on the first token, at the car."""
+    if not isinstance(clock, Clock):
+        raise InvalidRequest(
+            f"{what} must be a trunkkey.Clock: an object whose now() gives Unix seconds"
+        )
+    return clock
+
+
 def to_unix(when: int | datetime) -> int:
     """Whole Unix seconds from an int or a timezone-aware datetime.
 

@@ -18,7 +18,7 @@ from .claims import (
     encode_claim_fields,
     encode_claims,
 )
-from .clock import Clock, SystemClock, to_unix
+from .clock import Clock, SystemClock, check_clock, to_unix
 from .cose import Typ, sign1
 from .errors import InvalidRequest
 from .geo import Geofence
@@ -50,7 +50,7 @@ class Issuer:
         if type(max_lifetime) is not int or max_lifetime <= 0:
             raise InvalidRequest("max_lifetime must be a positive number of seconds")
         self._issuer = check_name(issuer, "issuer")
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._clock: Clock = SystemClock() if clock is None else check_clock(clock, "clock")
         self._max_lifetime = max_lifetime
         self._token_ids = _token_ids
 

@@ -24,7 +24,7 @@ from .claims import (
     check_name,
     decode_claims,
 )
-from .clock import Clock
+from .clock import Clock, check_clock
 from .cose import signature_holds, split_sign1
 from .errors import AccessDenied, DecodeError, InvalidRequest
 from .geo import Location
@@ -212,9 +212,13 @@ class Verifier:
                 "ledger must implement trunkkey.ledger.Ledger (spend); an async ledger "
                 "goes with trunkkey.AsyncVerifier"
             )
+        if policy is not None and not isinstance(policy, VerifierPolicy):
+            # Anything else would deny every token as `malformed`: an outage
+            # that looks like an attack.
+            raise InvalidRequest("policy must be a trunkkey.VerifierPolicy")
         self._trust = trust_store
         self._ledger = ledger
-        self._clock = clock
+        self._clock = check_clock(clock, "clock")
         self._policy = policy if policy is not None else VerifierPolicy()
         #: Resolves consent chains; without it a token presented with a chain is refused.
         self._consent = consent
