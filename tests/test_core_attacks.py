@@ -14,6 +14,7 @@ import pytest
 
 from support import ISSUER, NOW, VEHICLE, World
 from trunkkey import (
+    Algorithm,
     InsecureKeyFile,
     InvalidRequest,
     MemoryLedger,
@@ -22,6 +23,7 @@ from trunkkey import (
     TrustStore,
     Verifier,
 )
+from trunkkey.ledger.base import SpendOutcome
 from trunkkey.reasons import Reason
 
 
@@ -61,3 +63,33 @@ def test_a_key_file_owned_by_another_user_is_refused(
         monkeypatch.setattr(os, "geteuid", lambda: os.stat(path).st_uid + 1)
     with pytest.raises(InsecureKeyFile, match="owned by another user"):
         SigningKey.load(path)
+
+
+def test_a_courier_key_is_ed25519_or_p256_or_the_issuer_refuses_it(ed_world: World) -> None:
+    # An ML-DSA cnf key made a token past every car's cap: minted, never opened.
+    for algorithm in (a for a in Algorithm if a.post_quantum):
+        device = SigningKey.generate(algorithm).public_key
+        with pytest.raises(InvalidRequest, match=r"^courier_key must be an Ed25519 or P-256"):
+            ed_world.mint(courier_key=device)
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+class _InterruptedLedger(MemoryLedger):
+    def spend(self, *args: object, **kwargs: object) -> SpendOutcome:
+        raise _Interrupted
+
+
+def test_a_ledger_that_raises_a_base_exception_leaves_no_decision_to_open_with(
+    ed_world: World,
+) -> None:
+    # Fail closed for what is not an Exception: it propagates, so there is no
+    # decision, allowed or not, and the car cannot open on one.
+    seen: list[object] = []
+    verifier = Verifier(trust_store=ed_world.store, ledger=_InterruptedLedger(),
+                        clock=ed_world.clock, on_decision=seen.append)
+    with pytest.raises(_Interrupted):
+        verifier.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
+    assert seen == []

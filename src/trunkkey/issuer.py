@@ -106,6 +106,10 @@ class Issuer:
             raise InvalidRequest("geofence must be a trunkkey.Geofence")
         if courier_key is not None and not isinstance(courier_key, VerificationKey):
             raise InvalidRequest("courier_key must be a trunkkey.VerificationKey (public)")
+        if courier_key is not None and courier_key.algorithm.post_quantum:
+            # cnf holds an Ed25519 or P-256 key (docs/token-format.md §2): an
+            # ML-DSA key makes a claims set past the cap, a token no car opens.
+            raise InvalidRequest("courier_key must be an Ed25519 or P-256 key")
         if order_ref is not None and (
             type(order_ref) is not bytes or not (0 < len(order_ref) <= MAX_ORDER_BYTES)
         ):
