@@ -7,6 +7,7 @@ objects (trust entries, key files, tokens) the car and the backend use.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from trunkkey import (
     SigningKey,
     TrustedKey,
     TrustStore,
+    VerificationKey,
     Verifier,
 )
+from trunkkey.errors import DecodeError
 from trunkkey.ledger.base import SpendOutcome
 from trunkkey.reasons import Reason
 
@@ -93,3 +96,58 @@ def test_a_ledger_that_raises_a_base_exception_leaves_no_decision_to_open_with(
     with pytest.raises(_Interrupted):
         verifier.verify(ed_world.mint(), vehicle_id=VEHICLE, action="trunk")
     assert seen == []
+
+
+@pytest.mark.parametrize("password", [b"", "secret", bytearray(b"secret")])
+def test_a_key_is_never_written_unencrypted_for_a_password_that_is_no_password(
+    tmp_path: Path, password: object,
+) -> None:
+    # b"" wrote a plain PKCS#8 PEM: an unset password variable gave an
+    # unencrypted key file to a caller who believed it encrypted.
+    key = SigningKey.generate()
+    with pytest.raises(InvalidRequest, match=r"^password must be non-empty bytes"):
+        key.private_pem(password=password)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"^password must be non-empty bytes"):
+        key.save(tmp_path / "k.pem", password=password)  # type: ignore[arg-type]
+    assert not (tmp_path / "k.pem").exists()
+    assert b"ENCRYPTED" in key.private_pem(password=b"secret")
+
+
+def _forged_ml_dsa_44_signature(public: bytes, message: bytes) -> bytes:
+    """A signature with z = 0 and no hint: it holds for any message under a key
+    whose t1 is all zero, since then w' = A z - c t1 2^13 = 0 whatever c is."""
+    tr = hashlib.shake_256(public).digest(64)
+    mu = hashlib.shake_256(tr + b"\x00\x00" + message).digest(64)
+    c_tilde = hashlib.shake_256(mu + bytes(768)).digest(32)  # w1 = 0: 4 rows of 6-bit zeros
+    gamma1 = 1 << 17  # each z coefficient is stored as gamma1 - z, in 18 bits
+    z = sum(gamma1 << (18 * i) for i in range(4 * 256)).to_bytes(2304, "little")
+    return c_tilde + z + bytes(84)
+
+
+def test_the_forgery_a_weak_ml_dsa_key_allows_is_real() -> None:
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    public = bytes(1312)
+    message = b"any token at all"
+    raw_key = mldsa.MLDSA44PublicKey.from_public_bytes(public)
+    raw_key.verify(_forged_ml_dsa_44_signature(public, message), message)  # no InvalidSignature
+
+
+@pytest.mark.parametrize("t1", [
+    bytes(1280),  # t1 = 0
+    b"\xff" * 1280,  # every coefficient 1023: t1 * 2^13 = -1 mod q
+    os.urandom(960) + bytes(320),  # one row of zeros is enough
+])
+def test_an_ml_dsa_key_anyone_can_sign_for_is_refused_when_built(t1: bytes) -> None:
+    # The ML-DSA analogue of an Ed25519 key of small order: refused wherever
+    # a key is built (a trust store entry, a root, a trust update's key).
+    rho = os.urandom(32)
+    with pytest.raises(InvalidRequest, match="anyone can sign for it"):
+        VerificationKey(Algorithm.MLDSA44, rho + t1)
+    cose_key = {1: 7, 3: int(Algorithm.MLDSA44), -1: rho + t1}
+    with pytest.raises(DecodeError, match="anyone can sign for it"):
+        VerificationKey.from_cose_key(cose_key)
+    composite = SigningKey.generate(Algorithm.EDDSA_MLDSA65).public_key.raw
+    weak_65 = composite[:32] + bytes(1920) + composite[1952:]
+    with pytest.raises(InvalidRequest, match="anyone can sign for it"):
+        VerificationKey(Algorithm.EDDSA_MLDSA65, weak_65)
