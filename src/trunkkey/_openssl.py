@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from .errors import InvalidRequest
+
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -96,9 +98,13 @@ def load_public_pem(data: bytes) -> object:
 
 
 def private_pem(key: PrivateKey, password: bytes | None) -> bytes:
+    if password is not None and (type(password) is not bytes or not password):
+        # b"" (a password from an unset variable) wrote the key unencrypted, to a
+        # caller who believed it encrypted.
+        raise InvalidRequest("password must be non-empty bytes (None: not encrypted)")
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password) if password
-        else serialization.NoEncryption()
+        serialization.NoEncryption() if password is None
+        else serialization.BestAvailableEncryption(password)
     )
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption

@@ -436,15 +436,9 @@ class SigningKey:
         return secret.private_numbers().private_value.to_bytes(32, "big")
 
     def private_pem(self, *, password: bytes | None = None) -> bytes:
-        """Export the private key as PKCS#8 PEM (encrypted when ``password`` is given).
-
-        An empty password is refused: it would write the key unencrypted, to a
-        caller who believes it encrypted (a password from an unset variable).
-        """
+        """Export the private key as PKCS#8 PEM (encrypted when ``password`` is given)."""
         from . import _openssl  # noqa: PLC0415 -- OpenSSL on first use
 
-        if password is not None and (type(password) is not bytes or not password):
-            raise InvalidRequest("password must be non-empty bytes (None: not encrypted)")
         return _openssl.private_pem(self._cryptography_private(), password)
 
     def private_cose_key(self) -> bytes:
