@@ -16,8 +16,11 @@ import pytest
 from support import ISSUER, NOW, VEHICLE, World
 from trunkkey import (
     Algorithm,
+    Geofence,
     InsecureKeyFile,
     InvalidRequest,
+    Issuer,
+    Location,
     MemoryLedger,
     SigningKey,
     TrustedKey,
@@ -151,3 +154,57 @@ def test_an_ml_dsa_key_anyone_can_sign_for_is_refused_when_built(t1: bytes) -> N
     weak_65 = composite[:32] + bytes(1920) + composite[1952:]
     with pytest.raises(InvalidRequest, match="anyone can sign for it"):
         VerificationKey(Algorithm.EDDSA_MLDSA65, weak_65)
+
+
+@pytest.mark.parametrize("presented", [
+    "CAFE\u0301-1",  # the same text decomposed (NFD)
+    "CAF\u00c9-\uff11",  # a fullwidth digit: NFKC folds it to "1"
+    "CAF\u00c9-1 ",  # a trailing space
+    "caf\u00e9-1",  # another case
+])
+def test_a_vehicle_id_matches_only_its_exact_code_points(
+    ed_world: World, presented: str,
+) -> None:
+    # Ids are compared as given, never normalised: two spellings that a
+    # normaliser would fold together are two cars.
+    token = ed_world.mint(vehicle_id="CAF\u00c9-1")
+    decision = ed_world.verifier.verify_at(token, now=NOW, vehicle_id=presented, action="trunk")
+    assert decision.reason is Reason.WRONG_VEHICLE
+    assert ed_world.verifier.verify_at(
+        token, now=NOW, vehicle_id="CAF\u00c9-1", action="trunk"
+    ).allowed
+
+
+@pytest.mark.parametrize("name", [ISSUER + " ", "\uff52etailer", ISSUER.upper(), "r\u0435tailer"])
+def test_an_issuer_name_that_only_looks_like_the_trusted_one_is_another_issuer(
+    ed_world: World, name: str,
+) -> None:
+    lookalike = Issuer(ed_world.key, name, clock=ed_world.clock)
+    token = lookalike.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 60)
+    decision = ed_world.verifier.verify_at(token, now=NOW, vehicle_id=VEHICLE, action="trunk")
+    assert decision.reason is Reason.WRONG_ISSUER
+
+
+@pytest.mark.parametrize(("centre", "car"), [
+    ((0, 1_800_000_000), (0, -1_799_999_990)),  # across the antimeridian, about 11 cm
+    ((0, -1_800_000_000), (0, 1_800_000_000)),  # one meridian written twice
+    ((900_000_000, 0), (900_000_000, 1_234_567_890)),  # the north pole: every longitude
+    ((-899_999_990, 0), (-899_999_990, 1_800_000_000)),  # 1.1 cm from the south pole, 2.2 cm
+])
+def test_a_geofence_holds_across_the_antimeridian_and_at_the_poles(
+    centre: tuple[int, int], car: tuple[int, int],
+) -> None:
+    fence = Geofence(lat_e7=centre[0], lon_e7=centre[1], radius_m=5)
+    assert fence.contains(Location(lat_e7=car[0], lon_e7=car[1]))
+    far = Location(lat_e7=car[0] - 1_000 if car[0] > 0 else car[0] + 1_000, lon_e7=car[1])
+    assert not fence.contains(far)  # 11 m away is outside 5 m, even there
+
+
+@pytest.mark.parametrize("now", [-(2**63), -1, 2**40, 2**63, 2**64 + 1])
+def test_a_time_far_outside_every_window_is_denied_never_raised(
+    ed_world: World, now: int,
+) -> None:
+    token = ed_world.mint()
+    decision = ed_world.verifier.verify_at(token, now=now, vehicle_id=VEHICLE, action="trunk")
+    assert decision.reason in {Reason.NOT_YET_VALID, Reason.EXPIRED}
+    assert ed_world.ledger.count() == 0
