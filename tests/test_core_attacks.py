@@ -208,3 +208,22 @@ def test_a_time_far_outside_every_window_is_denied_never_raised(
     decision = ed_world.verifier.verify_at(token, now=now, vehicle_id=VEHICLE, action="trunk")
     assert decision.reason in {Reason.NOT_YET_VALID, Reason.EXPIRED}
     assert ed_world.ledger.count() == 0
+
+
+class _FixedClock:
+    def __init__(self, value: object) -> None:
+        self._value = value
+
+    def now(self) -> object:
+        return self._value
+
+
+@pytest.mark.parametrize("reading", [NOW + 0.5, float(NOW), True, -5, 2**40, "1800000000", None])
+def test_an_issuer_mints_only_with_a_clock_that_reads_whole_unix_seconds(
+    ed_world: World, reading: object,
+) -> None:
+    # The reading becomes iat: a float crashed the encoder with struct.error,
+    # True minted a token issued at 1970-01-01 00:00:01.
+    issuer = Issuer(ed_world.key, ISSUER, clock=_FixedClock(reading))  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=r"^the issuer's clock gave .*, not int Unix seconds$"):
+        issuer.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 60)

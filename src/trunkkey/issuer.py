@@ -92,6 +92,9 @@ class Issuer:
         nbf = not_before if type(not_before) is int else to_unix(not_before)
         exp = expires if type(expires) is int else to_unix(expires)
         now = self._clock.now()
+        if type(now) is not int or not (0 <= now < MAX_TIME):
+            # It becomes iat: a float crashed the encoder, True minted iat = 1.
+            raise InvalidRequest(f"the issuer's clock gave {now!r}, not int Unix seconds")
         if exp <= nbf:
             raise InvalidRequest("window is empty or inverted: expires must be after not_before")
         if exp - nbf > self._max_lifetime:
