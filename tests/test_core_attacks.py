@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from support import ISSUER, NOW, VEHICLE, World
+from support import ISSUER, NOW, VEHICLE, World, make_world
 from trunkkey import (
     Algorithm,
     Geofence,
@@ -27,6 +29,7 @@ from trunkkey import (
     TrustStore,
     VerificationKey,
     Verifier,
+    make_proof,
 )
 from trunkkey.errors import DecodeError
 from trunkkey.ledger.base import SpendOutcome
@@ -227,3 +230,53 @@ def test_an_issuer_mints_only_with_a_clock_that_reads_whole_unix_seconds(
     issuer = Issuer(ed_world.key, ISSUER, clock=_FixedClock(reading))  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match=r"^the issuer's clock gave .*, not int Unix seconds$"):
         issuer.mint(vehicle_id=VEHICLE, action="trunk", not_before=NOW, expires=NOW + 60)
+
+
+_EDIT_DEVICE = SigningKey.generate()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(["replace", "insert", "delete", "truncate", "append"]),
+    where=st.integers(min_value=0), value=st.integers(0, 255), rich=st.booleans(),
+)
+def test_any_edit_of_a_minted_token_is_refused_and_never_raises(
+    kind: str, where: int, value: int, rich: bool,
+) -> None:
+    # The bit-flip test changes one bit in place; this one changes any byte to
+    # any other value, or moves every byte after it, on the richest token too.
+    world = make_world()
+    options: dict[str, object] = {}
+    if rich:
+        options = {"courier_key": _EDIT_DEVICE.public_key, "order_ref": b"order-7",
+                   "geofence": Geofence(lat_e7=0, lon_e7=0, radius_m=50),
+                   "parcels": ["PARCEL-1", "PARCEL-2"]}
+    token = world.mint(**options)
+    i = where % len(token)
+    if kind == "replace":
+        assume(token[i] != value)
+        edited = token[:i] + bytes([value]) + token[i + 1:]
+    elif kind == "insert":
+        edited = token[:i] + bytes([value]) + token[i:]
+    elif kind == "delete":
+        edited = token[:i] + token[i + 1:]
+    elif kind == "truncate":
+        edited = token[:i]
+    else:
+        edited = token + bytes([value])
+    challenge = b"c" * 16
+    proof = make_proof(_EDIT_DEVICE, token=edited, vehicle_id=VEHICLE, challenge=challenge,
+                       scan=["PARCEL-1"] if rich else None)
+    decision = world.verifier.verify_at(
+        edited, now=NOW, vehicle_id=VEHICLE, action="trunk",
+        location=Location(lat_e7=0, lon_e7=0), proof=proof, challenge=challenge,
+    )
+    assert not decision.allowed
+    assert "unexpected" not in decision.detail
+    assert world.ledger.count() == 0
+    proof = make_proof(_EDIT_DEVICE, token=token, vehicle_id=VEHICLE, challenge=challenge,
+                       scan=["PARCEL-1"] if rich else None)
+    assert world.verifier.verify_at(  # the token as minted opens: the edit is what refused
+        token, now=NOW, vehicle_id=VEHICLE, action="trunk",
+        location=Location(lat_e7=0, lon_e7=0), proof=proof, challenge=challenge,
+    ).allowed
