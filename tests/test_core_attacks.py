@@ -22,6 +22,7 @@ from trunkkey import (
     InsecureKeyFile,
     InvalidRequest,
     Issuer,
+    KeyFileError,
     Location,
     MemoryLedger,
     SigningKey,
@@ -280,3 +281,35 @@ def test_any_edit_of_a_minted_token_is_refused_and_never_raises(
         token, now=NOW, vehicle_id=VEHICLE, action="trunk",
         location=Location(lat_e7=0, lon_e7=0), proof=proof, challenge=challenge,
     ).allowed
+
+
+def test_a_key_file_is_written_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A filling disk answers a write with a short count, then ENOSPC: the key
+    # was saved in part, and save() said nothing.
+    key = SigningKey.generate()
+    real_write = os.write
+    calls: list[int] = []
+
+    def short_write(fd: int, data: object) -> int:
+        calls.append(fd)
+        return real_write(fd, bytes(data)[:7])  # type: ignore[call-overload]
+
+    monkeypatch.setattr(os, "write", short_write)
+    key.save(tmp_path / "short.pem")
+    assert len(calls) > 1
+    monkeypatch.undo()
+    assert SigningKey.load(tmp_path / "short.pem").public_key == key.public_key
+
+    def full_disk(fd: int, data: object) -> int:
+        if calls:
+            calls.clear()
+            return real_write(fd, bytes(data)[:7])  # type: ignore[call-overload]
+        raise OSError(28, "No space left on device")
+
+    calls.append(0)
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(KeyFileError, match="No space left on device"):
+        key.save(tmp_path / "full.pem")
+    assert not (tmp_path / "full.pem").exists()

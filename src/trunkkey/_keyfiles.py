@@ -34,10 +34,18 @@ def write_private_file(
         # The umask cannot widen 0600, but an inherited ACL or odd umask could
         # narrow it unexpectedly; set it explicitly.
         os.fchmod(fd, 0o600)
-        os.write(fd, data)
+        # os.write may write less (a filling disk returns a short count before
+        # ENOSPC): a key saved in part would be found unreadable only when needed.
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except OSError as exc:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # no part of a key is left to be mistaken for one
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
+    os.close(fd)
 
 
 def read_private_file(path: str | os.PathLike[str]) -> bytes:
