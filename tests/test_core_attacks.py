@@ -30,6 +30,7 @@ from trunkkey import (
     TrustStore,
     VerificationKey,
     Verifier,
+    VerifierPolicy,
     make_proof,
 )
 from trunkkey.errors import DecodeError
@@ -313,3 +314,21 @@ def test_a_key_file_is_written_whole_or_not_at_all(
     with pytest.raises(KeyFileError, match="No space left on device"):
         key.save(tmp_path / "full.pem")
     assert not (tmp_path / "full.pem").exists()
+
+
+def test_a_token_spent_under_a_small_skew_is_not_taken_again_under_a_larger_one(
+    ed_world: World,
+) -> None:
+    # One fleet ledger, two verifiers (or one whose policy was raised): the
+    # record was kept until exp + 0 s, pruned, and the 300 s verifier opened
+    # the same token a second time.
+    ledger = MemoryLedger()
+    strict = Verifier(trust_store=ed_world.store, ledger=ledger, clock=ed_world.clock,
+                      policy=VerifierPolicy(max_skew=0))
+    lenient = Verifier(trust_store=ed_world.store, ledger=ledger, clock=ed_world.clock,
+                       policy=VerifierPolicy(max_skew=300))
+    token = ed_world.mint(expires=NOW + 600)
+    assert strict.verify_at(token, now=NOW + 590, vehicle_id=VEHICLE, action="trunk").allowed
+    ledger.prune(NOW + 600 + 100)
+    replay = lenient.verify_at(token, now=NOW + 600 + 100, vehicle_id=VEHICLE, action="trunk")
+    assert replay.reason is Reason.ALREADY_USED

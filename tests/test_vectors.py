@@ -35,6 +35,7 @@ from trunkkey import (
     cbor,
 )
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
+from trunkkey.verifier import MAX_ALLOWED_SKEW
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS_FILE = ROOT / "docs" / "test-vectors.json"
@@ -177,7 +178,7 @@ def test_vector_replays_to_its_reason(
             claims = final.claims
             assert claims is not None
             assert ledger.attempts == [(
-                claims.vehicle_id, claims.token_id, claims.expires + DATA["policy"]["max_skew"]
+                claims.vehicle_id, claims.token_id, claims.expires + MAX_ALLOWED_SKEW
             )]
     finally:
         ledger.close()

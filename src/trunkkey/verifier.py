@@ -142,10 +142,12 @@ _SPEND_DENIAL = {
 }
 
 
-def keep_until(claims: TokenClaims, policy: VerifierPolicy) -> int:
-    """How long the ledger keeps a spent token: as long as a verifier allowing
-    the policy's skew could still take it for unexpired."""
-    return claims.expires + policy.max_skew
+def keep_until(claims: TokenClaims) -> int:
+    """How long the ledger keeps a spent token: as long as *any* verifier could
+    still take it for unexpired. Not this verifier's skew: one sharing the
+    ledger with a larger skew, or this one after its policy is raised, would
+    take a token pruned at ``exp + 60`` again until ``exp + 300``."""
+    return claims.expires + MAX_ALLOWED_SKEW
 
 
 def spend_decision(
@@ -405,7 +407,7 @@ class Verifier:
         outcome: SpendOutcome | Exception
         try:
             outcome = self._ledger.spend(
-                claims.vehicle_id, claims.token_id, keep_until(claims, self._policy),
+                claims.vehicle_id, claims.token_id, keep_until(claims),
                 issued_at=claims.issued_at, at=now, limits=signer.limits,
             )
         except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access

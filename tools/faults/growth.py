@@ -16,7 +16,8 @@ three primaries, and its keys swept on every primary.
 
 Tokens are spread evenly over the month, each with a delivery window of 10
 minutes to four hours, presented once somewhere inside it and spent with
-``keep_until = expires + skew``, as the verifier does. Time is cut into
+``keep_until = expires + SKEW`` (the verifier keeps 300 s, the largest skew
+any policy allows; the simulation keeps its figures at 60 s). Time is cut into
 ticks of ``--tick`` simulated seconds (an hour by default); each tick's
 presentations are consumed through the ledger's real ``consume``.
 
