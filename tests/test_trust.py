@@ -61,6 +61,16 @@ def test_the_store_names_a_token_signer_by_its_exact_header_only() -> None:
     assert refused.reason is Reason.WRONG_TYPE
 
 
+def test_removing_a_key_by_a_hex_id_says_how_rather_than_failing_obscurely() -> None:
+    key = SigningKey.generate().public_key
+    store = TrustStore([TrustedKey(key=key, issuer="shop")])
+    hint = r"^kid must be bytes \(bytes\.fromhex for a hex key id\)$"
+    with pytest.raises(InvalidRequest, match=hint):
+        store.remove(key.kid.hex())  # type: ignore[arg-type]
+    assert key.kid in store
+    assert store.remove(bytes.fromhex(key.kid.hex())).key == key
+
+
 def test_trust_store_refuses_duplicate_kids_and_unknown_removal() -> None:
     key = SigningKey.generate()
     store = TrustStore([TrustedKey.create(key.public_key, ISSUER)])

@@ -91,6 +91,9 @@ class TrustStore:
 
     def remove(self, kid: bytes) -> TrustedKey:
         """Stop trusting the key ``kid`` (e.g. after a compromise); return its entry."""
+        if type(kid) is not bytes:
+            # A hex string raised AttributeError: the compromised key stayed trusted.
+            raise InvalidRequest("kid must be bytes (bytes.fromhex for a hex key id)")
         with self._lock:
             by_kid = dict(self._by_kid)
             try:
