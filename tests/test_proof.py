@@ -24,6 +24,11 @@ def test_make_proof_refusals_say_why() -> None:
                    challenge=bytes(16))
     with pytest.raises(InvalidRequest, match=r"^challenge must be 16 to 32 bytes$"):
         make_proof(device, token=token, vehicle_id="V", challenge=bytes(15))
+    # A number raised AttributeError; a control character made a proof no car takes.
+    for vehicle_id in (12345, "", "VIN\x00", "V" * 65):
+        with pytest.raises(InvalidRequest, match=r"^vehicle_id must "):
+            make_proof(device, token=token, vehicle_id=vehicle_id,  # type: ignore[arg-type]
+                       challenge=bytes(16))
 
 
 def test_check_proof_details_name_the_failed_check() -> None:

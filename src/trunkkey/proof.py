@@ -25,6 +25,7 @@ import hmac
 from collections.abc import Iterable
 
 from . import cbor
+from .claims import check_name
 from .cose import Typ, protected_header, sign1, signature_holds, split_sign1
 from .errors import DecodeError, InvalidRequest
 from .keys import Algorithm, VerificationKey
@@ -82,6 +83,8 @@ def make_proof(
     token bound to parcels; the car judges them against the token.
     """
     signing_backend(device_key, "device_key")
+    # A car checks its own id the same way: a proof for any other never verifies.
+    check_name(vehicle_id, "vehicle_id")
     problem = challenge_problem(challenge)
     if problem is not None:
         raise InvalidRequest(problem)
