@@ -6,7 +6,7 @@ import pytest
 
 from trunkkey import Algorithm, InvalidRequest, SigningKey, cbor, make_proof
 from trunkkey.cose import verify_sign1
-from trunkkey.proof import check_proof
+from trunkkey.proof import check_proof, check_scan_proof
 
 
 def _proof_world() -> tuple[SigningKey, bytes]:
@@ -71,3 +71,21 @@ def test_proof_aad_is_the_documented_cbor_array(vehicle_id: str) -> None:
     proof = make_proof(device, token=token, vehicle_id=vehicle_id, challenge=bytes(16))
     aad = cbor.encode([vehicle_id, hashlib.sha256(token).digest()])
     assert verify_sign1(proof, device.public_key, external_aad=aad) == bytes(16)
+
+
+def test_check_scan_proof_details_name_the_failed_check() -> None:
+    device, token = _proof_world()
+    challenge = bytes(range(16))
+
+    def problem(proof: bytes) -> str | None:
+        return check_scan_proof(proof, key=device.public_key, token=token, vehicle_id="V",
+                                challenge=challenge)[0]
+
+    assert problem(b"\xd2\x84\x40") == "proof is malformed: truncated COSE_Sign1"
+    # A scan signed by another algorithm's key: the header names the wrong alg.
+    other = SigningKey.generate(Algorithm.ES256)
+    foreign = make_proof(other, token=token, vehicle_id="V", challenge=challenge, scan=["P-1"])
+    assert problem(foreign) == "proof header is not {alg of the cnf key, typ proof}"
+    own = make_proof(device, token=token, vehicle_id="V", challenge=challenge, scan=["P-1"])
+    assert check_scan_proof(own, key=device.public_key, token=token, vehicle_id="V",
+                            challenge=challenge) == (None, ("P-1",))
