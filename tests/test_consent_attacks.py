@@ -10,7 +10,16 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from trunkkey import Algorithm, Reason, SigningKey, TrustStore, cbor
+from trunkkey import (
+    Algorithm,
+    Issuer,
+    Reason,
+    SigningKey,
+    TrustedKey,
+    TrustStore,
+    Verifier,
+    cbor,
+)
 from trunkkey.consent import (
     Grant,
     Scope,
@@ -20,6 +29,7 @@ from trunkkey.consent import (
     make_grant,
     narrow,
     root_scope,
+    sign_revocation_list,
 )
 from trunkkey.consent.errors import UpdateRefused
 from trunkkey.consent.grant import MAX_DEPTH, encode_grant, vehicle_tag
@@ -27,7 +37,8 @@ from trunkkey.consent.rotation import KeyEntry, Role, TrustUpdater, sign_trust_u
 from trunkkey.cose import Typ, parse_sign1, protected_header
 from trunkkey.errors import DecodeError
 from trunkkey.geo import Geofence, distance_m
-from trunkkey.testing.consent import START, build_world
+from trunkkey.ledger.memory import MemoryLedger
+from trunkkey.testing.consent import START, VEHICLE, build_world
 
 DAY = 86_400
 KEY = SigningKey.generate()
@@ -110,6 +121,35 @@ def test_a_hybrid_root_grant_with_a_half_stripped_opens_nothing_even_once_cached
         decision = w.present(w.token(), encode_chain([forged, w.carrier_grant]))
         assert decision.reason is Reason.CHAIN_INVALID, how
     assert w.present(w.token(), w.chain).allowed  # nothing was poisoned
+
+
+# -- revocation: a revoked key id opens nothing, chain or no chain -----------------
+
+
+def test_a_revoked_key_id_opens_nothing_without_a_chain_either() -> None:
+    """A carmaker that revokes a kid means that key: a retailer also trusted directly
+    (tokens without a chain) may not keep opening cars once its kid is revoked."""
+    w = build_world()
+    direct = SigningKey.generate()
+    verifier = Verifier(trust_store=TrustStore([TrustedKey.create(direct.public_key, "shop")]),
+                        ledger=MemoryLedger(), clock=w.clock, consent=w.consent)
+    issuer = Issuer(direct, "shop", clock=w.clock)
+
+    def present() -> Reason:
+        now = w.clock.now()
+        token = issuer.mint(vehicle_id=VEHICLE, action="trunk", not_before=now,
+                            expires=now + 600)
+        return verifier.verify(token, vehicle_id=VEHICLE, action="trunk").reason
+
+    assert present() is Reason.ALLOWED
+    w.revocations.apply(sign_revocation_list(w.root, version=1, issued_at=w.clock.now(),
+                                             keys=[direct.kid]), w.anchors, now=w.clock.now())
+    assert present() is Reason.KEY_REVOKED
+    # Under a chain, as before: the leaf grantee's kid revoked is key_revoked too.
+    w.revocations.apply(sign_revocation_list(w.root, version=2, issued_at=w.clock.now(),
+                                             keys=[direct.kid, w.carrier.kid]),
+                        w.anchors, now=w.clock.now())
+    assert w.present(w.token(), w.chain).reason is Reason.KEY_REVOKED
 
 
 # -- trust updates: none may leave the car a root that can never sign again --------

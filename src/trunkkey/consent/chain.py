@@ -64,7 +64,7 @@ from .grant import (
     root_scope,
     vehicle_tag,
 )
-from .revocation import RevocationState
+from .revocation import RevocationList, RevocationState
 
 #: A chain holds at most MAX_DEPTH + 1 grants.
 MAX_CHAIN_BYTES = (MAX_DEPTH + 1) * (MAX_GRANT_BYTES + 3) + 1
@@ -144,6 +144,13 @@ _vehicle_tag = functools.lru_cache(maxsize=64)(vehicle_tag)
 
 def _deny(reason: Reason, detail: str) -> Refusal:
     return Refusal(reason=reason, detail=detail)
+
+
+def _key_revoked(revoked: RevocationList, *keys: VerificationKey) -> bool:
+    """Whether the list revokes any of ``keys``: a revoked kid signs nothing the car
+    accepts, neither a grant anywhere in a chain nor a token, chain or no chain."""
+    listed = revoked.keys
+    return bool(listed) and any(key.kid in listed for key in keys)
 
 
 class ConsentVerifier:
@@ -236,9 +243,7 @@ class ConsentVerifier:
             # Revocation, from the moment the list was applied.
             if digest in revoked.grants:
                 return _deny(Reason.GRANT_REVOKED, f"{where}: grant {digest.hex()[:16]} revoked")
-            if revoked.keys and (
-                link_signer.kid in revoked.keys or grant.grantee.kid in revoked.keys
-            ):
+            if _key_revoked(revoked, link_signer, grant.grantee):
                 return _deny(Reason.KEY_REVOKED, f"{where}: a key of this grant is revoked")
             # Narrowing (the first grant sets the scope every later one narrows).
             narrowed = root_scope(grant) if scope is None else narrow(scope, grant)
@@ -375,6 +380,9 @@ class ConsentVerifier:
         if revoked.superseded(claims.order_ref, claims.issued_at):
             return _deny(Reason.SUPERSEDED, "a newer token was issued for this order")
         if not isinstance(signer, ResolvedChain):
+            # A directly trusted issuer: under a chain, resolve checked the leaf already.
+            if _key_revoked(revoked, signer.trusted.key):
+                return _deny(Reason.KEY_REVOKED, "the token's signing key is revoked")
             return None
         scope = signer.scope
         if access_bits(claims.action, claims.purpose) & ~scope.access:
