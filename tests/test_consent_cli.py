@@ -326,3 +326,34 @@ def test_help_lists_the_consent_commands(work: Path) -> None:
         assert f"    {name}" in out
     assert "--root" in ok("verify", "--help", cwd=work)
     assert "WITHOUT verifying" in ok("grant", "inspect", "--help", cwd=work)
+
+
+def test_a_list_made_from_the_previous_one_keeps_every_revocation_it_held(work: Path) -> None:
+    """A list is a complete snapshot: v2 made with only the new entry would un-revoke
+    everything v1 held. ``--previous`` carries v1's entries over, and refuses a version
+    a car would refuse as not newer."""
+    v1 = json.loads(ok(
+        "revocations", "make", "--key", "carmaker.key", "--version", "11", "--grant",
+        "carrier.grant", "--supersede", "112-7=2030-01-01T00:00:00Z", "--json", cwd=work,
+    ))
+    write(work / "v11.list", v1["list"])
+    v2 = json.loads(ok(
+        "revocations", "make", "--key", "carmaker.key", "--version", "12", "--previous",
+        "v11.list", "--kid", "0011223344556677", "--supersede", "112-8=2030-01-01T00:00:00Z",
+        "--json", cwd=work,
+    ))
+    assert v2["content"]["grants"] == v1["content"]["grants"]
+    assert v2["content"]["kids"] == ["0011223344556677"]
+    assert [s["order_ref"] for s in v2["content"]["supersede"]] == ["112-7", "112-8"]
+    write(work / "v12.list", v2["list"])
+    assert reason(verify(work, carrier_token(work), "--chain", "chain.hex",
+                         "--revocations", "v12.list")) == (1, "grant_revoked")
+    for version in ("11", "3"):
+        refused = run("revocations", "make", "--key", "carmaker.key", "--version", version,
+                      "--previous", "v11.list", cwd=work)
+        assert refused.returncode == 2
+        assert "not newer than the previous list's version 11" in one_line_error(refused)
+    refused = run("revocations", "make", "--key", "carmaker.key", "--version", "13",
+                  "--previous", "carrier.grant", cwd=work)
+    assert refused.returncode == 2
+    assert "--previous" in one_line_error(refused)
