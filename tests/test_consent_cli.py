@@ -4,6 +4,7 @@ as a user would: a real `python -m trunkkey` process, real key files."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,19 @@ def test_a_list_made_from_the_previous_one_keeps_every_revocation_it_held(work: 
                   "--previous", "carrier.grant", cwd=work)
     assert refused.returncode == 2
     assert "--previous" in one_line_error(refused)
+
+
+def test_a_carmaker_key_file_others_can_read_signs_no_grant_and_no_list(work: Path) -> None:
+    """A root key left world-readable (a careless copy) is refused before anything is
+    signed with it: no grant, no delegation, no revocation list reaches stdout."""
+    shutil.copy(work / "carmaker.key", work / "shared-carmaker.key")
+    (work / "shared-carmaker.key").chmod(0o644)
+    for args in (
+        ("grant", "--key", "shared-carmaker.key", "--grantee", "retailer.pub",
+         "--grantee-name", "shop.example", "--vehicle", VIN, "--action", "trunk",
+         "--valid-for", "1d"),
+        ("revocations", "make", "--key", "shared-carmaker.key", "--version", "99"),
+    ):
+        result = run(*args, cwd=work)
+        assert "chmod 600" in one_line_error(result)
+        assert result.stdout == b""
