@@ -21,6 +21,7 @@ from trunkkey import (
     cbor,
 )
 from trunkkey.consent import (
+    ConsentVerifier,
     Grant,
     Scope,
     decode_grant,
@@ -29,8 +30,11 @@ from trunkkey.consent import (
     make_grant,
     narrow,
     root_scope,
+    sign_delegation,
     sign_revocation_list,
+    sign_root_grant,
 )
+from trunkkey.consent.chain import ChainDenial, ResolvedChain
 from trunkkey.consent.errors import UpdateRefused
 from trunkkey.consent.grant import MAX_DEPTH, encode_grant, vehicle_tag
 from trunkkey.consent.rotation import KeyEntry, Role, TrustUpdater, sign_trust_update
@@ -121,6 +125,43 @@ def test_a_hybrid_root_grant_with_a_half_stripped_opens_nothing_even_once_cached
         decision = w.present(w.token(), encode_chain([forged, w.carrier_grant]))
         assert decision.reason is Reason.CHAIN_INVALID, how
     assert w.present(w.token(), w.chain).allowed  # nothing was poisoned
+
+
+# -- the grant cache: a grant is taken only where its header was checked -------------
+
+
+def test_the_cache_takes_a_grant_only_in_the_place_it_was_verified_for() -> None:
+    """When the carmaker's own service holds the root key as a grantee, the root signs
+    delegations (no kid) as well as root grants (kid). A delegation, cached once it
+    verified inside its chain, is no root grant: presented alone it would shed its
+    parent's scope, revocation and daily limit. Fresh, cached or named by digest,
+    the car decides the same."""
+    w = build_world()
+    now = w.clock.now()
+    own = make_grant(grantee=w.root.public_key, grantee_name="carmaker", access=5,
+                     not_before=now - 60, expires=now + DAY, depth=1, vehicle_ids=[VEHICLE],
+                     daily_limit=1)
+    under_own = make_grant(grantee=w.carrier.public_key, grantee_name="dhl", access=5,
+                           not_before=now - 60, expires=now + 3600, vehicle_ids=[VEHICLE])
+    own_scope = root_scope(own)
+    assert isinstance(own_scope, Scope)
+    parent = sign_root_grant(w.root, own)
+    delegation = sign_delegation(w.root, own_scope, under_own)
+    as_root = sign_root_grant(w.root, under_own)
+    # Both verify where they belong, and are cached there.
+    for chain in ([parent, delegation], [as_root]):
+        assert isinstance(w.consent.resolve(encode_chain(chain), now=now, vehicle_id=VEHICLE),
+                          ResolvedChain)
+    for misplaced in ([delegation], [parent, as_root]):
+        for links in (misplaced, [grant_digest(link) for link in misplaced]):
+            got = w.consent.resolve(encode_chain(links), now=now, vehicle_id=VEHICLE)
+            assert isinstance(got, ChainDenial), links
+            assert got.reason is Reason.CHAIN_INVALID
+    fresh = ConsentVerifier(anchors=w.anchors, revocations=w.revocations)
+    for misplaced in ([delegation], [parent, as_root]):
+        got = fresh.resolve(encode_chain(misplaced), now=now, vehicle_id=VEHICLE)
+        assert isinstance(got, ChainDenial)
+        assert got.reason is Reason.CHAIN_INVALID
 
 
 # -- revocation: a revoked key id opens nothing, chain or no chain -----------------

@@ -95,6 +95,21 @@ class _Verified:
     #: The signature that was checked: another one over the same content is
     #: checked afresh, never taken on trust from the cache.
     signature: bytes
+    #: Verified as a chain's first grant (under its root's header) rather than as a
+    #: delegation (under the previous grantee's): it is taken only in that place again.
+    first: bool
+
+    def holds_for(self, parent: VerificationKey | None) -> bool:
+        """Whether this entry may stand where the previous grantee is ``parent``
+        (``None``: first in the chain) -- the place, and the signer, it was verified for.
+
+        A root key can also be a grantee (the carmaker's own service): then its
+        delegations verify under it too, and one taken from the cache as a first
+        link would shed its parent's scope, revocation and daily limit.
+        """
+        if parent is None:
+            return self.first
+        return not self.first and self.signer == parent
 
 
 class GrantCache:
@@ -283,7 +298,7 @@ class ConsentVerifier:
         if len(link) == DIGEST_LENGTH:
             # By reference: the identity of a grant the car verified before.
             held = cache._get(link) if cache is not None else None
-            if held is None or (parent is not None and held.signer != parent):
+            if held is None or not held.holds_for(parent):
                 return _deny(Reason.CHAIN_INVALID, f"{where}: grant {link.hex()[:16]} not held")
             return self._signed_by(link, held, parent, now, where)
         # A grant's cap counts its signature as 64 bytes: a hybrid root's is longer.
@@ -296,11 +311,7 @@ class ConsentVerifier:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         digest = identity_of(protected_item, payload_item)
         cached = cache._get(digest) if cache is not None else None
-        if (
-            cached is not None
-            and equal(cached.signature, signature)
-            and (parent is None or cached.signer == parent)
-        ):
+        if cached is not None and equal(cached.signature, signature) and cached.holds_for(parent):
             # These very bytes verified before under this signer.
             return self._signed_by(digest, cached, parent, now, where)
         if parent is None:
@@ -330,7 +341,7 @@ class ConsentVerifier:
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         if cache is not None:
-            cache._put(digest, _Verified(key, grant, signature))
+            cache._put(digest, _Verified(key, grant, signature, parent is None))
         return digest, key, grant
 
     def _signed_by(
