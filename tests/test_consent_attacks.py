@@ -23,6 +23,8 @@ from trunkkey import (
 from trunkkey.consent import (
     ConsentVerifier,
     Grant,
+    GrantCache,
+    RevocationState,
     Scope,
     decode_grant,
     encode_chain,
@@ -38,7 +40,7 @@ from trunkkey.consent.chain import ChainDenial, ResolvedChain
 from trunkkey.consent.errors import UpdateRefused
 from trunkkey.consent.grant import MAX_DEPTH, encode_grant, vehicle_tag
 from trunkkey.consent.rotation import KeyEntry, Role, TrustUpdater, sign_trust_update
-from trunkkey.cose import Typ, parse_sign1, protected_header
+from trunkkey.cose import Typ, parse_sign1, protected_header, sign1
 from trunkkey.errors import DecodeError
 from trunkkey.geo import Geofence, distance_m
 from trunkkey.ledger.memory import MemoryLedger
@@ -162,6 +164,59 @@ def test_the_cache_takes_a_grant_only_in_the_place_it_was_verified_for() -> None
         got = fresh.resolve(encode_chain(misplaced), now=now, vehicle_id=VEHICLE)
         assert isinstance(got, ChainDenial)
         assert got.reason is Reason.CHAIN_INVALID
+
+
+_POOL = build_world()  # its root, retailer and carrier keys; the anchors hold only the root
+_KEYS = (_POOL.root, _POOL.retailer, _POOL.carrier)
+
+
+@st.composite
+def _signed_chains(draw: st.DrawFn) -> list[bytes]:
+    """1 to 3 links, each signed by the previous grantee (the first by the root), with
+    grantees drawn from the root, retailer and carrier keys, and each link's header
+    drawn as a root grant's (kid) or a delegation's (none), fitting its place or not."""
+    now = _POOL.clock.now()
+    count = draw(st.integers(1, 3))
+    signer: SigningKey = _POOL.root
+    links = []
+    for index in range(count):
+        grantee = draw(st.sampled_from(_KEYS))
+        grant = make_grant(
+            grantee=grantee.public_key, grantee_name="x", access=5, not_before=now - 60,
+            expires=now + DAY - index, depth=draw(st.integers(0, 3)), vehicle_ids=[VEHICLE],
+            daily_limit=draw(st.none() | st.just(3)),
+        )
+        as_root = draw(st.booleans()) if index else draw(st.sampled_from([True, True, False]))
+        links.append(sign1(signer, encode_grant(grant), typ=Typ.GRANT, include_kid=as_root))
+        signer = grantee
+    return links
+
+
+@settings(max_examples=200, deadline=None)
+@given(chain=_signed_chains(), cuts=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 3)),
+                                             min_size=1, max_size=5))
+def test_the_grant_cache_never_changes_what_the_car_decides(
+    chain: list[bytes], cuts: list[tuple[int, int]],
+) -> None:
+    """Any run of a chain's links, presented in turn to a car that caches (by the links'
+    bytes, then by their digests) and to one that does not: the same decisions."""
+    now = _POOL.clock.now()
+    fresh = ConsentVerifier(anchors=_POOL.anchors, revocations=RevocationState())
+    cached = ConsentVerifier(anchors=_POOL.anchors, revocations=RevocationState(),
+                             cache=GrantCache())
+    for start, length in [*cuts, (0, len(chain))]:
+        links = chain[start:start + length]
+        if not links:
+            continue
+        want = fresh.resolve(encode_chain(links), now=now, vehicle_id=VEHICLE)
+        event("resolved" if isinstance(want, ResolvedChain) else f"refused: {want.reason.value}")
+        assert cached.resolve(encode_chain(links), now=now, vehicle_id=VEHICLE) == want
+        by_digest = cached.resolve(encode_chain([grant_digest(link) for link in links]),
+                                   now=now, vehicle_id=VEHICLE)
+        if isinstance(want, ResolvedChain):
+            assert by_digest == want  # every link was verified, in its place, just above
+        else:
+            assert isinstance(by_digest, ChainDenial)
 
 
 # -- revocation: a revoked key id opens nothing, chain or no chain -----------------
