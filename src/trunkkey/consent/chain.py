@@ -9,7 +9,7 @@ check with its own reason code, and fails closed:
    each later grant must be signed by the grantee of the one before, with the
    exact protected header ``{alg of that key, typ grant}``;
 3. the signature (skipped only when these very bytes were verified before
-   under this very signer);
+   under this very signer, in this very place: first link or delegation);
 4. revocation: the grant's identity (the SHA-256 of what was signed, so no
    re-encoding of its signature escapes a revocation), its signer's and its
    grantee's key ids;
