@@ -374,3 +374,16 @@ def test_a_carmaker_key_file_others_can_read_signs_no_grant_and_no_list(work: Pa
         result = run(*args, cwd=work)
         assert "chmod 600" in one_line_error(result)
         assert result.stdout == b""
+
+
+def test_grant_inspect_names_a_header_out_of_its_place_as_refused(work: Path) -> None:
+    """A delegation first, or a root grant second: inspect shows what each header says,
+    and that a car refuses it there, never a reading that looks like a valid chain."""
+    write(work / "swapped.hex", ok("chain", "carrier.grant", "root.grant", cwd=work))
+    out = ok("grant", "inspect", "swapped.hex", cwd=work)
+    assert "no kid: REFUSED by a car, a first grant names its carmaker root" in out
+    assert "in a delegation: REFUSED by a car, only a first grant names its signer" in out
+    assert "(first grant)" not in out
+    assert "(delegation)" not in out
+    good = ok("grant", "inspect", "chain.hex", cwd=work)
+    assert "REFUSED" not in good
