@@ -312,7 +312,7 @@ class ConsentVerifier:
         digest = identity_of(protected_item, payload_item)
         cached = cache._get(digest) if cache is not None else None
         if cached is not None and equal(cached.signature, signature) and cached.holds_for(parent):
-            # These very bytes verified before under this signer.
+            # These very bytes verified before under this signer, in this place.
             return self._signed_by(digest, cached, parent, now, where)
         if parent is None:
             root = self._anchors._root_for_grant_header(protected)
