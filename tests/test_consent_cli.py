@@ -4,6 +4,7 @@ as a user would: a real `python -m trunkkey` process, real key files."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +327,63 @@ def test_help_lists_the_consent_commands(work: Path) -> None:
         assert f"    {name}" in out
     assert "--root" in ok("verify", "--help", cwd=work)
     assert "WITHOUT verifying" in ok("grant", "inspect", "--help", cwd=work)
+
+
+def test_a_list_made_from_the_previous_one_keeps_every_revocation_it_held(work: Path) -> None:
+    """A list is a complete snapshot: v2 made with only the new entry would un-revoke
+    everything v1 held. ``--previous`` carries v1's entries over, and refuses a version
+    a car would refuse as not newer."""
+    v1 = json.loads(ok(
+        "revocations", "make", "--key", "carmaker.key", "--version", "11", "--grant",
+        "carrier.grant", "--supersede", "112-7=2030-01-01T00:00:00Z", "--json", cwd=work,
+    ))
+    write(work / "v11.list", v1["list"])
+    v2 = json.loads(ok(
+        "revocations", "make", "--key", "carmaker.key", "--version", "12", "--previous",
+        "v11.list", "--kid", "0011223344556677", "--supersede", "112-8=2030-01-01T00:00:00Z",
+        "--json", cwd=work,
+    ))
+    assert v2["content"]["grants"] == v1["content"]["grants"]
+    assert v2["content"]["kids"] == ["0011223344556677"]
+    assert [s["order_ref"] for s in v2["content"]["supersede"]] == ["112-7", "112-8"]
+    write(work / "v12.list", v2["list"])
+    assert reason(verify(work, carrier_token(work), "--chain", "chain.hex",
+                         "--revocations", "v12.list")) == (1, "grant_revoked")
+    for version in ("11", "3"):
+        refused = run("revocations", "make", "--key", "carmaker.key", "--version", version,
+                      "--previous", "v11.list", cwd=work)
+        assert refused.returncode == 2
+        assert "not newer than the previous list's version 11" in one_line_error(refused)
+    refused = run("revocations", "make", "--key", "carmaker.key", "--version", "13",
+                  "--previous", "carrier.grant", cwd=work)
+    assert refused.returncode == 2
+    assert "--previous" in one_line_error(refused)
+
+
+def test_a_carmaker_key_file_others_can_read_signs_no_grant_and_no_list(work: Path) -> None:
+    """A root key left world-readable (a careless copy) is refused before anything is
+    signed with it: no grant, no delegation, no revocation list reaches stdout."""
+    shutil.copy(work / "carmaker.key", work / "shared-carmaker.key")
+    (work / "shared-carmaker.key").chmod(0o644)
+    for args in (
+        ("grant", "--key", "shared-carmaker.key", "--grantee", "retailer.pub",
+         "--grantee-name", "shop.example", "--vehicle", VIN, "--action", "trunk",
+         "--valid-for", "1d"),
+        ("revocations", "make", "--key", "shared-carmaker.key", "--version", "99"),
+    ):
+        result = run(*args, cwd=work)
+        assert "chmod 600" in one_line_error(result)
+        assert result.stdout == b""
+
+
+def test_grant_inspect_names_a_header_out_of_its_place_as_refused(work: Path) -> None:
+    """A delegation first, or a root grant second: inspect shows what each header says,
+    and that a car refuses it there, never a reading that looks like a valid chain."""
+    write(work / "swapped.hex", ok("chain", "carrier.grant", "root.grant", cwd=work))
+    out = ok("grant", "inspect", "swapped.hex", cwd=work)
+    assert "no kid: REFUSED by a car, a first grant names its carmaker root" in out
+    assert "in a delegation: REFUSED by a car, only a first grant names its signer" in out
+    assert "(first grant)" not in out
+    assert "(delegation)" not in out
+    good = ok("grant", "inspect", "chain.hex", cwd=work)
+    assert "REFUSED" not in good

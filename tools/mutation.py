@@ -121,7 +121,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",
         "test_consent_rotation.py", "test_vehicle_consent.py", "test_consent_limits.py",
         "test_signed_objects.py", "test_attacks.py", "test_resource_bounds.py",
-        "test_pq.py",
+        "test_pq.py", "test_consent_attacks.py",
     ),
 }
 

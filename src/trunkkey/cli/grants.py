@@ -219,6 +219,7 @@ def _grant_inspect(args: argparse.Namespace, out: Output) -> int:
             continue
         header, grant = open_grant(link, where)
         shown.append({
+            "position": index,
             "size": len(link), "digest": grant_digest(link).hex(), "by_digest": False,
             "header": {"alg": header.alg, "alg_name": alg_name(header.alg),
                        "kid": None if header.kid is None else header.kid.hex()},
@@ -239,8 +240,16 @@ def _print_link(out: Output, item: dict[str, Any]) -> None:
         out.line(f"by digest:   {item['digest']} (a grant the car must already hold)")
         return
     g, h = item["content"], item["header"]
-    signer = (f"carmaker root kid {h['kid']} (first grant)" if h["kid"]
-              else "the previous link's grantee (delegation)")
+    # Named by the header and the place together: a header out of its place is a
+    # link the car refuses, and must not read like one it takes.
+    first = item["position"] == 0
+    if h["kid"]:
+        signer = (f"carmaker root kid {h['kid']} (first grant)" if first else
+                  f"kid {h['kid']} in a delegation: REFUSED by a car, only a first grant "
+                  "names its signer")
+    else:
+        signer = ("the previous link's grantee (delegation)" if not first else
+                  "no kid: REFUSED by a car, a first grant names its carmaker root")
     out.line(f"size:        {item['size']} bytes, digest {item['digest']}")
     out.line(f"signed by:   {signer}, {h['alg_name']}")
     out.line(f"grantee:     {g['grantee_name']} ({g['grantee']['alg']} kid {g['grantee']['kid']})")

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..consent.grant import DIGEST_LENGTH, grant_digest
 from ..consent.revocation import RevocationList, decode_revocations, sign_revocation_list
-from ..cose import HeaderProblem, Typ, decode_protected, parse_sign1
+from ..cose import HeaderProblem, ProtectedHeader, Typ, decode_protected, parse_sign1
 from ..errors import DecodeError
 from ..keys import KID_LENGTH
 from ._io import (
@@ -57,6 +57,9 @@ def _revocations_args(p: argparse.ArgumentParser) -> None:
                       help="revoke this token id (16 bytes hex)")
     make.add_argument("--supersede", action="append", default=[], metavar="ORDER_REF=TIME",
                       help="refuse tokens for this order issued before TIME")
+    make.add_argument("--previous", metavar="FILE_OR_TEXT",
+                      help="the list this one replaces: every entry it holds is carried over "
+                           "(a list is a complete snapshot: an entry left out is un-revoked)")
     make.add_argument("--format", choices=TOKEN_FORMATS, default="hex",
                       help="output encoding: hex (default), base64url, or raw bytes (redirected)")
     password_flag(make)
@@ -80,15 +83,42 @@ def _grant_digests(texts: list[str]) -> list[bytes]:
     return digests
 
 
+def _read_list(data: bytes, option: str = "") -> tuple[ProtectedHeader, RevocationList]:
+    """The header and content of a signed revocation list, UNVERIFIED (``option``:
+    the option that gave it, named in errors)."""
+    where = f" ({option})" if option else ""
+    try:
+        parts = parse_sign1(data)
+        header = decode_protected(parts.protected)
+        if isinstance(header, HeaderProblem) or header.typ != Typ.REVOCATION_LIST:
+            raise CliError(f"not a revocation list{where} (wrong or malformed protected header)")
+        return header, decode_revocations(parts.payload)
+    except DecodeError as exc:
+        raise CliError(f"not a revocation list{where}: {exc}") from None
+
+
+def _carried(args: argparse.Namespace) -> RevocationList:
+    """What ``--previous`` revoked (nothing without it): a new list keeps all of it."""
+    if args.previous is None:
+        return RevocationList()
+    _, previous = _read_list(read_blob(args.previous, "--previous"), "--previous")
+    if args.version <= previous.version:
+        raise CliError(f"--version {args.version} is not newer than the previous list's "
+                       f"version {previous.version}: a car that holds it refuses this one")
+    return previous
+
+
 def _revocations(args: argparse.Namespace, out: Output) -> int:
     if args.revocations_operation == "inspect":
         return _revocations_inspect(args, out)
     refuse_raw_on_terminal(args.format, out)
     key = load_signing_key(args.key, password_file=args.password_file)
-    grants = _grant_digests(args.grant)
-    kids = [hex_id(text, KID_LENGTH, "--kid") for text in args.kid]
+    previous = _carried(args)
+    grants = [*previous.grants, *_grant_digests(args.grant)]
+    kids = [*previous.keys, *(hex_id(text, KID_LENGTH, "--kid") for text in args.kid)]
     kids += [load_public_key(path).kid for path in args.revoke_key]
-    supersede: dict[bytes, int] = {}
+    # Carried floors first: one given again on the command line replaces its own.
+    supersede: dict[bytes, int] = dict(previous.supersede)
     for spec in args.supersede:
         ref, sep, when = spec.rpartition("=")
         if not sep or not ref:
@@ -97,7 +127,7 @@ def _revocations(args: argparse.Namespace, out: Output) -> int:
     signed = sign_revocation_list(
         key, version=args.version, issued_at=parse_time(args.issued_at, "--issued-at"),
         grants=grants, keys=kids,
-        tokens=[hex_id(text, 16, "--token-id") for text in args.token_id],
+        tokens=[*previous.tokens, *(hex_id(text, 16, "--token-id") for text in args.token_id)],
         supersede=supersede,
     )
     listing = decode_revocations(parse_sign1(signed).payload)
@@ -122,14 +152,7 @@ def _revocations_json(rl: RevocationList) -> dict[str, Any]:
 
 def _revocations_inspect(args: argparse.Namespace, out: Output) -> int:
     data = read_blob(args.list, "revocation list")
-    try:
-        parts = parse_sign1(data)
-        header = decode_protected(parts.protected)
-        if isinstance(header, HeaderProblem) or header.typ != Typ.REVOCATION_LIST:
-            raise CliError("not a revocation list (wrong or malformed protected header)")
-        listing = decode_revocations(parts.payload)
-    except DecodeError as exc:
-        raise CliError(f"not a revocation list: {exc}") from None
+    header, listing = _read_list(data)
     shown = _revocations_json(listing)
     kid = None if header.kid is None else header.kid.hex()
     out.data({"unverified": True, "warning": UNVERIFIED_BANNER, "size": len(data),

@@ -9,7 +9,7 @@ check with its own reason code, and fails closed:
    each later grant must be signed by the grantee of the one before, with the
    exact protected header ``{alg of that key, typ grant}``;
 3. the signature (skipped only when these very bytes were verified before
-   under this very signer);
+   under this very signer, in this very place: first link or delegation);
 4. revocation: the grant's identity (the SHA-256 of what was signed, so no
    re-encoding of its signature escapes a revocation), its signer's and its
    grantee's key ids;
@@ -64,7 +64,7 @@ from .grant import (
     root_scope,
     vehicle_tag,
 )
-from .revocation import RevocationState
+from .revocation import RevocationList, RevocationState
 
 #: A chain holds at most MAX_DEPTH + 1 grants.
 MAX_CHAIN_BYTES = (MAX_DEPTH + 1) * (MAX_GRANT_BYTES + 3) + 1
@@ -95,6 +95,21 @@ class _Verified:
     #: The signature that was checked: another one over the same content is
     #: checked afresh, never taken on trust from the cache.
     signature: bytes
+    #: Verified as a chain's first grant (under its root's header) rather than as a
+    #: delegation (under the previous grantee's): it is taken only in that place again.
+    first: bool
+
+    def holds_for(self, parent: VerificationKey | None) -> bool:
+        """Whether this entry may stand where the previous grantee is ``parent``
+        (``None``: first in the chain) -- the place, and the signer, it was verified for.
+
+        A root key can also be a grantee (the carmaker's own service): then its
+        delegations verify under it too, and one taken from the cache as a first
+        link would shed its parent's scope, revocation and daily limit.
+        """
+        if parent is None:
+            return self.first
+        return not self.first and self.signer == parent
 
 
 class GrantCache:
@@ -144,6 +159,13 @@ _vehicle_tag = functools.lru_cache(maxsize=64)(vehicle_tag)
 
 def _deny(reason: Reason, detail: str) -> Refusal:
     return Refusal(reason=reason, detail=detail)
+
+
+def _key_revoked(revoked: RevocationList, *keys: VerificationKey) -> bool:
+    """Whether the list revokes any of ``keys``: a revoked kid signs nothing the car
+    accepts, neither a grant anywhere in a chain nor a token, chain or no chain."""
+    listed = revoked.keys
+    return bool(listed) and any(key.kid in listed for key in keys)
 
 
 class ConsentVerifier:
@@ -236,9 +258,7 @@ class ConsentVerifier:
             # Revocation, from the moment the list was applied.
             if digest in revoked.grants:
                 return _deny(Reason.GRANT_REVOKED, f"{where}: grant {digest.hex()[:16]} revoked")
-            if revoked.keys and (
-                link_signer.kid in revoked.keys or grant.grantee.kid in revoked.keys
-            ):
+            if _key_revoked(revoked, link_signer, grant.grantee):
                 return _deny(Reason.KEY_REVOKED, f"{where}: a key of this grant is revoked")
             # Narrowing (the first grant sets the scope every later one narrows).
             narrowed = root_scope(grant) if scope is None else narrow(scope, grant)
@@ -278,7 +298,7 @@ class ConsentVerifier:
         if len(link) == DIGEST_LENGTH:
             # By reference: the identity of a grant the car verified before.
             held = cache._get(link) if cache is not None else None
-            if held is None or (parent is not None and held.signer != parent):
+            if held is None or not held.holds_for(parent):
                 return _deny(Reason.CHAIN_INVALID, f"{where}: grant {link.hex()[:16]} not held")
             return self._signed_by(link, held, parent, now, where)
         # A grant's cap counts its signature as 64 bytes: a hybrid root's is longer.
@@ -291,12 +311,8 @@ class ConsentVerifier:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         digest = identity_of(protected_item, payload_item)
         cached = cache._get(digest) if cache is not None else None
-        if (
-            cached is not None
-            and equal(cached.signature, signature)
-            and (parent is None or cached.signer == parent)
-        ):
-            # These very bytes verified before under this signer.
+        if cached is not None and equal(cached.signature, signature) and cached.holds_for(parent):
+            # These very bytes verified before under this signer, in this place.
             return self._signed_by(digest, cached, parent, now, where)
         if parent is None:
             root = self._anchors._root_for_grant_header(protected)
@@ -325,7 +341,7 @@ class ConsentVerifier:
         except DecodeError as exc:
             return _deny(Reason.CHAIN_INVALID, f"{where}: {exc}")
         if cache is not None:
-            cache._put(digest, _Verified(key, grant, signature))
+            cache._put(digest, _Verified(key, grant, signature, parent is None))
         return digest, key, grant
 
     def _signed_by(
@@ -375,6 +391,9 @@ class ConsentVerifier:
         if revoked.superseded(claims.order_ref, claims.issued_at):
             return _deny(Reason.SUPERSEDED, "a newer token was issued for this order")
         if not isinstance(signer, ResolvedChain):
+            # A directly trusted issuer: under a chain, resolve checked the leaf already.
+            if _key_revoked(revoked, signer.trusted.key):
+                return _deny(Reason.KEY_REVOKED, "the token's signing key is revoked")
             return None
         scope = signer.scope
         if access_bits(claims.action, claims.purpose) & ~scope.access:

@@ -12,8 +12,9 @@ class UpdateRefused(TrunkkeyError):
     ``reason`` is a stable :class:`~trunkkey.Reason`, one of:
 
     * ``malformed`` — bytes off the profile, a payload that does not decode,
-      or a trust update that would remove every carmaker root or the car's
-      last KEM key;
+      or a trust update that would leave the car no carmaker root valid now
+      or later (removing every one, or ending every one's window), or a car
+      that had KEM keys none that opens now or later;
     * ``wrong_type`` — a signed object of another type;
     * ``chain_invalid`` — no ``kid``, so no way to tell which root signed;
     * ``unknown_key`` — a signer that is not a carmaker root, or a car KEM key

@@ -27,7 +27,8 @@ update: ``set`` the new key from ``T``, and ``set`` the old one again with
 ``not_after`` = ``T + overlap``; tokens and grants signed by either verify
 through the overlap, so a retailer's rotation fails no delivery. A root is
 rotated the same way, signed by the old root; the new root then signs the
-next update. An update may not remove the last root.
+next update. An update may not remove the last root, nor leave only roots
+whose window has ended.
 """
 
 from __future__ import annotations
@@ -409,8 +410,12 @@ class TrustUpdater:
                     roots[e.key.kid] = RootKey(
                         key=e.key, not_before=e.not_before, not_after=e.not_after
                     )
-            if not roots:
-                raise UpdateRefused(Reason.MALFORMED, "update would remove every carmaker root")
+            if not any(r.not_after is None or r.not_after > now for r in roots.values()):
+                # No root, or only roots whose window is over: none could ever sign
+                # another update, list or grant, and the car's consent path is gone for good.
+                raise UpdateRefused(
+                    Reason.MALFORMED, "update would leave the car no carmaker root valid now "
+                    "or later")
             mixed = mixed_roots_problem(roots.values())
             if mixed is not None:
                 # A classical root beside a hybrid one is a downgrade of the car's root of trust.
