@@ -1,0 +1,195 @@
+"""Attacks on the vehicle unit through its public API: a careless operator and a
+failing real-time clock (the checks each attack found missing live in
+``vehicle/unit.py`` (boot) and ``vehicle/timekeeping.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trunkkey import (
+    AccessDenied,
+    InvalidRequest,
+    LedgerError,
+    Location,
+    ManualClock,
+    MemoryLedger,
+    Reason,
+    SigningKey,
+)
+from trunkkey.testing.vehicle import SimulatedBody, SimulatedGps, World
+from trunkkey.vehicle import (
+    EventKind,
+    GapDetector,
+    MemoryTimeStore,
+    UnitState,
+    VehicleUnit,
+    make_time_sync,
+    verify_receipt,
+)
+
+T0 = 1_800_000_000
+PLACE = Location.from_degrees(48.137154, 11.576124)
+VIN = "VIN-ATTACK"
+
+
+class FlakyClock:
+    """A real-time clock whose reads can fail (``OSError``) or answer nonsense."""
+
+    def __init__(self, start: int) -> None:
+        self.clock = ManualClock(start)
+        self.broken = False
+        self.answer: object = None  # when set, returned instead of the time
+
+    def now(self) -> int:
+        if self.broken:
+            raise OSError("RTC read failed")
+        if self.answer is not None:
+            return self.answer  # type: ignore[return-value]
+        return self.clock.now()
+
+
+class Bench:
+    """A unit on an in-memory ledger with a clock the test can break."""
+
+    def __init__(self, *, broken_at_boot: bool = False) -> None:
+        self.world = World(start=T0, ledger="memory")
+        self.carmaker = self.world.carmaker_key
+        self.clock = FlakyClock(T0)
+        self.clock.broken = broken_at_boot
+        self.body = SimulatedBody()
+        self.body.trunk_unlatched = True  # whatever the car was doing before the boot
+        self.seen = GapDetector()
+        self.unit = VehicleUnit(
+            vehicle_id=VIN, vehicle_key=SigningKey.generate(),
+            trust_store=self.world.trust_store, carmaker_key=self.carmaker.public_key,
+            clock=self.clock, actuator=self.body, gps=SimulatedGps(PLACE),
+            ledger=MemoryLedger(), time_store=MemoryTimeStore(),
+        )
+        self.unit.subscribe(self.seen)
+
+    def token(self) -> bytes:
+        return self.world.mint(VIN, courier=None)
+
+
+# -- a clock that cannot be read ------------------------------------------------
+
+
+def test_a_clock_that_cannot_be_read_denies_with_clock_untrusted_and_never_raises() -> None:
+    bench = Bench()
+    token = bench.token()
+    bench.clock.broken = True
+    outcome = bench.unit.present(token, action="trunk")
+    assert outcome.reason is Reason.CLOCK_UNTRUSTED
+    assert outcome.detail == "the clock cannot be read; refusing to decide"
+    with pytest.raises(AccessDenied) as refused:
+        bench.unit.challenge()
+    assert refused.value.reason is Reason.CLOCK_UNTRUSTED
+    bench.unit.tick()
+    assert bench.unit.trunk_closed() is False
+    assert bench.body.trunk_openings == 0
+    # A read that fails is not a rollback: the clock back, the token opens.
+    bench.clock.broken = False
+    assert bench.unit.present(token, action="trunk").allowed
+
+
+@pytest.mark.parametrize("answer", [T0 + 10.5, "1800000010", None.__class__, True])
+def test_a_clock_that_answers_something_other_than_whole_seconds_is_not_trusted(
+    answer: object,
+) -> None:
+    bench = Bench()
+    token = bench.token()
+    bench.clock.answer = answer
+    assert bench.unit.present(token, action="trunk").reason is Reason.CLOCK_UNTRUSTED
+    assert type(bench.unit.trusted_time_floor) is int
+    assert bench.unit.trusted_time_floor == T0
+    assert bench.body.trunk_openings == 0
+
+
+def test_an_open_trunk_relocks_at_once_when_the_clock_stops_answering() -> None:
+    bench = Bench()
+    assert bench.unit.present(bench.token(), action="trunk").allowed
+    bench.clock.clock.advance(5)
+    bench.clock.broken = True
+    bench.unit.tick()
+    assert bench.unit.state is UnitState.LOCKED
+    assert bench.body.locked
+    receipt = verify_receipt(bench.unit.receipts[-1], bench.unit.public_key)
+    assert receipt.relock_cause == "clock_untrusted"
+    assert EventKind.CLOCK_UNTRUSTED in bench.seen.kinds()
+
+
+def test_closing_the_trunk_relocks_while_the_clock_cannot_be_read() -> None:
+    bench = Bench()
+    assert bench.unit.present(bench.token(), action="trunk").allowed
+    bench.clock.broken = True
+    assert bench.unit.trunk_closed() is True
+    assert bench.unit.state is UnitState.LOCKED
+    assert bench.body.locked
+
+
+def test_a_unit_whose_clock_cannot_be_read_at_boot_still_comes_up_and_locks() -> None:
+    bench = Bench(broken_at_boot=True)
+    assert bench.body.locked
+    assert bench.unit.boot_number == 1
+    token = bench.token()
+    assert bench.unit.present(token, action="trunk").reason is Reason.CLOCK_UNTRUSTED
+    bench.clock.broken = False
+    assert bench.unit.present(token, action="trunk").allowed
+
+
+def test_a_time_sync_is_refused_not_raised_while_the_clock_cannot_be_read() -> None:
+    bench = Bench()
+    nonce = bench.unit.time_sync_nonce()
+    bench.clock.broken = True
+    sync = make_time_sync(bench.carmaker, vehicle_id=VIN, nonce=nonce, time=T0 + 100)
+    outcome = bench.unit.apply_time_sync(sync)
+    assert not outcome.accepted
+    assert outcome.detail == "the clock cannot be read"
+    assert bench.unit.trusted_time_floor == T0
+
+
+# -- two units over one state directory -----------------------------------------
+
+
+def _parts(world: World) -> dict[str, object]:
+    return {
+        "vehicle_id": VIN, "vehicle_key": SigningKey.generate(),
+        "trust_store": world.trust_store, "carmaker_key": world.carmaker_key.public_key,
+        "clock": ManualClock(T0), "actuator": SimulatedBody(), "gps": SimulatedGps(PLACE),
+    }
+
+
+def test_a_second_unit_cannot_boot_over_a_state_directory_a_live_unit_holds(
+    tmp_path: Path,
+) -> None:
+    # Two live units over one directory would each allow "one opening at a
+    # time" on the same car, count boots twice, and fork the access log: the
+    # first unit's receipts would carry proofs its own journal does not hold.
+    world = World(start=T0, ledger="memory")
+    parts = _parts(world)
+    first = VehicleUnit.boot(tmp_path, **parts)
+    with pytest.raises(LedgerError, match="held by another running unit"):
+        VehicleUnit.boot(tmp_path, **parts)
+    token = world.mint(VIN, courier=None)
+    assert first.present(token, action="trunk").allowed
+    assert first.trunk_closed() is True
+    receipt = verify_receipt(first.receipts[-1], first.public_key, vehicle_id=VIN)
+    assert receipt.log is not None  # its proof holds: checked by verify_receipt
+    first.close()
+    again = VehicleUnit.boot(tmp_path, **parts)
+    assert again.boot_number == 2
+    assert again.present(token, action="trunk").reason is Reason.ALREADY_USED
+    again.close()
+    again.close()  # closing twice is harmless
+
+
+def test_a_boot_that_fails_leaves_the_state_directory_free(tmp_path: Path) -> None:
+    world = World(start=T0, ledger="memory")
+    parts = _parts(world)
+    with pytest.raises(InvalidRequest):
+        VehicleUnit.boot(tmp_path, **{**parts, "vehicle_id": ""})
+    unit = VehicleUnit.boot(tmp_path, **parts)
+    assert unit.state is UnitState.LOCKED
+    unit.close()
