@@ -193,3 +193,44 @@ def test_a_boot_that_fails_leaves_the_state_directory_free(tmp_path: Path) -> No
     unit = VehicleUnit.boot(tmp_path, **parts)
     assert unit.state is UnitState.LOCKED
     unit.close()
+
+
+# -- a lock at boot that fails --------------------------------------------------
+
+
+def test_a_lock_that_failed_at_boot_is_retried_until_the_car_is_locked(tmp_path: Path) -> None:
+    # The unit died with the trunk open; at the next boot the body controller
+    # refuses the lock once. A relock that fails is retried on every tick:
+    # so must this one, or the trunk stays unlatched until someone notices.
+    world = World(start=T0, state_dir=tmp_path)
+    car = world.enrol_car(VIN)
+    world.park(car, PLACE, radius_m=50)
+    assert car.unit.present(world.mint(car, courier=None), action="trunk").allowed
+    assert car.body.trunk_unlatched
+    car.body.fail_next = "lock_all"
+    unit = world.reboot(car)
+    assert unit.boot_lock_failed is True
+    assert car.body.trunk_unlatched
+    world.advance(1)
+    assert car.body.locked
+    assert unit.boot_lock_failed is False
+    assert unit.state is UnitState.LOCKED
+
+
+def test_a_presentation_first_retries_a_lock_that_failed_at_boot(tmp_path: Path) -> None:
+    world = World(start=T0, state_dir=tmp_path)
+    car = world.enrol_car(VIN)
+    world.park(car, PLACE, radius_m=50)
+    car.body.doors_unlocked = True
+    car.body.fail_next = "lock_all"
+    unit = world.reboot(car)
+    seen = GapDetector()
+    unit.subscribe(seen)
+    car.body.fail_next = "lock_all"  # and once more, at the presentation's retry
+    assert unit.present(world.mint(car, courier=None), action="trunk").allowed
+    failed = [e.detail for e in seen.events if e.kind is EventKind.ACTUATOR_FAILED]
+    assert failed == ["lock at boot failed", "lock at boot failed"]
+    assert unit.boot_lock_failed is True
+    assert unit.trunk_closed() is True  # the relock locks everything, doors included
+    assert car.body.locked
+    assert unit.boot_lock_failed is False

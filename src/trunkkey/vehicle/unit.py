@@ -138,15 +138,9 @@ class VehicleUnit:
             vehicle_key=vehicle_key, relock_timeout=self._config.relock_timeout, log=self._log,
         )
         self._clock_alarm_raised = False
-        self._boot_lock_failed = False
         self._held: int | None = None  # the state directory's lock (boot only)
         # Whatever the car was doing when the last unit died, it starts locked.
-        try:
-            actuator.lock_all()
-        except Exception:  # noqa: BLE001 -- nothing was opened by this unit yet
-            self._boot_lock_failed = True
-            # Nobody has subscribed yet: the bus keeps it for the first subscriber.
-            self._events.emit(EventKind.ACTUATOR_FAILED, at=None, detail="lock at boot failed")
+        self._latch.lock_at_boot()
 
     @classmethod
     def boot(
@@ -260,8 +254,9 @@ class VehicleUnit:
 
     @property
     def boot_lock_failed(self) -> bool:
-        """True if locking everything at boot raised: the car may not be locked."""
-        return self._boot_lock_failed
+        """True if locking everything at boot raised and no lock has succeeded since
+        (``tick()`` retries it): the car may not be locked."""
+        return self._latch.boot_lock_failed
 
     # -- the courier's exchange ---------------------------------------------
     def challenge(self) -> bytes:
