@@ -4,6 +4,8 @@ failing real-time clock (the checks each attack found missing live in
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,3 +236,45 @@ def test_a_presentation_first_retries_a_lock_that_failed_at_boot(tmp_path: Path)
     assert unit.trunk_closed() is True  # the relock locks everything, doors included
     assert car.body.locked
     assert unit.boot_lock_failed is False
+
+
+def test_a_unit_in_another_process_holds_its_directory_until_that_process_dies(
+    tmp_path: Path,
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from trunkkey.vehicle import _statelock; "
+         f"_statelock.hold({str(tmp_path)!r}); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        world = World(start=T0, ledger="memory")
+        with pytest.raises(LedgerError, match="held by another running unit"):
+            VehicleUnit.boot(tmp_path, **_parts(world))
+        assert not (tmp_path / "ledger.sqlite").exists()  # refused before touching state
+        holder.kill()  # a crash, not a clean close: the kernel drops the lock
+        holder.wait()
+        unit = VehicleUnit.boot(tmp_path, **_parts(world))
+        unit.close()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdin.close()  # type: ignore[union-attr]
+        holder.stdout.close()
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory"])
+def test_a_lock_file_that_is_not_a_plain_file_refuses_the_boot(
+    tmp_path: Path, planted: str,
+) -> None:
+    lock = tmp_path / "unit.lock"
+    if planted == "symlink":
+        lock.symlink_to(tmp_path / "elsewhere")
+    else:
+        lock.mkdir()
+    world = World(start=T0, ledger="memory")
+    with pytest.raises(LedgerError, match="cannot open"):
+        VehicleUnit.boot(tmp_path, **_parts(world))
+    assert not (tmp_path / "elsewhere").exists()

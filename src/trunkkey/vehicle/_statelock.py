@@ -32,7 +32,7 @@ def hold(state_dir: str | os.PathLike[str]) -> int:
     """
     path = os.path.join(state_dir, LOCK_FILE)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise LedgerError(f"cannot open {path}: {exc.strerror}") from None
     try:
