@@ -20,6 +20,7 @@ from trunkkey import (
     Reason,
     SigningKey,
 )
+from trunkkey.logentry import EntryKind, decode_entry
 from trunkkey.testing.vehicle import SimulatedBody, SimulatedGps, World
 from trunkkey.vehicle import (
     EventKind,
@@ -278,3 +279,55 @@ def test_a_lock_file_that_is_not_a_plain_file_refuses_the_boot(
     with pytest.raises(LedgerError, match="cannot open"):
         VehicleUnit.boot(tmp_path, **_parts(world))
     assert not (tmp_path / "elsewhere").exists()
+
+
+# -- a ledger lost from a state directory ----------------------------------------
+
+
+def _lose_ledger(state: Path) -> None:
+    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
+        (state / name).unlink(missing_ok=True)
+
+
+def test_a_token_does_not_open_twice_when_the_ledger_file_is_lost(tmp_path: Path) -> None:
+    # A careless clean-up (or a file system repair) removes ledger.sqlite. A
+    # new empty ledger would have forgotten every spent token: each would
+    # open the trunk again for the rest of its window.
+    world = World(start=T0, ledger="memory")
+    parts = _parts(world)
+    token = world.mint(VIN, courier=None)
+    unit = VehicleUnit.boot(tmp_path, **parts)
+    assert unit.present(token, action="trunk").allowed
+    assert unit.trunk_closed() is True
+    unit.close()
+    _lose_ledger(tmp_path)
+    again = VehicleUnit.boot(tmp_path, **parts)
+    outcome = again.present(token, action="trunk")
+    assert outcome.reason is Reason.ISSUED_BEFORE_LEDGER
+    kinds = [decode_entry(raw).kind for raw in again.access_log.entries(0)]
+    assert kinds[:2] == [EntryKind.LEDGER_RECOVERED, EntryKind.BOOT]
+    assert list(tmp_path.glob("ledger.sqlite.damaged-*")) == []  # nothing was there to move
+    # Tokens issued after the new ledger's start open as usual.
+    world.true_clock.advance(301)
+    parts["clock"].advance(301)  # type: ignore[attr-defined]
+    fresh = world.mint(VIN, courier=None)
+    assert again.present(fresh, action="trunk").allowed
+    again.close()
+
+
+def test_a_first_boot_makes_a_ledger_that_refuses_nothing(tmp_path: Path) -> None:
+    world = World(start=T0, ledger="memory")
+    unit = VehicleUnit.boot(tmp_path, **_parts(world))
+    assert unit.present(world.mint(VIN, courier=None), action="trunk").allowed
+    unit.close()
+
+
+def test_a_lost_ledger_beside_an_unreadable_time_file_refuses_the_boot(tmp_path: Path) -> None:
+    world = World(start=T0, ledger="memory")
+    parts = _parts(world)
+    VehicleUnit.boot(tmp_path, **parts).close()
+    _lose_ledger(tmp_path)
+    (tmp_path / "time.json").write_text("{not json")
+    with pytest.raises(LedgerError, match="ledger recover"):
+        VehicleUnit.boot(tmp_path, **parts)
+    assert not (tmp_path / "ledger.sqlite").exists()

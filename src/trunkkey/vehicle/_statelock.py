@@ -1,4 +1,5 @@
-"""One live unit per state directory.
+"""A unit's state directory: one live unit per directory, and a ledger never
+silently replaced by an empty one.
 
 Two units over one directory would each keep "one opening at a time" on the
 same car, count the same boot twice, and fork the access log (each builds
@@ -18,8 +19,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import LedgerError
+from ..ledger.sqlite import SqliteLedger
+from .timekeeping import FileTimeStore
 
 LOCK_FILE = "unit.lock"
+LEDGER_FILE = "ledger.sqlite"
+TIME_FILE = "time.json"
 
 T = TypeVar("T")
 
@@ -60,3 +65,32 @@ def holding(state_dir: str | os.PathLike[str], build: Callable[[], T]) -> tuple[
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_ledger(state_dir: str | os.PathLike[str]) -> SqliteLedger:
+    """The unit's ledger in ``state_dir`` (held); after a loss, one that refuses older tokens.
+
+    A ledger missing from a directory a unit has booted in before (its time
+    file is there: the ledger is always made first) was lost, not never made.
+    Made empty it would have forgotten every spent token, and each would open
+    again for the rest of its window. It is started afresh instead
+    (:meth:`~trunkkey.SqliteLedger.start_afresh`) from the stored floor: every
+    decision's time is stored before it is made, so no token spent here was
+    issued later than the floor plus the verifier's skew, which the restart
+    margin covers. Without a readable floor that cannot be done: refused.
+    """
+    ledger = os.path.join(state_dir, LEDGER_FILE)
+    time_file = os.path.join(state_dir, TIME_FILE)
+    if os.path.lexists(ledger) or not os.path.lexists(time_file):
+        return SqliteLedger(ledger)
+    try:
+        state = FileTimeStore(time_file).load()
+    except Exception:  # noqa: BLE001 -- unreadable, damaged or wrong: no floor
+        state = None
+    if state is None:
+        raise LedgerError(
+            f"ledger {ledger} is missing beside a time floor ({time_file}) that cannot be "
+            f"read; run 'trunkkey ledger recover {ledger} --at <trusted time>' "
+            "(see docs/operations.md, 'Recovering a damaged ledger')"
+        )
+    return SqliteLedger.start_afresh(ledger, now=state.floor)

@@ -43,7 +43,6 @@ from ..errors import AccessDenied, InvalidRequest
 from ..geo import Location
 from ..keys import VerificationKey
 from ..ledger.base import Ledger
-from ..ledger.sqlite import SqliteLedger
 from ..logentry import EntryKind, LogEntry
 from ..observe import DecisionHook, DecisionLog
 from ..parcels import ParcelRecord
@@ -170,8 +169,8 @@ class VehicleUnit:
                 )
                 kwargs.setdefault("trust_state", path / TRUST_FILE)
             return cls(
-                ledger=SqliteLedger(path / "ledger.sqlite"),
-                time_store=FileTimeStore(path / "time.json"),
+                ledger=_statelock.open_ledger(path),  # not made afresh after a loss
+                time_store=FileTimeStore(path / _statelock.TIME_FILE),
                 **kwargs,  # type: ignore[arg-type]
             )
         unit, held = _statelock.holding(path, build)
