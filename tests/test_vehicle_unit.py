@@ -610,10 +610,10 @@ def test_a_spent_token_pruned_at_a_stored_time_does_not_come_back(stage: Stage) 
     token = stage.token(window=100)
     assert stage.present(token) is Reason.ALLOWED
     assert stage.unit.trunk_closed() is True
-    stage.world.advance(200)
-    stage.unit.challenge()  # a decision: the floor T0+200 is stored
-    assert stage.car.ledger.prune(T0 + 200) == 1  # kept until T0+100+60 only
-    stage.car.clock.set(T0 + 140)  # within the skew of the stored floor
+    stage.world.advance(450)
+    stage.unit.challenge()  # a decision: the floor T0+450 is stored
+    assert stage.car.ledger.prune(T0 + 450) == 1  # kept until T0+100+300 only
+    stage.car.clock.set(T0 + 400)  # within the skew of the stored floor
     power_cut(stage)
     assert stage.present(token) is Reason.EXPIRED
     assert stage.car.body.trunk_openings == 1

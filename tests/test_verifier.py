@@ -32,6 +32,7 @@ from trunkkey import (
 from trunkkey.claims import encode_claims
 from trunkkey.cose import parse_sign1, sig_structure, sign1
 from trunkkey.ledger.base import DailyLimit, SpendOutcome
+from trunkkey.verifier import MAX_ALLOWED_SKEW
 
 CHALLENGE = b"c" * 16
 
@@ -404,11 +405,32 @@ def test_ledger_is_consulted_last_and_only_when_all_else_passed(ed_world: World)
     assert ed_world.ledger.count() == 0
 
 
-def test_keep_until_is_expiry_plus_skew(ed_world: World) -> None:
+def test_keep_until_is_expiry_plus_the_largest_skew_any_verifier_allows(ed_world: World) -> None:
     token = ed_world.mint(expires=NOW + 600)
     assert verify(ed_world, token).allowed
-    assert ed_world.ledger.prune(NOW + 600 + 60) == 0
-    assert ed_world.ledger.prune(NOW + 600 + 61) == 1
+    assert ed_world.ledger.prune(NOW + 600 + MAX_ALLOWED_SKEW) == 0
+    assert ed_world.ledger.prune(NOW + 600 + MAX_ALLOWED_SKEW + 1) == 1
+
+
+def test_a_token_pruned_after_a_strict_verifier_spent_it_stays_spent_for_a_lenient_one() -> None:
+    # Two verifiers sharing one ledger, with different skews: the entry the
+    # strict one wrote must outlive the lenient one's window too, or pruning
+    # in between reopens the token for the lenient one.
+    key, clock, ledger = SigningKey.generate(), ManualClock(NOW), MemoryLedger()
+    trust = TrustStore([TrustedKey.create(key.public_key, "shop")])
+    strict, lenient = (
+        Verifier(trust_store=trust, ledger=ledger, clock=clock,
+                 policy=VerifierPolicy(max_skew=skew))
+        for skew in (0, MAX_ALLOWED_SKEW)
+    )
+    token = Issuer(key, "shop", clock=clock).mint(
+        vehicle_id="VIN-1", action="trunk", not_before=NOW, expires=NOW + 600)
+    clock.set(NOW + 599)
+    assert strict.verify(token, vehicle_id="VIN-1", action="trunk").allowed
+    clock.set(NOW + 601)
+    ledger.prune(clock.now())
+    assert lenient.verify(token, vehicle_id="VIN-1", action="trunk").reason is (
+        Reason.ALREADY_USED)
 
 
 def test_caller_mistakes_raise_not_deny(ed_world: World) -> None:

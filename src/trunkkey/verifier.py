@@ -142,10 +142,12 @@ _SPEND_DENIAL = {
 }
 
 
-def keep_until(claims: TokenClaims, policy: VerifierPolicy) -> int:
-    """How long the ledger keeps a spent token: as long as a verifier allowing
-    the policy's skew could still take it for unexpired."""
-    return claims.expires + policy.max_skew
+def keep_until(claims: TokenClaims) -> int:
+    """How long the ledger keeps a spent token: as long as *any* verifier could
+    still take it for unexpired, whatever skew its policy allows (at most
+    ``MAX_ALLOWED_SKEW``). Verifiers sharing a ledger may differ in skew: kept
+    only for this one's, a token would be pruned while another still accepts it."""
+    return claims.expires + MAX_ALLOWED_SKEW
 
 
 def spend_decision(
@@ -401,7 +403,7 @@ class Verifier:
         outcome: SpendOutcome | Exception
         try:
             outcome = self._ledger.spend(
-                claims.vehicle_id, claims.token_id, keep_until(claims, self._policy),
+                claims.vehicle_id, claims.token_id, keep_until(claims),
                 issued_at=claims.issued_at, at=now, limits=signer.limits,
             )
         except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access

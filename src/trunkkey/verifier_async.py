@@ -153,7 +153,7 @@ class AsyncVerifier:
         outcome: SpendOutcome | Exception
         try:
             outcome = await self._ledger.spend(
-                claims.vehicle_id, claims.token_id, keep_until(claims, self.policy),
+                claims.vehicle_id, claims.token_id, keep_until(claims),
                 issued_at=claims.issued_at, at=now, limits=signer.limits,
             )
         except Exception as exc:  # noqa: BLE001 -- any ledger fault denies access
