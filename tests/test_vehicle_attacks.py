@@ -97,8 +97,10 @@ def test_a_clock_that_cannot_be_read_denies_with_clock_untrusted_and_never_raise
     assert bench.unit.present(token, action="trunk").allowed
 
 
-@pytest.mark.parametrize("answer", [T0 + 10.5, "1800000010", None.__class__, True])
-def test_a_clock_that_answers_something_other_than_whole_seconds_is_not_trusted(
+@pytest.mark.parametrize(
+    "answer", [T0 + 10.5, "1800000010", None.__class__, True, -1, 2**40, 2**63 - 1],
+)
+def test_a_clock_that_answers_something_other_than_unix_seconds_is_not_trusted(
     answer: object,
 ) -> None:
     bench = Bench()

@@ -374,7 +374,7 @@ class TimeKeeper:
         return SyncOutcome(accepted=True, detail="clock re-synchronised", time=sync.time)
 
     def _read(self) -> int | None:
-        """The clock's reading, or ``None`` if it raised or answered no whole seconds.
+        """The clock's reading, or ``None`` if it raised or answered no Unix seconds.
 
         A real-time clock that fails is no reason for the unit to fail: it
         still boots and locks, refuses to decide (``clock_untrusted``) and
@@ -385,9 +385,12 @@ class TimeKeeper:
             clock: object = self._clock.now()
         except Exception:  # noqa: BLE001 -- whatever the hardware raises: no time
             clock = None
-        self.unreadable = type(clock) is not int
-        if type(clock) is not int:
+        # A glitch that reads negative or beyond any NumericDate is no time either:
+        # believed, it would set the floor where no sync could bring it back.
+        if type(clock) is not int or not 0 <= clock < MAX_TIME:
+            self.unreadable = True
             return None
+        self.unreadable = False
         if self._last_clock is not None:
             self._elapsed += max(0, clock - self._last_clock)
         self._last_clock = clock
