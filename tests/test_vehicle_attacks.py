@@ -333,3 +333,36 @@ def test_a_lost_ledger_beside_an_unreadable_time_file_refuses_the_boot(tmp_path:
     with pytest.raises(LedgerError, match="ledger recover"):
         VehicleUnit.boot(tmp_path, **parts)
     assert not (tmp_path / "ledger.sqlite").exists()
+
+
+# -- a time floor lost from a state directory -------------------------------------
+
+
+def test_a_time_floor_lost_beside_a_used_ledger_leaves_the_unit_untrusted_until_a_sync(
+    tmp_path: Path,
+) -> None:
+    # Without time.json a boot looked like a first install: floor 0, trusted,
+    # so a clock set back by a workshop tool made an expired token valid again.
+    world = World(start=T0, ledger="memory")
+    parts = _parts(world)
+    clock = parts["clock"]
+    assert isinstance(clock, ManualClock)
+    late = world.mint(VIN, courier=None, window=100)
+    unit = VehicleUnit.boot(tmp_path, **parts)
+    clock.advance(1000)
+    assert unit.present(late, action="trunk").reason is Reason.EXPIRED
+    unit.close()
+    (tmp_path / "time.json").unlink()
+    clock.set(T0 + 10)  # set back: the token would look valid again
+    again = VehicleUnit.boot(tmp_path, **parts)
+    assert again.clock_trusted is False
+    assert again.present(late, action="trunk").reason is Reason.CLOCK_UNTRUSTED
+    nonce = again.time_sync_nonce()
+    sync = make_time_sync(world.carmaker_key, vehicle_id=VIN, nonce=nonce, time=T0 + 1000)
+    assert again.apply_time_sync(sync).accepted
+    assert again.present(late, action="trunk").reason is Reason.EXPIRED
+    again.close()
+    # A reboot keeps the restored floor: the file is there again.
+    third = VehicleUnit.boot(tmp_path, **parts)
+    assert third.clock_trusted is True
+    third.close()

@@ -1,5 +1,5 @@
-"""A unit's state directory: one live unit per directory, and a ledger never
-silently replaced by an empty one.
+"""A unit's state directory: one live unit per directory, and neither the ledger
+nor the time floor silently replaced by a first install's.
 
 Two units over one directory would each keep "one opening at a time" on the
 same car, count the same boot twice, and fork the access log (each builds
@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from ..errors import LedgerError
 from ..ledger.sqlite import SqliteLedger
-from .timekeeping import FileTimeStore
+from .timekeeping import FileTimeStore, TimeState
 
 LOCK_FILE = "unit.lock"
 LEDGER_FILE = "ledger.sqlite"
@@ -94,3 +94,26 @@ def open_ledger(state_dir: str | os.PathLike[str]) -> SqliteLedger:
             "(see docs/operations.md, 'Recovering a damaged ledger')"
         )
     return SqliteLedger.start_afresh(ledger, now=state.floor)
+
+
+class _LostFloor(FileTimeStore):
+    """A time file lost after the unit had run: unknown floor, untrusted until a sync."""
+
+    def load(self) -> TimeState | None:
+        state = super().load()
+        return TimeState(untrusted=True) if state is None else state
+
+
+def time_store(state_dir: str | os.PathLike[str], ledger: SqliteLedger) -> FileTimeStore:
+    """The unit's time store in ``state_dir``, given its (already open) ledger.
+
+    A missing time file reads as a first install: floor 0, trusted. Beside a
+    ledger whose journal has entries (a unit has booted here: each boot logs
+    one, after its time store was written) it was lost instead, and trusting
+    the clock at floor 0 would let one set back revive expired tokens. So
+    the unit comes up untrusted then, until the carmaker's time sync.
+    """
+    path = os.path.join(state_dir, TIME_FILE)
+    if os.path.lexists(path) or ledger.journal.size() == 0:
+        return FileTimeStore(path)
+    return _LostFloor(path)

@@ -58,7 +58,7 @@ from .events import EventBus, EventKind, Subscriber
 from .latch import Actuator, Latch
 from .logevents import recorder_for
 from .state import Opening, Outcome, UnitConfig, UnitState, refine
-from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
+from .timekeeping import SyncOutcome, TimeKeeper, TimeStateStore
 from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
 
 _WENT_BACK = "clock went back; awaiting time sync"
@@ -168,9 +168,9 @@ class VehicleUnit:
                     roots=roots, state_dir=path,
                 )
                 kwargs.setdefault("trust_state", path / TRUST_FILE)
+            ledger = _statelock.open_ledger(path)  # neither is a first install's after a loss
             return cls(
-                ledger=_statelock.open_ledger(path),  # not made afresh after a loss
-                time_store=FileTimeStore(path / _statelock.TIME_FILE),
+                ledger=ledger, time_store=_statelock.time_store(path, ledger),
                 **kwargs,  # type: ignore[arg-type]
             )
         unit, held = _statelock.holding(path, build)
