@@ -186,6 +186,9 @@ def test_a_scan_the_log_cannot_record_keeps_the_car_locked(
     monkeypatch.setattr(log, "append", full_disk)
     outcome = courier_present(car, token, courier, scan=ORDER)
     assert outcome.reason is Reason.LEDGER_UNAVAILABLE
+    assert outcome.detail == (
+        "the parcels scanned could not be recorded; token spent, car stays locked"
+    )
     assert car.body.locked
     assert car.body.trunk_openings == 0
     # Spent, as after a failed actuator: a second try is not a second chance.

@@ -110,12 +110,12 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_vehicle_unit.py", "test_vehicle_timekeeping.py", "test_vehicle_consent.py",
         "test_vehicle_events.py", "test_attacks.py", "test_resource_bounds.py",
         "test_vehicle_accesslog.py",
-        "test_parcels_vehicle.py", "test_observe.py", "test_sealed.py",
+        "test_parcels_vehicle.py", "test_observe.py", "test_sealed.py", "test_vehicle_attacks.py",
     ),
     "vehicle/latch": (
         "test_vehicle_unit.py", "test_vehicle_receipt.py", "test_vehicle_events.py",
         "test_vehicle_consent.py", "test_attacks.py", "test_vehicle_accesslog.py",
-        "test_parcels_vehicle.py",
+        "test_parcels_vehicle.py", "test_vehicle_attacks.py",
     ),
     "consent/chain": (
         "test_consent_chain.py", "test_consent_verifier.py", "test_consent_revocation.py",

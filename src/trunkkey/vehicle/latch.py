@@ -59,6 +59,24 @@ class Latch:
         self._log = log
         #: The access-log index of the opening's entry, proven in its receipt.
         self._entry: int | None = None
+        #: Locking everything at boot raised, and no lock has succeeded since.
+        self.boot_lock_failed = False
+
+    def lock_at_boot(self) -> None:
+        """Lock everything, whatever the car was doing when the last unit died.
+
+        If that raises, :meth:`expire` tries again, as for a relock, until a
+        lock succeeds: a trunk left open by a crash must not stay unlatched
+        because the body controller refused once.
+        """
+        try:
+            self._actuator.lock_all()
+        except Exception:  # noqa: BLE001 -- nothing was opened by this unit yet
+            self.boot_lock_failed = True
+            # Perhaps nobody has subscribed yet: the bus keeps it for the first subscriber.
+            self._events.emit(EventKind.ACTUATOR_FAILED, at=None, detail="lock at boot failed")
+            return
+        self.boot_lock_failed = False
 
     def open(
         self, wanted: Action, claims: TokenClaims, now: int, entry: int | None,
@@ -111,6 +129,8 @@ class Latch:
         """Relock after the timeout, or at once if the clock cannot be trusted."""
         opening = self.opening
         if opening is None:
+            if self.boot_lock_failed:
+                self.lock_at_boot()
             return
         reading = self._time.reading()
         if now is None:
@@ -134,6 +154,7 @@ class Latch:
             )
             return
         self.opening = None
+        self.boot_lock_failed = False  # the car is locked now, whatever failed at boot
         self._events.emit(EventKind.RELOCKED, at=at, token_id=opening.token_id, detail=cause)
         entry, self._entry, self._log.pinned = self._entry, None, None
         evidence = None

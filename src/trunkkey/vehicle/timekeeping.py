@@ -230,7 +230,10 @@ class TimeKeeper:
         # must come up (and lock the car) even on a failing store, and the
         # next checkpoint writes the count with the floor.
         self._write(replace(state, boot=state.boot + 1))
-        self._last_clock = clock.now()
+        #: The last good reading; ``None`` until the clock has answered once.
+        self._last_clock: int | None = None
+        #: Whether the last read failed (raised, or answered no whole seconds).
+        self.unreadable = False
         self._elapsed = 0
         # Read the clock at boot, so the floor starts from what the unit first saw.
         self.now()
@@ -261,7 +264,10 @@ class TimeKeeper:
         state = self._state
         if state.untrusted:
             return None
-        reading = self._read() + state.offset
+        raw = self._read()
+        if raw is None:
+            return None
+        reading = raw + state.offset
         if reading < state.floor - self._skew:
             # Untrusted in memory even if the store refuses the write: this
             # boot stays closed, and the next boot sees the same rollback.
@@ -296,7 +302,10 @@ class TimeKeeper:
         back within the skew just before an opening would keep the trunk open
         that much longer.
         """
-        return self._read() + self._state.offset
+        raw = self._read()
+        # An unreadable clock makes now() None, which relocks at once anyway.
+        last = raw if raw is not None else self._last_clock or 0
+        return last + self._state.offset
 
     def monotonic(self) -> int:
         """Seconds the clock ran forward while the unit watched it, this boot.
@@ -335,6 +344,9 @@ class TimeKeeper:
                 accepted=False, detail="time sync answers no outstanding nonce (replayed?)"
             )
         self._nonce = None
+        raw = self._read()
+        if raw is None:
+            return SyncOutcome(accepted=False, detail="the clock cannot be read", time=sync.time)
         state = self._state
         if sync.time < state.floor - self._skew:
             # The floor never moves back, not even for the carmaker: spent
@@ -344,7 +356,7 @@ class TimeKeeper:
             )
         synced = replace(
             state,
-            offset=sync.time - self._read(),
+            offset=sync.time - raw,
             floor=max(state.floor, sync.time),
             untrusted=False,
         )
@@ -361,9 +373,26 @@ class TimeKeeper:
         self._state = self._persisted = synced
         return SyncOutcome(accepted=True, detail="clock re-synchronised", time=sync.time)
 
-    def _read(self) -> int:
-        clock = self._clock.now()
-        self._elapsed += max(0, clock - self._last_clock)
+    def _read(self) -> int | None:
+        """The clock's reading, or ``None`` if it raised or answered no Unix seconds.
+
+        A real-time clock that fails is no reason for the unit to fail: it
+        still boots and locks, refuses to decide (``clock_untrusted``) and
+        relocks at once, as for a clock that went back — but only while it
+        fails, since a failed read says nothing about the time.
+        """
+        try:
+            clock: object = self._clock.now()
+        except Exception:  # noqa: BLE001 -- whatever the hardware raises: no time
+            clock = None
+        # A glitch that reads negative or beyond any NumericDate is no time either:
+        # believed, it would set the floor where no sync could bring it back.
+        if type(clock) is not int or not 0 <= clock < MAX_TIME:
+            self.unreadable = True
+            return None
+        self.unreadable = False
+        if self._last_clock is not None:
+            self._elapsed += max(0, clock - self._last_clock)
         self._last_clock = clock
         return clock
 

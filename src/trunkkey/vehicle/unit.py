@@ -43,7 +43,6 @@ from ..errors import AccessDenied, InvalidRequest
 from ..geo import Location
 from ..keys import VerificationKey
 from ..ledger.base import Ledger
-from ..ledger.sqlite import SqliteLedger
 from ..logentry import EntryKind, LogEntry
 from ..observe import DecisionHook, DecisionLog
 from ..parcels import ParcelRecord
@@ -52,17 +51,19 @@ from ..sealed import CarKeyring
 from ..signing import SigningBackend, signing_backend
 from ..trust import TrustStore
 from ..verifier import Decision, Verifier
+from . import _statelock
 from .accesslog import AccessLog, attach_log
 from .challenge import ChallengeBook
 from .events import EventBus, EventKind, Subscriber
 from .latch import Actuator, Latch
 from .logevents import recorder_for
 from .state import Opening, Outcome, UnitConfig, UnitState, refine
-from .timekeeping import FileTimeStore, SyncOutcome, TimeKeeper, TimeStateStore
+from .timekeeping import SyncOutcome, TimeKeeper, TimeStateStore
 from .updates import TRUST_FILE, ConsentUpdates, UpdateOutcome, consent_verifier
 
 _WENT_BACK = "clock went back; awaiting time sync"
 _UNPERSISTED = "trusted time could not be persisted; refusing to decide"
+_UNREADABLE = "the clock cannot be read; refusing to decide"
 
 
 Positioning = Callable[[], Location | None]
@@ -136,14 +137,9 @@ class VehicleUnit:
             vehicle_key=vehicle_key, relock_timeout=self._config.relock_timeout, log=self._log,
         )
         self._clock_alarm_raised = False
-        self._boot_lock_failed = False
+        self._held: int | None = None  # the state directory's lock (boot only)
         # Whatever the car was doing when the last unit died, it starts locked.
-        try:
-            actuator.lock_all()
-        except Exception:  # noqa: BLE001 -- nothing was opened by this unit yet
-            self._boot_lock_failed = True
-            # Nobody has subscribed yet: the bus keeps it for the first subscriber.
-            self._events.emit(EventKind.ACTUATOR_FAILED, at=None, detail="lock at boot failed")
+        self._latch.lock_at_boot()
 
     @classmethod
     def boot(
@@ -156,34 +152,39 @@ class VehicleUnit:
         """A unit whose ledger and trusted time live in ``state_dir`` (durable).
 
         Booting again over the same directory is a reboot: every token the
-        previous unit accepted stays spent, and the time floor stays. With
+        previous unit accepted stays spent, and the time floor stays; a boot
+        over the directory of a unit still running raises ``LedgerError``. With
         ``roots`` (the carmaker root keys provisioned at enrolment) the unit
         verifies consent chains, and its revocation list, daily-limit counts
         and trust updates persist in ``state_dir`` too.
         """
         path = Path(state_dir)
         path.mkdir(parents=True, exist_ok=True)
-        if roots is not None:
-            kwargs["consent"] = consent_verifier(
-                vehicle_id=kwargs["vehicle_id"],  # type: ignore[arg-type]
-                vehicle_key=kwargs["vehicle_key"],  # type: ignore[arg-type]
-                roots=roots, state_dir=path,
+        def build() -> VehicleUnit:  # with the directory held, until close() (_statelock)
+            if roots is not None:
+                kwargs["consent"] = consent_verifier(
+                    vehicle_id=kwargs["vehicle_id"],  # type: ignore[arg-type]
+                    vehicle_key=kwargs["vehicle_key"],  # type: ignore[arg-type]
+                    roots=roots, state_dir=path,
+                )
+                kwargs.setdefault("trust_state", path / TRUST_FILE)
+            ledger = _statelock.open_ledger(path)  # neither is a first install's after a loss
+            return cls(
+                ledger=ledger, time_store=_statelock.time_store(path, ledger),
+                **kwargs,  # type: ignore[arg-type]
             )
-            kwargs.setdefault("trust_state", path / TRUST_FILE)
-        return cls(
-            ledger=SqliteLedger(path / "ledger.sqlite"),
-            time_store=FileTimeStore(path / "time.json"),
-            **kwargs,  # type: ignore[arg-type]
-        )
+        unit, held = _statelock.holding(path, build)
+        unit._held = held
+        return unit
 
     def close(self) -> None:
-        """Shut down cleanly: the floor goes to the store, the ledger is released.
-
-        Nothing is unlocked. A power cut (no ``close()``) loses only floor that
-        no decision relied on.
-        """
+        """Shut down cleanly: the floor goes to the store, the ledger and (booted) the
+        directory are released. Nothing is unlocked. A power cut (no ``close()``) loses
+        only floor that no decision relied on."""
         self._time.checkpoint()
         self._ledger.close()
+        held, self._held = self._held, None
+        _statelock.release(held)
 
     def __repr__(self) -> str:
         return f"VehicleUnit({self._vehicle!r}, {self.state.value}, boot={self._time.boot})"
@@ -252,8 +253,9 @@ class VehicleUnit:
 
     @property
     def boot_lock_failed(self) -> bool:
-        """True if locking everything at boot raised: the car may not be locked."""
-        return self._boot_lock_failed
+        """True if locking everything at boot raised and no lock has succeeded since
+        (``tick()`` retries it): the car may not be locked."""
+        return self._latch.boot_lock_failed
 
     # -- the courier's exchange ---------------------------------------------
     def challenge(self) -> bytes:
@@ -262,7 +264,7 @@ class VehicleUnit:
         if now is None:
             self._events.emit(
                 EventKind.ACCESS_DENIED, at=None, reason=Reason.CLOCK_UNTRUSTED,
-                detail="no challenge while the clock is untrusted" if why == _WENT_BACK
+                detail="no challenge while the clock is untrusted" if why != _UNPERSISTED
                 else "no challenge while trusted time cannot be persisted",
             )
             raise AccessDenied(Reason.CLOCK_UNTRUSTED, why)
@@ -444,10 +446,10 @@ class VehicleUnit:
         now = self._time.decision_time()
         if now is not None:
             return now, ""
-        if self._time.trusted:
-            return None, _UNPERSISTED
-        self._clock_alarm()
-        return None, _WENT_BACK
+        if not self._time.trusted:
+            self._clock_alarm()
+            return None, _WENT_BACK
+        return None, _UNREADABLE if self._time.unreadable else _UNPERSISTED
 
     def _clock_alarm(self) -> None:
         if not self._clock_alarm_raised:
@@ -465,12 +467,9 @@ class VehicleUnit:
         return where if isinstance(where, Location) else None
 
     def _record_scan(self, now: int, claims: TokenClaims, parcels: ParcelRecord) -> bool:
-        """Write which parcels were scanned, durably, before the actuator moves.
-
-        ``False`` if the log cannot write: the car then stays locked (the token
-        is spent, as after a failed actuator) rather than open with no record
-        of what the courier claimed to bring or take.
-        """
+        """Write which parcels were scanned, durably, before the actuator moves; ``False``
+        if the log cannot: the car then stays locked (the token is spent, as after a failed
+        actuator) rather than open with no record of what the courier claimed to bring or take."""
         try:
             self._log.append(LogEntry(
                 kind=EntryKind.PARCELS_SCANNED, at=now, boot=self._time.boot,
