@@ -232,6 +232,27 @@ class TestLedgerContract:
             assert ledger.consume(VEHICLE, bytes([i]), NOW + 1000) is False
 
     @pytest.mark.parametrize(
+        ("now", "limit"),
+        [(NOW * 1000, None), (-1, None), (float(NOW), None), (True, None), (str(NOW), None),
+         (NOW, -1), (NOW, 1.0), (NOW, True), (NOW, "10")],
+        ids=["milliseconds", "negative", "float", "bool", "text",
+             "negative-limit", "float-limit", "bool-limit", "text-limit"],
+    )
+    def test_prune_refuses_a_time_or_limit_it_cannot_trust_and_forgets_nothing(
+        self, backend: Backend, now: object, limit: object
+    ) -> None:
+        # Pruning deletes the only record that a token was spent: a "now" in
+        # milliseconds would forget every live token, so every ledger refuses
+        # the same requests (ledger.base.check_prune) before touching anything.
+        ledger = backend.open()
+        until = real_future() if backend.self_expiring else NOW + 100
+        assert ledger.consume(VEHICLE, b"live", until) is True
+        with pytest.raises(InvalidRequest):
+            ledger.prune(now, limit=limit)  # type: ignore[arg-type]
+        assert ledger.consume(VEHICLE, b"live", until) is False
+        assert ledger.count() == 1
+
+    @pytest.mark.parametrize(
         ("vehicle", "token"),
         [
             ("", b"t"),

@@ -163,6 +163,24 @@ def check_key(vehicle_id: str, token_id: bytes) -> bytes:
     return raw
 
 
+#: No token expires after this second (``claims.MAX_TIME``, year 36812): a
+#: later "now" for :meth:`Ledger.prune` is a mistake — milliseconds for seconds —
+#: that would forget every spent token still live.
+_MAX_PRUNE_TIME = 2**40
+
+
+def check_prune(now: int, limit: int | None) -> None:
+    """Validate a :meth:`Ledger.prune` request; every ledger calls this first.
+
+    Pruning deletes the only record that a token was spent, so a ``now`` that
+    is not Unix seconds is refused rather than believed.
+    """
+    if type(now) is not int or not (0 <= now < _MAX_PRUNE_TIME):
+        raise InvalidRequest("prune's now must be an int of Unix seconds")
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise InvalidRequest("limit must be a non-negative int or None")
+
+
 def check_spend(  # noqa: PLR0917 -- mirrors Ledger.spend, argument for argument
     vehicle_id: str,
     token_id: bytes,

@@ -13,6 +13,7 @@ from .base import (
     DailyLimit,
     SpendOutcome,
     check_key,
+    check_prune,
     check_spend,
 )
 
@@ -114,6 +115,7 @@ class MemoryLedger:
             bucket.append(key)
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
+        check_prune(now, limit)
         removed = 0
         with self._lock:
             heap, buckets, spent = self._expiries, self._buckets, self._spent

@@ -55,7 +55,7 @@ from ..errors import InvalidRequest, LedgerError
 from ..observe import describe_error
 from ._deadline import WATCHDOG, remaining
 from ._pg_settings import check_session
-from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
+from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_prune, check_spend
 
 DEFAULT_TABLE = "trunkkey_spent"
 #: One call's whole budget: pool wait, connect, statements.
@@ -424,10 +424,9 @@ class PostgresLedger:
         Then the daily counters of days before yesterday (UTC), as many again at
         most; they are not in the returned count, which is of spent tokens.
         """
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidRequest("limit must be a non-negative int or None")
-        removed = self._delete_in_batches(self._delete_batch, int(now), limit)
-        self._delete_in_batches(self._delete_days, int(now) // DAY_SECONDS - 1, limit)
+        check_prune(now, limit)
+        removed = self._delete_in_batches(self._delete_batch, now, limit)
+        self._delete_in_batches(self._delete_days, now // DAY_SECONDS - 1, limit)
         return removed
 
     def _delete_in_batches(self, statement: Any, before: int, limit: int | None) -> int:

@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ..errors import InvalidRequest, LedgerError
+from ..errors import LedgerError
 from ._async_deadline import within
 from ._pg_settings import PIN, QUERY, confirm_pinned, judge_session
-from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_spend
+from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_prune, check_spend
 from .postgres import (
     DEFAULT_PRUNE_BATCH,
     DEFAULT_TABLE,
@@ -247,10 +247,9 @@ class AsyncPostgresLedger:
 
     async def prune(self, now: int, *, limit: int | None = None) -> int:
         """As :meth:`trunkkey.ledger.postgres.PostgresLedger.prune`."""
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidRequest("limit must be a non-negative int or None")
-        removed = await self._delete_in_batches("_delete_batch", int(now), limit)
-        await self._delete_in_batches("_delete_days", int(now) // DAY_SECONDS - 1, limit)
+        check_prune(now, limit)
+        removed = await self._delete_in_batches("_delete_batch", now, limit)
+        await self._delete_in_batches("_delete_days", now // DAY_SECONDS - 1, limit)
         return removed
 
     async def _delete_in_batches(self, name: str, before: int, limit: int | None) -> int:

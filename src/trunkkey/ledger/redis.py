@@ -66,7 +66,7 @@ from ._redis_rules import (
     unconfirmed,
     wait_budget_ms,
 )
-from .base import DailyLimit, SpendOutcome
+from .base import DailyLimit, SpendOutcome, check_prune
 
 #: One spend's whole budget: connect, script, WAIT. A car owner waits at most
 #: this long for a "ledger unavailable" answer instead of forever.
@@ -289,8 +289,9 @@ class RedisLedger:
     def _failure(self, exc: Exception) -> LedgerError:
         return failure(self._where, exc)
 
-    def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
+    def prune(self, now: int, *, limit: int | None = None) -> int:
         """Nothing to do: Redis expires each token and counter by itself."""
+        check_prune(now, limit)  # refused as every ledger refuses it
         self._live()
         return 0
 

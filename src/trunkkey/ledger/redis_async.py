@@ -47,7 +47,7 @@ from ._redis_rules import (
     unconfirmed,
     wait_budget_ms,
 )
-from .base import DailyLimit, SpendOutcome
+from .base import DailyLimit, SpendOutcome, check_prune
 from .redis import DEFAULT_PREFIX, DEFAULT_TIMEOUT_S
 
 _T = TypeVar("_T")
@@ -225,8 +225,9 @@ class AsyncRedisLedger:
         outcome = await self.spend(vehicle_id, token_id, keep_until, issued_at=0, at=0)
         return outcome is SpendOutcome.FIRST_USE
 
-    async def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002
+    async def prune(self, now: int, *, limit: int | None = None) -> int:
         """Nothing to do: Redis expires each token and counter by itself."""
+        check_prune(now, limit)  # refused as every ledger refuses it
         if self._closed:
             raise LedgerError("ledger is closed")
         return 0

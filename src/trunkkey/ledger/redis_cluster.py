@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import LedgerError
 from ._cluster_layout import Address, ClusterRouting, cluster_config
 from ._deadline import remaining
-from .base import DailyLimit, SpendOutcome, check_spend
+from .base import DailyLimit, SpendOutcome, check_prune, check_spend
 from .redis import DEFAULT_PREFIX, DEFAULT_TIMEOUT_S, RedisLedger
 
 
@@ -150,8 +150,9 @@ class RedisClusterLedger:
         outcome = self.spend(vehicle_id, token_id, keep_until, issued_at=0, at=0)
         return outcome is SpendOutcome.FIRST_USE
 
-    def prune(self, now: int, *, limit: int | None = None) -> int:  # noqa: ARG002 -- protocol
+    def prune(self, now: int, *, limit: int | None = None) -> int:
         """Nothing to do: Redis expires each token and counter by itself."""
+        check_prune(now, limit)  # refused as every ledger refuses it
         self._routing.check_open()
         return 0
 

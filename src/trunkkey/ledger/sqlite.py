@@ -49,7 +49,7 @@ from ._sqlite_file import (
 )
 from ._sqlite_journal import SqliteJournal, journal_append
 from ._sqlite_wal import wal_drops_commits
-from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_key, check_spend
+from .base import DAY_SECONDS, DailyLimit, SpendOutcome, check_key, check_prune, check_spend
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -449,7 +449,7 @@ class SqliteLedger:
             )
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
-        now = int(now)
+        check_prune(now, limit)
         stale_day = now // DAY_SECONDS - 1
 
         def work(conn: sqlite3.Connection) -> int:
@@ -459,7 +459,7 @@ class SqliteLedger:
                 cursor = conn.execute(
                     "DELETE FROM spent WHERE (vehicle, token_id) IN (SELECT vehicle, token_id "
                     "FROM spent WHERE keep_until < ? ORDER BY keep_until LIMIT ?)",
-                    (now, int(limit)),
+                    (now, limit),
                 )
             # A counter is read only for its own day and decisions are made at
             # "now", so days before yesterday can no longer be asked about.
