@@ -169,8 +169,8 @@ def check_key(vehicle_id: str, token_id: bytes) -> bytes:
 _MAX_PRUNE_TIME = 2**40
 
 
-def check_prune(now: int, limit: int | None) -> None:
-    """Validate a :meth:`Ledger.prune` request; every ledger calls this first.
+def check_prune(now: int, limit: int | None) -> int:
+    """Validate a :meth:`Ledger.prune` request and return ``now``; every ledger calls this first.
 
     Pruning deletes the only record that a token was spent, so a ``now`` that
     is not Unix seconds is refused rather than believed.
@@ -179,6 +179,7 @@ def check_prune(now: int, limit: int | None) -> None:
         raise InvalidRequest("prune's now must be an int of Unix seconds")
     if limit is not None and (type(limit) is not int or limit < 0):
         raise InvalidRequest("limit must be a non-negative int or None")
+    return now
 
 
 def check_spend(  # noqa: PLR0917 -- mirrors Ledger.spend, argument for argument

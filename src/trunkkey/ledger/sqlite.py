@@ -449,7 +449,7 @@ class SqliteLedger:
             )
 
     def prune(self, now: int, *, limit: int | None = None) -> int:
-        check_prune(now, limit)
+        now = check_prune(now, limit)
         stale_day = now // DAY_SECONDS - 1
 
         def work(conn: sqlite3.Connection) -> int:
