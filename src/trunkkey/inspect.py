@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from . import cbor
 from .claims import TokenClaims, decode_claims
-from .cose import HeaderProblem, ProtectedHeader, decode_protected, parse_sign1
+from .cose import HeaderProblem, ProtectedHeader, Typ, decode_protected, parse_sign1
 from .errors import DecodeError
 
 #: The largest token any :class:`~trunkkey.VerifierPolicy` can be set to accept.
@@ -39,3 +39,16 @@ def inspect_unverified(token: bytes) -> UnverifiedToken:
         header=header, claims=decode_claims(parts.payload), signature=parts.signature,
         size=len(token),
     )
+
+
+def open_unverified(signed: bytes, typ: Typ) -> tuple[ProtectedHeader, bytes] | None:
+    """The protected header and payload of a COSE_Sign1 of type ``typ``, UNVERIFIED.
+
+    ``None`` if its header is refused or names another type; :class:`DecodeError`
+    if it is no COSE_Sign1. For showing a grant or list, never for deciding.
+    """
+    parts = parse_sign1(signed)
+    header = decode_protected(parts.protected)
+    if isinstance(header, HeaderProblem) or header.typ != typ:
+        return None
+    return header, parts.payload

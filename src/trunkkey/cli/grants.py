@@ -25,8 +25,9 @@ from ..consent.grant import (
     sign_delegation,
     sign_root_grant,
 )
-from ..cose import HeaderProblem, ProtectedHeader, Typ, decode_protected, parse_sign1
+from ..cose import ProtectedHeader, Typ
 from ..errors import DecodeError
+from ..inspect import open_unverified
 from ._io import (
     EXIT_OK,
     TOKEN_FORMATS,
@@ -76,11 +77,10 @@ def open_grant(link: bytes, where: str) -> tuple[ProtectedHeader, Grant]:
     if len(link) == DIGEST_LENGTH:
         raise CliError(f"{where} names a grant by its digest; give the grant itself")
     try:
-        parts = parse_sign1(link)
-        header = decode_protected(parts.protected)
-        if isinstance(header, HeaderProblem) or header.typ != Typ.GRANT:
+        opened = open_unverified(link, Typ.GRANT)
+        if opened is None:
             raise CliError(f"{where} is not a grant (wrong or malformed protected header)")
-        return header, decode_grant(parts.payload)
+        return opened[0], decode_grant(opened[1])
     except DecodeError as exc:
         raise CliError(f"{where} is not a grant: {exc}") from None
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from ..consent.grant import DIGEST_LENGTH, grant_digest
 from ..consent.revocation import RevocationList, decode_revocations, sign_revocation_list
-from ..cose import HeaderProblem, ProtectedHeader, Typ, decode_protected, parse_sign1
+from ..cose import ProtectedHeader, Typ, parse_sign1
 from ..errors import DecodeError
+from ..inspect import open_unverified
 from ..keys import KID_LENGTH
 from ._io import (
     EXIT_OK,
@@ -88,11 +89,10 @@ def _read_list(data: bytes, option: str = "") -> tuple[ProtectedHeader, Revocati
     the option that gave it, named in errors)."""
     where = f" ({option})" if option else ""
     try:
-        parts = parse_sign1(data)
-        header = decode_protected(parts.protected)
-        if isinstance(header, HeaderProblem) or header.typ != Typ.REVOCATION_LIST:
+        opened = open_unverified(data, Typ.REVOCATION_LIST)
+        if opened is None:
             raise CliError(f"not a revocation list{where} (wrong or malformed protected header)")
-        return header, decode_revocations(parts.payload)
+        return opened[0], decode_revocations(opened[1])
     except DecodeError as exc:
         raise CliError(f"not a revocation list{where}: {exc}") from None
 
